@@ -1,0 +1,36 @@
+"""Build the Cython kernels.
+
+``SKRNN_DEBUG_BUILD=1`` compiles them with bounds and wrap-around checks on,
+so that an out-of-bounds access raises IndexError instead of corrupting
+memory (used by one CI step).
+"""
+
+import glob
+import os
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("SKRNN_DEBUG_BUILD", "0") not in ("", "0")
+
+directives = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": True,
+}
+
+extensions = [
+    Extension(
+        path[:-4].replace(os.sep, "."),
+        [path],
+        include_dirs=[np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
+        extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
+    )
+    for path in sorted(glob.glob(os.path.join("skrnn", "_engine", "*.pyx")))
+]
+
+setup(ext_modules=cythonize(extensions, compiler_directives=directives))
