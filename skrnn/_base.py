@@ -1,0 +1,479 @@
+"""BaseSequenceEstimator: parameters, validation and the training loop.
+
+The public estimators only add their loss, their target encoding and their
+``predict``; everything else — epochs, mini-batches, solvers, clipping, L2,
+early stopping, ``partial_fit``, ``warm_start``, divergence handling and
+progress output — lives here once.
+"""
+
+import sys
+import time
+import warnings
+from abc import ABCMeta, abstractmethod
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state, gen_batches
+from sklearn.utils._param_validation import (
+    Interval,
+    InvalidParameterError,
+    StrOptions,
+)
+from sklearn.utils.validation import (
+    _check_feature_names,
+    _check_sample_weight,
+    _get_feature_names,
+    check_is_fitted,
+)
+
+from . import optim
+from ._data import Sequences, check_sequences
+from ._engine import get_engine
+from ._engine.reference import CellSpec
+from ._network import Network
+
+_GRU_ACTIVATIONS = ("tanh", "logistic")
+
+
+class BaseSequenceEstimator(BaseEstimator, metaclass=ABCMeta):
+    """Base class of the recurrent estimators; see SPEC section 1.
+
+    Subclasses provide ``_loss``, ``_validate_targets`` and
+    ``_score_targets``.
+    """
+
+    _parameter_constraints = {
+        "cell": [StrOptions({"rnn", "gru"})],
+        "hidden_size": [Interval(Integral, 1, None, closed="left")],
+        "num_layers": [Interval(Integral, 1, None, closed="left")],
+        "bidirectional": ["boolean"],
+        "activation": [StrOptions({"tanh", "relu", "identity", "logistic"})],
+        "reset_after": ["boolean"],
+        "use_bias": ["boolean"],
+        "output": [StrOptions({"last", "sequence"})],
+        "solver": [StrOptions({"adam", "sgd", "rprop"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "clip_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "bptt_steps": [Interval(Integral, 1, None, closed="left"), None],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+        "dtype": [StrOptions({"float32", "float64"}), None],
+        "device": [StrOptions({"cpu", "cuda"})],
+    }
+
+    def __init__(
+        self,
+        cell="gru",
+        hidden_size=32,
+        num_layers=1,
+        bidirectional=False,
+        activation="tanh",
+        reset_after=True,
+        use_bias=True,
+        output="last",
+        solver="adam",
+        learning_rate_init=1e-3,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        alpha=1e-4,
+        clip_norm=5.0,
+        batch_size="auto",
+        max_iter=200,
+        tol=1e-4,
+        n_iter_no_change=10,
+        early_stopping=False,
+        validation_fraction=0.1,
+        bptt_steps=None,
+        shuffle=True,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        dtype=None,
+        device="cpu",
+    ):
+        self.cell = cell
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bidirectional = bidirectional
+        self.activation = activation
+        self.reset_after = reset_after
+        self.use_bias = use_bias
+        self.output = output
+        self.solver = solver
+        self.learning_rate_init = learning_rate_init
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.alpha = alpha
+        self.clip_norm = clip_norm
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.bptt_steps = bptt_steps
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.dtype = dtype
+        self.device = device
+
+    # ----------------------------------------------------------------- hooks
+    @abstractmethod
+    def _loss(self, z, y, w):
+        """``(weighted loss sum, gradient)`` of raw outputs z against y."""
+
+    @abstractmethod
+    def _validate_targets(self, y, seqs, reset, classes=None):
+        """Encode y for the network: ``(targets, attributes set on reset)``."""
+
+    @abstractmethod
+    def _score_targets(self, seqs, targets, sample_weight):
+        """The score of the current model on encoded targets."""
+
+    # ------------------------------------------------------------ validation
+    def _check_param_combination(self):
+        if self.cell == "gru" and self.activation not in _GRU_ACTIVATIONS:
+            raise InvalidParameterError(
+                f"The 'activation' parameter of {type(self).__name__} must be one of "
+                f"{_GRU_ACTIVATIONS} when cell='gru'. Got {self.activation!r} instead."
+            )
+        if self.bidirectional and self.bptt_steps is not None:
+            raise InvalidParameterError(
+                f"The 'bptt_steps' parameter of {type(self).__name__} must be None "
+                "when bidirectional=True: a backward direction needs the whole "
+                f"sequence. Got {self.bptt_steps!r} instead."
+            )
+
+    def _validate_X(self, X, reset):
+        """Validate X; on reset return the attributes it defines (not set yet)."""
+        name = type(self).__name__
+        if reset:
+            seqs = check_sequences(X, dtype=self.dtype)
+            D = seqs.values.shape[2]
+            attrs = {
+                "n_features_in_": seqs.values.shape[1] if seqs.form == "table" else D,
+                "_n_step_features": D,
+                "_fit_form_is_table": seqs.form == "table",
+                "_dtype": seqs.values.dtype,
+                "feature_names_in_": _get_feature_names(X),
+            }
+            return seqs, attrs
+        _check_feature_names(self, X, reset=False)
+        seqs = check_sequences(X, dtype=self._dtype)
+        width = seqs.values.shape[1] if seqs.form == "table" else seqs.values.shape[2]
+        if seqs.form == "table" and self._fit_form_is_table:
+            expected = self.n_features_in_
+        elif seqs.form == "table":
+            # a table is univariate: it fits a model with one feature per step
+            width, expected = 1, self._n_step_features
+        else:
+            expected = self._n_step_features
+        if width != expected:
+            raise ValueError(
+                f"X has {width} features, but {name} is expecting {expected} "
+                "features as input."
+            )
+        return seqs, {}
+
+    def _get_engine(self):
+        return get_engine(self.device)
+
+    # ------------------------------------------------------------- training
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to sequences X and targets y.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            A table (n_samples, n_timesteps) of univariate sequences, a 3-D
+            array (n_samples, n_timesteps, n_features) whose trailing all-NaN
+            steps are padding, or a list of arrays (T_i,) or (T_i, n_features).
+        y : array-like
+            One target per sequence (``output="last"``) or per valid step
+            (``output="sequence"``).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Per-sample weights; an integer weight counts as repetitions.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        self._validate_params()
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def _fit(self, X, y, sample_weight, incremental, classes=None):
+        self._check_param_combination()
+        reset = not (incremental or self.warm_start) or not hasattr(self, "_network")
+        # Everything is validated before anything on self changes.
+        seqs, x_attrs = self._validate_X(X, reset)
+        targets, y_attrs = self._validate_targets(y, seqs, reset, classes)
+        sample_weight = _check_sample_weight(sample_weight, seqs.values, dtype=np.float64)
+        engine = self._get_engine()
+        if reset:
+            for name, value in {**x_attrs, **y_attrs}.items():
+                if value is None and name == "feature_names_in_":
+                    self.__dict__.pop(name, None)
+                else:
+                    setattr(self, name, value)
+            self._initialize(seqs)
+        if self.early_stopping and not incremental:
+            train, val = self._validation_split(seqs, targets)
+        else:
+            train, val = np.arange(len(seqs.lengths)), None
+        n_epochs = 1 if incremental else self.max_iter
+        self._train(engine, seqs, targets, sample_weight, train, val, n_epochs)
+        return self
+
+    def _initialize(self, seqs):
+        self._random_state = check_random_state(self.random_state)
+        spec = CellSpec(self.cell, self.activation, self.reset_after, self.use_bias)
+        self._network = Network(
+            spec,
+            input_size=self._n_step_features,
+            hidden_size=self.hidden_size,
+            num_layers=self.num_layers,
+            bidirectional=self.bidirectional,
+            output=self.output,
+            n_outputs=self._n_head,
+            dtype=self._dtype,
+            random_state=self._random_state,
+        )
+        self.coefs_ = self._network.coefs
+        self._optimizer = self._make_optimizer()
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        if self.early_stopping:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+        else:
+            self.best_loss_ = np.inf
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+
+    def _make_optimizer(self):
+        lr = self.learning_rate_init
+        if self.solver == "sgd":
+            return optim.SGD(lr, momentum=self.momentum, nesterov=self.nesterovs_momentum)
+        if self.solver == "rprop":
+            return optim.Rprop(lr)
+        return optim.Adam(lr, beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
+
+    def _validation_split(self, seqs, targets):
+        idx = np.arange(len(seqs.lengths))
+        stratify = targets if self._stratify_split() else None
+        train, val = train_test_split(
+            idx,
+            random_state=self._random_state,
+            test_size=self.validation_fraction,
+            stratify=stratify,
+        )
+        if len(val) < 2:
+            raise ValueError(
+                "The validation set is too small. Increase 'validation_fraction' "
+                "or the size of your dataset."
+            )
+        return train, val
+
+    def _stratify_split(self):
+        return False
+
+    def _batch_size(self, n_samples):
+        if self.solver == "rprop":
+            return n_samples
+        if self.batch_size == "auto":
+            return min(200, n_samples)
+        return min(self.batch_size, n_samples)
+
+    def _train(self, engine, seqs, targets, sample_weight, train, val, n_epochs):
+        net = self._network
+        n_samples = len(train)
+        batch_size = self._batch_size(n_samples)
+        total_weight = float(sample_weight[train].sum())
+        # the weights before the latest update, restored if training diverges
+        previous = net.flat.copy()
+        if val is not None:
+            self._best_flat = net.flat.copy()
+        for _ in range(n_epochs):
+            start = time.perf_counter()
+            if self.shuffle:
+                train = train[self._random_state.permutation(n_samples)]
+            accumulated, diverged = 0.0, False
+            batches = list(gen_batches(n_samples, batch_size))
+            for b, batch in enumerate(batches):
+                idx = train[batch]
+                loss = self._step(engine, seqs, targets, sample_weight, idx, previous)
+                if loss is None:
+                    diverged = True
+                    break
+                accumulated += loss * float(sample_weight[idx].sum())
+                if self.verbose >= 2:
+                    _progress(b + 1, len(batches))
+            if diverged:
+                warnings.warn(
+                    "Training diverged (the loss or a weight became NaN or "
+                    "infinite); stopped and kept the weights from before the "
+                    "update that caused it. Try a smaller learning_rate_init.",
+                    ConvergenceWarning,
+                )
+                return
+            self.n_iter_ += 1
+            self.t_ += n_samples
+            self.loss_ = accumulated / total_weight if total_weight > 0 else 0.0
+            self.loss_curve_.append(self.loss_)
+            stop = self._update_no_improvement_count(seqs, targets, sample_weight, val)
+            if self.verbose:
+                score = (
+                    f", validation score = {self.validation_scores_[-1]:.6f}"
+                    if val is not None
+                    else ""
+                )
+                print(
+                    f"Epoch {self.n_iter_}, loss = {self.loss_:.8f}{score}, "
+                    f"{time.perf_counter() - start:.2f} s"
+                )
+            if stop:
+                break
+        else:
+            if n_epochs > 1:
+                warnings.warn(
+                    f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
+                    "reached and the optimization hasn't converged yet.",
+                    ConvergenceWarning,
+                )
+        if val is not None:
+            net.flat[:] = self._best_flat
+
+    def _step(self, engine, seqs, targets, sample_weight, idx, previous):
+        """One update on the samples ``idx``; None if it would diverge.
+
+        ``previous`` holds the weights from before the latest update: when
+        the loss or the gradient at the current weights is not finite, the
+        update that led here is undone.
+        """
+        net = self._network
+        lengths = seqs.lengths[idx]
+        w = sample_weight[idx]
+        rows = w.sum() if self.output == "last" else (w * lengths).sum()
+        if w.sum() <= 0:
+            return 0.0  # only zero-weight samples: nothing to learn from
+        loss = net.loss_grad(
+            engine,
+            seqs.values[idx],
+            lengths,
+            targets[idx],
+            (w / rows).astype(net.dtype),
+            self._loss,
+            self.bptt_steps,
+        )
+        # L2 on weights (not biases), scaled as MLP's: alpha / 2 * ||W||^2 / n
+        penalty_scale = self.alpha / w.sum()
+        masked = net.flat * net.weight_mask
+        loss += 0.5 * penalty_scale * float(masked @ net.flat)
+        net.grad += penalty_scale * masked
+        if not np.isfinite(loss) or not np.isfinite(net.grad).all():
+            net.flat[:] = previous
+            return None
+        if self.clip_norm is not None:
+            optim.clip_grad_norm({"coefs": net.grad}, self.clip_norm)
+        previous[:] = net.flat
+        self._optimizer.update({"coefs": net.flat}, {"coefs": net.grad})
+        if not np.isfinite(net.flat).all():
+            net.flat[:] = previous
+            return None
+        return loss
+
+    def _update_no_improvement_count(self, seqs, targets, sample_weight, val):
+        """MLP's stopping rule; returns whether to stop."""
+        if val is not None:
+            val_seqs = Sequences(seqs.values[val], seqs.lengths[val], seqs.form)
+            score = self._score_targets(val_seqs, targets[val], sample_weight[val])
+            self.validation_scores_.append(score)
+            if score < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_flat[:] = self._network.flat
+        else:
+            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            self.best_loss_ = min(self.best_loss_, self.loss_curve_[-1])
+        return self._no_improvement_count > self.n_iter_no_change
+
+    # ------------------------------------------------------------ inference
+    def _raw_predict(self, X):
+        """Validated X and the network's raw outputs for it."""
+        check_is_fitted(self)
+        seqs, _ = self._validate_X(X, reset=False)
+        raw = self._network.forward(self._get_engine(), seqs.values, seqs.lengths)
+        return seqs, raw
+
+    def score(self, X, y, sample_weight=None):
+        """R² (regressor) or accuracy (classifier) on X, y.
+
+        With ``output="sequence"`` every valid time step counts as one row,
+        weighted by its sample's weight.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences in any form ``fit`` accepts.
+        y : array-like
+            True targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Per-sample weights.
+
+        Returns
+        -------
+        score : float
+        """
+        check_is_fitted(self)
+        seqs, _ = self._validate_X(X, reset=False)
+        targets, _ = self._validate_targets(y, seqs, reset=False)
+        sample_weight = _check_sample_weight(sample_weight, seqs.values, dtype=np.float64)
+        return self._score_targets(seqs, targets, sample_weight)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        return tags
+
+
+def _progress(done, total, width=30):
+    """A one-line progress bar for ``verbose=2`` (tqdm's look without tqdm)."""
+    filled = width * done // total
+    end = "\n" if done == total else ""
+    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end=end,
+          file=sys.stdout, flush=True)

@@ -1,0 +1,224 @@
+"""SequenceClassifier: label encoding, logistic / softmax head, log-loss."""
+
+import numpy as np
+from scipy.special import expit, log_expit, log_softmax, softmax
+from sklearn.base import ClassifierMixin
+from sklearn.metrics import accuracy_score
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import column_or_1d
+
+from ._base import BaseSequenceEstimator
+from ._data import pack, split_step_targets, unpack
+from ._losses import binary_log_loss, multi_log_loss
+
+
+class SequenceClassifier(ClassifierMixin, BaseSequenceEstimator):
+    """Recurrent neural network classifier (Elman RNN or GRU).
+
+    A stack of recurrent layers read by a linear head with one logistic
+    output for two classes and a softmax over ``n_classes`` outputs
+    otherwise (as :class:`~sklearn.neural_network.MLPClassifier`), trained
+    on the log-loss; one label per sequence (``output="last"``) or per time
+    step (``output="sequence"``). Labels may be of any sortable hashable
+    type.
+
+    Parameters
+    ----------
+    cell, hidden_size, num_layers, bidirectional, activation, reset_after, \
+use_bias, output, solver, learning_rate_init, momentum, nesterovs_momentum, \
+beta_1, beta_2, epsilon, alpha, clip_norm, batch_size, max_iter, tol, \
+n_iter_no_change, early_stopping, validation_fraction, bptt_steps, shuffle, \
+random_state, warm_start, verbose, dtype, device
+        As for :class:`SequenceRegressor`. With ``early_stopping=True`` the
+        validation split is stratified (``output="last"``) and scored by
+        accuracy.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels, sorted.
+    coefs_ : dict of str to ndarray
+        Live parameters in PyTorch's state-dict layout (see
+        :class:`SequenceRegressor`).
+    n_outputs_ : int
+        Outputs of the head: 1 for two classes, else ``n_classes``.
+    n_features_in_, feature_names_in_, n_iter_, t_, loss_, loss_curve_, \
+best_loss_, validation_scores_, best_validation_score_
+        As for :class:`SequenceRegressor`; the loss is the log-loss.
+
+    See Also
+    --------
+    SequenceRegressor : The regressor.
+    sklearn.neural_network.MLPClassifier : The feed-forward model this follows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skrnn import SequenceClassifier
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.normal(size=(100, 6, 2))
+    >>> y = np.where(X[:, :, 0].sum(axis=1) > 0, "up", "down")
+    >>> clf = SequenceClassifier(hidden_size=8, learning_rate_init=0.01,
+    ...                          max_iter=60, random_state=0).fit(X, y)
+    >>> clf.classes_
+    array(['down', 'up'], dtype='<U4')
+    >>> clf.predict_proba(X[:2]).shape
+    (2, 2)
+    >>> clf.score(X, y) > 0.9
+    True
+    """
+
+    def _loss(self, z, y, w):
+        if len(self.classes_) == 2:
+            return binary_log_loss(z, y.astype(z.dtype), w)
+        return multi_log_loss(z, y, w)
+
+    def _validate_targets(self, y, seqs, reset, classes=None):
+        N = len(seqs.lengths)
+        if self.output == "last":
+            labels = column_or_1d(y, warn=True)
+            if len(labels) != N:
+                raise ValueError(f"y has {len(labels)} samples, but X has {N}.")
+            check_classification_targets(labels)
+        else:
+            ys = [column_or_1d(v) for v in split_step_targets(y, seqs)]
+            labels = np.concatenate(ys)
+            check_classification_targets(labels)
+        if reset:
+            found = np.unique(labels if classes is None else classes)
+            if len(found) < 2:
+                raise ValueError(
+                    f"{type(self).__name__} needs samples of at least 2 classes in "
+                    f"the data, but the data contains only one class: {found[0]!r}."
+                )
+        else:
+            found = self.classes_
+            if classes is not None and not np.array_equal(np.unique(classes), found):
+                raise ValueError(
+                    f"classes={classes!r} is not the same as on the first call to "
+                    f"partial_fit, {found!r}."
+                )
+        codes = np.searchsorted(found, labels)
+        unknown = (codes >= len(found)) | (found[np.minimum(codes, len(found) - 1)] != labels)
+        if unknown.any():
+            raise ValueError(
+                f"y contains labels not seen in classes_ {found!r}: "
+                f"{np.unique(labels[unknown])!r}."
+            )
+        if self.output == "sequence":
+            splits = np.cumsum(seqs.lengths)[:-1]
+            codes = pack(np.split(codes, splits), seqs.lengths, seqs.values.shape[1], np.intp)
+        attrs = {}
+        if reset:
+            n_head = 1 if len(found) == 2 else len(found)
+            attrs = {"classes_": found, "n_outputs_": n_head, "_n_head": n_head}
+        return codes, attrs
+
+    def _stratify_split(self):
+        return self.output == "last"
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """Run one epoch over X, y, starting from the current weights.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences, as for :meth:`fit`.
+        y : array-like
+            Labels, as for :meth:`fit`; all of them in ``classes``.
+        classes : array-like of shape (n_classes,), default=None
+            Every label there will be. Required on the first call, optional
+            (but then equal) on later calls.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Per-sample weights.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        if not hasattr(self, "_network"):
+            self._validate_params()
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    def _log_proba(self, raw):
+        if len(self.classes_) == 2:
+            z = raw[..., :1]
+            return np.concatenate([log_expit(-z), log_expit(z)], axis=-1)
+        return log_softmax(raw, axis=-1)
+
+    def _proba(self, raw):
+        if len(self.classes_) == 2:
+            p = expit(raw[..., :1])
+            return np.concatenate([1.0 - p, p], axis=-1)
+        return softmax(raw, axis=-1)
+
+    def predict_proba(self, X):
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences in any form ``fit`` accepts.
+
+        Returns
+        -------
+        proba : ndarray or list of ndarray, float64
+            (n_samples, n_classes), or per step (n_samples, n_timesteps,
+            n_classes) in X's form for ``output="sequence"`` (NaN at padded
+            steps of an array). Columns follow ``classes_``.
+        """
+        seqs, raw = self._raw_predict(X)
+        proba = self._proba(raw.astype(np.float64))
+        return proba if self.output == "last" else unpack(proba, seqs, fill=np.nan)
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`, computed stably.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences in any form ``fit`` accepts.
+
+        Returns
+        -------
+        log_proba : ndarray or list of ndarray, float64
+            As :meth:`predict_proba`.
+        """
+        seqs, raw = self._raw_predict(X)
+        log_proba = self._log_proba(raw.astype(np.float64))
+        return log_proba if self.output == "last" else unpack(log_proba, seqs, fill=np.nan)
+
+    def predict(self, X):
+        """Predict labels.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences in any form ``fit`` accepts.
+
+        Returns
+        -------
+        y : ndarray or list of ndarray
+            (n_samples,) labels, or for ``output="sequence"`` one label per
+            step in X's form (None at padded steps of an array).
+        """
+        seqs, raw = self._raw_predict(X)
+        labels = self.classes_[self._codes(raw)]
+        return labels if self.output == "last" else unpack(labels, seqs, fill=None)
+
+    def _codes(self, raw):
+        if len(self.classes_) == 2:
+            return (raw[..., 0] > 0).astype(np.intp)
+        return raw.argmax(axis=-1)
+
+    def _score_targets(self, seqs, targets, sample_weight):
+        raw = self._network.forward(self._get_engine(), seqs.values, seqs.lengths)
+        codes = self._codes(raw)
+        if self.output == "last":
+            return accuracy_score(targets, codes, sample_weight=sample_weight)
+        valid = np.arange(raw.shape[1])[None, :] < seqs.lengths[:, None]
+        weights = np.broadcast_to(sample_weight[:, None], valid.shape)[valid]
+        return accuracy_score(targets[valid], codes[valid], sample_weight=weights)

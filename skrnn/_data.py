@@ -1,0 +1,255 @@
+"""Every accepted form of X and y, turned into one padded batch.
+
+The estimators accept tables (one univariate sequence per row), 3-D arrays,
+NaN-padded 3-D arrays and lists of variable-length arrays (SPEC section 2).
+This module turns each into :class:`Sequences` — values (N, T, D) with
+zeros at padded steps, and lengths (N,) — and refuses bad input with an
+error that names the sample and step, before any model is touched.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.utils import check_array
+
+
+class Sequences(NamedTuple):
+    """A validated batch of sequences.
+
+    Attributes
+    ----------
+    values : ndarray of shape (N, T, D)
+        Batch-major data, zero at padded steps.
+    lengths : ndarray of shape (N,)
+        Valid steps of each sequence (>= 1).
+    form : {"table", "array", "list"}
+        The form X came in, so that outputs can be returned in the same form.
+    """
+
+    values: np.ndarray
+    lengths: np.ndarray
+    form: str
+
+
+def _float_dtype(dtype, source_dtypes):
+    """scikit-learn's rule: float32 stays float32, anything else is float64."""
+    if dtype is not None:
+        return np.dtype(dtype)
+    if all(d == np.float32 for d in source_dtypes):
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def _first_nonfinite(values):
+    """(index tuple, "NaN" or "infinity") of the first non-finite value, or None."""
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return None
+    idx = tuple(int(i[0]) for i in np.nonzero(bad))
+    return idx, "NaN" if np.isnan(values[idx]) else "infinity"
+
+
+def _raise_nonfinite(kind, sample, step, name="X"):
+    raise ValueError(f"Input {name} contains {kind} at sample {sample}, step {step}.")
+
+
+def _is_sequence_list(X):
+    """Whether a list or tuple holds one sequence per sample (rather than a table)."""
+    if not isinstance(X, (list, tuple)) or len(X) == 0:
+        return False
+    if any(isinstance(x, np.ndarray) for x in X):
+        return True
+    if all(isinstance(x, (list, tuple)) for x in X):
+        lens = {len(x) for x in X}
+        nested = any(isinstance(v, (list, tuple, np.ndarray)) for x in X for v in x)
+        return len(lens) > 1 or nested
+    return False
+
+
+def check_sequences(X, dtype=None):
+    """Validate X in any accepted form and pack it.
+
+    Parameters
+    ----------
+    X : array-like or list of array-like
+        A table (N, T), a 3-D array (N, T, D) whose trailing all-NaN steps
+        are padding, or a list of arrays (T_i,) or (T_i, D).
+    dtype : {"float32", "float64"} or None
+        The dtype of the result; None keeps float32 and turns anything
+        else into float64.
+
+    Returns
+    -------
+    Sequences
+        The packed batch.
+    """
+    if sp.issparse(X):
+        # scikit-learn's own wording for estimators that need dense data
+        check_array(X, accept_sparse=False)
+    if _is_sequence_list(X):
+        return _check_list(X, dtype)
+    arr = check_array(
+        X, dtype="numeric", allow_nd=True, ensure_all_finite=False, input_name="X"
+    )
+    if arr.ndim > 3:
+        raise ValueError(
+            f"Found array with dim {arr.ndim}, expected 2 (a table of univariate "
+            "sequences) or 3 (n_samples, n_timesteps, n_features)."
+        )
+    out_dtype = _float_dtype(dtype, [arr.dtype])
+    arr = arr.astype(out_dtype, copy=False)
+    N = arr.shape[0]
+    if arr.ndim == 2:
+        bad = _first_nonfinite(arr)
+        if bad is not None:
+            (i, t), kind = bad
+            _raise_nonfinite(kind, i, t)
+        return Sequences(arr[:, :, None], np.full(N, arr.shape[1], np.intp), "table")
+    if 0 in arr.shape[1:]:
+        raise ValueError(
+            f"Found array with shape {arr.shape}: every sample needs at least one "
+            "time step and one feature."
+        )
+    T = arr.shape[1]
+    # tslearn's convention: trailing time steps that are all NaN are padding.
+    step_is_nan = np.isnan(arr).all(axis=2)
+    n_trailing = np.argmin(step_is_nan[:, ::-1], axis=1)
+    n_trailing[step_is_nan.all(axis=1)] = T
+    lengths = (T - n_trailing).astype(np.intp)
+    if lengths.min() == 0:
+        i = int(np.argmin(lengths))
+        raise ValueError(f"Sample {i} of X has length 0 (all of its steps are NaN).")
+    valid = np.arange(T)[None, :] < lengths[:, None]
+    if (lengths < T).any():
+        arr = np.where(valid[:, :, None], arr, 0).astype(out_dtype, copy=False)
+    bad = _first_nonfinite(arr)
+    if bad is not None:
+        (i, t, _), kind = bad
+        _raise_nonfinite(kind, i, t)
+    return Sequences(arr, lengths, "array")
+
+
+def _check_list(X, dtype):
+    seqs = []
+    for i, x in enumerate(X):
+        if sp.issparse(x):
+            check_array(x, accept_sparse=False)
+        try:
+            a = check_array(
+                x,
+                dtype="numeric",
+                ensure_2d=False,
+                allow_nd=True,
+                ensure_all_finite=False,
+                ensure_min_samples=0,
+                input_name="X",
+            )
+        except ValueError as exc:
+            raise ValueError(f"Sample {i} of X: {exc}") from exc
+        if a.ndim == 1:
+            a = a[:, None]
+        if a.ndim != 2:
+            raise ValueError(
+                f"Sample {i} of X has {a.ndim} dimensions; each sequence must be "
+                "(T_i,) or (T_i, n_features)."
+            )
+        if a.shape[0] == 0:
+            raise ValueError(f"Sample {i} of X has length 0.")
+        if a.shape[1] == 0:
+            raise ValueError(f"Sample {i} of X has 0 features per step.")
+        if seqs and a.shape[1] != seqs[0].shape[1]:
+            raise ValueError(
+                f"Sample {i} of X has {a.shape[1]} features per step, but sample 0 "
+                f"has {seqs[0].shape[1]}."
+            )
+        bad = _first_nonfinite(a)
+        if bad is not None:
+            (t, _), kind = bad
+            _raise_nonfinite(kind, i, t)
+        seqs.append(a)
+    out_dtype = _float_dtype(dtype, [a.dtype for a in seqs])
+    lengths = np.array([len(a) for a in seqs], dtype=np.intp)
+    values = np.zeros((len(seqs), lengths.max(), seqs[0].shape[1]), dtype=out_dtype)
+    for i, a in enumerate(seqs):
+        values[i, : len(a)] = a
+    return Sequences(values, lengths, "list")
+
+
+def split_step_targets(y, seqs):
+    """Per-sample targets of a many-to-many model, cut to each sequence's length.
+
+    Parameters
+    ----------
+    y : array-like of shape (N, T[, K]) or list of N array-likes (T_i[, K])
+        One target per time step.
+    seqs : Sequences
+        The validated X.
+
+    Returns
+    -------
+    list of ndarray
+        ``y_i[:lengths[i]]`` for each sample.
+    """
+    N, T = seqs.values.shape[:2]
+    if isinstance(y, (list, tuple)):
+        ys = [np.asarray(v) for v in y]
+    else:
+        y = np.asarray(y)
+        if y.ndim < 2:
+            raise ValueError(
+                "y must hold one target per time step: an array (n_samples, "
+                f"n_timesteps[, n_targets]) or a list of arrays; got shape {y.shape}."
+            )
+        ys = list(y)
+    if len(ys) != N:
+        raise ValueError(f"y has {len(ys)} samples, but X has {N}.")
+    out = []
+    for i, (v, L) in enumerate(zip(ys, seqs.lengths)):
+        if v.ndim == 0 or v.ndim > 2:
+            raise ValueError(f"Sample {i} of y must be (T_i,) or (T_i, n_targets).")
+        if len(v) != L and not (seqs.form == "array" and len(v) == T):
+            raise ValueError(
+                f"Sample {i} of y has {len(v)} steps, but sample {i} of X has {L}."
+            )
+        if out and v.shape[1:] != out[0].shape[1:]:
+            raise ValueError(
+                f"Sample {i} of y has targets of shape {v.shape[1:]}, but sample 0 "
+                f"has {out[0].shape[1:]}."
+            )
+        out.append(v[:L])
+    return out
+
+
+def check_finite_targets(ys):
+    """Refuse NaN or infinity among regression targets, naming sample and step."""
+    for i, v in enumerate(ys):
+        bad = _first_nonfinite(v)
+        if bad is not None:
+            idx, kind = bad
+            _raise_nonfinite(kind, i, idx[0] if v.ndim > 0 else 0, name="y")
+
+
+def pack(ys, lengths, T, dtype, fill=0):
+    """Stack per-sample arrays (L_i, ...) into one (N, T, ...) array."""
+    out = np.full((len(ys), T) + ys[0].shape[1:], fill, dtype=dtype)
+    for i, (v, L) in enumerate(zip(ys, lengths)):
+        out[i, :L] = v
+    return out
+
+
+def unpack(values, seqs, fill):
+    """Per-step outputs (N, T, ...) returned in the form X came in.
+
+    A list for a list; an array for an array, with ``fill`` at padded steps.
+    """
+    if seqs.form == "list":
+        return [values[i, :L] for i, L in enumerate(seqs.lengths)]
+    T = values.shape[1]
+    valid = np.arange(T)[None, :] < seqs.lengths[:, None]
+    if valid.all():
+        return values
+    if fill is None:
+        values = values.astype(object)
+    values[~valid] = fill
+    return values

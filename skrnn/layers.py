@@ -1,0 +1,326 @@
+"""Recurrent layers: one direction of one layer, as building blocks.
+
+These are the parts the estimators are built on, offered to people who
+want to assemble or train a network by hand, as Darknet's RNN/GRU layers and
+the "TimeRNN" layer of *Deep Learning from Scratch 2* offer them: parameters
+and gradients in dicts, ``forward`` and ``backward`` over a whole batch of
+sequences, and a ``stateful`` mode for truncated BPTT over a long stream.
+"""
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from ._engine import get_engine
+from ._engine.reference import N_GATES, CellSpec
+
+__all__ = ["RNN", "GRU"]
+
+PARAM_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def init_params(spec, input_size, hidden_size, dtype, rng):
+    """Draw a layer's parameters as PyTorch does: U(-1/sqrt(H), 1/sqrt(H)).
+
+    Parameters
+    ----------
+    spec : CellSpec
+        The cell; decides the number of gates and whether biases exist.
+    input_size, hidden_size : int
+        D and H.
+    dtype : numpy dtype
+        The parameters' dtype.
+    rng : numpy.random.RandomState
+        The source of randomness.
+
+    Returns
+    -------
+    params : dict
+        ``weight_ih`` (G*H, D), ``weight_hh`` (G*H, H) and, with biases,
+        ``bias_ih``, ``bias_hh`` (G*H,).
+    """
+    gh = N_GATES[spec.cell] * hidden_size
+    shapes = {
+        "weight_ih": (gh, input_size),
+        "weight_hh": (gh, hidden_size),
+        "bias_ih": (gh,),
+        "bias_hh": (gh,),
+    }
+    bound = 1.0 / np.sqrt(hidden_size)
+    return {
+        name: rng.uniform(-bound, bound, size=shapes[name]).astype(dtype)
+        for name in param_names(spec)
+    }
+
+
+def param_names(spec):
+    """The parameter names of a layer with this spec, in storage order."""
+    return PARAM_NAMES if spec.use_bias else PARAM_NAMES[:2]
+
+
+class _RecurrentLayer:
+    """One direction of one recurrent layer (shared by RNN and GRU)."""
+
+    _cell = None
+
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        *,
+        activation="tanh",
+        reset_after=True,
+        use_bias=True,
+        stateful=False,
+        dtype="float32",
+        random_state=None,
+    ):
+        if int(input_size) < 1 or int(hidden_size) < 1:
+            raise ValueError(
+                f"input_size and hidden_size must be >= 1, got {input_size} and "
+                f"{hidden_size}."
+            )
+        allowed = {"rnn": ("tanh", "relu", "identity", "logistic")}.get(
+            self._cell, ("tanh", "logistic")
+        )
+        if activation not in allowed:
+            raise ValueError(
+                f"activation must be one of {allowed} for {type(self).__name__}, "
+                f"got {activation!r}."
+            )
+        self.input_size = int(input_size)
+        self.hidden_size = int(hidden_size)
+        self.stateful = stateful
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}.")
+        self.spec = CellSpec(self._cell, activation, bool(reset_after), bool(use_bias))
+        rng = check_random_state(random_state)
+        self.params = init_params(
+            self.spec, self.input_size, self.hidden_size, self.dtype, rng
+        )
+        self.grads = {}
+        self.dh0 = None
+        self.h = None
+        self._engine = get_engine("cpu")
+        self._saved = None
+
+    def reset_state(self):
+        """Forget the state carried between calls (``stateful=True``)."""
+        self.h = None
+
+    def forward(self, X, h0=None, lengths=None):
+        """Run the layer over a batch of sequences.
+
+        Parameters
+        ----------
+        X : array-like of shape (N, T, D)
+            Inputs, batch first.
+        h0 : array-like of shape (N, H), default=None
+            Initial state. None: zeros, or with ``stateful=True`` the state
+            left by the previous call.
+        lengths : array-like of shape (N,), default=None
+            Valid steps per sequence (1 <= lengths <= T); None: all T.
+
+        Returns
+        -------
+        outputs : ndarray of shape (N, T, H)
+            The state after each step, zero at padded steps.
+        h_last : ndarray of shape (N, H)
+            The state at each sequence's last valid step.
+        """
+        X = np.asarray(X, dtype=self.dtype)
+        if X.ndim != 3 or X.shape[2] != self.input_size or 0 in X.shape:
+            raise ValueError(
+                f"X must have shape (N, T, {self.input_size}) with N, T >= 1, "
+                f"got {X.shape}."
+            )
+        N, T, _ = X.shape
+        H = self.hidden_size
+        lengths = np.full(N, T, dtype=np.intp) if lengths is None else lengths
+        lengths = np.asarray(lengths)
+        if lengths.shape != (N,) or lengths.min() < 1 or lengths.max() > T:
+            raise ValueError(f"lengths must be N={N} integers in [1, {T}].")
+        lengths = lengths.astype(np.intp)
+        if h0 is None:
+            h0 = self.h if self.stateful and self.h is not None else np.zeros((N, H))
+        h0 = np.asarray(h0, dtype=self.dtype)
+        if h0.shape != (N, H):
+            raise ValueError(f"h0 must have shape ({N}, {H}), got {h0.shape}.")
+        self._check_params()
+        # The engines want time-major data sorted by length, longest first.
+        order = np.argsort(-lengths, kind="stable")
+        x = np.ascontiguousarray(X[order].transpose(1, 0, 2))
+        out, h_last, cache = self._engine.forward(
+            self.spec, self.params, x, lengths[order], np.ascontiguousarray(h0[order])
+        )
+        inverse = np.argsort(order)
+        h_last = h_last[inverse]
+        self._saved = (order, inverse, T, cache)
+        if self.stateful:
+            self.h = h_last.copy()
+        return out.transpose(1, 0, 2)[inverse], h_last
+
+    def backward(self, d_outputs, d_h_last=None):
+        """Backpropagate through the last ``forward`` call.
+
+        Fills ``grads`` (same keys as ``params``) and ``dh0``, the gradient
+        with respect to the initial state.
+
+        Parameters
+        ----------
+        d_outputs : array-like of shape (N, T, H)
+            Gradient of the loss with respect to ``outputs``.
+        d_h_last : array-like of shape (N, H), default=None
+            Gradient with respect to ``h_last``.
+
+        Returns
+        -------
+        dX : ndarray of shape (N, T, D)
+            Gradient with respect to ``X`` (zero at padded steps).
+        """
+        if self._saved is None:
+            raise RuntimeError("backward() needs a forward() call first.")
+        order, inverse, T, cache = self._saved
+        N = len(order)
+        d_outputs = np.asarray(d_outputs, dtype=self.dtype)
+        if d_outputs.shape != (N, T, self.hidden_size):
+            raise ValueError(
+                f"d_outputs must have the shape of forward's outputs, "
+                f"{(N, T, self.hidden_size)}, got {d_outputs.shape}."
+            )
+        d_out = np.ascontiguousarray(d_outputs[order].transpose(1, 0, 2))
+        if d_h_last is not None:
+            d_h_last = np.asarray(d_h_last, dtype=self.dtype)
+            if d_h_last.shape != (N, self.hidden_size):
+                raise ValueError("d_h_last must have the shape of forward's h_last.")
+            d_h_last = np.ascontiguousarray(d_h_last[order])
+        dx, dh0, grads = self._engine.backward(
+            self.spec, self.params, cache, d_out, d_h_last
+        )
+        self.grads = grads
+        self.dh0 = dh0[inverse]
+        return dx.transpose(1, 0, 2)[inverse]
+
+    def _check_params(self):
+        for name, value in self.params.items():
+            if value.dtype != self.dtype or not value.flags.c_contiguous:
+                self.params[name] = np.ascontiguousarray(value, dtype=self.dtype)
+
+
+class RNN(_RecurrentLayer):
+    """Elman recurrent layer: h' = act(W_ih x + b_ih + W_hh h + b_hh).
+
+    Parameters
+    ----------
+    input_size : int
+        Features per step, D.
+    hidden_size : int
+        Units, H.
+    activation : {"tanh", "relu", "identity", "logistic"}, default="tanh"
+        The nonlinearity ``act``.
+    use_bias : bool, default=True
+        Whether ``bias_ih`` and ``bias_hh`` exist.
+    stateful : bool, default=False
+        Carry the last state into the next ``forward`` call.
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of parameters and computation.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initial weights, drawn from U(-1/sqrt(H), 1/sqrt(H)).
+
+    Attributes
+    ----------
+    params : dict
+        ``weight_ih`` (H, D), ``weight_hh`` (H, H), ``bias_ih``, ``bias_hh``
+        (H,), in PyTorch's ``nn.RNN`` layout.
+    grads : dict
+        Gradients of the same shapes, filled by :meth:`backward`.
+    dh0 : ndarray of shape (N, H)
+        Gradient with respect to the initial state, filled by :meth:`backward`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skrnn.layers import RNN
+    >>> layer = RNN(1, 1, activation="identity", use_bias=False, dtype="float64")
+    >>> layer.params["weight_ih"][:] = 1.0
+    >>> layer.params["weight_hh"][:] = 1.0
+    >>> outputs, h_last = layer.forward(np.array([[[1.0], [0.0], [1.0]]]))
+    >>> float(h_last[0, 0])
+    2.0
+    """
+
+    _cell = "rnn"
+
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        *,
+        activation="tanh",
+        use_bias=True,
+        stateful=False,
+        dtype="float32",
+        random_state=None,
+    ):
+        super().__init__(
+            input_size,
+            hidden_size,
+            activation=activation,
+            use_bias=use_bias,
+            stateful=stateful,
+            dtype=dtype,
+            random_state=random_state,
+        )
+
+
+class GRU(_RecurrentLayer):
+    """Gated recurrent unit layer.
+
+    r = σ(W_ir x + b_ir + W_hr h + b_hr), z = σ(W_iz x + b_iz + W_hz h + b_hz),
+    h' = z ⊙ h + (1 − z) ⊙ n with, for ``reset_after=True`` (PyTorch, cuDNN),
+    n = act(W_in x + b_in + r ⊙ (W_hn h + b_hn)), and for ``reset_after=False``
+    (Cho et al. 2014, Darknet), n = act(W_in x + b_in + W_hn (r ⊙ h) + b_hn).
+
+    Parameters
+    ----------
+    input_size : int
+        Features per step, D.
+    hidden_size : int
+        Units, H.
+    activation : {"tanh", "logistic"}, default="tanh"
+        The candidate's nonlinearity ``act``.
+    reset_after : bool, default=True
+        Where the reset gate applies (see above).
+    use_bias : bool, default=True
+        Whether ``bias_ih`` and ``bias_hh`` exist.
+    stateful : bool, default=False
+        Carry the last state into the next ``forward`` call.
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of parameters and computation.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initial weights, drawn from U(-1/sqrt(H), 1/sqrt(H)).
+
+    Attributes
+    ----------
+    params : dict
+        ``weight_ih`` (3H, D), ``weight_hh`` (3H, H), ``bias_ih``, ``bias_hh``
+        (3H,), gates stacked r, z, n as in PyTorch's ``nn.GRU``.
+    grads : dict
+        Gradients of the same shapes, filled by :meth:`backward`.
+    dh0 : ndarray of shape (N, H)
+        Gradient with respect to the initial state, filled by :meth:`backward`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skrnn.layers import GRU
+    >>> layer = GRU(2, 4, random_state=0)
+    >>> outputs, h_last = layer.forward(np.ones((3, 5, 2)), lengths=[5, 2, 4])
+    >>> outputs.shape, h_last.shape
+    ((3, 5, 4), (3, 4))
+    >>> dX = layer.backward(np.ones_like(outputs))
+    >>> dX.shape, layer.grads["weight_hh"].shape
+    ((3, 5, 2), (12, 4))
+    """
+
+    _cell = "gru"
