@@ -273,6 +273,21 @@ def test_updates_in_place_and_keeps_float32(make_opt):
 
 
 @pytest.mark.parametrize("make_opt", OPTIMIZERS, ids=OPTIMIZER_IDS)
+def test_float32_weights_compute_in_float32(make_opt):
+    # float64 gradients give exactly what the same gradients cast to float32
+    # give: the arithmetic runs in the weights' precision
+    rng = np.random.RandomState(7)
+    w0 = rng.normal(size=50).astype(np.float32)
+    grads = [rng.normal(size=50) for _ in range(5)]
+    p64, p32 = {"w": w0.copy()}, {"w": w0.copy()}
+    opt64, opt32 = make_opt(), make_opt()
+    for g in grads:
+        opt64.update(p64, {"w": g})
+        opt32.update(p32, {"w": g.astype(np.float32)})
+    assert_array_equal(p64["w"], p32["w"])
+
+
+@pytest.mark.parametrize("make_opt", OPTIMIZERS, ids=OPTIMIZER_IDS)
 def test_update_rejects_mismatched_input(make_opt):
     opt = make_opt()
     params = {"w": np.zeros((2, 3))}
