@@ -1,0 +1,134 @@
+"""Small sequence data sets for examples and tests."""
+
+from numbers import Integral
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+__all__ = ["make_binary_sum", "make_char_sequences"]
+
+
+def _check_int(name, value, low):
+    """Raise a ValueError unless ``value`` is an integer >= ``low``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value!r}")
+    return int(value)
+
+
+def make_binary_sum(n_samples=100, n_timesteps=10, random_state=None):
+    """Random bit sequences and their number of ones ("count the ones").
+
+    Each bit is ``round(u)`` with ``u`` uniform on [0, 1), drawn row by row:
+    the same data as the seed write-up's
+    ``np.around(np.random.rand(n_timesteps))`` loop after
+    ``np.random.seed(random_state)``. A linear RNN
+    ``s_k = s_{k-1} * w_rec + x_k * w_x`` solves it exactly with
+    ``w_rec = w_x = 1``.
+
+    Parameters
+    ----------
+    n_samples : int, default=100
+        Number of sequences, >= 1.
+    n_timesteps : int, default=10
+        Length of every sequence, >= 1.
+    random_state : int, RandomState instance or None, default=None
+        Seed or generator for the bits (see
+        :func:`sklearn.utils.check_random_state`).
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_timesteps), dtype float64
+        The bits, 0.0 or 1.0: a table of univariate sequences, column j being
+        time step j. ``X[:, :, None]`` is the same data in 3-D form.
+    y : ndarray of shape (n_samples,), dtype float64
+        The number of ones of each row.
+
+    Examples
+    --------
+    >>> from skrnn.datasets import make_binary_sum
+    >>> X, y = make_binary_sum(n_samples=3, n_timesteps=5, random_state=1)
+    >>> X
+    array([[0., 1., 0., 0., 0.],
+           [0., 0., 0., 0., 1.],
+           [0., 1., 0., 1., 0.]])
+    >>> y
+    array([1., 1., 2.])
+    """
+    n_samples = _check_int("n_samples", n_samples, 1)
+    n_timesteps = _check_int("n_timesteps", n_timesteps, 1)
+    rng = check_random_state(random_state)
+    X = np.round(rng.random_sample((n_samples, n_timesteps)))
+    y = X.sum(axis=1)
+    return X, y
+
+
+def make_char_sequences(text, seq_length=25, step=None):
+    """Windows of a text for next-character prediction (a char language model).
+
+    Window ``k`` reads ``text[k * step : k * step + seq_length]`` and its
+    target is the same slice shifted by one character,
+    ``text[k * step + 1 : k * step + seq_length + 1]``: at each step the
+    character that follows. Only windows whose target fits in ``text`` are
+    made, so there are ``(len(text) - seq_length - 1) // step + 1`` of them.
+
+    Parameters
+    ----------
+    text : str
+        The text, at least ``seq_length + 1`` characters long.
+    seq_length : int, default=25
+        Number of time steps per window, >= 1.
+    step : int or None, default=None
+        Offset between the starts of consecutive windows, >= 1. ``None``
+        means ``seq_length``: windows that do not overlap.
+
+    Returns
+    -------
+    X : ndarray of shape (n_windows, seq_length, n_chars), dtype float64
+        The inputs, one-hot encoded over ``alphabet``.
+    y : ndarray of shape (n_windows, seq_length), dtype str (``<U1``)
+        The next character at each step, ready as class labels of a
+        per-step classifier.
+    alphabet : list of str
+        The distinct characters of the whole ``text``, sorted; feature ``j``
+        of ``X`` is ``alphabet[j]``.
+
+    Examples
+    --------
+    The "hello" model: read "hell", predict "ello".
+
+    >>> from skrnn.datasets import make_char_sequences
+    >>> X, y, alphabet = make_char_sequences("hello", seq_length=4)
+    >>> alphabet
+    ['e', 'h', 'l', 'o']
+    >>> X.shape
+    (1, 4, 4)
+    >>> X[0]
+    array([[0., 1., 0., 0.],
+           [1., 0., 0., 0.],
+           [0., 0., 1., 0.],
+           [0., 0., 1., 0.]])
+    >>> y
+    array([['e', 'l', 'l', 'o']], dtype='<U1')
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a str, got {type(text).__name__}")
+    seq_length = _check_int("seq_length", seq_length, 1)
+    step = seq_length if step is None else _check_int("step", step, 1)
+    if len(text) < seq_length + 1:
+        raise ValueError(
+            f"text has {len(text)} characters, but a window of seq_length="
+            f"{seq_length} needs seq_length + 1 = {seq_length + 1} (its inputs "
+            "and the character after them)"
+        )
+    alphabet = sorted(set(text))
+    index = {char: i for i, char in enumerate(alphabet)}
+    codes = np.fromiter((index[c] for c in text), dtype=np.intp, count=len(text))
+    chars = np.array(alphabet, dtype="<U1")
+
+    n_windows = (len(text) - seq_length - 1) // step + 1
+    positions = np.arange(n_windows)[:, None] * step + np.arange(seq_length)
+    X = np.eye(len(alphabet), dtype=np.float64)[codes[positions]]
+    y = chars[codes[positions + 1]]
+    return X, y, alphabet

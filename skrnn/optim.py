@@ -1,0 +1,417 @@
+"""Optimizers that update a dict of weight arrays in place.
+
+Each optimizer keeps its state (velocities, moment estimates, previous
+gradients and step sizes) per key of the params dict, in arrays of the
+dtype of the weights, and changes the arrays of ``params`` in place. So a
+script can train a layer directly::
+
+    opt = Adam(learning_rate=1e-2)
+    for epoch in range(n_epochs):
+        ...                      # forward and backward fill ``layer.grads``
+        clip_grad_norm(layer.grads, 5.0)
+        opt.update(layer.params, layer.grads)
+
+and the estimators train their layers with the same objects.
+
+:class:`SGD` and :class:`Adam` use exactly the formulas of scikit-learn's
+``MLPRegressor`` / ``MLPClassifier`` optimizers; :class:`Rprop` is iRprop-,
+the variant of ``torch.optim.Rprop``.
+
+Only in-place operators, ufuncs and ``*_like`` constructors touch the
+arrays, so arrays of another module that implements NumPy's dispatch
+protocols (such as CuPy) are updated on their own device.
+"""
+
+import math
+from numbers import Integral, Real
+
+import numpy as np
+
+__all__ = ["SGD", "Adam", "Rprop", "clip_grad_norm"]
+
+
+def _check_real(name, value, low=None, high=None, low_open=False, high_open=False):
+    """Raise a ValueError unless ``value`` is a real number in range."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        lo = "-inf" if low is None else repr(low)
+        hi = "inf" if high is None else repr(high)
+        raise ValueError(f"{name} must be in {left}{lo}, {hi}{right}, got {value!r}")
+    return value
+
+
+class _Optimizer:
+    """Per-key state handling shared by the optimizers.
+
+    Subclasses define ``_param_names`` (for ``repr``), ``_init_state(param)``
+    returning the state dict of one weight array, ``_ref_key`` (a key of that
+    dict holding an array of the weight's shape and dtype), and
+    ``_update_one(param, grad, state)`` updating ``param`` in place.
+    """
+
+    _param_names = ()
+    _ref_key = None
+
+    def __init__(self, learning_rate):
+        self.learning_rate = _check_real(
+            "learning_rate", learning_rate, low=0.0, low_open=True
+        )
+        #: dict: key of the params dict -> that array's optimizer state.
+        self.state = {}
+
+    def __repr__(self):
+        args = ", ".join(f"{n}={getattr(self, n)!r}" for n in self._param_names)
+        return f"{type(self).__name__}({args})"
+
+    def reset(self):
+        """Forget all state, as if no update had been made yet."""
+        self.state = {}
+
+    def update(self, params, grads):
+        """Update the arrays of ``params`` in place, one step.
+
+        Parameters
+        ----------
+        params : dict of str -> ndarray
+            The weights. Each array whose key is in ``grads`` is changed in
+            place (the dict and its other arrays are left alone).
+        grads : dict of str -> ndarray
+            The gradients of the loss, each of the shape of the weight with
+            the same key. They are read, never changed; an array of another
+            floating dtype is cast to the weight's dtype first.
+
+        Returns
+        -------
+        None
+        """
+        for key in grads:
+            if key not in params:
+                raise KeyError(f"gradient {key!r} has no matching parameter")
+        for key, grad in grads.items():
+            param = params[key]
+            if not np.issubdtype(param.dtype, np.floating):
+                raise TypeError(
+                    f"parameter {key!r} must be a floating-point array to be "
+                    f"updated in place, got dtype {param.dtype}"
+                )
+            if grad.shape != param.shape:
+                raise ValueError(
+                    f"gradient {key!r} has shape {grad.shape}, but the "
+                    f"parameter has shape {param.shape}"
+                )
+            grad = grad.astype(param.dtype, copy=False)
+            state = self.state.get(key)
+            if state is None:
+                state = self.state[key] = self._init_state(param)
+            else:
+                ref = state[self._ref_key]
+                if ref.shape != param.shape or ref.dtype != param.dtype:
+                    raise ValueError(
+                        f"parameter {key!r} changed from shape {ref.shape} "
+                        f"{ref.dtype} to {param.shape} {param.dtype} since the "
+                        "last update; call reset() to start afresh"
+                    )
+            self._update_one(param, grad, state)
+
+    def _init_state(self, param):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _update_one(self, param, grad, state):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class SGD(_Optimizer):
+    """Stochastic gradient descent with (Nesterov) momentum.
+
+    The update of scikit-learn's ``MLPRegressor(solver="sgd")`` with a
+    constant learning rate. For each weight array ``w`` with gradient ``g``
+    and velocity ``v`` (initially zero)::
+
+        v = momentum * v - learning_rate * g
+        w += momentum * v - learning_rate * g    # nesterov=True
+        w += v                                   # nesterov=False
+
+    With ``momentum=0`` both forms are plain gradient descent.
+    ``torch.optim.SGD`` keeps its momentum buffer without the learning rate
+    (``b = momentum * b + g``, so ``v = -learning_rate * b``); with a constant
+    learning rate the two give the same steps up to rounding, and they differ
+    only when the learning rate changes between updates.
+
+    Parameters
+    ----------
+    learning_rate : float, default=1e-3
+        Step size, > 0.
+    momentum : float, default=0.9
+        Momentum factor in [0, 1].
+    nesterov : bool, default=True
+        Whether to use Nesterov's momentum.
+
+    Attributes
+    ----------
+    state : dict
+        Per key of the params dict: ``{"velocity": ndarray}``, of the
+        weight's shape and dtype.
+
+    Examples
+    --------
+    Minimise ``(w - 3) ** 2``:
+
+    >>> import numpy as np
+    >>> from skrnn.optim import SGD
+    >>> params = {"w": np.array([0.0])}
+    >>> opt = SGD(learning_rate=0.05, momentum=0.9)
+    >>> for _ in range(200):
+    ...     opt.update(params, {"w": 2 * (params["w"] - 3.0)})
+    >>> params["w"].round(4)
+    array([3.])
+    """
+
+    _param_names = ("learning_rate", "momentum", "nesterov")
+    _ref_key = "velocity"
+
+    def __init__(self, learning_rate=1e-3, momentum=0.9, nesterov=True):
+        super().__init__(learning_rate)
+        self.momentum = _check_real("momentum", momentum, low=0.0, high=1.0)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise ValueError(f"nesterov must be a bool, got {nesterov!r}")
+        self.nesterov = bool(nesterov)
+
+    def _init_state(self, param):
+        return {"velocity": np.zeros_like(param)}
+
+    def _update_one(self, param, grad, state):
+        lr, momentum = self.learning_rate, self.momentum
+        velocity = state["velocity"]
+        velocity *= momentum
+        velocity -= lr * grad
+        if self.nesterov:
+            param += momentum * velocity - lr * grad
+        else:
+            param += velocity
+
+
+class Adam(_Optimizer):
+    """Adam, as in scikit-learn's ``MLPRegressor(solver="adam")``.
+
+    For each weight array ``w`` with gradient ``g``, first and second moment
+    estimates ``m`` and ``v`` (initially zero) and step count ``t``::
+
+        t += 1
+        m = beta_1 * m + (1 - beta_1) * g
+        v = beta_2 * v + (1 - beta_2) * g ** 2
+        lr_t = learning_rate * sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
+        w += -lr_t * m / (sqrt(v) + epsilon)
+
+    Kingma & Ba's (2014) "efficient" form, which puts the bias correction into
+    the learning rate; ``torch.optim.Adam`` adds ``epsilon`` after the bias
+    correction instead, so the two agree closely but not bit for bit. The
+    step count is kept per key: an array that was given no gradient in a call
+    does not advance.
+
+    Parameters
+    ----------
+    learning_rate : float, default=1e-3
+        Step size, > 0.
+    beta_1, beta_2 : float, default=0.9, 0.999
+        Decay rates of the moment estimates, in [0, 1).
+    epsilon : float, default=1e-8
+        Added to ``sqrt(v)`` for numerical stability, > 0.
+
+    Attributes
+    ----------
+    state : dict
+        Per key of the params dict: ``{"t": int, "m": ndarray, "v": ndarray}``,
+        the arrays of the weight's shape and dtype.
+
+    Examples
+    --------
+    Minimise ``(w - 1) ** 2`` for two weights at once:
+
+    >>> import numpy as np
+    >>> from skrnn.optim import Adam
+    >>> params = {"w": np.array([5.0, -3.0])}
+    >>> opt = Adam(learning_rate=0.1)
+    >>> for _ in range(500):
+    ...     opt.update(params, {"w": 2 * (params["w"] - 1.0)})
+    >>> params["w"].round(3)
+    array([1., 1.])
+    """
+
+    _param_names = ("learning_rate", "beta_1", "beta_2", "epsilon")
+    _ref_key = "m"
+
+    def __init__(self, learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-8):
+        super().__init__(learning_rate)
+        self.beta_1 = _check_real("beta_1", beta_1, low=0.0, high=1.0, high_open=True)
+        self.beta_2 = _check_real("beta_2", beta_2, low=0.0, high=1.0, high_open=True)
+        self.epsilon = _check_real("epsilon", epsilon, low=0.0, low_open=True)
+
+    def _init_state(self, param):
+        return {"t": 0, "m": np.zeros_like(param), "v": np.zeros_like(param)}
+
+    def _update_one(self, param, grad, state):
+        b1, b2 = self.beta_1, self.beta_2
+        state["t"] = t = state["t"] + 1
+        m, v = state["m"], state["v"]
+        m *= b1
+        m += (1 - b1) * grad
+        v *= b2
+        v += (1 - b2) * (grad * grad)
+        # a Python float, so that float32 weights are computed in float32
+        lr_t = self.learning_rate * math.sqrt(1 - b2**t) / (1 - b1**t)
+        param += -lr_t * m / (np.sqrt(v) + self.epsilon)
+
+
+class Rprop(_Optimizer):
+    """Resilient backpropagation, the iRprop- variant of ``torch.optim.Rprop``.
+
+    Only the sign of the gradient is used. Each element of each weight array
+    has its own step size, initially ``learning_rate``. At every update,
+    element by element, with ``prev`` the gradient stored at the previous
+    update (initially zero)::
+
+        s = sign(g * prev)
+        step *= etaplus   where s > 0   (same sign: accelerate)
+        step *= etaminus  where s < 0   (sign change: we overshot)
+        step = clip(step, *step_sizes)
+        g = 0             where s < 0   (so that weight is not moved now)
+        w -= sign(g) * step
+        prev = g
+
+    After a sign change the stored gradient is 0, so the next update leaves
+    that element's step size as it is. Rprop is meant for full-batch
+    training: mini-batch noise flips gradient signs and shrinks the steps.
+
+    Parameters
+    ----------
+    learning_rate : float, default=1e-3
+        Initial step size of every element, > 0 (clipped to ``step_sizes``
+        at the first update, as in PyTorch).
+    etas : tuple of float, default=(0.5, 1.2)
+        ``(etaminus, etaplus)``, with ``0 < etaminus < 1 < etaplus``.
+    step_sizes : tuple of float, default=(1e-6, 50.0)
+        ``(min, max)`` allowed step size, with ``0 <= min <= max``.
+
+    Attributes
+    ----------
+    state : dict
+        Per key of the params dict: ``{"prev": ndarray, "step_size":
+        ndarray}``, of the weight's shape and dtype.
+
+    Examples
+    --------
+    Minimise ``(w - 2) ** 2``, starting with a step of 0.1:
+
+    >>> import numpy as np
+    >>> from skrnn.optim import Rprop
+    >>> params = {"w": np.array([-4.0])}
+    >>> opt = Rprop(learning_rate=0.1)
+    >>> for _ in range(100):
+    ...     opt.update(params, {"w": 2 * (params["w"] - 2.0)})
+    >>> params["w"].round(4)
+    array([2.])
+    """
+
+    _param_names = ("learning_rate", "etas", "step_sizes")
+    _ref_key = "prev"
+
+    def __init__(self, learning_rate=1e-3, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0)):
+        super().__init__(learning_rate)
+        etaminus, etaplus = self._pair("etas", etas)
+        etaminus = _check_real(
+            "etas[0]", etaminus, low=0.0, high=1.0, low_open=True, high_open=True
+        )
+        etaplus = _check_real("etas[1]", etaplus, low=1.0, low_open=True)
+        lo, hi = self._pair("step_sizes", step_sizes)
+        lo = _check_real("step_sizes[0]", lo, low=0.0)
+        hi = _check_real("step_sizes[1]", hi, low=lo)
+        self.etas = (etaminus, etaplus)
+        self.step_sizes = (lo, hi)
+
+    @staticmethod
+    def _pair(name, value):
+        try:
+            first, second = value
+        except (TypeError, ValueError):
+            msg = f"{name} must be a pair of numbers, got {value!r}"
+            raise ValueError(msg) from None
+        return first, second
+
+    def _init_state(self, param):
+        return {
+            "prev": np.zeros_like(param),
+            "step_size": np.full_like(param, self.learning_rate),
+        }
+
+    def _update_one(self, param, grad, state):
+        prev, step_size = state["prev"], state["step_size"]
+        etaminus, etaplus = self.etas
+        one = param.dtype.type
+        product = grad * prev
+        shrink = product < 0
+        factor = np.where(product > 0, one(etaplus), one(1.0))
+        factor[shrink] = one(etaminus)
+        step_size *= factor
+        np.clip(step_size, self.step_sizes[0], self.step_sizes[1], out=step_size)
+        # prev becomes the gradient, zeroed where its sign changed
+        prev[...] = grad
+        prev[shrink] = 0
+        param -= np.sign(prev) * step_size
+
+
+def clip_grad_norm(grads, max_norm):
+    """Scale gradients in place so that their global L2 norm is at most ``max_norm``.
+
+    The norm is taken over all arrays together, ``sqrt(sum_i ||g_i||^2)``
+    (accumulated in float64, so float32 gradients do not overflow). When it
+    exceeds ``max_norm``, every array is multiplied by ``max_norm / norm``;
+    otherwise nothing changes. This is ``torch.nn.utils.clip_grad_norm_``
+    without the ``1e-6`` that PyTorch adds to the norm in the scale factor,
+    so a clipped gradient has norm ``max_norm`` (up to rounding). A
+    non-finite norm leaves the gradients unchanged and is returned, for the
+    caller to treat as divergence.
+
+    Parameters
+    ----------
+    grads : dict of str -> ndarray, or iterable of ndarray
+        The gradients, floating-point arrays changed in place.
+    max_norm : float
+        Largest allowed global norm, > 0.
+
+    Returns
+    -------
+    norm : float
+        The global norm before clipping.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skrnn.optim import clip_grad_norm
+    >>> grads = {"a": np.array([3.0]), "b": np.array([[4.0]])}
+    >>> clip_grad_norm(grads, 1.0)
+    5.0
+    >>> grads["a"], grads["b"]
+    (array([0.6]), array([[0.8]]))
+    """
+    max_norm = _check_real("max_norm", max_norm, low=0.0, low_open=True)
+    arrays = list(grads.values()) if isinstance(grads, dict) else list(grads)
+    norms = []
+    for g in arrays:
+        flat = g.ravel()
+        if flat.dtype != np.float64:
+            flat = flat.astype(np.float64)
+        norms.append(math.sqrt(float(flat @ flat)))
+    norm = math.hypot(*norms) if norms else 0.0
+    if math.isfinite(norm) and norm > max_norm:
+        scale = max_norm / norm
+        for g in arrays:
+            g *= scale
+    return norm
