@@ -314,40 +314,39 @@ class BaseSequenceEstimator(BaseEstimator, metaclass=ABCMeta):
         return min(self.batch_size, n_samples)
 
     def _train(self, engine, seqs, targets, sample_weight, train, val, n_epochs):
+        """Run up to ``n_epochs`` epochs on the samples ``train``.
+
+        An interrupted epoch (KeyboardInterrupt) is rolled back: the model
+        keeps the weights of the last completed epoch.
+        """
         net = self._network
-        n_samples = len(train)
-        batch_size = self._batch_size(n_samples)
         total_weight = float(sample_weight[train].sum())
         # the weights before the latest update, restored if training diverges
         previous = net.flat.copy()
+        epoch_start = net.flat.copy()
         if val is not None:
             self._best_flat = net.flat.copy()
+        converged = n_epochs == 1
         for _ in range(n_epochs):
             start = time.perf_counter()
-            if self.shuffle:
-                train = train[self._random_state.permutation(n_samples)]
-            accumulated, diverged = 0.0, False
-            batches = list(gen_batches(n_samples, batch_size))
-            for b, batch in enumerate(batches):
-                idx = train[batch]
-                loss = self._step(engine, seqs, targets, sample_weight, idx, previous)
-                if loss is None:
-                    diverged = True
-                    break
-                accumulated += loss * float(sample_weight[idx].sum())
-                if self.verbose >= 2:
-                    _progress(b + 1, len(batches))
-            if diverged:
+            epoch_start[:] = net.flat
+            try:
+                loss = self._epoch(engine, seqs, targets, sample_weight, train, previous)
+            except KeyboardInterrupt:
+                net.flat[:] = epoch_start
+                raise
+            if loss is None:
                 warnings.warn(
                     "Training diverged (the loss or a weight became NaN or "
                     "infinite); stopped and kept the weights from before the "
                     "update that caused it. Try a smaller learning_rate_init.",
                     ConvergenceWarning,
                 )
-                return
+                converged = True
+                break
             self.n_iter_ += 1
-            self.t_ += n_samples
-            self.loss_ = accumulated / total_weight if total_weight > 0 else 0.0
+            self.t_ += len(train)
+            self.loss_ = loss / total_weight if total_weight > 0 else 0.0
             self.loss_curve_.append(self.loss_)
             stop = self._update_no_improvement_count(seqs, targets, sample_weight, val)
             if self.verbose:
@@ -361,16 +360,33 @@ class BaseSequenceEstimator(BaseEstimator, metaclass=ABCMeta):
                     f"{time.perf_counter() - start:.2f} s"
                 )
             if stop:
+                converged = True
                 break
-        else:
-            if n_epochs > 1:
-                warnings.warn(
-                    f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
-                    "reached and the optimization hasn't converged yet.",
-                    ConvergenceWarning,
-                )
+        if not converged:
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
+                "reached and the optimization hasn't converged yet.",
+                ConvergenceWarning,
+            )
         if val is not None:
             net.flat[:] = self._best_flat
+
+    def _epoch(self, engine, seqs, targets, sample_weight, train, previous):
+        """One pass over ``train``; the weighted loss sum, or None on divergence."""
+        n_samples = len(train)
+        if self.shuffle:
+            train = train[self._random_state.permutation(n_samples)]
+        batches = list(gen_batches(n_samples, self._batch_size(n_samples)))
+        accumulated = 0.0
+        for b, batch in enumerate(batches):
+            idx = train[batch]
+            loss = self._step(engine, seqs, targets, sample_weight, idx, previous)
+            if loss is None:
+                return None
+            accumulated += loss * float(sample_weight[idx].sum())
+            if self.verbose >= 2:
+                _progress(b + 1, len(batches))
+        return accumulated
 
     def _step(self, engine, seqs, targets, sample_weight, idx, previous):
         """One update on the samples ``idx``; None if it would diverge.
