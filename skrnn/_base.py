@@ -230,6 +230,11 @@ class BaseSequenceEstimator(BaseEstimator, metaclass=ABCMeta):
     def _fit(self, X, y, sample_weight, incremental, classes=None):
         self._check_param_combination()
         reset = not (incremental or self.warm_start) or not hasattr(self, "_network")
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y "
+                "is None."
+            )
         # Everything is validated before anything on self changes.
         seqs, x_attrs = self._validate_X(X, reset)
         targets, y_attrs = self._validate_targets(y, seqs, reset, classes)
