@@ -38,7 +38,62 @@ from ._network import Network
 _GRU_ACTIVATIONS = ("tanh", "logistic")
 
 
-class BaseSequenceEstimator(BaseEstimator, metaclass=ABCMeta):
+class SequenceInputMixin:
+    """Validation of sequence input shared by the estimators and the scaler.
+
+    A fitted table of width n sets ``n_features_in_ = n``; fitted 3-D or list
+    input sets it to the features per step. A model fitted on a table takes
+    tables of the same width and 3-D/list input with one feature per step;
+    one fitted on 3-D/list input takes that number of features per step, and
+    tables when it is 1.
+    """
+
+    def _validate_X(self, X, reset, dtype=None):
+        """Validate X against SPEC section 2.
+
+        On reset, ``dtype`` (None: keep float32, else float64) sets the
+        precision and the attributes X defines are returned, not set, so that
+        a later failure leaves the estimator as it was (see
+        :meth:`_set_input_attrs`). Otherwise X must fit what was fitted.
+        """
+        name = type(self).__name__
+        if reset:
+            seqs = check_sequences(X, dtype=dtype)
+            D = seqs.values.shape[2]
+            attrs = {
+                "n_features_in_": seqs.values.shape[1] if seqs.form == "table" else D,
+                "_n_step_features": D,
+                "_fit_form_is_table": seqs.form == "table",
+                "_dtype": seqs.values.dtype,
+                "feature_names_in_": _get_feature_names(X),
+            }
+            return seqs, attrs
+        _check_feature_names(self, X, reset=False)
+        seqs = check_sequences(X, dtype=self._dtype)
+        width = seqs.values.shape[1] if seqs.form == "table" else seqs.values.shape[2]
+        if seqs.form == "table" and self._fit_form_is_table:
+            expected = self.n_features_in_
+        elif seqs.form == "table":
+            # a table is univariate: it fits a model with one feature per step
+            width, expected = 1, self._n_step_features
+        else:
+            expected = self._n_step_features
+        if width != expected:
+            raise ValueError(
+                f"X has {width} features, but {name} is expecting {expected} "
+                "features as input."
+            )
+        return seqs, {}
+
+    def _set_input_attrs(self, attrs):
+        for name, value in attrs.items():
+            if name == "feature_names_in_" and value is None:
+                self.__dict__.pop(name, None)
+            else:
+                setattr(self, name, value)
+
+
+class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta):
     """Base class of the recurrent estimators; see SPEC section 1.
 
     Subclasses provide ``_loss``, ``_validate_targets`` and
@@ -169,37 +224,6 @@ class BaseSequenceEstimator(BaseEstimator, metaclass=ABCMeta):
                 f"sequence. Got {self.bptt_steps!r} instead."
             )
 
-    def _validate_X(self, X, reset):
-        """Validate X; on reset return the attributes it defines (not set yet)."""
-        name = type(self).__name__
-        if reset:
-            seqs = check_sequences(X, dtype=self.dtype)
-            D = seqs.values.shape[2]
-            attrs = {
-                "n_features_in_": seqs.values.shape[1] if seqs.form == "table" else D,
-                "_n_step_features": D,
-                "_fit_form_is_table": seqs.form == "table",
-                "_dtype": seqs.values.dtype,
-                "feature_names_in_": _get_feature_names(X),
-            }
-            return seqs, attrs
-        _check_feature_names(self, X, reset=False)
-        seqs = check_sequences(X, dtype=self._dtype)
-        width = seqs.values.shape[1] if seqs.form == "table" else seqs.values.shape[2]
-        if seqs.form == "table" and self._fit_form_is_table:
-            expected = self.n_features_in_
-        elif seqs.form == "table":
-            # a table is univariate: it fits a model with one feature per step
-            width, expected = 1, self._n_step_features
-        else:
-            expected = self._n_step_features
-        if width != expected:
-            raise ValueError(
-                f"X has {width} features, but {name} is expecting {expected} "
-                "features as input."
-            )
-        return seqs, {}
-
     def _get_engine(self):
         return get_engine(self.device)
 
@@ -236,16 +260,12 @@ class BaseSequenceEstimator(BaseEstimator, metaclass=ABCMeta):
                 "is None."
             )
         # Everything is validated before anything on self changes.
-        seqs, x_attrs = self._validate_X(X, reset)
+        seqs, x_attrs = self._validate_X(X, reset, dtype=self.dtype)
         targets, y_attrs = self._validate_targets(y, seqs, reset, classes)
         sample_weight = _check_sample_weight(sample_weight, seqs.values, dtype=np.float64)
         engine = self._get_engine()
         if reset:
-            for name, value in {**x_attrs, **y_attrs}.items():
-                if value is None and name == "feature_names_in_":
-                    self.__dict__.pop(name, None)
-                else:
-                    setattr(self, name, value)
+            self._set_input_attrs({**x_attrs, **y_attrs})
             self._initialize(seqs)
         if self.early_stopping and not incremental:
             train, val = self._validation_split(seqs, targets)
