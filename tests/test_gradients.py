@@ -1,0 +1,625 @@
+"""Gradient checks: backpropagation through time against finite differences.
+
+Everything runs in float64 on the reference engine. The network's loss is
+recomputed here by a forward pass written independently of ``Network``'s
+own window and head code (only the per-direction engine ``forward`` is
+shared), and its central finite differences are compared with the gradient
+that ``Network.loss_grad`` writes into ``net.grad``.
+
+For truncated BPTT the gradient is *not* the gradient of the loss: it is the
+gradient of the sum of per-window losses in which the state carried into
+each window is held constant at its value under the current weights. That
+function is what the tests differentiate numerically.
+"""
+
+import numpy as np
+import pytest
+
+from skrnn._engine import get_engine, reference
+from skrnn._engine.reference import CellSpec
+from skrnn._losses import binary_log_loss, multi_log_loss, squared_error
+from skrnn._network import Network
+from skrnn.layers import GRU, RNN
+
+ENGINE = get_engine("reference")
+EPS = 1e-6  # central difference step
+RTOL = 1e-6  # max |analytic - numeric| / max |analytic|
+RELU_MARGIN = 1e-4  # relu pre-activations must be this far from the kink
+
+N, T, D, H = 4, 5, 2, 2
+VARIABLE_LENGTHS = np.array([5, 1, 3, 2])  # unsorted on purpose
+
+# (cell, activation, reset_after)
+CELLS = [("rnn", act, True) for act in ("tanh", "relu", "identity", "logistic")] + [
+    ("gru", act, reset_after)
+    for act in ("tanh", "logistic")
+    for reset_after in (True, False)
+]
+# (bidirectional, bptt_steps): truncated BPTT only exists without bidirectional
+STRUCTURES = [(False, None), (False, 2), (True, None)]
+
+
+def _cell_id(cell):
+    name, act, reset_after = cell
+    return f"{name}-{act}" + ("" if name == "rnn" else f"-ra{int(reset_after)}")
+
+
+# --------------------------------------------------------------------------
+# An independent forward pass of the network
+# --------------------------------------------------------------------------
+
+
+def _layer_params(net, k, d):
+    """The parameters of layer ``k``, direction ``d`` of ``net`` (live views)."""
+    suffix = f"_l{k}" + ("_reverse" if d else "")
+    names = ["weight_ih", "weight_hh"]
+    if net.spec.use_bias:
+        names += ["bias_ih", "bias_hh"]
+    return {name: net.coefs[name + suffix] for name in names}
+
+
+def _run_stack(net, x, lengths, h0s):
+    """Forward through every layer and direction of ``net``.
+
+    Parameters
+    ----------
+    net : Network
+    x : ndarray of shape (T, N, D)
+        Time-major inputs.
+    lengths : ndarray of shape (N,)
+        Valid steps per sequence in ``x``.
+    h0s : list of lists of ndarray
+        ``h0s[k][d]``: the initial state of layer ``k``, direction ``d``.
+
+    Returns
+    -------
+    top : ndarray of shape (T, N, H * dirs)
+        The top layer's outputs, [forward, backward].
+    record : list of tuple
+        ``(params, reverse, x, outputs, h0)`` for each layer and direction.
+    """
+    record = []
+    for k in range(net.num_layers):
+        outs = []
+        for d in range(net.n_dirs):
+            params = _layer_params(net, k, d)
+            out, _, _ = reference.forward(
+                net.spec, params, x, lengths, h0s[k][d], reverse=bool(d),
+                keep_cache=False,
+            )
+            record.append((params, bool(d), x, out, h0s[k][d]))
+            outs.append(out)
+        x = np.concatenate(outs, axis=2)
+    return x, record
+
+
+def _head_loss(net, top, lengths, targets, weights, loss, t0=0):
+    """Loss of the head over the rows it reads in a window starting at ``t0``."""
+    W, b = net.coefs["head.weight"], net.coefs["head.bias"]
+    Hn = net.hidden_size
+    Tw = top.shape[0]
+    if net.output == "last":
+        last = lengths - 1 - t0
+        rows = np.nonzero((last >= 0) & (last < Tw))[0]
+        feats = top[last[rows], rows, :Hn]
+        if net.n_dirs == 2:
+            # the backward direction has read the whole sequence at step 0
+            feats = np.concatenate([feats, top[0, rows, Hn:]], axis=1)
+        y, w = targets[rows], weights[rows]
+    else:
+        steps, rows = np.nonzero(np.arange(t0, t0 + Tw)[:, None] < lengths[None, :])
+        feats = top[steps, rows]
+        y, w = targets[rows, steps + t0], weights[rows]
+    if len(rows) == 0:
+        return 0.0
+    return loss(feats @ W.T + b, y, w)[0]
+
+
+def _zero_states(net, n):
+    return [[np.zeros((n, net.hidden_size))] * net.n_dirs for _ in range(net.num_layers)]
+
+
+def _full_loss(net, X, lengths, targets, weights, loss):
+    """The loss of ``net`` on a batch, computed without ``Network``'s code."""
+    x = np.ascontiguousarray(X.transpose(1, 0, 2))
+    top, _ = _run_stack(net, x, lengths, _zero_states(net, len(X)))
+    return _head_loss(net, top, lengths, targets, weights, loss)
+
+
+def _window_start_states(net, X, lengths, size):
+    """The carried state of every layer at each window start, at the current weights.
+
+    Read from one full (untruncated) forward pass: at window start ``t0`` a
+    sequence's state is its output at step ``min(length, t0) - 1`` (zero
+    before the first step). Unidirectional networks only.
+    """
+    x = np.ascontiguousarray(X.transpose(1, 0, 2))
+    n = len(X)
+    _, record = _run_stack(net, x, lengths, _zero_states(net, n))
+    states = []
+    for t0 in range(0, X.shape[1], size):
+        seen = np.minimum(lengths, t0)
+        per_layer = []
+        for _, _, _, out, _ in record:
+            h = out[np.maximum(seen - 1, 0), np.arange(n)]
+            per_layer.append([np.where((seen > 0)[:, None], h, 0.0)])
+        states.append(per_layer)
+    return states
+
+
+def _truncated_loss(net, X, lengths, targets, weights, loss, size, frozen):
+    """Sum of per-window losses with the carried states held at ``frozen``."""
+    x = np.ascontiguousarray(X.transpose(1, 0, 2))
+    total = 0.0
+    for w, t0 in enumerate(range(0, X.shape[1], size)):
+        t1 = min(t0 + size, X.shape[1])
+        lens = np.clip(lengths - t0, 0, t1 - t0)
+        top, _ = _run_stack(net, x[t0:t1], lens, frozen[w])
+        total += _head_loss(net, top, lengths, targets, weights, loss, t0)
+    return total
+
+
+def _elman_preactivations(spec, params, reverse, x, out, h0, lengths):
+    """Pre-activations of an Elman layer at its valid steps (time-major input)."""
+    Tx = x.shape[0]
+    prev = np.empty_like(out)
+    t = np.arange(Tx)
+    for s in range(Tx):
+        if reverse:
+            nxt = out[s + 1] if s + 1 < Tx else np.zeros_like(h0)
+            prev[s] = np.where((s + 1 < lengths)[:, None], nxt, h0)
+        else:
+            prev[s] = out[s - 1] if s > 0 else h0
+    a = x @ params["weight_ih"].T + prev @ params["weight_hh"].T
+    if spec.use_bias:
+        a += params["bias_ih"] + params["bias_hh"]
+    return a[t[:, None] < lengths[None, :]]
+
+
+# --------------------------------------------------------------------------
+# Finite differences
+# --------------------------------------------------------------------------
+
+
+def _array_slices(net):
+    """Name -> slice of ``net.flat`` holding that array (from the views' addresses)."""
+    slices = {}
+    base = net.flat.ctypes.data
+    for name, view in net.coefs.items():
+        assert np.shares_memory(view, net.flat), name
+        start = (view.ctypes.data - base) // net.flat.itemsize
+        slices[name] = slice(start, start + view.size)
+    return slices
+
+
+def _central_difference(f, flat, v):
+    """d/dε f(flat + ε v) at 0, evaluated with ``flat`` modified in place."""
+    flat0 = flat.copy()
+    try:
+        flat[:] = flat0 + EPS * v
+        f_plus = f()
+        flat[:] = flat0 - EPS * v
+        f_minus = f()
+    finally:
+        flat[:] = flat0
+    return (f_plus - f_minus) / (2 * EPS)
+
+
+def _relative_error(analytic, numeric):
+    analytic, numeric = np.asarray(analytic), np.asarray(numeric)
+    scale = np.abs(analytic).max()
+    assert scale > 0, "all checked derivatives are zero: the check is vacuous"
+    return np.abs(analytic - numeric).max() / scale
+
+
+def _check_directional(net, f, grad, rng, n_directions=2):
+    """Compare ``grad`` with FD of ``f`` along random unit directions per array.
+
+    Returns the relative error and the names checked.
+    """
+    analytic, numeric, names = [], [], []
+    for name, sl in _array_slices(net).items():
+        for _ in range(n_directions):
+            v = np.zeros_like(net.flat)
+            direction = rng.normal(size=sl.stop - sl.start)
+            v[sl] = direction / np.linalg.norm(direction)
+            analytic.append(grad @ v)
+            numeric.append(_central_difference(f, net.flat, v))
+            names.append(name)
+    analytic, numeric = np.array(analytic), np.array(numeric)
+    err = _relative_error(analytic, numeric)
+    worst = names[int(np.argmax(np.abs(analytic - numeric)))]
+    return err, worst
+
+
+def _check_elementwise(net, f, grad):
+    """Compare every entry of ``grad`` with FD of ``f``; return the relative error."""
+    numeric = np.empty_like(grad)
+    for i in range(net.flat.size):
+        e = np.zeros_like(net.flat)
+        e[i] = 1.0
+        numeric[i] = _central_difference(f, net.flat, e)
+    return _relative_error(grad, numeric)
+
+
+# --------------------------------------------------------------------------
+# Building a problem
+# --------------------------------------------------------------------------
+
+
+def _make_problem(cell, use_bias, num_layers, bidirectional, output, variable,
+                  loss=squared_error, seed=0):
+    """A small network and a batch for it (padding filled with garbage)."""
+    name, act, reset_after = cell
+    rng = np.random.RandomState(seed)
+    spec = CellSpec(name, act, reset_after, use_bias)
+    n_outputs = {squared_error: 2, binary_log_loss: 1, multi_log_loss: 3}[loss]
+    net = Network(
+        spec, input_size=D, hidden_size=H, num_layers=num_layers,
+        bidirectional=bidirectional, output=output, n_outputs=n_outputs,
+        dtype=np.float64, random_state=rng,
+    )
+    lengths = VARIABLE_LENGTHS.copy() if variable else np.full(N, T)
+    X = rng.normal(size=(N, T, D))
+    padded = np.arange(T)[None, :] >= lengths[:, None]
+    X[padded] = 50.0 * rng.normal(size=(padded.sum(), D))
+    shape = (N,) if output == "last" else (N, T)
+    if loss is squared_error:
+        targets = rng.normal(size=shape + (n_outputs,))
+    else:
+        targets = rng.randint(0, max(n_outputs, 2), size=shape)
+    weights = rng.uniform(0.5, 1.5, size=N)
+    weights /= weights.sum()
+    return net, X, lengths, targets, weights
+
+
+def _relu_margin(net, X, lengths):
+    """Smallest |pre-activation| over every valid step of every Elman layer."""
+    x = np.ascontiguousarray(X.transpose(1, 0, 2))
+    _, record = _run_stack(net, x, lengths, _zero_states(net, len(X)))
+    return min(
+        np.abs(_elman_preactivations(net.spec, *r, lengths)).min() for r in record
+    )
+
+
+def _make_checkable_problem(cell, *args, **kwargs):
+    """As :func:`_make_problem`; for relu, a seed whose pre-activations avoid 0."""
+    for seed in range(100):
+        problem = _make_problem(cell, *args, seed=seed, **kwargs)
+        if cell[1] != "relu" or _relu_margin(*problem[:3]) > RELU_MARGIN:
+            return problem
+    raise AssertionError("no seed keeps relu pre-activations away from 0")
+
+
+def _objective(net, X, lengths, targets, weights, loss, bptt_steps):
+    """The function whose gradient ``loss_grad`` must return, as a closure."""
+    if bptt_steps is None:
+        return lambda: _full_loss(net, X, lengths, targets, weights, loss)
+    frozen = _window_start_states(net, X, lengths, bptt_steps)
+    return lambda: _truncated_loss(
+        net, X, lengths, targets, weights, loss, bptt_steps, frozen
+    )
+
+
+def _loss_grad(net, X, lengths, targets, weights, loss, bptt_steps):
+    value = net.loss_grad(ENGINE, X, lengths, targets, weights, loss, bptt_steps)
+    return value, net.grad.copy()
+
+
+# --------------------------------------------------------------------------
+# Network.loss_grad
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variable", [False, True], ids=["equal", "variable"])
+@pytest.mark.parametrize("output", ["last", "sequence"])
+@pytest.mark.parametrize(
+    "bidirectional, bptt_steps", STRUCTURES, ids=["uni", "uni-bptt2", "bidir"]
+)
+@pytest.mark.parametrize("num_layers", [1, 2], ids=["1layer", "2layers"])
+@pytest.mark.parametrize("use_bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("cell", CELLS, ids=[_cell_id(c) for c in CELLS])
+def test_loss_grad_matches_finite_differences(
+    cell, use_bias, num_layers, bidirectional, bptt_steps, output, variable
+):
+    net, X, lengths, targets, weights = _make_checkable_problem(
+        cell, use_bias, num_layers, bidirectional, output, variable
+    )
+    f = _objective(net, X, lengths, targets, weights, squared_error, bptt_steps)
+    value, grad = _loss_grad(net, X, lengths, targets, weights, squared_error, bptt_steps)
+    # truncation changes the gradient, never the loss
+    assert value == pytest.approx(_full_loss(net, X, lengths, targets, weights,
+                                             squared_error), rel=1e-12)
+    assert value == pytest.approx(f(), rel=1e-12)
+    err, worst = _check_directional(net, f, grad, np.random.RandomState(1))
+    assert err < RTOL, f"relative error {err:.3g}, worst array {worst}"
+
+
+@pytest.mark.parametrize(
+    "cell, num_layers, bidirectional, output, bptt_steps",
+    [
+        (("gru", "tanh", False), 2, True, "sequence", None),
+        (("gru", "logistic", True), 2, False, "last", 2),
+        (("rnn", "tanh", True), 2, False, "sequence", 2),
+    ],
+)
+def test_loss_grad_elementwise(cell, num_layers, bidirectional, output, bptt_steps):
+    net, X, lengths, targets, weights = _make_checkable_problem(
+        cell, True, num_layers, bidirectional, output, True
+    )
+    f = _objective(net, X, lengths, targets, weights, squared_error, bptt_steps)
+    _, grad = _loss_grad(net, X, lengths, targets, weights, squared_error, bptt_steps)
+    assert _check_elementwise(net, f, grad) < RTOL
+
+
+@pytest.mark.parametrize("loss", [binary_log_loss, multi_log_loss],
+                         ids=["binary", "multi"])
+@pytest.mark.parametrize(
+    "cell, bidirectional, output, bptt_steps",
+    [
+        (("gru", "tanh", True), True, "last", None),
+        (("gru", "tanh", False), False, "sequence", 2),
+        (("rnn", "tanh", True), False, "last", 2),
+    ],
+)
+def test_log_loss_grad(loss, cell, bidirectional, output, bptt_steps):
+    net, X, lengths, targets, weights = _make_checkable_problem(
+        cell, True, 2, bidirectional, output, True, loss=loss
+    )
+    f = _objective(net, X, lengths, targets, weights, loss, bptt_steps)
+    value, grad = _loss_grad(net, X, lengths, targets, weights, loss, bptt_steps)
+    assert value == pytest.approx(_full_loss(net, X, lengths, targets, weights, loss),
+                                  rel=1e-12)
+    assert _check_elementwise(net, f, grad) < RTOL
+
+
+def test_truncated_gradient_is_not_the_full_gradient():
+    """The frozen-state objective differs from the loss: the check means something."""
+    problem = _make_problem(("gru", "tanh", True), True, 1, False, "last", False)
+    _, full = _loss_grad(*problem, squared_error, None)
+    _, truncated = _loss_grad(*problem, squared_error, 2)
+    assert not np.allclose(full, truncated, rtol=1e-3, atol=0)
+
+
+def test_bptt_window_longer_than_sequence_is_full_bptt():
+    problem = _make_problem(("gru", "tanh", True), True, 2, False, "sequence", True)
+    value_full, full = _loss_grad(*problem, squared_error, None)
+    value_long, long_window = _loss_grad(*problem, squared_error, T)
+    assert value_long == pytest.approx(value_full, rel=1e-12)
+    np.testing.assert_allclose(long_window, full, rtol=1e-12, atol=1e-15)
+
+
+# --------------------------------------------------------------------------
+# The public layers: dX, dh0 and grads
+# --------------------------------------------------------------------------
+
+LAYER_CELLS = [(cell, use_bias) for cell in CELLS for use_bias in (True, False)]
+
+
+def _make_layer(cell, use_bias, seed):
+    name, act, reset_after = cell
+    if name == "rnn":
+        return RNN(D, 3, activation=act, use_bias=use_bias, dtype="float64",
+                   random_state=seed)
+    return GRU(D, 3, activation=act, reset_after=reset_after, use_bias=use_bias,
+               dtype="float64", random_state=seed)
+
+
+def _layer_objective(layer, X, h0, lengths, d_out, d_h_last):
+    """Σ d_out ⊙ outputs + Σ d_h_last ⊙ h_last, the function backward differentiates."""
+    outputs, h_last = layer.forward(X, h0=h0, lengths=lengths)
+    return float((d_out * outputs).sum() + (d_h_last * h_last).sum())
+
+
+def _numeric_gradient(f, array):
+    """Elementwise central differences of ``f()`` with respect to ``array`` (in place)."""
+    grad = np.empty_like(array)
+    flat = array.reshape(-1)
+    for i in range(flat.size):
+        e = np.zeros_like(flat)
+        e[i] = 1.0
+        grad.reshape(-1)[i] = _central_difference(f, flat, e)
+    return grad
+
+
+def _layer_problem(cell, use_bias, variable):
+    """A float64 layer and a batch; relu layers get a seed away from the kinks."""
+    n, t = 3, 4
+    for seed in range(100):
+        rng = np.random.RandomState(seed)
+        layer = _make_layer(cell, use_bias, seed)
+        X = rng.normal(size=(n, t, D))
+        h0 = rng.normal(scale=0.5, size=(n, 3))
+        lengths = np.array([3, 4, 1]) if variable else np.full(n, t)
+        X[np.arange(t)[None, :] >= lengths[:, None]] = 7.0  # padding garbage
+        d_out = rng.normal(size=(n, t, 3))  # nonzero at padded steps too
+        d_h_last = rng.normal(size=(n, 3))
+        if cell[1] != "relu":
+            break
+        outputs, _ = layer.forward(X, h0=h0, lengths=lengths)
+        a = _elman_preactivations(
+            layer.spec, layer.params, False, X.transpose(1, 0, 2),
+            outputs.transpose(1, 0, 2), h0, lengths,
+        )
+        if np.abs(a).min() > RELU_MARGIN:
+            break
+    return layer, X, h0, lengths, d_out, d_h_last
+
+
+@pytest.mark.parametrize("variable", [False, True], ids=["equal", "variable"])
+@pytest.mark.parametrize(
+    "cell, use_bias", LAYER_CELLS,
+    ids=[f"{_cell_id(c)}-{'bias' if b else 'nobias'}" for c, b in LAYER_CELLS],
+)
+def test_layer_backward_matches_finite_differences(cell, use_bias, variable):
+    layer, X, h0, lengths, d_out, d_h_last = _layer_problem(cell, use_bias, variable)
+    layer.forward(X, h0=h0, lengths=lengths)
+    dX = layer.backward(d_out, d_h_last)
+    dh0, grads = layer.dh0.copy(), {k: v.copy() for k, v in layer.grads.items()}
+
+    def f():
+        return _layer_objective(layer, X, h0, lengths, d_out, d_h_last)
+
+    assert _relative_error(dX, _numeric_gradient(f, X)) < RTOL
+    assert _relative_error(dh0, _numeric_gradient(f, h0)) < RTOL
+    assert set(grads) == set(layer.params)
+    for name, value in layer.params.items():
+        assert _relative_error(grads[name], _numeric_gradient(f, value)) < RTOL, name
+    padded = np.arange(X.shape[1])[None, :] >= lengths[:, None]
+    assert np.all(dX[padded] == 0)
+
+
+# --------------------------------------------------------------------------
+# A closed form: the linear one-unit RNN counts
+# --------------------------------------------------------------------------
+
+
+def _linear_counter(w=1.0):
+    layer = RNN(1, 1, activation="identity", use_bias=False, dtype="float64")
+    layer.params["weight_ih"][:] = 1.0
+    layer.params["weight_hh"][:] = w
+    return layer
+
+
+def test_linear_rnn_counts_the_ones():
+    rng = np.random.RandomState(0)
+    X = rng.randint(0, 2, size=(20, 9)).astype(float)
+    outputs, h_last = _linear_counter().forward(X[:, :, None])
+    np.testing.assert_array_equal(h_last[:, 0], X.sum(axis=1))
+    np.testing.assert_array_equal(outputs[:, :, 0], np.cumsum(X, axis=1))
+
+
+def test_linear_rnn_counts_the_ones_variable_lengths():
+    rng = np.random.RandomState(1)
+    X = rng.randint(0, 2, size=(20, 9)).astype(float)
+    lengths = rng.randint(1, 10, size=20)
+    padded = np.arange(9)[None, :] >= lengths[:, None]
+    X[padded] = 1.0  # padding that would count if it leaked
+    outputs, h_last = _linear_counter().forward(X[:, :, None], lengths=lengths)
+    expected = np.where(padded, 0.0, X).sum(axis=1)
+    np.testing.assert_array_equal(h_last[:, 0], expected)
+    np.testing.assert_array_equal(outputs[np.arange(20), lengths - 1, 0], expected)
+
+
+@pytest.mark.parametrize("w", [0.5, -0.8, 1.3])
+def test_linear_rnn_discounted_sum(w):
+    rng = np.random.RandomState(2)
+    X = rng.normal(size=(6, 7))
+    lengths = np.array([7, 1, 4, 7, 2, 5])
+    _, h_last = _linear_counter(w).forward(X[:, :, None], lengths=lengths)
+    for i, L in enumerate(lengths):
+        expected = sum(X[i, t] * w ** (L - 1 - t) for t in range(L))
+        assert h_last[i, 0] == pytest.approx(expected, rel=1e-12, abs=1e-12)
+
+
+# --------------------------------------------------------------------------
+# Padding never leaks
+# --------------------------------------------------------------------------
+
+
+def _fill_padding(X, lengths, value):
+    X = X.copy()
+    X[np.arange(X.shape[1])[None, :] >= lengths[:, None]] = value
+    return X
+
+
+@pytest.mark.parametrize("cell", [("rnn", "tanh", True), ("gru", "tanh", True),
+                                  ("gru", "logistic", False)], ids=_cell_id)
+def test_layer_padding_never_leaks(cell):
+    rng = np.random.RandomState(3)
+    lengths = np.array([2, 5, 1, 3])
+    padded = np.arange(5)[None, :] >= lengths[:, None]
+    X = rng.normal(size=(4, 5, D))
+    h0 = rng.normal(size=(4, 3))
+    d_out = rng.normal(size=(4, 5, 3))
+    d_h_last = rng.normal(size=(4, 3))
+    results = []
+    for fill, d_fill in ((0.0, 0.0), (1e3, 5.0), (-np.pi, -1e3)):
+        layer = _make_layer(cell, True, 0)
+        outputs, h_last = layer.forward(_fill_padding(X, lengths, fill), h0=h0,
+                                        lengths=lengths)
+        d = d_out.copy()
+        d[padded] = d_fill  # gradients at padded steps must be ignored too
+        dX = layer.backward(d, d_h_last)
+        assert np.all(outputs[padded] == 0)
+        assert np.all(dX[padded] == 0)
+        results.append((outputs, h_last, dX, layer.dh0, layer.grads))
+    first = results[0]
+    for other in results[1:]:
+        for a, b in zip(first[:4], other[:4]):
+            np.testing.assert_array_equal(a, b)
+        for name in first[4]:
+            np.testing.assert_array_equal(first[4][name], other[4][name])
+
+
+@pytest.mark.parametrize("output", ["last", "sequence"])
+@pytest.mark.parametrize("bidirectional, bptt_steps", STRUCTURES,
+                         ids=["uni", "uni-bptt2", "bidir"])
+def test_network_padding_never_leaks(bidirectional, bptt_steps, output):
+    net, X, lengths, targets, weights = _make_problem(
+        ("gru", "tanh", True), True, 2, bidirectional, output, True, seed=4
+    )
+    lengths = np.array([4, 1, 3, 2])  # every sequence shorter than T
+    results = []
+    for fill in (0.0, 1e3, -7.5):
+        Xf = _fill_padding(X, lengths, fill)
+        value, grad = _loss_grad(net, Xf, lengths, targets, weights, squared_error,
+                                 bptt_steps)
+        raw = net.forward(ENGINE, Xf, lengths)
+        results.append((value, grad, raw))
+    if output == "sequence":
+        padded = np.arange(T)[None, :] >= lengths[:, None]
+        assert results[0][2].shape[:2] == (N, T)
+        assert np.all(results[0][2][padded] == 0)
+    for value, grad, raw in results[1:]:
+        assert value == results[0][0]
+        np.testing.assert_array_equal(grad, results[0][1])
+        np.testing.assert_array_equal(raw, results[0][2])
+
+
+@pytest.mark.parametrize("fill", [np.nan, np.inf], ids=["nan", "inf"])
+@pytest.mark.parametrize("cls", [RNN, GRU])
+def test_layer_nonfinite_padding_never_leaks(cls, fill):
+    """NaN padding is the tslearn convention: padded values must be ignored, even NaN."""
+    rng = np.random.RandomState(5)
+    lengths = np.array([4, 2])
+    X = rng.normal(size=(2, 4, D))
+    d_out = rng.normal(size=(2, 4, 3))
+    results = []
+    for value in (0.0, fill):
+        layer = cls(D, 3, dtype="float64", random_state=0)
+        outputs, h_last = layer.forward(_fill_padding(X, lengths, value),
+                                        lengths=lengths)
+        dX = layer.backward(d_out, np.ones_like(h_last))
+        results.append((outputs, h_last, dX, layer.dh0, layer.grads))
+    for a, b in zip(results[0][:4], results[1][:4]):
+        np.testing.assert_array_equal(a, b)
+    for name in results[0][4]:
+        np.testing.assert_array_equal(results[0][4][name], results[1][4][name], name)
+
+
+@pytest.mark.parametrize("output", ["last", "sequence"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bidir"])
+def test_network_forward_over_inference_windows(bidirectional, output):
+    """Network.forward (windowed past 128 steps) equals one independent pass."""
+    rng = np.random.RandomState(6)
+    net = Network(
+        CellSpec("gru", "tanh", True, True), input_size=D, hidden_size=H,
+        num_layers=2, bidirectional=bidirectional, output=output, n_outputs=2,
+        dtype=np.float64, random_state=rng,
+    )
+    lengths = np.array([300, 129, 7, 128])
+    X = _fill_padding(rng.normal(size=(4, 300, D)), lengths, 0.0)
+    x = np.ascontiguousarray(X.transpose(1, 0, 2))
+    top, _ = _run_stack(net, x, lengths, _zero_states(net, 4))
+    W, b = net.coefs["head.weight"], net.coefs["head.bias"]
+    if output == "last":
+        feats = top[lengths - 1, np.arange(4), :H]
+        if bidirectional:
+            feats = np.concatenate([feats, top[0, :, H:]], axis=1)
+        expected = feats @ W.T + b
+    else:
+        valid = (np.arange(300)[:, None] < lengths[None, :])[:, :, None]
+        expected = np.where(valid, top @ W.T + b, 0.0).transpose(1, 0, 2)
+    np.testing.assert_allclose(net.forward(ENGINE, X, lengths), expected,
+                               rtol=1e-10, atol=1e-12)
