@@ -87,6 +87,12 @@ def check_sequences(X, dtype=None):
     if sp.issparse(X):
         # scikit-learn's own wording for estimators that need dense data
         check_array(X, accept_sparse=False)
+    if isinstance(X, (list, tuple)) and len(X) == 0:
+        # check_array's wording, rather than its "Expected 2D array" for []
+        raise ValueError(
+            "Found array with 0 sample(s) (shape=(0,)) while a minimum of 1 is "
+            "required."
+        )
     if _is_sequence_list(X):
         return _check_list(X, dtype)
     arr = check_array(
@@ -222,12 +228,25 @@ def split_step_targets(y, seqs):
 
 
 def check_finite_targets(ys):
-    """Refuse NaN or infinity among regression targets, naming sample and step."""
+    """Refuse NaN or infinity among regression targets.
+
+    Parameters
+    ----------
+    ys : ndarray of shape (N,) or (N, n_targets), or list of ndarray
+        One target (row) per sequence, whose message names the sample; or
+        a list of per-step targets (T_i[, n_targets]), whose message names
+        the sample and the step.
+    """
+    per_step = isinstance(ys, (list, tuple))
     for i, v in enumerate(ys):
-        bad = _first_nonfinite(v)
-        if bad is not None:
-            idx, kind = bad
-            _raise_nonfinite(kind, i, idx[0] if v.ndim > 0 else 0, name="y")
+        v = np.asarray(v)
+        bad = _first_nonfinite(np.atleast_1d(v))
+        if bad is None:
+            continue
+        idx, kind = bad
+        if per_step and v.ndim > 0:
+            _raise_nonfinite(kind, i, idx[0], name="y")
+        raise ValueError(f"Input y contains {kind} at sample {i}.")
 
 
 def pack(ys, lengths, T, dtype, fill=0):
