@@ -147,9 +147,12 @@ class _RecurrentLayer:
         if h0.shape != (N, H):
             raise ValueError(f"h0 must have shape ({N}, {H}), got {h0.shape}.")
         self._check_params()
-        # The engines want time-major data sorted by length, longest first.
+        # The engines want time-major data sorted by length, longest first,
+        # and finite values at padded steps (NaN padding would reach the
+        # gradients through 0 * NaN).
         order = np.argsort(-lengths, kind="stable")
         x = np.ascontiguousarray(X[order].transpose(1, 0, 2))
+        x[np.arange(T)[:, None] >= lengths[order][None, :]] = 0
         out, h_last, cache = self._engine.forward(
             self.spec, self.params, x, lengths[order], np.ascontiguousarray(h0[order])
         )

@@ -84,7 +84,8 @@ def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True, xp=np)
         ``weight_ih``, ``weight_hh`` and, with ``spec.use_bias``,
         ``bias_ih``, ``bias_hh``, in PyTorch's layout.
     x : array of shape (T, N, D)
-        Time-major inputs; values at padded steps are ignored.
+        Time-major inputs; values at padded steps do not change the results
+        but must be finite (callers zero them).
     lengths : array of shape (N,)
         Valid steps per sequence in this chunk.
     h0 : array of shape (N, H)
