@@ -265,17 +265,16 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         sample_weight = _check_sample_weight(sample_weight, seqs.values, dtype=np.float64)
         engine = self._get_engine()
         if reset:
-            self._set_input_attrs({**x_attrs, **y_attrs})
-            self._initialize(seqs)
+            self._set_input_attrs({**x_attrs, **y_attrs, "_output": self.output})
+            self._initialize(early_stopping=self.early_stopping and not incremental)
         if self.early_stopping and not incremental:
             train, val = self._validation_split(seqs, targets)
         else:
             train, val = np.arange(len(seqs.lengths)), None
-        n_epochs = 1 if incremental else self.max_iter
-        self._train(engine, seqs, targets, sample_weight, train, val, n_epochs)
+        self._train(engine, seqs, targets, sample_weight, train, val, incremental)
         return self
 
-    def _initialize(self, seqs):
+    def _initialize(self, early_stopping):
         self._random_state = check_random_state(self.random_state)
         spec = CellSpec(self.cell, self.activation, self.reset_after, self.use_bias)
         self._network = Network(
@@ -284,7 +283,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             hidden_size=self.hidden_size,
             num_layers=self.num_layers,
             bidirectional=self.bidirectional,
-            output=self.output,
+            output=self._output,
             n_outputs=self._n_head,
             dtype=self._dtype,
             random_state=self._random_state,
@@ -295,7 +294,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         self.t_ = 0
         self.loss_curve_ = []
         self._no_improvement_count = 0
-        if self.early_stopping:
+        if early_stopping:
             self.validation_scores_ = []
             self.best_validation_score_ = -np.inf
             self.best_loss_ = None
@@ -338,8 +337,8 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             return min(200, n_samples)
         return min(self.batch_size, n_samples)
 
-    def _train(self, engine, seqs, targets, sample_weight, train, val, n_epochs):
-        """Run up to ``n_epochs`` epochs on the samples ``train``.
+    def _train(self, engine, seqs, targets, sample_weight, train, val, incremental):
+        """Run ``max_iter`` epochs (one when ``incremental``) on the samples ``train``.
 
         An interrupted epoch (KeyboardInterrupt) is rolled back: the model
         keeps the weights of the last completed epoch.
@@ -351,12 +350,15 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         epoch_start = net.flat.copy()
         if val is not None:
             self._best_flat = net.flat.copy()
-        converged = n_epochs == 1
-        for _ in range(n_epochs):
+        converged = incremental  # partial_fit runs one epoch and never warns
+        for _ in range(1 if incremental else self.max_iter):
             start = time.perf_counter()
             epoch_start[:] = net.flat
             try:
-                loss = self._epoch(engine, seqs, targets, sample_weight, train, previous)
+                # Overflow is expected when training diverges: it is detected
+                # (non-finite loss or weights) and handled, not warned about.
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    loss = self._epoch(engine, seqs, targets, sample_weight, train, previous)
             except KeyboardInterrupt:
                 net.flat[:] = epoch_start
                 raise
@@ -423,7 +425,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         net = self._network
         lengths = seqs.lengths[idx]
         w = sample_weight[idx]
-        rows = w.sum() if self.output == "last" else (w * lengths).sum()
+        rows = w.sum() if self._output == "last" else (w * lengths).sum()
         if w.sum() <= 0:
             return 0.0  # only zero-weight samples: nothing to learn from
         loss = net.loss_grad(
@@ -466,11 +468,13 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
                 self.best_validation_score_ = score
                 self._best_flat[:] = self._network.flat
         else:
-            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+            # best_loss_ is None after a fit with early stopping (MLP's convention)
+            best = np.inf if self.best_loss_ is None else self.best_loss_
+            if self.loss_curve_[-1] > best - self.tol:
                 self._no_improvement_count += 1
             else:
                 self._no_improvement_count = 0
-            self.best_loss_ = min(self.best_loss_, self.loss_curve_[-1])
+            self.best_loss_ = min(best, self.loss_curve_[-1])
         return self._no_improvement_count > self.n_iter_no_change
 
     # ------------------------------------------------------------ inference

@@ -74,8 +74,9 @@ best_loss_, validation_scores_, best_validation_score_
         return multi_log_loss(z, y, w)
 
     def _validate_targets(self, y, seqs, reset, classes=None):
+        output = self.output if reset else self._output
         N = len(seqs.lengths)
-        if self.output == "last":
+        if output == "last":
             labels = column_or_1d(y, warn=True)
             if len(labels) != N:
                 raise ValueError(f"y has {len(labels)} samples, but X has {N}.")
@@ -105,7 +106,7 @@ best_loss_, validation_scores_, best_validation_score_
                 f"y contains labels not seen in classes_ {found!r}: "
                 f"{np.unique(labels[unknown])!r}."
             )
-        if self.output == "sequence":
+        if output == "sequence":
             splits = np.cumsum(seqs.lengths)[:-1]
             codes = pack(np.split(codes, splits), seqs.lengths, seqs.values.shape[1], np.intp)
         attrs = {}
@@ -115,7 +116,7 @@ best_loss_, validation_scores_, best_validation_score_
         return codes, attrs
 
     def _stratify_split(self):
-        return self.output == "last"
+        return self._output == "last"
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Run one epoch over X, y, starting from the current weights.
@@ -172,7 +173,7 @@ best_loss_, validation_scores_, best_validation_score_
         """
         seqs, raw = self._raw_predict(X)
         proba = self._proba(raw.astype(np.float64))
-        return proba if self.output == "last" else unpack(proba, seqs, fill=np.nan)
+        return proba if self._output == "last" else unpack(proba, seqs, fill=np.nan)
 
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`, computed stably.
@@ -189,7 +190,7 @@ best_loss_, validation_scores_, best_validation_score_
         """
         seqs, raw = self._raw_predict(X)
         log_proba = self._log_proba(raw.astype(np.float64))
-        return log_proba if self.output == "last" else unpack(log_proba, seqs, fill=np.nan)
+        return log_proba if self._output == "last" else unpack(log_proba, seqs, fill=np.nan)
 
     def predict(self, X):
         """Predict labels.
@@ -207,7 +208,7 @@ best_loss_, validation_scores_, best_validation_score_
         """
         seqs, raw = self._raw_predict(X)
         labels = self.classes_[self._codes(raw)]
-        return labels if self.output == "last" else unpack(labels, seqs, fill=None)
+        return labels if self._output == "last" else unpack(labels, seqs, fill=None)
 
     def _codes(self, raw):
         if len(self.classes_) == 2:
@@ -217,7 +218,7 @@ best_loss_, validation_scores_, best_validation_score_
     def _score_targets(self, seqs, targets, sample_weight):
         raw = self._network.forward(self._get_engine(), seqs.values, seqs.lengths)
         codes = self._codes(raw)
-        if self.output == "last":
+        if self._output == "last":
             return accuracy_score(targets, codes, sample_weight=sample_weight)
         valid = np.arange(raw.shape[1])[None, :] < seqs.lengths[:, None]
         weights = np.broadcast_to(sample_weight[:, None], valid.shape)[valid]

@@ -141,9 +141,10 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
         return squared_error(z, y, w)
 
     def _validate_targets(self, y, seqs, reset, classes=None):
+        output = self.output if reset else self._output
         N = len(seqs.lengths)
         dtype = seqs.values.dtype
-        if self.output == "last":
+        if output == "last":
             y = check_array(
                 y, ensure_2d=False, dtype="numeric", ensure_all_finite=False,
                 input_name="y",
@@ -220,13 +221,13 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
         raw = raw.astype(np.float64)
         if not self._multi_target:
             raw = raw[..., 0]
-        if self.output == "last":
+        if self._output == "last":
             return raw
         return unpack(raw, seqs, fill=np.nan)
 
     def _score_targets(self, seqs, targets, sample_weight):
         raw = self._network.forward(self._get_engine(), seqs.values, seqs.lengths)
-        if self.output == "last":
+        if self._output == "last":
             return r2_score(targets, raw, sample_weight=sample_weight)
         valid = np.arange(raw.shape[1])[None, :] < seqs.lengths[:, None]
         weights = np.broadcast_to(sample_weight[:, None], valid.shape)[valid]
