@@ -8,7 +8,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 
 from ._base import BaseSequenceEstimator
-from ._data import pack, split_step_targets, unpack
+from ._data import check_finite_targets, pack, split_step_targets, unpack
 from ._losses import binary_log_loss, multi_log_loss
 
 
@@ -80,11 +80,14 @@ best_loss_, validation_scores_, best_validation_score_
             labels = column_or_1d(y, warn=True)
             if len(labels) != N:
                 raise ValueError(f"y has {len(labels)} samples, but X has {N}.")
-            check_classification_targets(labels)
+            ys = labels
         else:
             ys = [column_or_1d(v) for v in split_step_targets(y, seqs)]
             labels = np.concatenate(ys)
-            check_classification_targets(labels)
+        if labels.dtype.kind == "f":
+            # before scikit-learn's target check, which casts to int first
+            check_finite_targets(ys)
+        check_classification_targets(labels)
         if reset:
             found = np.unique(labels if classes is None else classes)
             if len(found) < 2:
