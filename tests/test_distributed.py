@@ -1,0 +1,122 @@
+"""GridSearchCV on a real Dask cluster (joblib's "dask" backend).
+
+One LocalCluster on 127.0.0.1 serves the whole module: two workers with one
+thread each, in this process (``processes=False``, over TCP so that the
+workers really talk to the scheduler through sockets), which starts in a
+second or two and needs no forking. The fits that run there must give the
+same scores as the same search run serially.
+
+The example ``examples/distributed_grid_search.py`` is run too, shrunk by
+``SKRNN_EXAMPLE_QUICK=1``.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+from sklearn.model_selection import GridSearchCV  # noqa: E402
+
+from skrnn import SequenceRegressor  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "distributed_grid_search.py"
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tcp",
+        host="127.0.0.1",
+        dashboard_address=None,
+    )
+    client = distributed.Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+def _data(seed=0):
+    """Variable-length univariate sequences and their sums."""
+    rng = np.random.RandomState(seed)
+    X = [rng.normal(size=(T, 1)) for T in rng.randint(3, 8, size=24)]
+    y = np.array([x.sum() for x in X])
+    return X, y
+
+
+GRID = {"cell": ["rnn", "gru"], "hidden_size": [4, 6], "learning_rate_init": [0.01, 0.05]}
+
+
+def _search():
+    est = SequenceRegressor(max_iter=5, random_state=0)
+    return GridSearchCV(est, GRID, cv=3, n_jobs=-1)
+
+
+# Five epochs cannot meet the stopping rule: max_iter is reached on purpose.
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_grid_search_on_dask_matches_serial(client):
+    X, y = _data()
+    serial = _search().set_params(n_jobs=1).fit(X, y)
+    with distributed.get_task_stream(client) as stream:
+        with joblib.parallel_config(backend="dask"):
+            on_dask = _search().fit(X, y)
+    # the fits really ran on the cluster's workers (joblib sends them in batches)
+    assert len(stream.data) >= 1
+    assert {task["worker"] for task in stream.data} <= set(
+        client.scheduler_info()["workers"]
+    )
+    np.testing.assert_allclose(
+        on_dask.cv_results_["mean_test_score"],
+        serial.cv_results_["mean_test_score"],
+        rtol=1e-10,
+    )
+    for k in range(3):
+        np.testing.assert_allclose(
+            on_dask.cv_results_[f"split{k}_test_score"],
+            serial.cv_results_[f"split{k}_test_score"],
+            rtol=1e-10,
+        )
+    assert on_dask.best_params_ == serial.best_params_
+    assert on_dask.cv_results_["params"] == serial.cv_results_["params"]
+    # the refit best model predicts what the serial one does
+    np.testing.assert_allclose(on_dask.predict(X), serial.predict(X), rtol=1e-10)
+
+
+def test_example_runs_quick():
+    env = dict(os.environ, SKRNN_EXAMPLE_QUICK="1")
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p
+    )
+    proc = subprocess.run(
+        [sys.executable, "-W", "error::DeprecationWarning", str(EXAMPLE)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if "mean_test_score" in line)
+    assert lines[header].split() == ["cell", "hidden_size", "mean_test_score", "rank"]
+    rows = [line.split() for line in lines[header + 1 :] if line.strip()]
+    rows = [r for r in rows if r[0] in ("rnn", "gru")]
+    # quick mode: cell x hidden_size (4, 8)
+    assert {(r[0], int(r[1])) for r in rows} == {
+        ("rnn", 4), ("rnn", 8), ("gru", 4), ("gru", 8)
+    }
+    for r in rows:
+        assert 0.0 <= float(r[2]) <= 1.0
+    assert min(int(r[3]) for r in rows) == 1
+    assert "best:" in proc.stdout
