@@ -64,7 +64,7 @@ class SequenceInputMixin:
                 "n_features_in_": seqs.values.shape[1] if seqs.form == "table" else D,
                 "_n_step_features": D,
                 "_fit_form_is_table": seqs.form == "table",
-                "_dtype": seqs.values.dtype,
+                "_dtype": seqs.values.dtype.name,  # a str: skops trusts it
                 "feature_names_in_": _get_feature_names(X),
             }
             return seqs, attrs

@@ -68,6 +68,10 @@ best_loss_, validation_scores_, best_validation_score_
     True
     """
 
+    # The mixin's score would sit first in the MRO; ours scores every valid
+    # step of output="sequence" models and takes every input form.
+    score = BaseSequenceEstimator.score
+
     def _loss(self, z, y, w):
         if len(self.classes_) == 2:
             return binary_log_loss(z, y.astype(z.dtype), w)

@@ -36,7 +36,7 @@ class Network:
         at every step.
     n_outputs : int
         Outputs of the head.
-    dtype : numpy dtype
+    dtype : str or numpy dtype
         Precision of the parameters and of the computation.
     random_state : int, RandomState instance or None
         Seeds the initial weights.
@@ -60,7 +60,8 @@ class Network:
         self.num_layers = num_layers
         self.n_dirs = 2 if bidirectional else 1
         self.output = output
-        self.dtype = np.dtype(dtype)
+        # the name, not a numpy.dtype object: skops trusts plain strings
+        self.dtype = np.dtype(dtype).name
         rng = check_random_state(random_state)
         initial = {}
         for k in range(num_layers):

@@ -137,6 +137,10 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
     True
     """
 
+    # The mixin's score would sit first in the MRO; ours scores every valid
+    # step of output="sequence" models and takes every input form.
+    score = BaseSequenceEstimator.score
+
     def _loss(self, z, y, w):
         return squared_error(z, y, w)
 
