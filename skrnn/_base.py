@@ -7,6 +7,7 @@ progress output — lives here once.
 """
 
 import sys
+import threading
 import time
 import warnings
 from abc import ABCMeta, abstractmethod
@@ -22,6 +23,7 @@ from sklearn.utils._param_validation import (
     InvalidParameterError,
     StrOptions,
 )
+from threadpoolctl import threadpool_limits
 from sklearn.utils.validation import (
     _check_feature_names,
     _check_sample_weight,
@@ -36,6 +38,44 @@ from ._engine.reference import CellSpec
 from ._network import Network
 
 _GRU_ACTIVATIONS = ("tanh", "logistic")
+
+
+class _WorkerBlasLimit:
+    """Hold BLAS to one thread while any fit runs outside the main thread.
+
+    joblib's threading backend and Dask's worker threads run several fits at
+    once, each calling BLAS; with BLAS's own threads on top, n_jobs x cores
+    threads would fight for the cores. BLAS limits are per process, so the
+    first worker fit sets the limit and the last one restores it.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._active = 0
+        self._limiter = None
+
+    @staticmethod
+    def _in_worker():
+        return threading.current_thread() is not threading.main_thread()
+
+    def __enter__(self):
+        if self._in_worker():
+            with self._lock:
+                if self._active == 0:
+                    self._limiter = threadpool_limits(limits=1, user_api="blas")
+                self._active += 1
+        return self
+
+    def __exit__(self, *exc):
+        if self._in_worker():
+            with self._lock:
+                self._active -= 1
+                if self._active == 0:
+                    self._limiter.restore_original_limits()
+                    self._limiter = None
+
+
+_worker_blas_limit = _WorkerBlasLimit()
 
 
 class SequenceInputMixin:
@@ -271,7 +311,8 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             train, val = self._validation_split(seqs, targets)
         else:
             train, val = np.arange(len(seqs.lengths)), None
-        self._train(engine, seqs, targets, sample_weight, train, val, incremental)
+        with _worker_blas_limit:
+            self._train(engine, seqs, targets, sample_weight, train, val, incremental)
         return self
 
     def _initialize(self, early_stopping):
