@@ -98,14 +98,13 @@ def _live_rows(lengths, N, T):
     lengths = np.asarray(lengths)
     if lengths.shape != (N,) or lengths.dtype.kind not in "iu":
         raise ValueError(f"lengths must be {N} integers, got {lengths!r}")
-    lengths = lengths.astype(np.intp, copy=False)
-    if N and (lengths[0] > T or lengths[-1] < 0 or np.any(lengths[1:] > lengths[:-1])):
+    n_live = np.empty(T, dtype=np.intp)
+    if not _recurrent.live_rows(np.ascontiguousarray(lengths, dtype=np.intp), n_live):
         raise ValueError(
             f"lengths must be sorted longest first and within [0, {T}], "
             f"got {lengths!r}"
         )
-    # n_live[t] = #(lengths > t), read off the non-increasing lengths
-    return np.searchsorted(-lengths, -np.arange(T), side="left").astype(np.intp, copy=False)
+    return n_live
 
 
 def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True):
