@@ -1,0 +1,609 @@
+"""Compiled forward and backward passes of one direction of one layer.
+
+The kernels behind :mod:`skrnn._engine.cpu`; :mod:`skrnn._engine.reference`
+specifies their math. Elman RNN and both GRU forms share one file because
+they share everything but the gate loops: the input projection, the time
+loop over packed rows and the weight gradients.
+
+The recipe is cuDNN's:
+
+- forward: one GEMM projects the inputs of all steps, ``x @ W_ih.T``; then
+  per step one GEMM ``h @ W_hh.T`` on the live rows (two for the GRU with
+  ``reset_after=False``, whose candidate needs ``r * h`` first) and one
+  fused loop over the gates;
+- backward: per step one fused loop from the state's gradient to the gate
+  gradients ``dG_t``, then ``dh = dG_t @ W_hh``; after the loop the weight
+  gradients are GEMMs over all steps at once (``dG.T @ x``,
+  ``dG.T @ h_prev``), ``dx = dG @ W_ih`` another, and the bias gradients
+  column sums accumulated in the gate loops.
+
+Arrays are time-major and C-contiguous. The caller sorts sequences by
+length, longest first, so at step t the live rows are the first
+``n_live[t]`` rows of that step's slab: the per-step GEMMs and loops touch
+only them (PyTorch's packed sequences), and the big GEMMs skip the padded
+rows too, so padded inputs are never read. Every shape is checked by the
+caller; the kernels run without bounds checks, without the GIL and without
+allocating.
+"""
+
+from cython cimport floating
+from libc.math cimport copysign, copysignf, exp, expf, expm1, expm1f, fabs, fabsf
+from libc.string cimport memcpy, memset
+
+from ._blas cimport gemm
+
+
+cpdef enum Cell:
+    RNN
+    GRU_RESET_AFTER
+    GRU_RESET_BEFORE
+
+
+cpdef enum Activation:
+    TANH
+    LOGISTIC
+    RELU
+    IDENTITY
+
+
+# tanh and the logistic function through exp and expm1, which libm computes
+# several times faster than tanh; the gate loops spend most of their time here.
+
+cdef inline floating _tanh(floating a) noexcept nogil:
+    # tanh|a| = -expm1(-2|a|) / (2 + expm1(-2|a|)): exact to a few ulp near 0
+    # too, and the exponent is never positive, so nothing overflows
+    cdef floating e
+    if floating is float:
+        e = expm1f(-2 * fabsf(a))
+        return copysignf(-e / (2 + e), a)
+    else:
+        e = expm1(-2 * fabs(a))
+        return copysign(-e / (2 + e), a)
+
+
+cdef inline floating _sigmoid(floating a) noexcept nogil:
+    # safe in C: for very negative a, exp(-a) overflows to inf and gives 0
+    if floating is float:
+        return 1 / (1 + expf(-a))
+    else:
+        return 1 / (1 + exp(-a))
+
+
+cdef inline floating _activate(int act, floating a) noexcept nogil:
+    if act == TANH:
+        return _tanh(a)
+    if act == LOGISTIC:
+        return _sigmoid(a)
+    if act == RELU:
+        # written so that NaN propagates, as np.maximum does
+        return 0 if a < 0 else a
+    return a
+
+
+cdef inline floating _activation_grad(int act, floating y) noexcept nogil:
+    """Derivative of the activation in terms of its output ``y``."""
+    if act == TANH:
+        return 1 - y * y
+    if act == LOGISTIC:
+        return y * (1 - y)
+    if act == RELU:
+        return 1 if y > 0 else 0
+    return 1
+
+
+cdef Py_ssize_t _n_full(const Py_ssize_t* n_live, Py_ssize_t T,
+                        Py_ssize_t N) noexcept nogil:
+    """Number of leading steps where all N rows are live."""
+    cdef Py_ssize_t t = 0
+    while t < T and n_live[t] == N:
+        t += 1
+    return t
+
+
+cdef void _gemm_rows(char transb, Py_ssize_t s0, Py_ssize_t s1,
+                     const Py_ssize_t* n_live, Py_ssize_t N, Py_ssize_t n_full,
+                     int n, int k, const floating* a, int lda,
+                     const floating* b, int ldb, floating beta,
+                     floating* c, int ldc) noexcept nogil:
+    """``c[r] = a[r] @ op(b) + beta * c[r]`` for the live rows r of steps s0..s1-1.
+
+    ``a`` and ``c`` point at step s0's slab of N rows. The steps where every
+    row is live are contiguous: one GEMM covers them, then one per step.
+    """
+    cdef Py_ssize_t s, off, s_full = min(max(n_full, s0), s1)
+    if s_full > s0:
+        gemm(c'N', transb, <int> ((s_full - s0) * N), n, k, 1, a, lda,
+             b, ldb, beta, c, ldc)
+    for s in range(s_full, s1):
+        if n_live[s] == 0:
+            break
+        off = (s - s0) * N
+        gemm(c'N', transb, <int> n_live[s], n, k, 1, a + off * lda, lda,
+             b, ldb, beta, c + off * ldc, ldc)
+
+
+cdef void _gemm_reduce(Py_ssize_t T, const Py_ssize_t* n_live, Py_ssize_t N,
+                       Py_ssize_t n_full, int m, int n,
+                       const floating* a, int lda, const floating* b, int ldb,
+                       floating* c, int ldc) noexcept nogil:
+    """``c = sum over live rows r of a[r].T @ b[r]``, c of shape (m, n).
+
+    ``a`` and ``b`` are time-major (T, N, .) with row strides lda and ldb.
+    """
+    cdef Py_ssize_t s, i, off
+    cdef floating beta = 0
+    if n_full > 0:
+        gemm(c'T', c'N', m, n, <int> (n_full * N), 1, a, lda, b, ldb, beta,
+             c, ldc)
+        beta = 1
+    for s in range(n_full, T):
+        if n_live[s] == 0:
+            break
+        off = s * N
+        gemm(c'T', c'N', m, n, <int> n_live[s], 1, a + off * lda, lda,
+             b + off * ldb, ldb, beta, c, ldc)
+        beta = 1
+    if beta == 0:
+        # no live row at all: BLAS may leave c alone when k == 0
+        for i in range(m):
+            memset(c + i * ldc, 0, n * sizeof(floating))
+
+
+cdef void _zero_padded_rows(floating* a, Py_ssize_t T, Py_ssize_t N,
+                            Py_ssize_t width,
+                            const Py_ssize_t* n_live) noexcept nogil:
+    """Zero the rows of a time-major (T, N, width) array at padded steps."""
+    cdef Py_ssize_t t
+    for t in range(T):
+        memset(a + (t * N + n_live[t]) * width, 0,
+               (N - n_live[t]) * width * sizeof(floating))
+
+
+def live_rows(const Py_ssize_t[::1] lengths, Py_ssize_t[::1] n_live):
+    """Count the live rows of each step: ``n_live[t] = #(lengths > t)``.
+
+    Returns False, leaving ``n_live`` undefined, unless ``lengths`` is
+    sorted longest first and within [0, T], T being ``n_live``'s size.
+    """
+    cdef Py_ssize_t N = lengths.shape[0], T = n_live.shape[0], i = N, t
+    if N > 0 and (lengths[0] > T or lengths[N - 1] < 0):
+        return False
+    for t in range(1, N):
+        if lengths[t] > lengths[t - 1]:
+            return False
+    for t in range(T):
+        while i > 0 and lengths[i - 1] <= t:
+            i -= 1
+        n_live[t] = i
+    return True
+
+
+def forward(int cell, int act, bint reverse,
+            const floating[:, :, ::1] x, const Py_ssize_t[::1] n_live,
+            const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
+            const floating[::1] b_ih, const floating[::1] b_hh,
+            floating[:, ::1] h, floating[:, :, ::1] out,
+            floating[:, :, ::1] gates, floating[:, :, ::1] h_prev,
+            floating[:, :, ::1] hn, floating[:, ::1] work):
+    """Forward pass over T steps; fills ``out`` and turns ``h`` into h_last.
+
+    Parameters
+    ----------
+    cell, act : int
+        A :class:`Cell` and an :class:`Activation`.
+    reverse : bool
+        Visit the steps from T-1 down to 0.
+    x : (T, N, D) array
+    n_live : (T,) array
+        Number of live rows at each step, non-increasing.
+    w_ih, w_hh : (G*H, D) and (G*H, H) arrays
+    b_ih, b_hh : (G*H,) arrays
+        Zeros when the layer has no biases.
+    h : (N, H) array
+        In: the initial state. Out: the final state.
+    out : (T, N, H) array
+        Out: the state after each step, zero at padded steps.
+    gates : (W, N, G*H) array
+        Input projections of a window of W steps (the whole pass runs in
+        ceil(T / W) windows). For the GRU they are overwritten with the gate
+        values r, z, n; with W == T this is the cache for :func:`backward`.
+        For the RNN it may be ``out`` itself.
+    h_prev : (T, N, H) or (0, N, H) array
+        Out: the state before each step (for :func:`backward`); not kept if
+        empty.
+    hn : (T, N, H) or (0, N, H) array
+        GRU only, out: ``W_hn h + b_hn`` (reset after) or ``r * h`` (reset
+        before) at each step; not kept if empty.
+    work : (N, 3*H) array
+        GRU only: room for one step's recurrent projection.
+    """
+    cdef:
+        Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2]
+        Py_ssize_t H = w_hh.shape[1], GH = w_hh.shape[0], W = gates.shape[0]
+        Py_ssize_t n_full, n_win, w, w0, w1, k, t, nt, i, j
+        floating* p_h_prev = NULL
+        floating* p_hn = NULL
+        floating* p_work = NULL
+    if T == 0 or N == 0:
+        return
+    if h_prev.shape[0] > 0:
+        p_h_prev = &h_prev[0, 0, 0]
+    if hn.shape[0] > 0:
+        p_hn = &hn[0, 0, 0]
+    if cell != RNN:
+        p_work = &work[0, 0]
+    with nogil:
+        n_full = _n_full(&n_live[0], T, N)
+        n_win = (T + W - 1) // W
+        for w in range(n_win):
+            if reverse:
+                w1 = T - w * W
+                w0 = max(0, w1 - W)
+            else:
+                w0 = w * W
+                w1 = min(T, w0 + W)
+            # gates[t - w0] = x[t] @ W_ih.T for t in w0..w1-1
+            _gemm_rows(c'T', w0, w1, &n_live[0], N, n_full, <int> GH, <int> D,
+                       &x[w0, 0, 0], <int> D, &w_ih[0, 0], <int> D, 0,
+                       &gates[0, 0, 0], <int> GH)
+            for k in range(w1 - w0):
+                t = w1 - 1 - k if reverse else w0 + k
+                nt = n_live[t]
+                if nt == 0:
+                    continue
+                if p_h_prev != NULL:
+                    memcpy(p_h_prev + t * N * H, &h[0, 0],
+                           nt * H * sizeof(floating))
+                if cell == RNN:
+                    _rnn_step(act, nt, H, &w_hh[0, 0], &b_ih[0], &b_hh[0],
+                              &gates[t - w0, 0, 0], &h[0, 0], &out[t, 0, 0])
+                elif cell == GRU_RESET_AFTER:
+                    _gru_after_step(
+                        act, nt, H, &w_hh[0, 0], &b_ih[0], &b_hh[0],
+                        &gates[t - w0, 0, 0], &h[0, 0], &out[t, 0, 0],
+                        p_hn + t * N * H if p_hn != NULL else NULL, p_work)
+                else:
+                    _gru_before_step(
+                        act, nt, H, &w_hh[0, 0], &b_ih[0], &b_hh[0],
+                        &gates[t - w0, 0, 0], &h[0, 0], &out[t, 0, 0],
+                        p_hn + t * N * H if p_hn != NULL else p_work + N * 2 * H,
+                        p_work)
+        _zero_padded_rows(&out[0, 0, 0], T, N, H, &n_live[0])
+
+
+cdef void _rnn_step(int act, Py_ssize_t nt, Py_ssize_t H,
+                    const floating* w_hh, const floating* b_ih,
+                    const floating* b_hh, floating* g, floating* h,
+                    floating* out) noexcept nogil:
+    """h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh) on the nt live rows."""
+    cdef Py_ssize_t i, j
+    cdef floating y
+    # g += h @ W_hh.T
+    gemm(c'N', c'T', <int> nt, <int> H, <int> H, 1, h, <int> H, w_hh, <int> H,
+         1, g, <int> H)
+    for i in range(nt):
+        for j in range(H):
+            y = _activate(act, g[i * H + j] + b_ih[j] + b_hh[j])
+            out[i * H + j] = y
+            h[i * H + j] = y
+
+
+cdef void _gru_after_step(int act, Py_ssize_t nt, Py_ssize_t H,
+                          const floating* w_hh, const floating* b_ih,
+                          const floating* b_hh, floating* g, floating* h,
+                          floating* out, floating* hn,
+                          floating* gh) noexcept nogil:
+    """GRU step with n = act(W_in x + b_in + r * (W_hn h + b_hn)).
+
+    ``g`` holds the step's input projection and receives r, z, n; ``hn``
+    (may be NULL) receives W_hn h + b_hn.
+    """
+    cdef Py_ssize_t i, j, H3 = 3 * H
+    cdef floating r, z, n, a_hn
+    cdef floating* gi
+    cdef floating* ghi
+    # gh = h @ W_hh.T
+    gemm(c'N', c'T', <int> nt, <int> H3, <int> H, 1, h, <int> H, w_hh, <int> H,
+         0, gh, <int> H3)
+    for i in range(nt):
+        gi = g + i * H3
+        ghi = gh + i * H3
+        for j in range(H):
+            r = _sigmoid((gi[j] + b_ih[j]) + (ghi[j] + b_hh[j]))
+            z = _sigmoid((gi[H + j] + b_ih[H + j]) + (ghi[H + j] + b_hh[H + j]))
+            a_hn = ghi[2 * H + j] + b_hh[2 * H + j]
+            n = _activate(act, (gi[2 * H + j] + b_ih[2 * H + j]) + r * a_hn)
+            gi[j] = r
+            gi[H + j] = z
+            gi[2 * H + j] = n
+            if hn != NULL:
+                hn[i * H + j] = a_hn
+            # h' = z h + (1 - z) n
+            h[i * H + j] = z * h[i * H + j] + (1 - z) * n
+            out[i * H + j] = h[i * H + j]
+
+
+cdef void _gru_before_step(int act, Py_ssize_t nt, Py_ssize_t H,
+                           const floating* w_hh, const floating* b_ih,
+                           const floating* b_hh, floating* g, floating* h,
+                           floating* out, floating* rh,
+                           floating* grz) noexcept nogil:
+    """GRU step with n = act(W_in x + b_in + W_hn (r * h) + b_hn).
+
+    ``g`` holds the step's input projection and receives r, z, n; ``rh``
+    receives r * h.
+    """
+    cdef Py_ssize_t i, j, H2 = 2 * H, H3 = 3 * H
+    cdef floating r, z, n
+    cdef floating* gi
+    cdef floating* gri
+    # grz = h @ W_hh[:2H].T
+    gemm(c'N', c'T', <int> nt, <int> H2, <int> H, 1, h, <int> H, w_hh, <int> H,
+         0, grz, <int> H2)
+    for i in range(nt):
+        gi = g + i * H3
+        gri = grz + i * H2
+        for j in range(H):
+            r = _sigmoid((gi[j] + b_ih[j]) + (gri[j] + b_hh[j]))
+            z = _sigmoid((gi[H + j] + b_ih[H + j]) + (gri[H + j] + b_hh[H + j]))
+            gi[j] = r
+            gi[H + j] = z
+            rh[i * H + j] = r * h[i * H + j]
+    # g[:, 2H:] += (r * h) @ W_hh[2H:].T
+    gemm(c'N', c'T', <int> nt, <int> H, <int> H, 1, rh, <int> H,
+         w_hh + H2 * H, <int> H, 1, g + H2, <int> H3)
+    for i in range(nt):
+        gi = g + i * H3
+        for j in range(H):
+            n = _activate(act, gi[H2 + j] + b_ih[H2 + j] + b_hh[H2 + j])
+            gi[H2 + j] = n
+            z = gi[H + j]
+            # h' = z h + (1 - z) n
+            h[i * H + j] = z * h[i * H + j] + (1 - z) * n
+            out[i * H + j] = h[i * H + j]
+
+
+def backward(int cell, int act, bint reverse,
+             const floating[:, :, ::1] x, const Py_ssize_t[::1] n_live,
+             const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
+             const floating[:, :, ::1] out, const floating[:, :, ::1] h_prev,
+             const floating[:, :, ::1] gates, const floating[:, :, ::1] hn,
+             const floating[:, :, ::1] d_out, floating[:, ::1] dh,
+             floating[:, :, ::1] dg, floating[:, :, ::1] dan,
+             floating[:, :, ::1] dx, floating[:, ::1] dw_ih,
+             floating[:, ::1] dw_hh, floating[::1] db_ih, floating[::1] db_hh,
+             floating[:, ::1] work):
+    """Backpropagation through the T steps of one :func:`forward` pass.
+
+    Parameters
+    ----------
+    cell, act, reverse, x, n_live, w_ih, w_hh :
+        As given to :func:`forward`.
+    out, h_prev, gates, hn : arrays
+        As filled by :func:`forward` with ``gates`` covering all T steps
+        (``hn`` unused, may be empty, for the RNN).
+    d_out : (T, N, H) array
+        Gradient with respect to ``out``; padded rows are not read.
+    dh : (N, H) array
+        In: the gradient with respect to h_last. Out: with respect to h0.
+    dg : (T, N, G*H) array
+        Room for the gate gradients: ``dL/d(x W_ih^T)`` for the RNN and the
+        GRU with reset before; for the GRU with reset after
+        ``dL/d(h W_hh^T)``, whose n block differs from the input side's.
+    dan : (T, N, H) or empty array
+        GRU with reset after: room for ``dL/da_n``, the n block of the input
+        side's gradient.
+    dx : (T, N, D) array
+        Out: the gradient with respect to x, zero at padded steps.
+    dw_ih, dw_hh : arrays shaped as w_ih, w_hh
+        Out: the weight gradients.
+    db_ih, db_hh : (G*H,) arrays
+        Must hold zeros; out: the bias gradients.
+    work : (N, H) array
+        GRU with reset before: room for one step's ``dL/d(r * h)``.
+    """
+    cdef:
+        Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2]
+        Py_ssize_t H = w_hh.shape[1], GH = w_hh.shape[0], H2 = 2 * H
+        Py_ssize_t n_full, k, t, nt
+    if T == 0 or N == 0:
+        dw_ih[:, :] = 0
+        dw_hh[:, :] = 0
+        return
+    with nogil:
+        for k in range(T):
+            # the reverse of the forward pass's order
+            t = k if reverse else T - 1 - k
+            nt = n_live[t]
+            if nt == 0:
+                continue
+            if cell == RNN:
+                _rnn_step_back(act, nt, H, &w_hh[0, 0], &out[t, 0, 0],
+                               &d_out[t, 0, 0], &dh[0, 0], &dg[t, 0, 0],
+                               &db_ih[0])
+            elif cell == GRU_RESET_AFTER:
+                _gru_after_step_back(
+                    act, nt, H, &w_hh[0, 0], &gates[t, 0, 0], &h_prev[t, 0, 0],
+                    &hn[t, 0, 0], &d_out[t, 0, 0], &dh[0, 0], &dg[t, 0, 0],
+                    &dan[t, 0, 0], &db_ih[0], &db_hh[0])
+            else:
+                _gru_before_step_back(
+                    act, nt, H, &w_hh[0, 0], &gates[t, 0, 0], &h_prev[t, 0, 0],
+                    &d_out[t, 0, 0], &dh[0, 0], &dg[t, 0, 0], &db_ih[0],
+                    &work[0, 0])
+
+        n_full = _n_full(&n_live[0], T, N)
+        if cell == GRU_RESET_AFTER:
+            # the input and recurrent sides share dL/dr and dL/dz
+            memcpy(&db_ih[0], &db_hh[0], H2 * sizeof(floating))
+            # dW_hh = dG.T @ h_prev
+            _gemm_reduce(T, &n_live[0], N, n_full, <int> GH, <int> H,
+                         &dg[0, 0, 0], <int> GH, &h_prev[0, 0, 0], <int> H,
+                         &dw_hh[0, 0], <int> H)
+            # dW_ih[:2H] = dG[:, :2H].T @ x
+            _gemm_reduce(T, &n_live[0], N, n_full, <int> H2, <int> D,
+                         &dg[0, 0, 0], <int> GH, &x[0, 0, 0], <int> D,
+                         &dw_ih[0, 0], <int> D)
+            # dW_ih[2H:] = da_n.T @ x
+            _gemm_reduce(T, &n_live[0], N, n_full, <int> H, <int> D,
+                         &dan[0, 0, 0], <int> H, &x[0, 0, 0], <int> D,
+                         &dw_ih[H2, 0], <int> D)
+            # dx = dG[:, :2H] @ W_ih[:2H] + da_n @ W_ih[2H:]
+            _gemm_rows(c'N', 0, T, &n_live[0], N, n_full, <int> D, <int> H2,
+                       &dg[0, 0, 0], <int> GH, &w_ih[0, 0], <int> D, 0,
+                       &dx[0, 0, 0], <int> D)
+            _gemm_rows(c'N', 0, T, &n_live[0], N, n_full, <int> D, <int> H,
+                       &dan[0, 0, 0], <int> H, &w_ih[H2, 0], <int> D, 1,
+                       &dx[0, 0, 0], <int> D)
+        else:
+            # one gradient for both sides' projections
+            memcpy(&db_hh[0], &db_ih[0], GH * sizeof(floating))
+            if cell == RNN:
+                # dW_hh = dG.T @ h_prev
+                _gemm_reduce(T, &n_live[0], N, n_full, <int> GH, <int> H,
+                             &dg[0, 0, 0], <int> GH, &h_prev[0, 0, 0], <int> H,
+                             &dw_hh[0, 0], <int> H)
+            else:
+                # dW_hh[:2H] = dG[:, :2H].T @ h_prev
+                _gemm_reduce(T, &n_live[0], N, n_full, <int> H2, <int> H,
+                             &dg[0, 0, 0], <int> GH, &h_prev[0, 0, 0], <int> H,
+                             &dw_hh[0, 0], <int> H)
+                # dW_hh[2H:] = dG[:, 2H:].T @ (r * h)
+                _gemm_reduce(T, &n_live[0], N, n_full, <int> H, <int> H,
+                             &dg[0, 0, H2], <int> GH, &hn[0, 0, 0], <int> H,
+                             &dw_hh[H2, 0], <int> H)
+            # dW_ih = dG.T @ x
+            _gemm_reduce(T, &n_live[0], N, n_full, <int> GH, <int> D,
+                         &dg[0, 0, 0], <int> GH, &x[0, 0, 0], <int> D,
+                         &dw_ih[0, 0], <int> D)
+            # dx = dG @ W_ih
+            _gemm_rows(c'N', 0, T, &n_live[0], N, n_full, <int> D, <int> GH,
+                       &dg[0, 0, 0], <int> GH, &w_ih[0, 0], <int> D, 0,
+                       &dx[0, 0, 0], <int> D)
+        _zero_padded_rows(&dx[0, 0, 0], T, N, D, &n_live[0])
+
+
+cdef void _rnn_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
+                         const floating* w_hh, const floating* out,
+                         const floating* d_out, floating* dh, floating* dg,
+                         floating* db) noexcept nogil:
+    """From dL/dh' to dL/da (into dg and db) and dL/dh (into dh)."""
+    cdef Py_ssize_t i, j
+    cdef floating da
+    for i in range(nt):
+        for j in range(H):
+            da = (dh[i * H + j] + d_out[i * H + j]) * _activation_grad(act, out[i * H + j])
+            dg[i * H + j] = da
+            db[j] += da
+    # dh = dG_t @ W_hh: a live row's state reaches the loss only through a
+    gemm(c'N', c'N', <int> nt, <int> H, <int> H, 1, dg, <int> H, w_hh, <int> H,
+         0, dh, <int> H)
+
+
+cdef void _gru_after_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
+                               const floating* w_hh, const floating* g,
+                               const floating* h_prev, const floating* hn,
+                               const floating* d_out, floating* dh,
+                               floating* dgh, floating* dan, floating* db_ih,
+                               floating* db_hh) noexcept nogil:
+    """Gate gradients of a reset-after GRU step.
+
+    ``dgh`` receives dL/d(h W_hh^T): (da_r, da_z, r * da_n); ``dan``
+    receives da_n; ``db_ih`` accumulates da_n, ``db_hh`` all three.
+    """
+    cdef Py_ssize_t i, j, H3 = 3 * H
+    cdef floating r, z, n, dhj, da_n, da_z, da_r
+    cdef const floating* gi
+    cdef floating* dgi
+    for i in range(nt):
+        gi = g + i * H3
+        dgi = dgh + i * H3
+        for j in range(H):
+            r = gi[j]
+            z = gi[H + j]
+            n = gi[2 * H + j]
+            dhj = dh[i * H + j] + d_out[i * H + j]
+            # h' = z h + (1 - z) n,  n = act(a_n),  a_n = gi_n + r * hn
+            da_n = dhj * (1 - z) * _activation_grad(act, n)
+            da_z = dhj * (h_prev[i * H + j] - n) * z * (1 - z)
+            da_r = da_n * hn[i * H + j] * r * (1 - r)
+            dgi[j] = da_r
+            dgi[H + j] = da_z
+            dgi[2 * H + j] = da_n * r
+            dan[i * H + j] = da_n
+            db_hh[j] += da_r
+            db_hh[H + j] += da_z
+            db_hh[2 * H + j] += da_n * r
+            db_ih[2 * H + j] += da_n
+            dh[i * H + j] = dhj * z
+    # dh += dG_t @ W_hh
+    gemm(c'N', c'N', <int> nt, <int> H, <int> H3, 1, dgh, <int> H3, w_hh,
+         <int> H, 1, dh, <int> H)
+
+
+cdef void _gru_before_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
+                                const floating* w_hh, const floating* g,
+                                const floating* h_prev, const floating* d_out,
+                                floating* dh, floating* dg, floating* db,
+                                floating* d_rh) noexcept nogil:
+    """Gate gradients of a reset-before GRU step.
+
+    ``dg`` receives (da_r, da_z, da_n), the same on the input and the
+    recurrent side; ``db`` accumulates them.
+    """
+    cdef Py_ssize_t i, j, H2 = 2 * H, H3 = 3 * H
+    cdef floating r, z, n, dhj, da_n, da_z, da_r
+    cdef const floating* gi
+    cdef floating* dgi
+    for i in range(nt):
+        gi = g + i * H3
+        dgi = dg + i * H3
+        for j in range(H):
+            z = gi[H + j]
+            n = gi[H2 + j]
+            dhj = dh[i * H + j] + d_out[i * H + j]
+            # h' = z h + (1 - z) n,  n = act(a_n)
+            da_n = dhj * (1 - z) * _activation_grad(act, n)
+            da_z = dhj * (h_prev[i * H + j] - n) * z * (1 - z)
+            dgi[H + j] = da_z
+            dgi[H2 + j] = da_n
+            db[H + j] += da_z
+            db[H2 + j] += da_n
+            dh[i * H + j] = dhj * z
+    # d_rh = da_n @ W_hh[2H:]   (a_n = gi_n + W_hn (r * h) + b_hn)
+    gemm(c'N', c'N', <int> nt, <int> H, <int> H, 1, dg + H2, <int> H3,
+         w_hh + H2 * H, <int> H, 0, d_rh, <int> H)
+    for i in range(nt):
+        gi = g + i * H3
+        dgi = dg + i * H3
+        for j in range(H):
+            r = gi[j]
+            da_r = d_rh[i * H + j] * h_prev[i * H + j] * r * (1 - r)
+            dgi[j] = da_r
+            db[j] += da_r
+            dh[i * H + j] += d_rh[i * H + j] * r
+    # dh += dG_t[:, :2H] @ W_hh[:2H]
+    gemm(c'N', c'N', <int> nt, <int> H, <int> H2, 1, dg, <int> H3, w_hh,
+         <int> H, 1, dh, <int> H)
+
+
+def _gemm(transa, transb, double alpha, const floating[:, :] a,
+          const floating[:, :] b, double beta, floating[:, :] c):
+    """Test hook: ``c = alpha * op(a) @ op(b) + beta * c`` through :func:`gemm`.
+
+    The arrays may be blocks of columns of wider row-major arrays (unit
+    column stride), which the kernels pass with a larger row stride.
+    """
+    cdef Py_ssize_t itemsize = sizeof(floating)
+    if a.strides[1] != itemsize or b.strides[1] != itemsize or c.strides[1] != itemsize:
+        raise ValueError("arrays need unit column stride")
+    m, n = c.shape[0], c.shape[1]
+    k = a.shape[1] if transa == b"N" else a.shape[0]
+    if (a.shape[0] if transa == b"N" else a.shape[1]) != m or (
+        (b.shape[0], b.shape[1]) != ((k, n) if transb == b"N" else (n, k))
+    ):
+        raise ValueError("shapes do not match")
+    gemm(ord(transa), ord(transb), <int> m, <int> n, <int> k, <floating> alpha,
+         &a[0, 0], <int> (a.strides[0] // itemsize), &b[0, 0],
+         <int> (b.strides[0] // itemsize), <floating> beta, &c[0, 0],
+         <int> (c.strides[0] // itemsize))

@@ -1,0 +1,203 @@
+"""The compiled CPU engine.
+
+:func:`forward` and :func:`backward` have the signatures and semantics of
+:mod:`skrnn._engine.reference` (without ``xp``) and run the Cython kernels
+of :mod:`skrnn._engine._recurrent`. Those kernels run without bounds
+checks, so this module guarantees that every shape they see is consistent;
+it checks cheaply, because validating the user's data is done above it.
+"""
+
+from collections import namedtuple
+from functools import lru_cache
+
+import numpy as np
+
+from . import _recurrent
+
+_CELLS = {
+    ("rnn", False): _recurrent.Cell.RNN,
+    ("rnn", True): _recurrent.Cell.RNN,
+    ("gru", True): _recurrent.Cell.GRU_RESET_AFTER,
+    ("gru", False): _recurrent.Cell.GRU_RESET_BEFORE,
+}
+_ACTIVATIONS = {
+    "tanh": _recurrent.Activation.TANH,
+    "logistic": _recurrent.Activation.LOGISTIC,
+    "relu": _recurrent.Activation.RELU,
+    "identity": _recurrent.Activation.IDENTITY,
+}
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# The kernels' specialisations by dtype, skipping the fused-type dispatch.
+_KERNELS = {
+    dtype: (_recurrent.forward.__signatures__[name],
+            _recurrent.backward.__signatures__[name])
+    for dtype, name in zip(_DTYPES, ("float", "double"))
+}
+# BLAS takes 32-bit sizes; a GEMM over all steps has up to T*N rows.
+_INT_MAX = 2**31 - 1
+
+# What backward needs from forward; opaque to callers.
+_Cache = namedtuple(
+    "_Cache", ["cell", "reverse", "x", "n_live", "outputs", "h_prev", "gates", "hn"]
+)
+
+
+@lru_cache(maxsize=64)
+def _zero_bias(dtype, size):
+    """Read-only zeros standing for the biases of a layer without them."""
+    a = np.zeros(size, dtype=dtype)
+    a.flags.writeable = False
+    return a
+
+
+@lru_cache(maxsize=8)
+def _unused(dtype, ndim):
+    """An empty array standing for a kernel argument that is not used."""
+    return np.empty((0,) * ndim, dtype=dtype)
+
+
+def _contiguous(a, dtype, name):
+    if not isinstance(a, np.ndarray) or a.dtype != dtype:
+        raise ValueError(f"{name} must be a numpy array of dtype {dtype}")
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+
+
+def _check_params(spec, params, dtype, D):
+    """Check ``params`` against ``spec`` and the input width ``D``.
+
+    Returns the cell and activation codes, the number of units, the weights
+    as C-contiguous arrays and the biases (zeros if the layer has none).
+    """
+    try:
+        cell = _CELLS[spec.cell, bool(spec.reset_after)]
+        act = _ACTIVATIONS[spec.activation]
+    except KeyError:
+        raise ValueError(f"unsupported cell {spec!r}") from None
+    G = 1 if cell == _recurrent.Cell.RNN else 3
+    w_ih = _contiguous(params["weight_ih"], dtype, "weight_ih")
+    w_hh = _contiguous(params["weight_hh"], dtype, "weight_hh")
+    GH = w_hh.shape[0] if w_hh.ndim == 2 else 0
+    H = GH // G
+    if H < 1 or w_hh.shape != (G * H, H) or w_ih.shape != (G * H, D):
+        raise ValueError(
+            f"weights of shapes {w_ih.shape} and {w_hh.shape} do not fit "
+            f"{spec.cell!r} with {D} inputs"
+        )
+    if spec.use_bias:
+        b_ih = _contiguous(params["bias_ih"], dtype, "bias_ih")
+        b_hh = _contiguous(params["bias_hh"], dtype, "bias_hh")
+        if b_ih.shape != (GH,) or b_hh.shape != (GH,):
+            raise ValueError(f"biases must have shape ({GH},)")
+    else:
+        b_ih = b_hh = _zero_bias(dtype, GH)
+    return cell, act, H, w_ih, w_hh, b_ih, b_hh
+
+
+def _live_rows(lengths, N, T):
+    """(T,) number of sequences longer than t; checks ``lengths``."""
+    lengths = np.asarray(lengths)
+    if lengths.shape != (N,) or lengths.dtype.kind not in "iu":
+        raise ValueError(f"lengths must be {N} integers, got {lengths!r}")
+    n_live = np.empty(T, dtype=np.intp)
+    if not _recurrent.live_rows(np.ascontiguousarray(lengths, dtype=np.intp), n_live):
+        raise ValueError(
+            f"lengths must be sorted longest first and within [0, {T}], "
+            f"got {lengths!r}"
+        )
+    return n_live
+
+
+def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True):
+    """Run one direction of one layer over a chunk of time steps.
+
+    See :func:`skrnn._engine.reference.forward`; ``lengths`` must be sorted
+    longest first. The cache is an opaque object for :func:`backward`.
+    """
+    if not isinstance(x, np.ndarray) or x.ndim != 3 or x.dtype not in _DTYPES:
+        raise ValueError("x must be a (T, N, D) float32 or float64 numpy array")
+    dtype = x.dtype
+    x = _contiguous(x, dtype, "x")
+    T, N, D = x.shape
+    cell, act, H, w_ih, w_hh, b_ih, b_hh = _check_params(spec, params, dtype, D)
+    GH = w_hh.shape[0]
+    if T * N * max(D, GH) > _INT_MAX:
+        raise ValueError("chunk too large for 32-bit BLAS; split it in time")
+    h0 = _contiguous(h0, dtype, "h0")
+    if h0.shape != (N, H):
+        raise ValueError(f"h0 must have shape {(N, H)}, got {h0.shape}")
+    n_live = _live_rows(lengths, N, T)
+
+    h = h0.copy()  # becomes h_last
+    outputs = np.empty((T, N, H), dtype=dtype)
+    if cell == _recurrent.Cell.RNN:
+        # the input projection is computed in place in the outputs
+        gates, work = outputs, _unused(dtype, 2)
+    else:
+        # inference holds a window of ~T/3 steps' projections (no more
+        # memory than the outputs); training keeps every step's gates
+        window = T if keep_cache else max(1, -(-T // 3))
+        gates = np.empty((window, N, GH), dtype=dtype)
+        work = np.empty((N, GH), dtype=dtype)
+    h_prev = hn = _unused(dtype, 3)
+    if keep_cache:
+        h_prev = np.empty((T, N, H), dtype=dtype)
+        if cell != _recurrent.Cell.RNN:
+            hn = np.empty((T, N, H), dtype=dtype)
+    _KERNELS[dtype][0](
+        cell, act, bool(reverse), x, n_live, w_ih, w_hh, b_ih, b_hh,
+        h, outputs, gates, h_prev, hn, work,
+    )
+    cache = None
+    if keep_cache:
+        cache = _Cache(cell, bool(reverse), x, n_live, outputs, h_prev, gates, hn)
+    return outputs, h, cache
+
+
+def backward(spec, params, cache, d_outputs, d_h_last=None):
+    """Backpropagate through one direction of one layer.
+
+    See :func:`skrnn._engine.reference.backward`. ``cache`` comes from
+    :func:`forward` with ``keep_cache=True`` and the same ``spec`` and
+    parameter shapes; it can be used more than once.
+    """
+    if not isinstance(cache, _Cache):
+        raise ValueError("backward needs the cache of forward(keep_cache=True)")
+    x = cache.x
+    dtype = x.dtype
+    T, N, D = x.shape
+    cell, act, H, w_ih, w_hh, _, _ = _check_params(spec, params, dtype, D)
+    if cell != cache.cell or cache.outputs.shape != (T, N, H):
+        raise ValueError("spec or parameter shapes differ from the forward pass")
+    GH = w_hh.shape[0]
+    d_outputs = _contiguous(d_outputs, dtype, "d_outputs")
+    if d_outputs.shape != (T, N, H):
+        raise ValueError(f"d_outputs must have shape {(T, N, H)}")
+    if d_h_last is None:
+        dh = np.zeros((N, H), dtype=dtype)
+    else:
+        dh = np.array(d_h_last, dtype=dtype, order="C")  # becomes dh0
+        if dh.shape != (N, H):
+            raise ValueError(f"d_h_last must have shape {(N, H)}")
+
+    dg = np.empty((T, N, GH), dtype=dtype)
+    if cell == _recurrent.Cell.GRU_RESET_AFTER:
+        dan = np.empty((T, N, H), dtype=dtype)
+    else:
+        dan = _unused(dtype, 3)
+    if cell == _recurrent.Cell.GRU_RESET_BEFORE:
+        work = np.empty((N, H), dtype=dtype)
+    else:
+        work = _unused(dtype, 2)
+    dx = np.empty((T, N, D), dtype=dtype)
+    dw_ih = np.empty_like(w_ih)
+    dw_hh = np.empty_like(w_hh)
+    db = np.zeros((2, GH), dtype=dtype)
+    _KERNELS[dtype][1](
+        cell, act, cache.reverse, x, cache.n_live, w_ih, w_hh,
+        cache.outputs, cache.h_prev, cache.gates, cache.hn, d_outputs, dh,
+        dg, dan, dx, dw_ih, dw_hh, db[0], db[1], work,
+    )
+    grads = {"weight_ih": dw_ih, "weight_hh": dw_hh}
+    if spec.use_bias:
+        grads["bias_ih"], grads["bias_hh"] = db
+    return dx, dh, grads

@@ -1,0 +1,312 @@
+"""The compiled CPU engine against the reference engine."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from skrnn._engine import _recurrent, cpu, get_engine, reference
+from skrnn._engine.reference import CellSpec
+
+SPECS = [
+    CellSpec("rnn", act, False, bias)
+    for act, bias in itertools.product(
+        ["tanh", "relu", "identity", "logistic"], [True, False]
+    )
+] + [
+    CellSpec("gru", act, reset_after, bias)
+    for act, reset_after, bias in itertools.product(
+        ["tanh", "logistic"], [True, False], [True, False]
+    )
+]
+TOL = {np.float64: 1e-10, np.float32: 1e-4}
+
+
+def _spec_id(spec):
+    form = ("after" if spec.reset_after else "before") if spec.cell == "gru" else ""
+    return f"{spec.cell}-{spec.activation}{'-' + form if form else ''}-bias{int(spec.use_bias)}"
+
+
+def _params(spec, D, H, dtype, rng):
+    G = reference.N_GATES[spec.cell]
+    params = {
+        "weight_ih": rng.normal(scale=0.6, size=(G * H, D)),
+        "weight_hh": rng.normal(scale=0.6 / np.sqrt(H), size=(G * H, H)),
+    }
+    if spec.use_bias:
+        params["bias_ih"] = rng.normal(scale=0.3, size=G * H)
+        params["bias_hh"] = rng.normal(scale=0.3, size=G * H)
+    return {k: v.astype(dtype) for k, v in params.items()}
+
+
+def _relative_error(actual, expected):
+    expected = np.asarray(expected, dtype=np.float64)
+    scale = max(np.abs(expected).max(initial=0.0), np.finfo(np.float64).tiny)
+    return np.abs(np.asarray(actual, dtype=np.float64) - expected).max(initial=0.0) / scale
+
+
+def _assert_close(actual, expected, dtype, what):
+    assert actual.shape == expected.shape, what
+    assert actual.dtype == dtype, what
+    err = _relative_error(actual, expected)
+    assert err <= TOL[dtype], f"{what}: relative error {err:.3g}"
+
+
+def _compare(spec, T, N, D, H, lengths, dtype, reverse=False, with_dh_last=True, seed=0):
+    """Run both engines forward and backward and compare every output."""
+    rng = np.random.default_rng(seed)
+    params = _params(spec, D, H, dtype, rng)
+    x = rng.normal(size=(T, N, D)).astype(dtype)
+    h0 = rng.normal(scale=0.5, size=(N, H)).astype(dtype)
+    d_out = rng.normal(size=(T, N, H)).astype(dtype)
+    d_h_last = rng.normal(size=(N, H)).astype(dtype) if with_dh_last else None
+    lengths = np.asarray(lengths)
+
+    out_r, h_r, cache_r = reference.forward(spec, params, x, lengths, h0, reverse)
+    out_c, h_c, cache_c = cpu.forward(spec, params, x, lengths, h0, reverse)
+    _assert_close(out_c, out_r, dtype, "outputs")
+    _assert_close(h_c, h_r, dtype, "h_last")
+
+    dx_r, dh0_r, grads_r = reference.backward(spec, params, cache_r, d_out, d_h_last)
+    dx_c, dh0_c, grads_c = cpu.backward(spec, params, cache_c, d_out, d_h_last)
+    _assert_close(dx_c, dx_r, dtype, "dx")
+    _assert_close(dh0_c, dh0_r, dtype, "dh0")
+    assert grads_c.keys() == grads_r.keys() == params.keys()
+    for name in grads_r:
+        _assert_close(grads_c[name], grads_r[name], dtype, name)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("with_dh_last", [False, True])
+@pytest.mark.parametrize("lengths", ["equal", "variable"])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("spec", SPECS, ids=_spec_id)
+def test_matches_reference(spec, reverse, lengths, with_dh_last, dtype):
+    T, N, D, H = 7, 6, 3, 5
+    lengths = [7] * N if lengths == "equal" else [7, 7, 5, 3, 1, 0]
+    _compare(spec, T, N, D, H, lengths, dtype, reverse, with_dh_last)
+
+
+ODD_SHAPES = {
+    "N=1": (5, 1, 3, 4, [5]),
+    "N=1-short": (5, 1, 3, 4, [2]),
+    "T=1": (1, 4, 3, 4, [1, 1, 0, 0]),
+    "D=1": (6, 4, 1, 4, [6, 6, 6, 6]),
+    "H=1": (6, 4, 3, 1, [6, 5, 2, 1]),
+    "all-ones": (1, 1, 1, 1, [1]),
+    "all-different": (9, 8, 2, 3, [9, 8, 7, 6, 5, 4, 3, 2]),
+    "one-long-many-short": (12, 9, 2, 3, [12, 2, 1, 1, 1, 1, 1, 1, 1]),
+    "all-zero": (4, 3, 2, 3, [0, 0, 0]),
+    "none-full": (6, 3, 2, 3, [5, 3, 1]),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("shape", ODD_SHAPES.values(), ids=ODD_SHAPES.keys())
+@pytest.mark.parametrize("spec", SPECS, ids=_spec_id)
+def test_odd_shapes(spec, shape, reverse, dtype):
+    _compare(spec, *shape, dtype, reverse)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=_spec_id)
+@pytest.mark.parametrize("T, N", [(0, 3), (4, 0), (0, 0)])
+def test_empty_chunk(spec, T, N):
+    """No steps or no sequences: the state passes through unchanged."""
+    D, H = 2, 3
+    rng = np.random.default_rng(0)
+    params = _params(spec, D, H, np.float64, rng)
+    h0 = rng.normal(size=(N, H))
+    out, h_last, cache = cpu.forward(
+        spec, params, np.zeros((T, N, D)), np.full(N, T), h0, True
+    )
+    assert out.shape == (T, N, H) and not out.any()
+    np.testing.assert_array_equal(h_last, h0)
+    d_h_last = rng.normal(size=(N, H))
+    dx, dh0, grads = cpu.backward(spec, params, cache, np.ones((T, N, H)), d_h_last)
+    assert dx.shape == (T, N, D) and not dx.any()
+    np.testing.assert_array_equal(dh0, d_h_last)
+    for name, value in params.items():
+        assert grads[name].shape == value.shape and not grads[name].any()
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("spec", SPECS, ids=_spec_id)
+def test_padding_is_never_read(spec, reverse):
+    """NaN in x and d_outputs at padded steps changes nothing."""
+    T, N, D, H = 6, 4, 3, 4
+    lengths = np.array([6, 4, 2, 0])
+    rng = np.random.default_rng(1)
+    params = _params(spec, D, H, np.float64, rng)
+    padded = np.arange(T)[:, None] >= lengths[None, :]
+    x = rng.normal(size=(T, N, D))
+    x[padded] = 0.0
+    d_out = rng.normal(size=(T, N, H))
+    d_out[padded] = 0.0
+    h0 = rng.normal(size=(N, H))
+    x_nan, d_out_nan = x.copy(), d_out.copy()
+    x_nan[padded] = np.nan
+    d_out_nan[padded] = np.nan
+
+    out, h_last, cache = cpu.forward(spec, params, x, lengths, h0, reverse)
+    out_n, h_last_n, cache_n = cpu.forward(spec, params, x_nan, lengths, h0, reverse)
+    np.testing.assert_array_equal(out_n, out)
+    np.testing.assert_array_equal(h_last_n, h_last)
+    dx, dh0, grads = cpu.backward(spec, params, cache, d_out)
+    dx_n, dh0_n, grads_n = cpu.backward(spec, params, cache_n, d_out_nan)
+    np.testing.assert_array_equal(dx_n, dx)
+    np.testing.assert_array_equal(dh0_n, dh0)
+    for name in grads:
+        np.testing.assert_array_equal(grads_n[name], grads[name])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("T", [1, 2, 7, 9])
+@pytest.mark.parametrize("spec", SPECS, ids=_spec_id)
+def test_inference_without_cache(spec, T, reverse, dtype):
+    """keep_cache=False (the GRU then projects the inputs in windows)."""
+    N, D, H = 5, 3, 4
+    lengths = -np.sort(-np.minimum([T, T, T - 1, 3, 0], T))
+    rng = np.random.default_rng(2)
+    params = _params(spec, D, H, dtype, rng)
+    x = rng.normal(size=(T, N, D)).astype(dtype)
+    h0 = rng.normal(size=(N, H)).astype(dtype)
+    out_r, h_r, _ = reference.forward(spec, params, x, lengths, h0, reverse)
+    out, h_last, cache = cpu.forward(spec, params, x, lengths, h0, reverse, keep_cache=False)
+    assert cache is None
+    _assert_close(out, out_r, dtype, "outputs")
+    _assert_close(h_last, h_r, dtype, "h_last")
+
+
+@pytest.mark.parametrize("spec", SPECS[:1] + SPECS[-2:], ids=_spec_id)
+def test_cache_survives_backward(spec):
+    """backward leaves the cache and its inputs untouched: it can run twice."""
+    T, N, D, H = 5, 3, 2, 3
+    rng = np.random.default_rng(3)
+    params = _params(spec, D, H, np.float64, rng)
+    x = rng.normal(size=(T, N, D))
+    h0 = rng.normal(size=(N, H))
+    _, _, cache = cpu.forward(spec, params, x, [5, 4, 2], h0)
+    d_out = rng.normal(size=(T, N, H))
+    d_h_last = rng.normal(size=(N, H))
+    d_out_copy, d_h_last_copy = d_out.copy(), d_h_last.copy()
+    first = cpu.backward(spec, params, cache, d_out, d_h_last)
+    second = cpu.backward(spec, params, cache, d_out, d_h_last)
+    np.testing.assert_array_equal(d_out, d_out_copy)
+    np.testing.assert_array_equal(d_h_last, d_h_last_copy)
+    np.testing.assert_array_equal(first[0], second[0])
+    np.testing.assert_array_equal(first[1], second[1])
+    for name in first[2]:
+        np.testing.assert_array_equal(first[2][name], second[2][name])
+
+
+def test_non_contiguous_inputs():
+    """Strided views are accepted and give the same result."""
+    spec = CellSpec("gru", "tanh", True, True)
+    T, N, D, H = 5, 4, 3, 4
+    rng = np.random.default_rng(4)
+    params = _params(spec, D, H, np.float64, rng)
+    x = rng.normal(size=(N, T, D))
+    h0 = rng.normal(size=(H, N))
+    lengths = [5, 5, 3, 1]
+    expected = reference.forward(spec, params, x.transpose(1, 0, 2), lengths, h0.T)
+    out, h_last, _ = cpu.forward(spec, params, x.transpose(1, 0, 2), lengths, h0.T)
+    _assert_close(out, expected[0], np.float64, "outputs")
+    _assert_close(h_last, expected[1], np.float64, "h_last")
+
+
+def _blas_operand(rng, shape, dtype, pad):
+    """A (rows, cols) block of columns of a wider array, so its row stride exceeds cols."""
+    wide = rng.normal(size=(shape[0], shape[1] + pad)).astype(dtype)
+    return wide[:, pad:]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("pad", [0, 3])
+@pytest.mark.parametrize("transa, transb", list(itertools.product([b"N", b"T"], repeat=2)))
+def test_gemm_wrapper(transa, transb, pad, dtype):
+    m, n, k = 4, 5, 3
+    rng = np.random.default_rng(5)
+    a = _blas_operand(rng, (m, k) if transa == b"N" else (k, m), dtype, pad)
+    b = _blas_operand(rng, (k, n) if transb == b"N" else (n, k), dtype, pad)
+    c = _blas_operand(rng, (m, n), dtype, pad)
+    op_a = a if transa == b"N" else a.T
+    op_b = b if transb == b"N" else b.T
+    expected = 0.5 * (op_a.astype(np.float64) @ op_b) - 2.0 * c
+    base = c.base.copy()
+    _recurrent._gemm(transa, transb, 0.5, a, b, -2.0, c)
+    _assert_close(c, expected, dtype, "gemm")
+    # the columns of the wider array outside the block are untouched
+    np.testing.assert_array_equal(c.base[:, :pad], base[:, :pad])
+
+
+def test_gemm_wrapper_checks_shapes():
+    a = np.ones((2, 3))
+    with pytest.raises(ValueError, match="shapes"):
+        _recurrent._gemm(b"N", b"N", 1.0, a, a, 0.0, np.ones((2, 3)))
+
+
+def _forward_args(T=4, N=3, D=2, H=3, dtype=np.float64):
+    spec = CellSpec("gru", "tanh", True, True)
+    rng = np.random.default_rng(6)
+    params = _params(spec, D, H, dtype, rng)
+    return spec, params, rng.normal(size=(T, N, D)).astype(dtype), rng.normal(size=(N, H)).astype(dtype)
+
+
+@pytest.mark.parametrize(
+    "lengths, match",
+    [
+        ([2, 4, 1], "sorted"),
+        ([4, 1, 2], "sorted"),
+        ([5, 4, 1], "within"),
+        ([4, 2, -1], "within"),
+        ([4, 2], "3 integers"),
+        ([4.0, 2.0, 1.0], "integers"),
+    ],
+)
+def test_bad_lengths(lengths, match):
+    spec, params, x, h0 = _forward_args()
+    with pytest.raises(ValueError, match=match):
+        cpu.forward(spec, params, x, lengths, h0)
+
+
+def test_bad_shapes_and_dtypes():
+    spec, params, x, h0 = _forward_args()
+    lengths = [4, 4, 4]
+    with pytest.raises(ValueError, match="h0"):
+        cpu.forward(spec, params, x, lengths, h0[:, :2])
+    with pytest.raises(ValueError, match="h0"):
+        cpu.forward(spec, params, x, lengths, h0.astype(np.float32))
+    with pytest.raises(ValueError, match="x must"):
+        cpu.forward(spec, params, x.astype(np.int64), lengths, h0)
+    with pytest.raises(ValueError, match="weights"):
+        cpu.forward(spec, params, x[:, :, :1], lengths, h0)
+    with pytest.raises(ValueError, match="weights"):
+        cpu.forward(spec._replace(cell="rnn"), params, x, lengths, h0)
+    bad = dict(params, bias_hh=params["bias_hh"][:-1])
+    with pytest.raises(ValueError, match="biases"):
+        cpu.forward(spec, bad, x, lengths, h0)
+    with pytest.raises(ValueError, match="unsupported"):
+        cpu.forward(spec._replace(activation="softsign"), params, x, lengths, h0)
+
+    _, _, cache = cpu.forward(spec, params, x, lengths, h0)
+    d_out = np.zeros((4, 3, 3))
+    with pytest.raises(ValueError, match="cache"):
+        cpu.backward(spec, params, None, d_out)
+    with pytest.raises(ValueError, match="d_outputs"):
+        cpu.backward(spec, params, cache, d_out[:3])
+    with pytest.raises(ValueError, match="d_h_last"):
+        cpu.backward(spec, params, cache, d_out, np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="differ"):
+        cpu.backward(spec._replace(reset_after=False), params, cache, d_out)
+
+
+def test_get_engine():
+    engine = get_engine("cpu")
+    assert engine.name == "cpu" and engine.xp is np
+    assert engine.forward is cpu.forward and engine.backward is cpu.backward
+    assert get_engine().name == "cpu"
+    assert get_engine("reference").forward.func is reference.forward
+    with pytest.raises(ValueError, match="unknown engine"):
+        get_engine("tpu")
