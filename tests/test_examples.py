@@ -1,0 +1,146 @@
+"""The scripts in examples/ run, print what they promise and save valid PNGs.
+
+Each script runs as a subprocess in quick mode (``SKRNN_EXAMPLES_QUICK=1``:
+the same code with fewer epochs and less data), with its figures written to
+a temporary folder (``SKRNN_EXAMPLES_OUTPUT``) that is also its working
+directory. The child gets a copy of this process's environment, with the
+entries of ``PYTHONPATH`` made absolute (a relative one, such as ``.``,
+would point elsewhere from the temporary folder) and the folder holding the
+skrnn these tests imported put first, so that it imports the same skrnn.
+
+``distributed_grid_search.py`` has its own tests (it needs a Dask cluster).
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import skrnn
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+SKRNN_ROOT = Path(skrnn.__file__).resolve().parent.parent
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# script -> the PNGs it saves (an empty tuple: it saves none)
+SCRIPTS = {
+    "binary_sum.py": ("binary_sum.png",),
+    "char_rnn_hello.py": ("char_rnn_hello.png",),
+    "digits_as_sequences.py": ("digits_as_sequences.png",),
+    "pipeline_grid_search.py": (),
+}
+SKIPPED = {"distributed_grid_search.py"}
+
+# runs `path` as __main__ with every import of matplotlib failing
+NO_MATPLOTLIB = """
+import runpy, sys
+
+class BlockMatplotlib:
+    def find_spec(self, name, path=None, target=None):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, BlockMatplotlib())
+script = sys.argv[1]
+sys.argv = sys.argv[1:]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+def run_example(args, tmp_path, timeout=60):
+    env = os.environ.copy()
+    entries = [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join([str(SKRNN_ROOT), *entries])
+    env["SKRNN_EXAMPLES_QUICK"] = "1"
+    env["SKRNN_EXAMPLES_OUTPUT"] = str(tmp_path)
+    env["MPLBACKEND"] = "Agg"
+    result = subprocess.run(
+        [sys.executable, *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, (
+        f"{args[-1]} exited with {result.returncode}\n"
+        f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    )
+    return result
+
+
+def number_after(label, text):
+    """The first number after ``label`` in ``text``."""
+    match = re.search(re.escape(label) + r"\s*(-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)", text)
+    assert match, f"no number after {label!r} in:\n{text}"
+    return float(match.group(1))
+
+
+def check_output(script, stdout):
+    if script == "binary_sum.py":
+        assert abs(number_after("wx   =", stdout) - 1.0) <= 0.01
+        assert abs(number_after("wRec =", stdout) - 1.0) <= 0.01
+        assert abs(number_after("1, 1] ->", stdout) - 5.0) <= 0.05
+        assert "Part 2: SequenceRegressor" in stdout
+        for n_bits in (10, 50):
+            assert f"fresh sequences of {n_bits} bits: R^2 =" in stdout
+    elif script == "char_rnn_hello.py":
+        assert "'hell' -> 'ello'" in stdout
+        lines = re.findall(r"T=(\d\.\d+): '(.*)'", stdout)
+        assert len(lines) == 3
+        for _, line in lines:
+            assert len(line) > 20
+    elif script == "digits_as_sequences.py":
+        accuracy = number_after("held-out accuracy:", stdout)
+        assert 0.3 < accuracy <= 1.0  # quick mode: a few epochs only (chance: 0.1)
+    elif script == "pipeline_grid_search.py":
+        assert "mean_test_score +/- std" in stdout and "rank" in stdout
+        rows = re.findall(
+            r"^(rnn|gru)\s+(\d+)\s+(\d\.\d+) \+/- (\d\.\d+)\s+(\d+)$", stdout, re.M
+        )
+        assert sorted((cell, int(h)) for cell, h, *_ in rows) == [
+            ("gru", 4), ("gru", 16), ("rnn", 4), ("rnn", 16)
+        ]
+        ranks = [int(rank) for *_, rank in rows]
+        assert ranks == sorted(ranks) and ranks[0] == 1
+        for *_, mean, std, _ in rows:
+            assert 0.0 <= float(mean) <= 1.0 and 0.0 <= float(std) <= 1.0
+        assert "held-out accuracy of the refitted best pipeline:" in stdout
+
+
+def check_png(path):
+    assert path.is_file(), f"{path.name} was not saved"
+    with open(path, "rb") as f:
+        assert f.read(8) == PNG_SIGNATURE, f"{path.name} is not a PNG"
+    image = pytest.importorskip("matplotlib.image").imread(path)
+    assert image.ndim == 3 and image.shape[2] in (3, 4), image.shape
+    assert image.shape[0] > 100 and image.shape[1] > 100, image.shape
+
+
+def test_every_example_is_covered():
+    on_disk = {path.name for path in EXAMPLES.glob("*.py")}
+    assert on_disk - SKIPPED == set(SCRIPTS)
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_example_runs(script, tmp_path):
+    result = run_example([str(EXAMPLES / script)], tmp_path)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "Warning" not in result.stderr, result.stderr
+    check_output(script, result.stdout)
+    pytest.importorskip("matplotlib")
+    for png in SCRIPTS[script]:
+        check_png(tmp_path / png)
+    saved = {path.name for path in tmp_path.glob("*.png")}
+    assert saved == set(SCRIPTS[script])
+
+
+def test_binary_sum_without_matplotlib(tmp_path):
+    result = run_example(["-c", NO_MATPLOTLIB, str(EXAMPLES / "binary_sum.py")], tmp_path)
+    assert "matplotlib is not installed: plot skipped" in result.stdout
+    check_output("binary_sum.py", result.stdout)
+    assert not list(tmp_path.glob("*.png"))
