@@ -27,7 +27,6 @@ allocating.
 """
 
 from cython cimport floating
-from libc.math cimport copysign, copysignf, exp, expf, expm1, expm1f, fabs, fabsf
 from libc.string cimport memcpy, memset
 
 from ._blas cimport gemm
@@ -46,38 +45,39 @@ cpdef enum Activation:
     IDENTITY
 
 
-# tanh and the logistic function through exp and expm1, which libm computes
-# several times faster than tanh; the gate loops spend most of their time here.
+cdef extern from "_activations.h" nogil:
+    void skrnn_tanh_f32(float* a, Py_ssize_t n)
+    void skrnn_sigmoid_f32(float* a, Py_ssize_t n)
+    void skrnn_tanh_f64(double* a, Py_ssize_t n)
+    void skrnn_sigmoid_f64(double* a, Py_ssize_t n)
 
-cdef inline floating _tanh(floating a) noexcept nogil:
-    # tanh|a| = -expm1(-2|a|) / (2 + expm1(-2|a|)): exact to a few ulp near 0
-    # too, and the exponent is never positive, so nothing overflows
-    cdef floating e
+
+# The gate loops spend most of their time in tanh and the logistic function:
+# they are applied to whole contiguous runs of pre-activations at once, by
+# loops that vectorise (see _activations.h).
+
+cdef inline void _sigmoid_array(floating* a, Py_ssize_t n) noexcept nogil:
+    """a = 1 / (1 + exp(-a)), in place."""
     if floating is float:
-        e = expm1f(-2 * fabsf(a))
-        return copysignf(-e / (2 + e), a)
+        skrnn_sigmoid_f32(a, n)
     else:
-        e = expm1(-2 * fabs(a))
-        return copysign(-e / (2 + e), a)
+        skrnn_sigmoid_f64(a, n)
 
 
-cdef inline floating _sigmoid(floating a) noexcept nogil:
-    # safe in C: for very negative a, exp(-a) overflows to inf and gives 0
-    if floating is float:
-        return 1 / (1 + expf(-a))
-    else:
-        return 1 / (1 + exp(-a))
-
-
-cdef inline floating _activate(int act, floating a) noexcept nogil:
+cdef inline void _activate_array(int act, floating* a, Py_ssize_t n) noexcept nogil:
+    """a = act(a), in place."""
+    cdef Py_ssize_t i
     if act == TANH:
-        return _tanh(a)
-    if act == LOGISTIC:
-        return _sigmoid(a)
-    if act == RELU:
-        # written so that NaN propagates, as np.maximum does
-        return 0 if a < 0 else a
-    return a
+        if floating is float:
+            skrnn_tanh_f32(a, n)
+        else:
+            skrnn_tanh_f64(a, n)
+    elif act == LOGISTIC:
+        _sigmoid_array(a, n)
+    elif act == RELU:
+        for i in range(n):
+            # written so that NaN propagates, as np.maximum does
+            a[i] = 0 if a[i] < 0 else a[i]
 
 
 cdef inline floating _activation_grad(int act, floating y) noexcept nogil:
@@ -275,17 +275,21 @@ cdef void _rnn_step(int act, Py_ssize_t nt, Py_ssize_t H,
                     const floating* w_hh, const floating* b_ih,
                     const floating* b_hh, floating* g, floating* h,
                     floating* out) noexcept nogil:
-    """h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh) on the nt live rows."""
+    """h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh) on the nt live rows.
+
+    ``g`` holds the step's input projection; it may be ``out`` itself.
+    """
     cdef Py_ssize_t i, j
-    cdef floating y
     # g += h @ W_hh.T
     gemm(c'N', c'T', <int> nt, <int> H, <int> H, 1, h, <int> H, w_hh, <int> H,
          1, g, <int> H)
     for i in range(nt):
         for j in range(H):
-            y = _activate(act, g[i * H + j] + b_ih[j] + b_hh[j])
-            out[i * H + j] = y
-            h[i * H + j] = y
+            g[i * H + j] += b_ih[j] + b_hh[j]
+    _activate_array(act, g, nt * H)
+    if out != g:
+        memcpy(out, g, nt * H * sizeof(floating))
+    memcpy(h, g, nt * H * sizeof(floating))
 
 
 cdef void _gru_after_step(int act, Py_ssize_t nt, Py_ssize_t H,
@@ -298,8 +302,8 @@ cdef void _gru_after_step(int act, Py_ssize_t nt, Py_ssize_t H,
     ``g`` holds the step's input projection and receives r, z, n; ``hn``
     (may be NULL) receives W_hn h + b_hn.
     """
-    cdef Py_ssize_t i, j, H3 = 3 * H
-    cdef floating r, z, n, a_hn
+    cdef Py_ssize_t i, j, H2 = 2 * H, H3 = 3 * H
+    cdef floating z
     cdef floating* gi
     cdef floating* ghi
     # gh = h @ W_hh.T
@@ -308,19 +312,22 @@ cdef void _gru_after_step(int act, Py_ssize_t nt, Py_ssize_t H,
     for i in range(nt):
         gi = g + i * H3
         ghi = gh + i * H3
+        # r, z = sigmoid(W_i[rz] x + b_i[rz] + W_h[rz] h + b_h[rz])
+        for j in range(H2):
+            gi[j] = (gi[j] + b_ih[j]) + (ghi[j] + b_hh[j])
+        _sigmoid_array(gi, H2)
+        # n = act(W_in x + b_in + r * (W_hn h + b_hn))
         for j in range(H):
-            r = _sigmoid((gi[j] + b_ih[j]) + (ghi[j] + b_hh[j]))
-            z = _sigmoid((gi[H + j] + b_ih[H + j]) + (ghi[H + j] + b_hh[H + j]))
-            a_hn = ghi[2 * H + j] + b_hh[2 * H + j]
-            n = _activate(act, (gi[2 * H + j] + b_ih[2 * H + j]) + r * a_hn)
-            gi[j] = r
-            gi[H + j] = z
-            gi[2 * H + j] = n
-            if hn != NULL:
-                hn[i * H + j] = a_hn
-            # h' = z h + (1 - z) n
-            h[i * H + j] = z * h[i * H + j] + (1 - z) * n
-            out[i * H + j] = h[i * H + j]
+            ghi[H2 + j] += b_hh[H2 + j]
+            gi[H2 + j] = (gi[H2 + j] + b_ih[H2 + j]) + gi[j] * ghi[H2 + j]
+        _activate_array(act, gi + H2, H)
+        if hn != NULL:
+            memcpy(hn + i * H, ghi + H2, H * sizeof(floating))
+        # h' = z h + (1 - z) n
+        for j in range(H):
+            z = gi[H + j]
+            h[i * H + j] = z * h[i * H + j] + (1 - z) * gi[H2 + j]
+        memcpy(out + i * H, h + i * H, H * sizeof(floating))
 
 
 cdef void _gru_before_step(int act, Py_ssize_t nt, Py_ssize_t H,
@@ -334,7 +341,7 @@ cdef void _gru_before_step(int act, Py_ssize_t nt, Py_ssize_t H,
     receives r * h.
     """
     cdef Py_ssize_t i, j, H2 = 2 * H, H3 = 3 * H
-    cdef floating r, z, n
+    cdef floating z
     cdef floating* gi
     cdef floating* gri
     # grz = h @ W_hh[:2H].T
@@ -343,24 +350,26 @@ cdef void _gru_before_step(int act, Py_ssize_t nt, Py_ssize_t H,
     for i in range(nt):
         gi = g + i * H3
         gri = grz + i * H2
+        # r, z = sigmoid(W_i[rz] x + b_i[rz] + W_h[rz] h + b_h[rz])
+        for j in range(H2):
+            gi[j] = (gi[j] + b_ih[j]) + (gri[j] + b_hh[j])
+        _sigmoid_array(gi, H2)
         for j in range(H):
-            r = _sigmoid((gi[j] + b_ih[j]) + (gri[j] + b_hh[j]))
-            z = _sigmoid((gi[H + j] + b_ih[H + j]) + (gri[H + j] + b_hh[H + j]))
-            gi[j] = r
-            gi[H + j] = z
-            rh[i * H + j] = r * h[i * H + j]
+            rh[i * H + j] = gi[j] * h[i * H + j]
     # g[:, 2H:] += (r * h) @ W_hh[2H:].T
     gemm(c'N', c'T', <int> nt, <int> H, <int> H, 1, rh, <int> H,
          w_hh + H2 * H, <int> H, 1, g + H2, <int> H3)
     for i in range(nt):
         gi = g + i * H3
+        # n = act(W_in x + b_in + W_hn (r * h) + b_hn)
         for j in range(H):
-            n = _activate(act, gi[H2 + j] + b_ih[H2 + j] + b_hh[H2 + j])
-            gi[H2 + j] = n
+            gi[H2 + j] += b_ih[H2 + j] + b_hh[H2 + j]
+        _activate_array(act, gi + H2, H)
+        # h' = z h + (1 - z) n
+        for j in range(H):
             z = gi[H + j]
-            # h' = z h + (1 - z) n
-            h[i * H + j] = z * h[i * H + j] + (1 - z) * n
-            out[i * H + j] = h[i * H + j]
+            h[i * H + j] = z * h[i * H + j] + (1 - z) * gi[H2 + j]
+        memcpy(out + i * H, h + i * H, H * sizeof(floating))
 
 
 def backward(int cell, int act, bint reverse,
