@@ -238,6 +238,12 @@ def check_finite_targets(ys):
         the sample and the step.
     """
     per_step = isinstance(ys, (list, tuple))
+    if not per_step:
+        bad = _first_nonfinite(np.asarray(ys))
+        if bad is not None:
+            idx, kind = bad
+            raise ValueError(f"Input y contains {kind} at sample {idx[0]}.")
+        return
     for i, v in enumerate(ys):
         v = np.asarray(v)
         bad = _first_nonfinite(np.atleast_1d(v))

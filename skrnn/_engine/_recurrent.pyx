@@ -83,9 +83,9 @@ cdef inline void _activate_array(int act, floating* a, Py_ssize_t n) noexcept no
 cdef inline floating _activation_grad(int act, floating y) noexcept nogil:
     """Derivative of the activation in terms of its output ``y``."""
     if act == TANH:
-        return 1 - y * y
+        return <floating> 1 - y * y
     if act == LOGISTIC:
-        return y * (1 - y)
+        return y * (<floating> 1 - y)
     if act == RELU:
         return 1 if y > 0 else 0
     return 1
@@ -214,8 +214,9 @@ def forward(int cell, int act, bint reverse,
     hn : (T, N, H) or (0, N, H) array
         GRU only, out: ``W_hn h + b_hn`` (reset after) or ``r * h`` (reset
         before) at each step; not kept if empty.
-    work : (N, 3*H) array
-        GRU only: room for one step's recurrent projection.
+    work : (2*N, 3*H) array
+        GRU only: room for one step's recurrent projection and its gates'
+        pre-activations.
     """
     cdef:
         Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2]
@@ -261,13 +262,14 @@ def forward(int cell, int act, bint reverse,
                     _gru_after_step(
                         act, nt, H, &w_hh[0, 0], &b_ih[0], &b_hh[0],
                         &gates[t - w0, 0, 0], &h[0, 0], &out[t, 0, 0],
-                        p_hn + t * N * H if p_hn != NULL else NULL, p_work)
+                        p_hn + t * N * H if p_hn != NULL else NULL, p_work,
+                        p_work + N * GH)
                 else:
                     _gru_before_step(
                         act, nt, H, &w_hh[0, 0], &b_ih[0], &b_hh[0],
                         &gates[t - w0, 0, 0], &h[0, 0], &out[t, 0, 0],
                         p_hn + t * N * H if p_hn != NULL else p_work + N * 2 * H,
-                        p_work)
+                        p_work, p_work + N * GH)
         _zero_padded_rows(&out[0, 0, 0], T, N, H, &n_live[0])
 
 
@@ -295,81 +297,88 @@ cdef void _rnn_step(int act, Py_ssize_t nt, Py_ssize_t H,
 cdef void _gru_after_step(int act, Py_ssize_t nt, Py_ssize_t H,
                           const floating* w_hh, const floating* b_ih,
                           const floating* b_hh, floating* g, floating* h,
-                          floating* out, floating* hn,
-                          floating* gh) noexcept nogil:
+                          floating* out, floating* hn, floating* gh,
+                          floating* pre) noexcept nogil:
     """GRU step with n = act(W_in x + b_in + r * (W_hn h + b_hn)).
 
     ``g`` holds the step's input projection and receives r, z, n; ``hn``
-    (may be NULL) receives W_hn h + b_hn.
+    (may be NULL) receives W_hn h + b_hn. ``pre`` (3 * nt * H) holds the
+    gates of all live rows in two runs, [r z] then n, so that each
+    activation is one call over a long contiguous run.
     """
     cdef Py_ssize_t i, j, H2 = 2 * H, H3 = 3 * H
     cdef floating z
-    cdef floating* gi
-    cdef floating* ghi
+    cdef floating* rz = pre
+    cdef floating* n = pre + nt * H2
     # gh = h @ W_hh.T
     gemm(c'N', c'T', <int> nt, <int> H3, <int> H, 1, h, <int> H, w_hh, <int> H,
          0, gh, <int> H3)
+    # r, z = sigmoid(W_i[rz] x + b_i[rz] + W_h[rz] h + b_h[rz])
     for i in range(nt):
-        gi = g + i * H3
-        ghi = gh + i * H3
-        # r, z = sigmoid(W_i[rz] x + b_i[rz] + W_h[rz] h + b_h[rz])
         for j in range(H2):
-            gi[j] = (gi[j] + b_ih[j]) + (ghi[j] + b_hh[j])
-        _sigmoid_array(gi, H2)
-        # n = act(W_in x + b_in + r * (W_hn h + b_hn))
+            rz[i * H2 + j] = (g[i * H3 + j] + b_ih[j]) + (gh[i * H3 + j] + b_hh[j])
+    _sigmoid_array(rz, nt * H2)
+    # n = act(W_in x + b_in + r * (W_hn h + b_hn))
+    for i in range(nt):
         for j in range(H):
-            ghi[H2 + j] += b_hh[H2 + j]
-            gi[H2 + j] = (gi[H2 + j] + b_ih[H2 + j]) + gi[j] * ghi[H2 + j]
-        _activate_array(act, gi + H2, H)
+            gh[i * H3 + H2 + j] += b_hh[H2 + j]
+            n[i * H + j] = ((g[i * H3 + H2 + j] + b_ih[H2 + j])
+                            + rz[i * H2 + j] * gh[i * H3 + H2 + j])
+    _activate_array(act, n, nt * H)
+    for i in range(nt):
         if hn != NULL:
-            memcpy(hn + i * H, ghi + H2, H * sizeof(floating))
+            memcpy(hn + i * H, gh + i * H3 + H2, H * sizeof(floating))
+        memcpy(g + i * H3, rz + i * H2, H2 * sizeof(floating))
+        memcpy(g + i * H3 + H2, n + i * H, H * sizeof(floating))
         # h' = z h + (1 - z) n
         for j in range(H):
-            z = gi[H + j]
-            h[i * H + j] = z * h[i * H + j] + (1 - z) * gi[H2 + j]
-        memcpy(out + i * H, h + i * H, H * sizeof(floating))
+            z = rz[i * H2 + H + j]
+            h[i * H + j] = z * h[i * H + j] + (<floating> 1 - z) * n[i * H + j]
+    memcpy(out, h, nt * H * sizeof(floating))
 
 
 cdef void _gru_before_step(int act, Py_ssize_t nt, Py_ssize_t H,
                            const floating* w_hh, const floating* b_ih,
                            const floating* b_hh, floating* g, floating* h,
-                           floating* out, floating* rh,
-                           floating* grz) noexcept nogil:
+                           floating* out, floating* rh, floating* grz,
+                           floating* pre) noexcept nogil:
     """GRU step with n = act(W_in x + b_in + W_hn (r * h) + b_hn).
 
     ``g`` holds the step's input projection and receives r, z, n; ``rh``
-    receives r * h.
+    receives r * h. ``pre`` (3 * nt * H) holds the gates of all live rows in
+    two runs, [r z] then n, as in :func:`_gru_after_step`.
     """
     cdef Py_ssize_t i, j, H2 = 2 * H, H3 = 3 * H
     cdef floating z
-    cdef floating* gi
-    cdef floating* gri
+    cdef floating* rz = pre
+    cdef floating* n = pre + nt * H2
     # grz = h @ W_hh[:2H].T
     gemm(c'N', c'T', <int> nt, <int> H2, <int> H, 1, h, <int> H, w_hh, <int> H,
          0, grz, <int> H2)
+    # r, z = sigmoid(W_i[rz] x + b_i[rz] + W_h[rz] h + b_h[rz])
     for i in range(nt):
-        gi = g + i * H3
-        gri = grz + i * H2
-        # r, z = sigmoid(W_i[rz] x + b_i[rz] + W_h[rz] h + b_h[rz])
         for j in range(H2):
-            gi[j] = (gi[j] + b_ih[j]) + (gri[j] + b_hh[j])
-        _sigmoid_array(gi, H2)
+            rz[i * H2 + j] = (g[i * H3 + j] + b_ih[j]) + (grz[i * H2 + j] + b_hh[j])
+    _sigmoid_array(rz, nt * H2)
+    for i in range(nt):
         for j in range(H):
-            rh[i * H + j] = gi[j] * h[i * H + j]
+            rh[i * H + j] = rz[i * H2 + j] * h[i * H + j]
     # g[:, 2H:] += (r * h) @ W_hh[2H:].T
     gemm(c'N', c'T', <int> nt, <int> H, <int> H, 1, rh, <int> H,
          w_hh + H2 * H, <int> H, 1, g + H2, <int> H3)
+    # n = act(W_in x + b_in + W_hn (r * h) + b_hn)
     for i in range(nt):
-        gi = g + i * H3
-        # n = act(W_in x + b_in + W_hn (r * h) + b_hn)
         for j in range(H):
-            gi[H2 + j] += b_ih[H2 + j] + b_hh[H2 + j]
-        _activate_array(act, gi + H2, H)
+            n[i * H + j] = g[i * H3 + H2 + j] + b_ih[H2 + j] + b_hh[H2 + j]
+    _activate_array(act, n, nt * H)
+    for i in range(nt):
+        memcpy(g + i * H3, rz + i * H2, H2 * sizeof(floating))
+        memcpy(g + i * H3 + H2, n + i * H, H * sizeof(floating))
         # h' = z h + (1 - z) n
         for j in range(H):
-            z = gi[H + j]
-            h[i * H + j] = z * h[i * H + j] + (1 - z) * gi[H2 + j]
-        memcpy(out + i * H, h + i * H, H * sizeof(floating))
+            z = rz[i * H2 + H + j]
+            h[i * H + j] = z * h[i * H + j] + (<floating> 1 - z) * n[i * H + j]
+    memcpy(out, h, nt * H * sizeof(floating))
 
 
 def backward(int cell, int act, bint reverse,
@@ -533,9 +542,9 @@ cdef void _gru_after_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
             n = gi[2 * H + j]
             dhj = dh[i * H + j] + d_out[i * H + j]
             # h' = z h + (1 - z) n,  n = act(a_n),  a_n = gi_n + r * hn
-            da_n = dhj * (1 - z) * _activation_grad(act, n)
-            da_z = dhj * (h_prev[i * H + j] - n) * z * (1 - z)
-            da_r = da_n * hn[i * H + j] * r * (1 - r)
+            da_n = dhj * (<floating> 1 - z) * _activation_grad(act, n)
+            da_z = dhj * (h_prev[i * H + j] - n) * z * (<floating> 1 - z)
+            da_r = da_n * hn[i * H + j] * r * (<floating> 1 - r)
             dgi[j] = da_r
             dgi[H + j] = da_z
             dgi[2 * H + j] = da_n * r
@@ -572,8 +581,8 @@ cdef void _gru_before_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
             n = gi[H2 + j]
             dhj = dh[i * H + j] + d_out[i * H + j]
             # h' = z h + (1 - z) n,  n = act(a_n)
-            da_n = dhj * (1 - z) * _activation_grad(act, n)
-            da_z = dhj * (h_prev[i * H + j] - n) * z * (1 - z)
+            da_n = dhj * (<floating> 1 - z) * _activation_grad(act, n)
+            da_z = dhj * (h_prev[i * H + j] - n) * z * (<floating> 1 - z)
             dgi[H + j] = da_z
             dgi[H2 + j] = da_n
             db[H + j] += da_z
@@ -587,7 +596,7 @@ cdef void _gru_before_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
         dgi = dg + i * H3
         for j in range(H):
             r = gi[j]
-            da_r = d_rh[i * H + j] * h_prev[i * H + j] * r * (1 - r)
+            da_r = d_rh[i * H + j] * h_prev[i * H + j] * r * (<floating> 1 - r)
             dgi[j] = da_r
             db[j] += da_r
             dh[i * H + j] += d_rh[i * H + j] * r

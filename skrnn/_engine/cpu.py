@@ -137,7 +137,8 @@ def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True):
         # memory than the outputs); training keeps every step's gates
         window = T if keep_cache else max(1, -(-T // 3))
         gates = np.empty((window, N, GH), dtype=dtype)
-        work = np.empty((N, GH), dtype=dtype)
+        # one step's recurrent projection, then its gate pre-activations
+        work = np.empty((2 * N, GH), dtype=dtype)
     h_prev = hn = _unused(dtype, 3)
     if keep_cache:
         h_prev = np.empty((T, N, H), dtype=dtype)
