@@ -22,11 +22,15 @@ directives = {
     "cdivision": True,
 }
 
+# Each build kind keeps its generated C and objects apart, so that switching
+# SKRNN_DEBUG_BUILD on or off never reuses the other kind's output.
+BUILD_DIR = os.path.join("build", "debug" if DEBUG else "release")
+
 extensions = [
     Extension(
         path[:-4].replace(os.sep, "."),
         [path],
-        include_dirs=[np.get_include()],
+        include_dirs=[np.get_include(), os.path.join("skrnn", "_engine")],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
         # -fno-trapping-math lets the gate loops' clamps vectorise; nothing
         # here reads floating-point exception flags.
@@ -35,4 +39,9 @@ extensions = [
     for path in sorted(glob.glob(os.path.join("skrnn", "_engine", "*.pyx")))
 ]
 
-setup(ext_modules=cythonize(extensions, compiler_directives=directives))
+setup(
+    ext_modules=cythonize(
+        extensions, compiler_directives=directives, build_dir=BUILD_DIR
+    ),
+    options={"build": {"build_base": BUILD_DIR}},
+)
