@@ -34,7 +34,7 @@ GridSearchCV send as many fits at once as the cluster takes.
 
 Environment
 -----------
-``SKRNN_EXAMPLE_QUICK=1`` shrinks the data, the grid and the epochs so that
+``SKRNN_EXAMPLES_QUICK=1`` shrinks the data, the grid and the epochs so that
 the script runs in a few seconds (the test suite uses it).
 
 Run: ``python examples/distributed_grid_search.py``
@@ -53,7 +53,7 @@ from sklearn.pipeline import Pipeline
 from skrnn import SequenceClassifier
 from skrnn.preprocessing import SequenceScaler
 
-QUICK = os.environ.get("SKRNN_EXAMPLE_QUICK", "") not in ("", "0")
+QUICK = os.environ.get("SKRNN_EXAMPLES_QUICK", "") not in ("", "0")
 
 
 def make_random_walks(n_samples, min_length, max_length, random_state=None):

@@ -7,7 +7,7 @@ second or two and needs no forking. The fits that run there must give the
 same scores as the same search run serially.
 
 The example ``examples/distributed_grid_search.py`` is run too, shrunk by
-``SKRNN_EXAMPLE_QUICK=1``.
+``SKRNN_EXAMPLES_QUICK=1``.
 """
 
 import os
@@ -94,7 +94,7 @@ def test_grid_search_on_dask_matches_serial(client):
 
 
 def test_example_runs_quick():
-    env = dict(os.environ, SKRNN_EXAMPLE_QUICK="1")
+    env = dict(os.environ, SKRNN_EXAMPLES_QUICK="1")
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p
     )
