@@ -59,7 +59,7 @@ best_loss_, validation_scores_, best_validation_score_
     >>> X = rng.normal(size=(100, 6, 2))
     >>> y = np.where(X[:, :, 0].sum(axis=1) > 0, "up", "down")
     >>> clf = SequenceClassifier(hidden_size=8, learning_rate_init=0.01,
-    ...                          max_iter=60, random_state=0).fit(X, y)
+    ...                          max_iter=200, random_state=0).fit(X, y)
     >>> clf.classes_
     array(['down', 'up'], dtype='<U4')
     >>> clf.predict_proba(X[:2]).shape

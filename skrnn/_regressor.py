@@ -131,7 +131,8 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
     >>> from skrnn.datasets import make_binary_sum
     >>> X, y = make_binary_sum(n_samples=200, n_timesteps=8, random_state=0)
     >>> model = SequenceRegressor(cell="rnn", hidden_size=8, learning_rate_init=0.01,
-    ...                           max_iter=100, random_state=0).fit(X, y)
+    ...                           batch_size=20, max_iter=300, n_iter_no_change=30,
+    ...                           random_state=0).fit(X, y)
     >>> X_test, y_test = make_binary_sum(n_samples=50, n_timesteps=8, random_state=1)
     >>> model.score(X_test, y_test) > 0.9
     True
