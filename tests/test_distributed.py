@@ -23,6 +23,7 @@ distributed = pytest.importorskip("distributed")
 
 from sklearn.model_selection import GridSearchCV  # noqa: E402
 
+import skrnn  # noqa: E402
 from skrnn import SequenceRegressor  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,8 +96,11 @@ def test_grid_search_on_dask_matches_serial(client):
 
 def test_example_runs_quick():
     env = dict(os.environ, SKRNN_EXAMPLES_QUICK="1")
+    # the child imports the skrnn these tests import: the installed one, or
+    # the source tree in a development checkout built in place
+    skrnn_root = Path(skrnn.__file__).resolve().parent.parent
     env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p
+        p for p in (str(skrnn_root), env.get("PYTHONPATH", "")) if p
     )
     proc = subprocess.run(
         [sys.executable, "-W", "error::DeprecationWarning", str(EXAMPLE)],
