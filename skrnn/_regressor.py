@@ -141,8 +141,8 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
     # step of output="sequence" models and takes every input form.
     score = BaseSequenceEstimator.score
 
-    def _loss(self, z, y, w):
-        return squared_error(z, y, w)
+    def _loss(self, z, y, w, xp=np):
+        return squared_error(z, y, w, xp=xp)
 
     def _validate_targets(self, y, seqs, reset, classes=None):
         output = self.output if reset else self._output

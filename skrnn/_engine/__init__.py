@@ -6,6 +6,13 @@ d_h_last=None)`` with the semantics documented in
 :mod:`skrnn._engine.reference`, on time-major arrays of its array module
 ``xp``. Callers pass batches sorted by length, longest first, so that a
 compiled engine can treat the first ``n_t`` rows as the live ones at step t.
+
+``memory`` says where the engine's arrays live. ``None``: in host memory,
+as NumPy arrays, so the network's own parameter vector is used in place.
+Otherwise an object with ``to_device(ndarray)`` (a copy in the engine's
+memory), ``to_host(array)`` (a NumPy copy) and ``free_bytes()``; the
+network then keeps a device copy of its parameters while it trains (see
+:class:`skrnn._network.DeviceParams`).
 """
 
 from collections import namedtuple
@@ -15,7 +22,16 @@ import numpy as np
 
 from . import reference
 
-Engine = namedtuple("Engine", ["name", "xp", "forward", "backward"])
+Engine = namedtuple("Engine", ["name", "xp", "forward", "backward", "memory"],
+                    defaults=(None,))
+
+
+class CudaUnavailableError(RuntimeError):
+    """``device="cuda"`` was asked for, but CuPy or a usable CUDA device is missing.
+
+    The message says which of the two, and how to install CuPy.
+    """
+
 
 _REFERENCE = Engine(
     "reference",
@@ -24,16 +40,63 @@ _REFERENCE = Engine(
     partial(reference.backward, xp=np),
 )
 
+_CUDA = None  # the CUDA engine, made on first use
+
 
 def get_engine(name="cpu"):
     """Return the engine called ``name``.
 
     Parameters
     ----------
-    name : {"cpu", "reference"}
+    name : {"cpu", "reference", "cuda"}
         ``"cpu"``: the default CPU engine; ``"reference"``: the readable
-        NumPy engine that specifies the math.
+        NumPy engine that specifies the math; ``"cuda"``: the reference
+        engine on CuPy with fused gate kernels.
+
+    Raises
+    ------
+    CudaUnavailableError
+        For ``"cuda"``, when CuPy is not installed or finds no usable device.
     """
+    global _CUDA
     if name in ("cpu", "reference"):
         return _REFERENCE
+    if name == "cuda":
+        if _CUDA is None:
+            from . import cuda
+
+            _CUDA = cuda.make_engine()
+        return _CUDA
     raise ValueError(f"unknown engine {name!r}")
+
+
+def cuda_available():
+    """Whether ``get_engine("cuda")`` works here."""
+    try:
+        get_engine("cuda")
+    except CudaUnavailableError:
+        return False
+    return True
+
+
+class HostCopyMemory:
+    """A "device" memory that is host memory, reached only through copies.
+
+    With ``Engine(..., xp=numpy, memory=HostCopyMemory())`` the estimators
+    run the code path of a GPU engine — parameters, optimiser state and
+    training data copied to the engine's memory and back — with NumPy, so
+    that path is tested on machines without a GPU. ``free`` sets what
+    :meth:`free_bytes` reports (to test data that does not fit).
+    """
+
+    def __init__(self, free=1 << 40):
+        self.free = free
+
+    def to_device(self, a):
+        return np.array(a, copy=True)
+
+    def to_host(self, a):
+        return np.array(a, copy=True)
+
+    def free_bytes(self):
+        return self.free
