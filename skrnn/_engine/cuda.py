@@ -252,9 +252,12 @@ class CudaKernels(reference.StepKernels):
         self._cublas = cublas
         self._functions = {}
         self._gemm = {np.dtype(np.float32): cublas.sgemm, np.dtype(np.float64): cublas.dgemm}
-        # alpha = 1, beta = 0, read by cuBLAS from host memory
+        # alpha = 1, beta = 0, read by cuBLAS from host memory: the arrays and
+        # their addresses (reading ``.ctypes.data`` costs microseconds a step)
+        self._scalar_arrays = [(np.ones(1, dtype=dt), np.zeros(1, dtype=dt)) for dt in self._gemm]
         self._scalars = {
-            dt: (np.ones(1, dtype=dt), np.zeros(1, dtype=dt)) for dt in self._gemm
+            dt: (one.ctypes.data, zero.ctypes.data)
+            for dt, (one, zero) in zip(self._gemm, self._scalar_arrays)
         }
 
     def _launch(self, name, act, dtype, N, H, args):
@@ -317,8 +320,8 @@ class CudaKernels(reference.StepKernels):
         cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
         one, zero = self._scalars[dtype]
         self._gemm[dtype](
-            handle, op_b, op_a, m, n, k, one.ctypes.data, b.data.ptr, ld_b,
-            a.data.ptr, ld_a, zero.ctypes.data, out.data.ptr, ld_c,
+            handle, op_b, op_a, m, n, k, one, b.data.ptr, ld_b, a.data.ptr, ld_a, zero,
+            out.data.ptr, ld_c,
         )
 
     # --------------------------------------------------------------- forward

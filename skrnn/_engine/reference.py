@@ -274,6 +274,7 @@ def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True, xp=np,
     if two_gemms:
         W_rz_T, W_n_T = W_hh[: 2 * H].T, W_hh[2 * H :].T
         gn = xp.empty((N, H), dtype=x.dtype)
+    gru_buf = tuple(buf[name] for name in _CACHE_NAMES["gru"]) if spec.cell == "gru" else ()
     for t in _steps(T, reverse):
         c = t if keep_cache else 0
         if spec.cell == "rnn":
@@ -282,7 +283,7 @@ def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True, xp=np,
         elif spec.reset_after:
             # r, z, n as in PyTorch / cuDNN: one GEMM for the three gates
             k.matmul(h, W_hh.T, gh)
-            k.gru_forward(act, t, c, gi, gh, b_hh, mask, h, outputs, *(buf[n] for n in _CACHE_NAMES["gru"]))
+            k.gru_forward(act, t, c, gi, gh, b_hh, mask, h, outputs, *gru_buf)
         else:
             # Cho et al. (2014): W_hn multiplies r * h, a second GEMM
             k.matmul(h, W_rz_T, gh)
@@ -346,19 +347,20 @@ def backward(spec, params, cache, d_outputs, d_h_last=None, xp=np, kernels=None)
     if two_gemms:
         da_n, d_rh = xp.empty((N, H), dtype=dtype), xp.empty((N, H), dtype=dtype)
         W_rz, W_n = W_hh[: 2 * H], W_hh[2 * H :]
+    h_new = cache.get("h_new")
+    r, z, n, hn_term = (cache.get(name) for name in ("r", "z", "n", "hn_term"))
     for t in _steps(T, not cache["reverse"]):
         if spec.cell == "rnn":
-            k.rnn_backward(act, t, mask, d_outputs, cache["h_new"], dh, dh_rec, d_gi)
+            k.rnn_backward(act, t, mask, d_outputs, h_new, dh, dh_rec, d_gi)
             k.matmul(d_gi[t], W_hh, dh_rec)
         elif spec.reset_after:
-            k.gru_backward(act, t, mask, d_outputs, h_prev, cache["r"], cache["z"],
-                           cache["n"], cache["hn_term"], dh, dh_rec, d_gi, d_gh)
+            k.gru_backward(act, t, mask, d_outputs, h_prev, r, z, n, hn_term, dh, dh_rec,
+                           d_gi, d_gh)
             k.matmul(d_gh[t], W_hh, dh_rec)
         else:
-            k.gru_backward_zn(act, t, mask, d_outputs, h_prev, cache["z"], cache["n"],
-                              dh, dh_rec, d_gi, da_n)
+            k.gru_backward_zn(act, t, mask, d_outputs, h_prev, z, n, dh, dh_rec, d_gi, da_n)
             k.matmul(da_n, W_n, d_rh)  # d(r * h) = da_n W_hn
-            k.gru_backward_r(t, h_prev, cache["r"], d_rh, dh, d_gi)
+            k.gru_backward_r(t, h_prev, r, d_rh, dh, d_gi)
             k.matmul(d_gi[t, :, : 2 * H], W_rz, dh_rec)
     dh += dh_rec
     D = x.shape[2]
@@ -369,7 +371,7 @@ def backward(spec, params, cache, d_outputs, d_h_last=None, xp=np, kernels=None)
     if two_gemms:
         d_W_hh = xp.empty_like(W_hh)
         d_W_hh[: 2 * H] = d_gh2[:, : 2 * H].T @ h_prev.reshape(T * N, H)
-        d_W_hh[2 * H :] = d_gh2[:, 2 * H :].T @ cache["hn_term"].reshape(T * N, H)
+        d_W_hh[2 * H :] = d_gh2[:, 2 * H :].T @ hn_term.reshape(T * N, H)
         grads["weight_hh"] = d_W_hh
     else:
         grads["weight_hh"] = d_gh2.T @ h_prev.reshape(T * N, H)
