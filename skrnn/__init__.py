@@ -1,8 +1,9 @@
 """skrnn: recurrent neural networks (RNN, GRU) as scikit-learn estimators."""
 
 from ._classifier import SequenceClassifier
+from ._engine import CudaUnavailableError
 from ._regressor import SequenceRegressor
 
 __version__ = "0.1.0"
 
-__all__ = ["SequenceClassifier", "SequenceRegressor", "__version__"]
+__all__ = ["CudaUnavailableError", "SequenceClassifier", "SequenceRegressor", "__version__"]

@@ -11,6 +11,7 @@ import threading
 import time
 import warnings
 from abc import ABCMeta, abstractmethod
+from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
@@ -33,11 +34,15 @@ from sklearn.utils.validation import (
 
 from . import optim
 from ._data import Sequences, check_sequences
-from ._engine import get_engine
+from ._engine import CudaUnavailableError, get_engine
 from ._engine.reference import CellSpec
 from ._network import Network
 
 _GRU_ACTIVATIONS = ("tanh", "logistic")
+
+# The training set goes to the GPU once per fit when it takes at most this
+# share of the GPU's free memory; otherwise each batch is copied there.
+DEVICE_DATA_FRACTION = 0.25
 
 
 class _WorkerBlasLimit:
@@ -265,6 +270,17 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             )
 
     def _get_engine(self):
+        """The engine for ``self.device``.
+
+        A model with ``device="cuda"`` predicts on the CPU where CuPy or a
+        usable GPU is missing, so that a model fitted on a GPU loads and
+        predicts anywhere; ``fit`` raises instead (see :meth:`_fit`).
+        """
+        if self.device == "cuda":
+            try:
+                return get_engine("cuda")
+            except CudaUnavailableError:
+                return get_engine("cpu")
         return get_engine(self.device)
 
     # ------------------------------------------------------------- training
@@ -303,6 +319,8 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         seqs, x_attrs = self._validate_X(X, reset, dtype=self.dtype)
         targets, y_attrs = self._validate_targets(y, seqs, reset, classes)
         sample_weight = _check_sample_weight(sample_weight, seqs.values, dtype=np.float64)
+        if self.device == "cuda":
+            get_engine("cuda")  # CudaUnavailableError, naming what is missing
         engine = self._get_engine()
         if reset:
             self._set_input_attrs({**x_attrs, **y_attrs, "_output": self.output})
@@ -381,27 +399,56 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
     def _train(self, engine, seqs, targets, sample_weight, train, val, incremental):
         """Run ``max_iter`` epochs (one when ``incremental``) on the samples ``train``.
 
+        On an engine with its own memory (the GPU), the parameters, the
+        optimiser's state and — when it fits — the training set are copied
+        there once, batches are sliced there, and only each epoch's loss
+        (and per batch, whether it is finite) comes back; the parameters are
+        copied back when training ends, however it ends.
+
         An interrupted epoch (KeyboardInterrupt) is rolled back: the model
         keeps the weights of the last completed epoch.
         """
-        net = self._network
+        data = self._place_training_data(engine, seqs.values, targets)
+        with (
+            self._network.on_device(engine) as params,
+            _optimizer_state_in(self._optimizer, engine.memory),
+        ):
+            self._train_epochs(
+                engine, params, data, seqs, targets, sample_weight, train, val, incremental
+            )
+
+    @staticmethod
+    def _place_training_data(engine, values, targets):
+        memory = engine.memory
+        if memory is None:
+            return values, targets
+        if values.nbytes + targets.nbytes > DEVICE_DATA_FRACTION * memory.free_bytes():
+            return values, targets  # copied there batch by batch
+        return memory.to_device(values), memory.to_device(targets)
+
+    def _train_epochs(
+        self, engine, params, data, seqs, targets, sample_weight, train, val, incremental
+    ):
+        """The epochs of :meth:`_train`; ``data`` is (values, targets) where the
+        engine reads them, ``seqs`` and ``targets`` the host copies."""
         total_weight = float(sample_weight[train].sum())
         # the weights before the latest update, restored if training diverges
-        previous = net.flat.copy()
-        epoch_start = net.flat.copy()
-        if val is not None:
-            self._best_flat = net.flat.copy()
+        previous = params.flat.copy()
+        epoch_start = params.flat.copy()
+        best_flat = params.flat.copy() if val is not None else None
         converged = incremental  # partial_fit runs one epoch and never warns
         for _ in range(1 if incremental else self.max_iter):
             start = time.perf_counter()
-            epoch_start[:] = net.flat
+            epoch_start[...] = params.flat
             try:
                 # Overflow is expected when training diverges: it is detected
                 # (non-finite loss or weights) and handled, not warned about.
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                    loss = self._epoch(engine, seqs, targets, sample_weight, train, previous)
+                    loss = self._epoch(
+                        engine, params, data, seqs.lengths, sample_weight, train, previous
+                    )
             except KeyboardInterrupt:
-                net.flat[:] = epoch_start
+                params.flat[...] = epoch_start
                 raise
             if loss is None:
                 warnings.warn(
@@ -416,7 +463,9 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             self.t_ += len(train)
             self.loss_ = loss / total_weight if total_weight > 0 else 0.0
             self.loss_curve_.append(self.loss_)
-            stop = self._update_no_improvement_count(seqs, targets, sample_weight, val)
+            stop = self._update_no_improvement_count(
+                seqs, targets, sample_weight, val, params, best_flat
+            )
             if self.verbose:
                 score = (
                     f", validation score = {self.validation_scores_[-1]:.6f}"
@@ -437,9 +486,9 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
                 ConvergenceWarning,
             )
         if val is not None:
-            net.flat[:] = self._best_flat
+            params.flat[...] = best_flat
 
-    def _epoch(self, engine, seqs, targets, sample_weight, train, previous):
+    def _epoch(self, engine, params, data, lengths, sample_weight, train, previous):
         """One pass over ``train``; the weighted loss sum, or None on divergence."""
         n_samples = len(train)
         if self.shuffle:
@@ -448,54 +497,59 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         accumulated = 0.0
         for b, batch in enumerate(batches):
             idx = train[batch]
-            loss = self._step(engine, seqs, targets, sample_weight, idx, previous)
+            loss = self._step(engine, params, data, lengths, sample_weight, idx, previous)
             if loss is None:
                 return None
-            accumulated += loss * float(sample_weight[idx].sum())
+            accumulated = accumulated + loss * float(sample_weight[idx].sum())
             if self.verbose >= 2:
                 _progress(b + 1, len(batches))
-        return accumulated
+        return float(accumulated)  # the one transfer of the epoch from a GPU
 
-    def _step(self, engine, seqs, targets, sample_weight, idx, previous):
+    def _step(self, engine, params, data, lengths, sample_weight, idx, previous):
         """One update on the samples ``idx``; None if it would diverge.
 
         ``previous`` holds the weights from before the latest update: when
         the loss or the gradient at the current weights is not finite, the
-        update that led here is undone.
+        update that led here is undone. ``data`` is the whole training set's
+        (values, targets), on the host or in the engine's memory; lengths and
+        weights stay on the host.
         """
         net = self._network
-        lengths = seqs.lengths[idx]
+        xp = engine.xp
+        values, targets = data
+        lengths = lengths[idx]
         w = sample_weight[idx]
         rows = w.sum() if self._output == "last" else (w * lengths).sum()
         if w.sum() <= 0:
             return 0.0  # only zero-weight samples: nothing to learn from
         loss = net.loss_grad(
             engine,
-            seqs.values[idx],
+            _take(xp, values, idx),
             lengths,
-            targets[idx],
+            _take(xp, targets, idx),
             (w / rows).astype(net.dtype),
             self._loss,
             self.bptt_steps,
         )
         # L2 on weights (not biases), scaled as MLP's: alpha / 2 * ||W||^2 / n
         penalty_scale = self.alpha / w.sum()
-        masked = net.flat * net.weight_mask
-        loss += 0.5 * penalty_scale * float(masked @ net.flat)
-        net.grad += penalty_scale * masked
-        if not np.isfinite(loss) or not np.isfinite(net.grad).all():
-            net.flat[:] = previous
+        masked = params.flat * params.weight_mask
+        loss = loss + 0.5 * penalty_scale * (masked @ params.flat).astype(np.float64)
+        params.grad += penalty_scale * masked
+        if not bool(xp.isfinite(loss) & xp.isfinite(params.grad).all()):
+            params.flat[...] = previous
             return None
         if self.clip_norm is not None:
-            optim.clip_grad_norm({"coefs": net.grad}, self.clip_norm)
-        previous[:] = net.flat
-        self._optimizer.update({"coefs": net.flat}, {"coefs": net.grad})
-        if not np.isfinite(net.flat).all():
-            net.flat[:] = previous
+            _clip_grad_norm(params.grad, self.clip_norm, xp)
+        previous[...] = params.flat
+        self._optimizer.update({"coefs": params.flat}, {"coefs": params.grad})
+        if not bool(xp.isfinite(params.flat).all()):
+            params.flat[...] = previous
             return None
         return loss
 
-    def _update_no_improvement_count(self, seqs, targets, sample_weight, val):
+    def _update_no_improvement_count(self, seqs, targets, sample_weight, val, params,
+                                     best_flat):
         """MLP's stopping rule; returns whether to stop."""
         if val is not None:
             val_seqs = Sequences(seqs.values[val], seqs.lengths[val], seqs.form)
@@ -507,7 +561,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
                 self._no_improvement_count = 0
             if score > self.best_validation_score_:
                 self.best_validation_score_ = score
-                self._best_flat[:] = self._network.flat
+                best_flat[...] = params.flat
         else:
             # best_loss_ is None after a fit with early stopping (MLP's convention)
             best = np.inf if self.best_loss_ is None else self.best_loss_
@@ -555,6 +609,47 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True
         return tags
+
+
+def _take(xp, a, rows):
+    """``a[rows]``, gathered where ``a`` lives (``rows`` is a host array)."""
+    return a[rows] if isinstance(a, np.ndarray) else a[xp.asarray(rows)]
+
+
+def _clip_grad_norm(grad, max_norm, xp):
+    """:func:`skrnn.optim.clip_grad_norm` on one array, computed where it lives.
+
+    The same float64 norm and scale (so the same result on the CPU), but
+    the norm never comes to the host: a GPU step waits for no transfer.
+    """
+    g64 = grad if grad.dtype == np.float64 else grad.astype(np.float64)
+    norm = xp.sqrt(g64 @ g64)
+    scale = max_norm / xp.maximum(norm, max_norm)  # 1.0 when norm <= max_norm
+    grad *= xp.where(xp.isfinite(norm), scale, 1.0).astype(grad.dtype)
+
+
+@contextmanager
+def _optimizer_state_in(optimizer, memory):
+    """Keep the optimiser's state in the engine's memory while training.
+
+    It is NumPy between fits, so that the estimator pickles and loads
+    without CuPy.
+    """
+    if memory is None:
+        yield
+        return
+    _map_state(optimizer, memory.to_device)
+    try:
+        yield
+    finally:
+        _map_state(optimizer, memory.to_host)
+
+
+def _map_state(optimizer, convert):
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if hasattr(value, "shape"):
+                state[key] = convert(value)
 
 
 def _progress(done, total, width=30):

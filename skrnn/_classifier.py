@@ -72,10 +72,10 @@ best_loss_, validation_scores_, best_validation_score_
     # step of output="sequence" models and takes every input form.
     score = BaseSequenceEstimator.score
 
-    def _loss(self, z, y, w):
+    def _loss(self, z, y, w, xp=np):
         if len(self.classes_) == 2:
-            return binary_log_loss(z, y.astype(z.dtype), w)
-        return multi_log_loss(z, y, w)
+            return binary_log_loss(z, y.astype(z.dtype), w, xp=xp)
+        return multi_log_loss(z, y, w, xp=xp)
 
     def _validate_targets(self, y, seqs, reset, classes=None):
         output = self.output if reset else self._output

@@ -4,7 +4,16 @@ All parameters live in one flat vector; ``coefs`` (the estimators'
 ``coefs_``) maps PyTorch's state-dict names to views into it. The
 optimisers, gradient clipping, the L2 penalty and the divergence check
 then each work on one array, whatever the number of layers.
+
+The math is written against the engine's array module ``engine.xp``. An
+engine whose arrays live elsewhere (the GPU's, ``engine.memory``) computes
+on :class:`DeviceParams`, a copy of the vector in its memory: made from the
+host vector when a prediction or a fit starts (so writes into ``coefs``
+count), kept for the whole fit by :meth:`Network.on_device`, and copied back
+when it ends. ``coefs`` and everything pickled stay NumPy arrays.
 """
+
+from contextlib import contextmanager
 
 import numpy as np
 from sklearn.utils import check_random_state
@@ -14,6 +23,50 @@ from .layers import init_params, param_names
 # Inference runs over windows of this many steps, carrying the state, so
 # that its memory grows with N * H rather than N * T * H.
 INFERENCE_WINDOW = 128
+
+
+class DeviceParams:
+    """A network's parameter vector where an engine computes on it.
+
+    For an engine that computes in host memory (``engine.memory is None``)
+    these are the network's own arrays. Otherwise ``flat`` is a copy in the
+    engine's memory, taken from the host vector now, and ``grad`` and
+    ``weight_mask`` (only with ``training``) live there too.
+
+    Attributes
+    ----------
+    flat, grad, weight_mask : arrays of the engine's module
+        The parameters, their gradient, and 1 for weights / 0 for biases.
+    views, grad_views : dict of str -> array
+        Views of ``flat`` and ``grad`` by parameter name.
+    """
+
+    def __init__(self, net, engine, training=False):
+        self.memory = engine.memory
+        if self.memory is None:
+            self.flat, self.grad, self.weight_mask = net.flat, net.grad, net.weight_mask
+            self.views, self.grad_views = net._views, net._grad_views
+            return
+        self.flat = self.memory.to_device(net.flat)
+        self.views = _views_of(self.flat, net._layout)
+        self.grad = self.weight_mask = self.grad_views = None
+        if training:
+            self.grad = engine.xp.zeros_like(self.flat)
+            self.grad_views = _views_of(self.grad, net._layout)
+            self.weight_mask = self.memory.to_device(net.weight_mask)
+
+    def to_host(self, a):
+        """``a`` (an array of the engine's module) as a NumPy array."""
+        return np.asarray(a) if self.memory is None else self.memory.to_host(a)
+
+    def download(self, net):
+        """Copy ``flat`` back into the network's host vector."""
+        if self.memory is not None:
+            net.flat[...] = self.memory.to_host(self.flat)
+
+
+def _views_of(flat, layout):
+    return {name: flat[start : start + size].reshape(shape) for name, start, size, shape in layout}
 
 
 class Network:
@@ -86,19 +139,21 @@ class Network:
         sizes = [v.size for v in self.coefs.values()]
         self.flat = np.empty(sum(sizes), dtype=self.dtype)
         self.grad = np.zeros_like(self.flat)
-        self._views, self._grad_views = {}, {}
+        # (name, start, size, shape) of each parameter in the vector
+        self._layout = []
         # 1 for weights, 0 for biases: the L2 penalty applies to weights only
         self.weight_mask = np.zeros_like(self.flat)
         offset = 0
         for (name, value), size in zip(list(self.coefs.items()), sizes):
-            view = self.flat[offset : offset + size].reshape(value.shape)
-            view[...] = value
-            self._views[name] = view
-            self._grad_views[name] = self.grad[offset : offset + size].reshape(value.shape)
+            self._layout.append((name, offset, size, value.shape))
+            self.flat[offset : offset + size] = np.ravel(value)
             if "weight" in name:
                 self.weight_mask[offset : offset + size] = 1
-            self.coefs[name] = view
             offset += size
+        self._views = _views_of(self.flat, self._layout)
+        self._grad_views = _views_of(self.grad, self._layout)
+        self.coefs.update(self._views)
+        self._active = None
 
     def sync(self):
         """Take in arrays a user assigned into ``coefs`` (SPEC: writes are live)."""
@@ -117,77 +172,102 @@ class Network:
     def __getstate__(self):
         self.sync()
         state = self.__dict__.copy()
-        for name in ("flat", "grad", "weight_mask", "_views", "_grad_views"):
-            del state[name]
+        for name in ("flat", "grad", "weight_mask", "_views", "_grad_views", "_layout",
+                     "_active"):
+            state.pop(name, None)
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._build_flat()
 
-    def _params(self, k, d):
+    @contextmanager
+    def on_device(self, engine):
+        """Keep a copy of the parameters in the engine's memory while training.
+
+        Yields the :class:`DeviceParams` that :meth:`loss_grad` and
+        :meth:`forward` then use, and that the optimiser updates; when the
+        block ends, however it ends, its ``flat`` is copied back into the
+        host vector (and so into ``coefs``).
+        """
+        self.sync()
+        params = DeviceParams(self, engine, training=True)
+        self._active = params
+        try:
+            yield params
+        finally:
+            self._active = None
+            params.download(self)
+
+    def _device_params(self, engine, training=False):
+        if self._active is not None:
+            return self._active
+        self.sync()
+        return DeviceParams(self, engine, training=training)
+
+    def _params(self, p, k, d):
         suffix = self._suffix(k, d)
-        return {n: self.coefs[n + suffix] for n in param_names(self.spec)}
+        return {n: p.views[n + suffix] for n in param_names(self.spec)}
 
     def _windows(self, T, size):
         if not size or self.n_dirs == 2:
             return [(0, T)]
         return [(t0, min(t0 + size, T)) for t0 in range(0, T, size)]
 
-    def _run_layers(self, engine, x, lengths, states, keep_cache):
+    def _run_layers(self, engine, p, x, lengths, states, keep_cache):
         """Forward through every layer over one window (time-major)."""
         caches = []
         for k in range(self.num_layers):
             outs = []
             for d in range(self.n_dirs):
                 out, states[k][d], cache = engine.forward(
-                    self.spec, self._params(k, d), x, lengths, states[k][d],
+                    self.spec, self._params(p, k, d), x, lengths, states[k][d],
                     reverse=bool(d), keep_cache=keep_cache,
                 )
                 outs.append(out)
                 caches.append(cache)
-            x = outs[0] if self.n_dirs == 1 else np.concatenate(outs, axis=2)
+            x = outs[0] if self.n_dirs == 1 else engine.xp.concatenate(outs, axis=2)
         return x, caches
 
-    def _backward_layers(self, engine, d_top, caches):
-        """Backpropagate a window's gradient into ``self.grad``."""
+    def _backward_layers(self, engine, p, d_top, caches):
+        """Backpropagate a window's gradient into ``p.grad``."""
         H = self.hidden_size
         for k in reversed(range(self.num_layers)):
             d_below = None
             for d in range(self.n_dirs):
                 d_out = d_top if self.n_dirs == 1 else d_top[:, :, d * H : (d + 1) * H]
                 dx, _, grads = engine.backward(
-                    self.spec, self._params(k, d), caches[k * self.n_dirs + d],
-                    np.ascontiguousarray(d_out),
+                    self.spec, self._params(p, k, d), caches[k * self.n_dirs + d],
+                    engine.xp.ascontiguousarray(d_out),
                 )
                 for name, g in grads.items():
-                    self._grad_views[name + self._suffix(k, d)] += g
+                    p.grad_views[name + self._suffix(k, d)] += g
                 d_below = dx if d_below is None else d_below + dx
             d_top = d_below
 
-    def _head_rows(self, top, lengths, t0, t1):
+    def _head_rows(self, xp, top, lengths, t0, t1):
         """Where the head reads the top layer within a window.
 
-        Returns ``(features (R, H*dirs), where)``: ``where`` indexes the rows'
-        positions in ``top`` (and, for ``output="last"``, the samples).
+        Returns ``(features (R, H*dirs), (steps, samples))``: the rows'
+        positions in ``top`` as index arrays of ``xp`` (for ``output="last"``,
+        ``samples`` also indexes the samples' outputs and targets).
         """
         if self.output == "sequence":
             valid = np.arange(t1 - t0)[:, None] < (lengths - t0)[None, :]
-            return top[valid], valid
+            steps, samples = (xp.asarray(i) for i in np.nonzero(valid))
+            return top[steps, samples], (steps, samples)
         last = lengths - 1
         samples = np.nonzero((last >= t0) & (last < t1))[0]
-        steps = last[samples] - t0
+        steps, samples = xp.asarray(last[samples] - t0), xp.asarray(samples)
         if self.n_dirs == 1:
             return top[steps, samples], (steps, samples)
         H = self.hidden_size
-        feats = np.concatenate([top[steps, samples, :H], top[0, samples, H:]], axis=1)
+        feats = xp.concatenate([top[steps, samples, :H], top[0, samples, H:]], axis=1)
         return feats, (steps, samples)
 
-    def _scatter_head_grad(self, d_feats, where, shape):
-        d_top = np.zeros(shape, dtype=self.dtype)
-        if self.output == "sequence":
-            d_top[where] = d_feats
-        elif self.n_dirs == 1:
+    def _scatter_head_grad(self, xp, d_feats, where, shape):
+        d_top = xp.zeros(shape, dtype=self.dtype)
+        if self.output == "sequence" or self.n_dirs == 1:
             d_top[where] = d_feats
         else:
             H = self.hidden_size
@@ -196,15 +276,25 @@ class Network:
             d_top[0, samples, H:] += d_feats[:, H:]
         return d_top
 
-    def _prepare(self, values, lengths):
-        """Sort by length (longest first) and go time-major, as engines want."""
+    @staticmethod
+    def _take(xp, a, rows):
+        """``a[rows]`` as an array of ``xp``, gathered where ``a`` lives."""
+        if isinstance(a, np.ndarray):
+            return xp.asarray(a[rows])
+        return a[xp.asarray(rows)]
+
+    def _prepare(self, xp, values, lengths):
+        """Sort by length (longest first) and go time-major, as engines want.
+
+        ``values`` may be a host array or one of ``xp`` already; ``lengths``
+        stays on the host.
+        """
         order = np.argsort(-lengths, kind="stable")
         lengths = lengths[order]
-        x = np.ascontiguousarray(
-            values[order, : lengths[0]].transpose(1, 0, 2), dtype=self.dtype
-        )
+        x = self._take(xp, values, order)[:, : lengths[0]].transpose(1, 0, 2)
+        x = xp.ascontiguousarray(x, dtype=self.dtype)
         states = [
-            [np.zeros((len(order), self.hidden_size), dtype=self.dtype)] * self.n_dirs
+            [xp.zeros((len(order), self.hidden_size), dtype=self.dtype)] * self.n_dirs
             for _ in range(self.num_layers)
         ]
         return order, lengths, x, states
@@ -217,84 +307,95 @@ class Network:
         engine : Engine
             The engine that runs the layers.
         values : ndarray of shape (N, T, D)
-            Batch-major inputs.
+            Batch-major inputs (host, or already in the engine's memory).
         lengths : ndarray of shape (N,)
             Valid steps per sequence.
 
         Returns
         -------
         ndarray of shape (N, O) for ``output="last"``, else (N, T, O) with
-        zeros at padded steps.
+        zeros at padded steps; a NumPy array whatever the engine.
         """
-        self.sync()
-        order, lengths, x, states = self._prepare(values, lengths)
-        W, b = self.coefs["head.weight"], self.coefs["head.bias"]
+        xp = engine.xp
+        p = self._device_params(engine)
+        order, lengths, x, states = self._prepare(xp, values, lengths)
+        W, b = p.views["head.weight"], p.views["head.bias"]
         N, T = x.shape[1], values.shape[1]
         if self.output == "last":
-            raw = np.zeros((N, W.shape[0]), dtype=self.dtype)
+            raw = xp.zeros((N, W.shape[0]), dtype=self.dtype)
         else:
-            raw = np.zeros((T, N, W.shape[0]), dtype=self.dtype)
+            raw = xp.zeros((T, N, W.shape[0]), dtype=self.dtype)
         for t0, t1 in self._windows(x.shape[0], INFERENCE_WINDOW):
             lens = np.clip(lengths - t0, 0, t1 - t0)
-            top, _ = self._run_layers(engine, x[t0:t1], lens, states, False)
-            feats, where = self._head_rows(top, lengths, t0, t1)
+            top, _ = self._run_layers(engine, p, x[t0:t1], lens, states, False)
+            feats, where = self._head_rows(xp, top, lengths, t0, t1)
             z = feats @ W.T + b
             if self.output == "last":
                 raw[where[1]] = z
             else:
                 raw[t0:t1][where] = z
+        raw = p.to_host(raw)
         inverse = np.argsort(order)
         return raw[inverse] if self.output == "last" else raw.transpose(1, 0, 2)[inverse]
 
     def loss_grad(self, engine, values, lengths, targets, weights, loss, bptt_steps):
-        """Loss and its gradient (into ``self.grad``) over a batch.
+        """Loss and its gradient over a batch.
+
+        The gradient goes into the ``grad`` of the parameters in use: those
+        of :meth:`on_device` during a fit, else ``self.grad``.
 
         Parameters
         ----------
         engine : Engine
             The engine that runs the layers.
         values : ndarray of shape (N, T, D)
-            Batch-major inputs.
+            Batch-major inputs (host, or already in the engine's memory).
         lengths : ndarray of shape (N,)
-            Valid steps per sequence.
+            Valid steps per sequence (host).
         targets : ndarray of shape (N, ...) or (N, T, ...)
-            Per-sample or per-step targets, as ``loss`` reads them.
+            Per-sample or per-step targets, as ``loss`` reads them (host, or
+            in the engine's memory).
         weights : ndarray of shape (N,)
             Sample weights divided by the batch's total weight, so that the
             loss is a weighted mean.
         loss : callable
-            ``loss(z, y, w) -> (weighted loss sum, dz)``.
+            ``loss(z, y, w) -> (weighted loss sum, dz)``, called with
+            ``xp=engine.xp`` too when that is not NumPy.
         bptt_steps : int or None
             Truncated BPTT window: state carried across windows, gradients
             cut at their start.
 
         Returns
         -------
-        float
-            The data loss (no penalty).
+        float64 scalar of the engine's module
+            The data loss (no penalty); on a GPU it stays there, so that a
+            training step waits for no transfer.
         """
-        self.sync()
-        order, lengths, x, states = self._prepare(values, lengths)
-        targets, weights = targets[order], weights[order]
+        xp = engine.xp
+        p = self._device_params(engine, training=True)
+        order, lengths, x, states = self._prepare(xp, values, lengths)
+        targets, weights = self._take(xp, targets, order), self._take(xp, weights, order)
         if self.output == "sequence":
             targets = targets.swapaxes(0, 1)
-        W, b = self.coefs["head.weight"], self.coefs["head.bias"]
-        gW, gb = self._grad_views["head.weight"], self._grad_views["head.bias"]
-        self.grad[:] = 0
+        W, b = p.views["head.weight"], p.views["head.bias"]
+        gW, gb = p.grad_views["head.weight"], p.grad_views["head.bias"]
+        p.grad[...] = 0
         total = 0.0
         for t0, t1 in self._windows(x.shape[0], bptt_steps):
             lens = np.clip(lengths - t0, 0, t1 - t0)
-            top, caches = self._run_layers(engine, x[t0:t1], lens, states, True)
-            feats, where = self._head_rows(top, lengths, t0, t1)
+            top, caches = self._run_layers(engine, p, x[t0:t1], lens, states, True)
+            feats, where = self._head_rows(xp, top, lengths, t0, t1)
             if self.output == "sequence":
-                y = targets[t0:t1][where]
-                w = np.broadcast_to(weights, where.shape)[where]
+                y, w = targets[t0:t1][where], weights[where[1]]
             else:
                 y, w = targets[where[1]], weights[where[1]]
-            value, dz = loss(feats @ W.T + b, y, w)
-            total += value
+            z = feats @ W.T + b
+            value, dz = loss(z, y, w) if xp is np else loss(z, y, w, xp=xp)
+            total = total + value
             gW += dz.T @ feats
             gb += dz.sum(axis=0)
-            d_top = self._scatter_head_grad(dz @ W, where, top.shape)
-            self._backward_layers(engine, d_top, caches)
+            d_top = self._scatter_head_grad(xp, dz @ W, where, top.shape)
+            self._backward_layers(engine, p, d_top, caches)
+        if p is not self._active and p.memory is not None:
+            self.grad[...] = p.to_host(p.grad)
         return total

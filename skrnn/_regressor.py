@@ -90,7 +90,17 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
         Precision. None: float32 input is computed in float32, anything else
         in float64.
     device : {"cpu", "cuda"}, default="cpu"
-        Where the kernels run.
+        Where the kernels run. "cuda": an NVIDIA GPU through CuPy (``pip
+        install skrnn[gpu]``; ``skrnn[gpu13]`` for CUDA 13), float32 or
+        float64. ``fit`` and ``partial_fit`` then raise
+        :class:`skrnn.CudaUnavailableError` (a ``RuntimeError``) before
+        anything changes, saying whether CuPy or a usable device is missing.
+        During a fit the parameters, the optimiser's state and the training
+        set (when it takes at most a quarter of the free GPU memory; else
+        batch by batch) stay on the GPU; ``coefs_`` and everything pickled
+        are NumPy arrays. ``predict`` and ``score`` run on the GPU when one is
+        usable and otherwise on the CPU, so a model fitted on a GPU loads
+        and predicts on a machine without one.
 
     Attributes
     ----------
@@ -142,8 +152,8 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
     # step of output="sequence" models and takes every input form.
     score = BaseSequenceEstimator.score
 
-    def _loss(self, z, y, w):
-        return squared_error(z, y, w)
+    def _loss(self, z, y, w, xp=np):
+        return squared_error(z, y, w, xp=xp)
 
     def _validate_targets(self, y, seqs, reset, classes=None):
         output = self.output if reset else self._output

@@ -12,7 +12,16 @@ The cache returned by ``forward`` is opaque: only the same engine's
 - ``"cpu"``: :mod:`skrnn._engine.cpu`, the compiled Cython kernels (NumPy
   arrays, float32 or float64);
 - ``"reference"``: :mod:`skrnn._engine.reference` on NumPy, the readable
-  specification the compiled kernels are tested against.
+  specification the compiled kernels are tested against;
+- ``"cuda"``: :mod:`skrnn._engine.cuda`, the reference engine on CuPy with
+  fused gate kernels.
+
+``memory`` says where the engine's arrays live. ``None``: in host memory,
+as NumPy arrays, so the network's own parameter vector is used in place.
+Otherwise an object with ``to_device(ndarray)`` (a copy in the engine's
+memory), ``to_host(array)`` (a NumPy copy) and ``free_bytes()``; the
+network then keeps a device copy of its parameters while it trains (see
+:class:`skrnn._network.DeviceParams`).
 """
 
 from collections import namedtuple
@@ -22,7 +31,16 @@ import numpy as np
 
 from . import cpu, reference
 
-Engine = namedtuple("Engine", ["name", "xp", "forward", "backward"])
+Engine = namedtuple("Engine", ["name", "xp", "forward", "backward", "memory"],
+                    defaults=(None,))
+
+
+class CudaUnavailableError(RuntimeError):
+    """``device="cuda"`` was asked for, but CuPy or a usable CUDA device is missing.
+
+    The message says which of the two, and how to install CuPy.
+    """
+
 
 _CPU = Engine("cpu", np, cpu.forward, cpu.backward)
 
@@ -33,23 +51,71 @@ _REFERENCE = Engine(
     partial(reference.backward, xp=np),
 )
 
+_CUDA = None  # the CUDA engine, made on first use
+
 
 def get_engine(name="cpu"):
     """Return the engine called ``name``.
 
     Parameters
     ----------
-    name : {"cpu", "reference"}
+    name : {"cpu", "reference", "cuda"}
         ``"cpu"``: the compiled CPU engine; ``"reference"``: the readable
-        NumPy engine that specifies the math.
+        NumPy engine that specifies the math; ``"cuda"``: the reference
+        engine on CuPy with fused gate kernels.
 
     Returns
     -------
     engine : Engine
-        Its ``name``, array module ``xp``, ``forward`` and ``backward``.
+        Its ``name``, array module ``xp``, ``forward``, ``backward`` and
+        ``memory``.
+
+    Raises
+    ------
+    CudaUnavailableError
+        For ``"cuda"``, when CuPy is not installed or finds no usable device.
     """
+    global _CUDA
     if name == "cpu":
         return _CPU
     if name == "reference":
         return _REFERENCE
+    if name == "cuda":
+        if _CUDA is None:
+            from . import cuda
+
+            _CUDA = cuda.make_engine()
+        return _CUDA
     raise ValueError(f"unknown engine {name!r}")
+
+
+def cuda_available():
+    """Whether ``get_engine("cuda")`` works here."""
+    try:
+        get_engine("cuda")
+    except CudaUnavailableError:
+        return False
+    return True
+
+
+class HostCopyMemory:
+    """A "device" memory that is host memory, reached only through copies.
+
+    With ``Engine(..., xp=numpy, memory=HostCopyMemory())`` the estimators
+    run the code path of a GPU engine — parameters, optimiser state and
+    training data copied to the engine's memory and back — with NumPy, so
+    that path is tested on machines without a GPU. ``free`` sets what
+    :meth:`free_bytes` reports (to test data that does not fit).
+    """
+
+    def __init__(self, free=1 << 40):
+        self.free = free
+
+    def to_device(self, a):
+        return np.array(a, copy=True)
+
+    def to_host(self, a):
+        return np.array(a, copy=True)
+
+    def free_bytes(self):
+        return self.free

@@ -73,7 +73,150 @@ def _steps(T, reverse):
     return range(T - 1, -1, -1) if reverse else range(T)
 
 
-def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True, xp=np):
+class StepKernels:
+    """The element-wise math of one time step, written with ``xp`` operations.
+
+    The time loops of :func:`forward` and :func:`backward` do, per step, the
+    recurrent GEMM(s) through :meth:`matmul` and then one of these functions,
+    which does everything else of that step: the gates, the masking of padded
+    steps, the outputs, the cache and the new state (or, backward, the gate
+    gradients and the state's gradient). They take the whole time-major
+    arrays and the step index ``t``, and write their results into the arrays
+    they are given. Arrays passed here are C-contiguous.
+
+    ``c`` is the index into the cache arrays: ``t`` when the cache is kept,
+    else 0 (a one-step scratch buffer). ``mask`` is (T, N, 1), True at valid
+    steps; ``b_hh`` is None without biases.
+
+    This class is the specification of that math. The CUDA engine
+    (:mod:`skrnn._engine.cuda`) implements the same methods as one fused
+    kernel each, and is tested against this one.
+    """
+
+    def __init__(self, xp):
+        self.xp = xp
+
+    def matmul(self, a, b, out):
+        """``out[...] = a @ b`` for 2-D arrays (``b`` may be a transposed view)."""
+        self.xp.matmul(a, b, out=out)
+
+    # ---------------------------------------------------------------- forward
+    def rnn_forward(self, act, t, c, gi, gh, b_hh, mask, h, out, h_prev, h_new):
+        """h' = act(gi_t + W_hh h + b_hh); ``gh`` holds W_hh h."""
+        xp = self.xp
+        h_prev[c] = h
+        a = gi[t] + gh
+        if b_hh is not None:
+            a += b_hh
+        h_new[c] = activate(act, a, xp)
+        out[t] = xp.where(mask[t], h_new[c], 0)
+        h[...] = xp.where(mask[t], h_new[c], h)
+
+    def gru_forward(self, act, t, c, gi, gh, b_hh, mask, h, out, h_prev, r, z, n, hn_term):
+        """A GRU step, ``reset_after=True``; ``gh`` (N, 3H) holds W_hh h."""
+        xp = self.xp
+        H = h.shape[1]
+        if b_hh is not None:
+            gh = gh + b_hh
+        h_prev[c] = h
+        r[c] = _sigmoid(gi[t, :, :H] + gh[:, :H], xp)
+        z[c] = _sigmoid(gi[t, :, H : 2 * H] + gh[:, H : 2 * H], xp)
+        # n = act(W_in x + b_in + r * (W_hn h + b_hn))
+        hn_term[c] = gh[:, 2 * H :]
+        n[c] = activate(act, gi[t, :, 2 * H :] + r[c] * hn_term[c], xp)
+        h_new = z[c] * h + (1.0 - z[c]) * n[c]
+        out[t] = xp.where(mask[t], h_new, 0)
+        h[...] = xp.where(mask[t], h_new, h)
+
+    def gru_forward_rz(self, t, c, gi, gh, b_hh, h, h_prev, r, z, hn_term):
+        """The gates of a GRU step, ``reset_after=False``; ``gh`` (N, 2H) holds W_hr,z h."""
+        xp = self.xp
+        H = h.shape[1]
+        if b_hh is not None:
+            gh = gh + b_hh[: 2 * H]
+        h_prev[c] = h
+        r[c] = _sigmoid(gi[t, :, :H] + gh[:, :H], xp)
+        z[c] = _sigmoid(gi[t, :, H : 2 * H] + gh[:, H:], xp)
+        hn_term[c] = r[c] * h
+
+    def gru_forward_n(self, act, t, c, gi, gn, b_hh, mask, h, out, z, n):
+        """The rest of that step; ``gn`` holds W_hn (r * h)."""
+        xp = self.xp
+        H = h.shape[1]
+        # Cho et al. (2014): n = act(W_in x + b_in + W_hn (r * h) + b_hn)
+        a_n = gi[t, :, 2 * H :] + gn
+        if b_hh is not None:
+            a_n += b_hh[2 * H :]
+        n[c] = activate(act, a_n, xp)
+        h_new = z[c] * h + (1.0 - z[c]) * n[c]
+        out[t] = xp.where(mask[t], h_new, 0)
+        h[...] = xp.where(mask[t], h_new, h)
+
+    # --------------------------------------------------------------- backward
+    # ``dh`` is the state's gradient carried past the steps already visited
+    # and ``dh_rec`` the recurrent part from the step after this one (the
+    # GEMM of the previous iteration); ``g`` below is their sum plus this
+    # step's output gradient. Padded steps pass ``g`` through unchanged.
+
+    def _incoming(self, t, mask, d_out, dh, dh_rec):
+        xp = self.xp
+        g = dh + dh_rec + xp.where(mask[t], d_out[t], 0)
+        return g, xp.where(mask[t], g, 0)
+
+    def rnn_backward(self, act, t, mask, d_out, h_new, dh, dh_rec, d_gi):
+        """Fills ``d_gi[t]`` (the pre-activation's gradient) and the carried ``dh``."""
+        g, g_step = self._incoming(t, mask, d_out, dh, dh_rec)
+        d_gi[t] = g_step * activation_grad(act, h_new[t])
+        dh[...] = g - g_step
+
+    def gru_backward(self, act, t, mask, d_out, h_prev, r, z, n, hn_term, dh, dh_rec,
+                     d_gi, d_gh):
+        """``reset_after=True``: fills ``d_gi[t]``, ``d_gh[t]`` and ``dh``."""
+        H = dh.shape[1]
+        g, g_step = self._incoming(t, mask, d_out, dh, dh_rec)
+        r, z, n, hn_term = r[t], z[t], n[t], hn_term[t]
+        # h' = z h + (1 - z) n, n = act(gi_n + r * hn_term)
+        da_n = g_step * (1.0 - z) * activation_grad(act, n)
+        da_z = g_step * (h_prev[t] - n) * z * (1.0 - z)
+        da_r = da_n * hn_term * r * (1.0 - r)
+        d_gi[t, :, :H], d_gi[t, :, H : 2 * H], d_gi[t, :, 2 * H :] = da_r, da_z, da_n
+        d_gh[t, :, :H], d_gh[t, :, H : 2 * H], d_gh[t, :, 2 * H :] = da_r, da_z, da_n * r
+        dh[...] = (g - g_step) + g_step * z
+
+    def gru_backward_zn(self, act, t, mask, d_out, h_prev, z, n, dh, dh_rec, d_gi, da_n):
+        """``reset_after=False``, first half: the z and n parts of ``d_gi[t]``,
+        ``da_n`` (contiguous, for the GEMM into d(r * h)) and ``dh``."""
+        H = dh.shape[1]
+        g, g_step = self._incoming(t, mask, d_out, dh, dh_rec)
+        z, n = z[t], n[t]
+        da_n[...] = g_step * (1.0 - z) * activation_grad(act, n)
+        d_gi[t, :, H : 2 * H] = g_step * (h_prev[t] - n) * z * (1.0 - z)
+        d_gi[t, :, 2 * H :] = da_n
+        dh[...] = (g - g_step) + g_step * z
+
+    def gru_backward_r(self, t, h_prev, r, d_rh, dh, d_gi):
+        """Second half: ``d_rh`` = d(r * h) = da_n W_hn; the r part of ``d_gi[t]``."""
+        H = dh.shape[1]
+        r = r[t]
+        d_gi[t, :, :H] = d_rh * h_prev[t] * r * (1.0 - r)
+        dh += d_rh * r
+
+
+_STEP_KERNELS = {}
+
+
+def step_kernels(xp):
+    """The :class:`StepKernels` of array module ``xp`` (one per module)."""
+    if xp not in _STEP_KERNELS:
+        _STEP_KERNELS[xp] = StepKernels(xp)
+    return _STEP_KERNELS[xp]
+
+
+_CACHE_NAMES = {"rnn": ("h_prev", "h_new"), "gru": ("h_prev", "r", "z", "n", "hn_term")}
+
+
+def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True, xp=np,
+            kernels=None):
     """Run one direction of one layer over a chunk of time steps.
 
     Parameters
@@ -89,13 +232,15 @@ def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True, xp=np)
     lengths : array of shape (N,)
         Valid steps per sequence in this chunk.
     h0 : array of shape (N, H)
-        Initial state.
+        Initial state (not changed).
     reverse : bool, default=False
         Visit the steps from last to first.
     keep_cache : bool, default=True
         Keep what :func:`backward` needs. Inference passes False.
     xp : module, default=numpy
         The array module.
+    kernels : StepKernels or None, default=None
+        The element-wise step math; None: ``step_kernels(xp)``.
 
     Returns
     -------
@@ -107,71 +252,50 @@ def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True, xp=np)
     cache : dict or None
         What :func:`backward` needs, or None if ``keep_cache`` is False.
     """
+    k = kernels if kernels is not None else step_kernels(xp)
     T, N, D = x.shape
     W_ih, W_hh = params["weight_ih"], params["weight_hh"]
     H = W_hh.shape[1]
     act = spec.activation
     # One GEMM for every step's input projection: (T*N, D) @ (D, G*H).
     gi = (x.reshape(T * N, D) @ W_ih.T).reshape(T, N, -1)
+    b_hh = None
     if spec.use_bias:
         gi += params["bias_ih"]
-    b_hh = params["bias_hh"] if spec.use_bias else None
+        b_hh = xp.ascontiguousarray(params["bias_hh"])
     mask = _mask(lengths, T, xp)
-    outputs = xp.zeros((T, N, H), dtype=x.dtype)
-    cache = None
-    if keep_cache:
-        cache = {"x": x, "mask": mask, "h_prev": xp.empty_like(outputs)}
-        if spec.cell == "rnn":
-            cache["h_new"] = xp.empty_like(outputs)
-        else:
-            for name in ("r", "z", "n", "hn_term"):
-                cache[name] = xp.empty_like(outputs)
-    h = h0
+    outputs = xp.empty((T, N, H), dtype=x.dtype)
+    # The cache, or a one-step scratch buffer written and never read.
+    steps_kept = T if keep_cache else 1
+    buf = {name: xp.empty((steps_kept, N, H), dtype=x.dtype) for name in _CACHE_NAMES[spec.cell]}
+    h = xp.array(h0, dtype=x.dtype, order="C", copy=True)  # the state, updated in place
+    two_gemms = spec.cell == "gru" and not spec.reset_after
+    gh = xp.empty((N, 2 * H if two_gemms else W_hh.shape[0]), dtype=x.dtype)
+    if two_gemms:
+        W_rz_T, W_n_T = W_hh[: 2 * H].T, W_hh[2 * H :].T
+        gn = xp.empty((N, H), dtype=x.dtype)
+    gru_buf = tuple(buf[name] for name in _CACHE_NAMES["gru"]) if spec.cell == "gru" else ()
     for t in _steps(T, reverse):
+        c = t if keep_cache else 0
         if spec.cell == "rnn":
-            a = gi[t] + h @ W_hh.T
-            if b_hh is not None:
-                a += b_hh
-            h_new = activate(act, a, xp)
-            if keep_cache:
-                cache["h_new"][t] = h_new
+            k.matmul(h, W_hh.T, gh)
+            k.rnn_forward(act, t, c, gi, gh, b_hh, mask, h, outputs, buf["h_prev"], buf["h_new"])
         elif spec.reset_after:
-            # r, z, n as in PyTorch / cuDNN: n = act(W_in x + b_in + r * (W_hn h + b_hn))
-            gh = h @ W_hh.T
-            if b_hh is not None:
-                gh += b_hh
-            r = _sigmoid(gi[t, :, :H] + gh[:, :H], xp)
-            z = _sigmoid(gi[t, :, H : 2 * H] + gh[:, H : 2 * H], xp)
-            hn_term = gh[:, 2 * H :]
-            n = activate(act, gi[t, :, 2 * H :] + r * hn_term, xp)
-            h_new = z * h + (1.0 - z) * n
+            # r, z, n as in PyTorch / cuDNN: one GEMM for the three gates
+            k.matmul(h, W_hh.T, gh)
+            k.gru_forward(act, t, c, gi, gh, b_hh, mask, h, outputs, *gru_buf)
         else:
-            # Cho et al. (2014): n = act(W_in x + b_in + W_hn (r * h) + b_hn)
-            gh = h @ W_hh[: 2 * H].T
-            if b_hh is not None:
-                gh += b_hh[: 2 * H]
-            r = _sigmoid(gi[t, :, :H] + gh[:, :H], xp)
-            z = _sigmoid(gi[t, :, H : 2 * H] + gh[:, H:], xp)
-            hn_term = r * h
-            a_n = gi[t, :, 2 * H :] + hn_term @ W_hh[2 * H :].T
-            if b_hh is not None:
-                a_n += b_hh[2 * H :]
-            n = activate(act, a_n, xp)
-            h_new = z * h + (1.0 - z) * n
-        if keep_cache:
-            cache["h_prev"][t] = h
-            if spec.cell == "gru":
-                cache["r"][t], cache["z"][t], cache["n"][t] = r, z, n
-                cache["hn_term"][t] = hn_term
-        m = mask[t]
-        outputs[t] = xp.where(m, h_new, 0)
-        h = xp.where(m, h_new, h)
-    if keep_cache:
-        cache["reverse"] = reverse
-    return outputs, h, cache
+            # Cho et al. (2014): W_hn multiplies r * h, a second GEMM
+            k.matmul(h, W_rz_T, gh)
+            k.gru_forward_rz(t, c, gi, gh, b_hh, h, buf["h_prev"], buf["r"], buf["z"], buf["hn_term"])
+            k.matmul(buf["hn_term"][c], W_n_T, gn)
+            k.gru_forward_n(act, t, c, gi, gn, b_hh, mask, h, outputs, buf["z"], buf["n"])
+    if not keep_cache:
+        return outputs, h, None
+    return outputs, h, {"x": x, "mask": mask, "reverse": reverse, **buf}
 
 
-def backward(spec, params, cache, d_outputs, d_h_last=None, xp=np):
+def backward(spec, params, cache, d_outputs, d_h_last=None, xp=np, kernels=None):
     """Backpropagate through one direction of one layer.
 
     Parameters
@@ -189,6 +313,8 @@ def backward(spec, params, cache, d_outputs, d_h_last=None, xp=np):
         Gradient with respect to ``h_last``.
     xp : module, default=numpy
         The array module.
+    kernels : StepKernels or None, default=None
+        The element-wise step math; None: ``step_kernels(xp)``.
 
     Returns
     -------
@@ -199,58 +325,53 @@ def backward(spec, params, cache, d_outputs, d_h_last=None, xp=np):
     grads : dict
         Gradients with respect to each entry of ``params``.
     """
+    k = kernels if kernels is not None else step_kernels(xp)
     x, mask, h_prev = cache["x"], cache["mask"], cache["h_prev"]
     T, N, H = h_prev.shape
     W_ih, W_hh = params["weight_ih"], params["weight_hh"]
     G = W_hh.shape[0] // H
     act = spec.activation
-    d_gi = xp.zeros((T, N, G * H), dtype=x.dtype)  # gradient of the input projection
-    d_gh = xp.zeros((T, N, G * H), dtype=x.dtype)  # gradient of the recurrent projection
-    dh = xp.zeros((N, H), dtype=x.dtype) if d_h_last is None else d_h_last.copy()
+    dtype = x.dtype
+    d_outputs = xp.ascontiguousarray(d_outputs, dtype=dtype)
+    # Gradients of the input projection (d_gi) and of the recurrent one
+    # (d_gh). They differ only for the GRU with reset_after=True, where the
+    # recurrent n part is scaled by r.
+    d_gi = xp.empty((T, N, G * H), dtype=dtype)
+    two_gemms = spec.cell == "gru" and not spec.reset_after
+    d_gh = xp.empty_like(d_gi) if spec.cell == "gru" and spec.reset_after else d_gi
+    if d_h_last is None:
+        dh = xp.zeros((N, H), dtype=dtype)
+    else:
+        dh = xp.array(d_h_last, dtype=dtype, order="C", copy=True)
+    dh_rec = xp.zeros((N, H), dtype=dtype)
+    if two_gemms:
+        da_n, d_rh = xp.empty((N, H), dtype=dtype), xp.empty((N, H), dtype=dtype)
+        W_rz, W_n = W_hh[: 2 * H], W_hh[2 * H :]
+    h_new = cache.get("h_new")
+    r, z, n, hn_term = (cache.get(name) for name in ("r", "z", "n", "hn_term"))
     for t in _steps(T, not cache["reverse"]):
-        m = mask[t]
-        dh = dh + xp.where(m, d_outputs[t], 0)
-        dh_step = xp.where(m, dh, 0)  # the part that flows into this step's gates
-        dh_carry = dh - dh_step  # padded steps pass the state's gradient through
         if spec.cell == "rnn":
-            da = dh_step * activation_grad(act, cache["h_new"][t])
-            d_gi[t] = da
-            d_gh[t] = da
-            dh = dh_carry + da @ W_hh
-            continue
-        r, z, n, hn_term = (cache[k][t] for k in ("r", "z", "n", "hn_term"))
-        hp = h_prev[t]
-        # h' = z h + (1 - z) n
-        da_n = dh_step * (1.0 - z) * activation_grad(act, n)
-        da_z = dh_step * (hp - n) * z * (1.0 - z)
-        dh = dh_carry + dh_step * z
-        if spec.reset_after:
-            # n = act(a_n), a_n = gi_n + r * hn_term, hn_term = W_hn h + b_hn
-            da_r = da_n * hn_term * r * (1.0 - r)
-            d_gh[t, :, 2 * H :] = da_n * r
+            k.rnn_backward(act, t, mask, d_outputs, h_new, dh, dh_rec, d_gi)
+            k.matmul(d_gi[t], W_hh, dh_rec)
+        elif spec.reset_after:
+            k.gru_backward(act, t, mask, d_outputs, h_prev, r, z, n, hn_term, dh, dh_rec,
+                           d_gi, d_gh)
+            k.matmul(d_gh[t], W_hh, dh_rec)
         else:
-            # a_n = gi_n + W_hn (r h) + b_hn
-            d_rh = da_n @ W_hh[2 * H :]
-            da_r = d_rh * hp * r * (1.0 - r)
-            dh += d_rh * r
-            d_gh[t, :, 2 * H :] = da_n
-        d_gi[t, :, :H] = da_r
-        d_gi[t, :, H : 2 * H] = da_z
-        d_gi[t, :, 2 * H :] = da_n
-        d_gh[t, :, : 2 * H] = d_gi[t, :, : 2 * H]
-        if spec.reset_after:
-            dh += d_gh[t] @ W_hh
-        else:
-            dh += d_gh[t, :, : 2 * H] @ W_hh[: 2 * H]
+            k.gru_backward_zn(act, t, mask, d_outputs, h_prev, z, n, dh, dh_rec, d_gi, da_n)
+            k.matmul(da_n, W_n, d_rh)  # d(r * h) = da_n W_hn
+            k.gru_backward_r(t, h_prev, r, d_rh, dh, d_gi)
+            k.matmul(d_gi[t, :, : 2 * H], W_rz, dh_rec)
+    dh += dh_rec
     D = x.shape[2]
     d_gi2 = d_gi.reshape(T * N, G * H)
     d_gh2 = d_gh.reshape(T * N, G * H)
     # Weight gradients: one GEMM over all steps each.
     grads = {"weight_ih": d_gi2.T @ x.reshape(T * N, D)}
-    if spec.cell == "gru" and not spec.reset_after:
+    if two_gemms:
         d_W_hh = xp.empty_like(W_hh)
         d_W_hh[: 2 * H] = d_gh2[:, : 2 * H].T @ h_prev.reshape(T * N, H)
-        d_W_hh[2 * H :] = d_gh2[:, 2 * H :].T @ cache["hn_term"].reshape(T * N, H)
+        d_W_hh[2 * H :] = d_gh2[:, 2 * H :].T @ hn_term.reshape(T * N, H)
         grads["weight_hh"] = d_W_hh
     else:
         grads["weight_hh"] = d_gh2.T @ h_prev.reshape(T * N, H)

@@ -1,0 +1,462 @@
+"""device="cuda": the device code path, the clear errors, and CPU/GPU equality.
+
+Three groups:
+
+- The device code path on the CPU. An engine whose ``memory`` is
+  :class:`~skrnn._engine.HostCopyMemory` computes with NumPy but is treated
+  as a GPU engine: parameters, optimiser state and training data are copied
+  to its "device" and back exactly as for CuPy. ``device="cuda"`` is pointed
+  at it, and everything must equal a CPU fit bit for bit.
+- The errors of ``device="cuda"`` without CuPy or without a device (CuPy's
+  import made to fail, or a stand-in CuPy that sees no device).
+- On a machine with CuPy and a CUDA device only (skipped elsewhere): the
+  fused kernels against the reference engine over the configuration grid,
+  and estimators fitted on the GPU against the same fitted on the CPU.
+"""
+
+import pickle
+import subprocess
+import sys
+import types
+import warnings
+from functools import partial
+from itertools import product
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+import skrnn._base
+import skrnn._engine as engines
+from skrnn import SequenceClassifier, SequenceRegressor
+from skrnn._engine import CudaUnavailableError, Engine, HostCopyMemory, get_engine, reference
+from skrnn._engine.reference import CellSpec
+from skrnn._losses import squared_error
+from skrnn._network import Network
+
+
+class CountingMemory(HostCopyMemory):
+    """Counts the copies to and from the "device"."""
+
+    def __init__(self, free=1 << 40):
+        super().__init__(free)
+        self.uploads = self.downloads = 0
+
+    def to_device(self, a):
+        self.uploads += 1
+        return super().to_device(a)
+
+    def to_host(self, a):
+        self.downloads += 1
+        return super().to_host(a)
+
+
+def _mirror_engine(memory):
+    return Engine(
+        "mirror", np, partial(reference.forward, xp=np), partial(reference.backward, xp=np),
+        memory,
+    )
+
+
+@pytest.fixture
+def mirror(monkeypatch):
+    """Point device="cuda" at a NumPy engine with its own (copied) memory.
+
+    The CPU side runs the same reference engine, so that a difference can
+    only come from the device code path (copies, device-side state).
+    """
+    engine = _mirror_engine(CountingMemory())
+    real = skrnn._base.get_engine
+    monkeypatch.setattr(
+        skrnn._base,
+        "get_engine",
+        lambda name="cpu": engine if name == "cuda" else real("reference"),
+    )
+    return engine
+
+
+def _data(n=40, T=6, D=2, seed=0, variable=True):
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n, T, D)).astype(np.float32)
+    if variable:
+        for i in range(0, n, 3):
+            X[i, T - 1 - i % (T - 1) :] = np.nan  # trailing NaN steps: shorter samples
+    y = np.nansum(X[:, :, 0], axis=1)
+    return X, y
+
+
+CONFIGS = [
+    dict(cell="gru"),
+    dict(cell="rnn", activation="relu", solver="sgd", bidirectional=True),
+    dict(cell="gru", reset_after=False, use_bias=False, solver="rprop", clip_norm=0.1),
+    dict(cell="gru", output="sequence", num_layers=2, bptt_steps=2),
+    dict(cell="rnn", activation="logistic", early_stopping=True, batch_size=7),
+]
+
+
+def _fit(Est, X, y, **params):
+    params = {"hidden_size": 5, "max_iter": 4, "random_state": 0, **params}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return Est(**params).fit(X, y)
+
+
+def _targets(Est, X, y, params):
+    if params.get("output") == "sequence":
+        y = np.nan_to_num(X[:, :, 1])
+    if Est is SequenceClassifier:
+        y = np.digitize(y, [-0.5, 0.5])  # three classes
+    return y
+
+
+# ----------------------------------------------- the device path, on the CPU
+@pytest.mark.parametrize("params", CONFIGS, ids=lambda p: "-".join(f"{k}={v}" for k, v in p.items()))
+@pytest.mark.parametrize("Est", [SequenceRegressor, SequenceClassifier])
+@pytest.mark.parametrize("fits", [True, False], ids=["data-on-device", "data-per-batch"])
+def test_device_path_equals_cpu_bit_for_bit(mirror, Est, params, fits):
+    mirror.memory.free = 1 << 40 if fits else 0
+    X, y = _data()
+    y = _targets(Est, X, y, params)
+    cpu = _fit(Est, X, y, **params)
+    dev = _fit(Est, X, y, device="cuda", **params)
+    for name, value in cpu.coefs_.items():
+        assert type(dev.coefs_[name]) is np.ndarray
+        np.testing.assert_array_equal(dev.coefs_[name], value, err_msg=name)
+    assert dev.loss_curve_ == cpu.loss_curve_
+    assert all(type(v) is float for v in dev.loss_curve_)
+    np.testing.assert_array_equal(dev.predict(X), cpu.predict(X))
+    # the optimiser's state is back on the host: the model pickles without a GPU
+    for state in dev._optimizer.state.values():
+        assert all(type(v) is np.ndarray for v in state.values() if hasattr(v, "shape"))
+    again = pickle.loads(pickle.dumps(dev))
+    np.testing.assert_array_equal(again.predict(X), cpu.predict(X))
+
+
+def test_device_copies_once_per_fit_and_per_predict(mirror):
+    X, y = _data()
+    memory = mirror.memory
+    model = _fit(SequenceRegressor, X, y, device="cuda", batch_size=5)  # 8 batches x 4 epochs
+    # flat, weight mask, values, targets up; flat and the two Adam moments
+    # (created on the device) down: no copy per batch or per epoch
+    assert (memory.uploads, memory.downloads) == (4, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.partial_fit(X, y)
+    # now the two Adam moments go up too
+    assert (memory.uploads, memory.downloads) == (4 + 6, 3 + 3)
+    model.predict(X)
+    assert (memory.uploads, memory.downloads) == (11, 7)  # flat up, outputs down
+
+
+def test_writes_into_coefs_reach_the_device(mirror):
+    X, y = _data()
+    cpu = _fit(SequenceRegressor, X, y, warm_start=True)
+    dev = _fit(SequenceRegressor, X, y, device="cuda", warm_start=True)
+    for model in (cpu, dev):
+        model.coefs_["head.bias"][:] = 3.0  # in place
+        model.coefs_["weight_hh_l0"] = np.zeros_like(model.coefs_["weight_hh_l0"])  # assigned
+    np.testing.assert_array_equal(dev.predict(X), cpu.predict(X))
+    for model in (cpu, dev):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(X, y)
+    for name, value in cpu.coefs_.items():
+        np.testing.assert_array_equal(dev.coefs_[name], value, err_msg=name)
+
+
+def test_divergence_on_the_device_keeps_the_last_finite_weights(mirror):
+    X, y = _data()
+    y = y * 1e30
+    models = []
+    for device in ("cpu", "cuda"):
+        model = SequenceRegressor(
+            cell="rnn", activation="relu", hidden_size=5, learning_rate_init=1e10,
+            solver="sgd", clip_norm=None, max_iter=50, random_state=0, device=device,
+        )
+        with pytest.warns(ConvergenceWarning, match="diverged"):
+            model.fit(X, y)
+        assert all(np.isfinite(v).all() for v in model.coefs_.values())
+        models.append(model)
+    for name, value in models[0].coefs_.items():
+        np.testing.assert_array_equal(models[1].coefs_[name], value, err_msg=name)
+
+
+def test_interrupted_epoch_on_the_device_is_rolled_back(mirror, monkeypatch):
+    X, y = _data()
+    model = _fit(SequenceRegressor, X, y, device="cuda", max_iter=1)
+    before = {k: v.copy() for k, v in model.coefs_.items()}
+    calls = []
+
+    def interrupt(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    original = SequenceRegressor._step
+    monkeypatch.setattr(SequenceRegressor, "_step", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        model.set_params(warm_start=True, batch_size=5).fit(X, y)
+    for name, value in before.items():
+        np.testing.assert_array_equal(model.coefs_[name], value, err_msg=name)
+
+
+def test_network_loss_grad_outside_a_fit_fills_the_host_gradient():
+    X, y = _data(n=9)
+    from skrnn._data import check_sequences
+
+    seqs = check_sequences(X)
+    nets = [
+        Network(CellSpec("gru", "tanh", True, True), input_size=2, hidden_size=3,
+                num_layers=1, bidirectional=True, output="last", n_outputs=1,
+                dtype="float64", random_state=0)
+        for _ in range(2)
+    ]
+    w = np.full(9, 1 / 9)
+    engines_ = [get_engine("reference"), _mirror_engine(HostCopyMemory())]
+    values = [
+        net.loss_grad(e, seqs.values, seqs.lengths, y[:, None], w, squared_error, None)
+        for net, e in zip(nets, engines_)
+    ]
+    assert values[0] == values[1]
+    np.testing.assert_array_equal(nets[0].grad, nets[1].grad)
+
+
+# ----------------------------------------------------------- clear errors
+@pytest.fixture
+def fresh_cuda(monkeypatch):
+    """Forget a CUDA engine made earlier, so that the next request imports CuPy."""
+    monkeypatch.setattr(engines, "_CUDA", None)
+
+
+def _fake_cupy(get_device_count):
+    cupy = types.ModuleType("cupy")
+    cupy.cuda = types.SimpleNamespace(
+        runtime=types.SimpleNamespace(getDeviceCount=get_device_count)
+    )
+    return cupy
+
+
+def _raise(exc):
+    def f(*args):
+        raise exc
+
+    return f
+
+
+@pytest.mark.parametrize("Est", [SequenceRegressor, SequenceClassifier])
+def test_cuda_without_cupy_says_how_to_install_it(Est, fresh_cuda, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy -> ModuleNotFoundError
+    X, y = _data()
+    model = Est(device="cuda")
+    with pytest.raises(CudaUnavailableError, match=r"CuPy is not installed: pip install skrnn\[gpu\]") as info:
+        model.fit(X, _targets(Est, X, y, {}))
+    assert "cupy-cuda12x" in str(info.value) and "cupy-cuda13x" in str(info.value)
+    assert isinstance(info.value, RuntimeError)
+    assert not hasattr(model, "coefs_")
+
+
+@pytest.mark.parametrize(
+    "count, reason",
+    [
+        (lambda: 0, "no CUDA device is visible"),
+        (_raise(RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")),
+         "cudaErrorNoDevice"),
+    ],
+    ids=["no-device", "no-driver"],
+)
+def test_cuda_without_a_device_says_so(count, reason, fresh_cuda, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(count))
+    X, y = _data()
+    model = SequenceRegressor(device="cuda")
+    with pytest.raises(CudaUnavailableError, match="CuPy is installed but found no usable CUDA device") as info:
+        model.fit(X, y)
+    assert reason in str(info.value)
+    assert not hasattr(model, "coefs_")
+    with pytest.raises(CudaUnavailableError, match="no usable CUDA device"):
+        model.partial_fit(X, y)
+
+
+def test_broken_cupy_install_is_told_apart(fresh_cuda, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def failing_import(name, *args, **kwargs):
+        if name == "cupy":
+            raise ImportError("libcudart.so.12: cannot open shared object file")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", failing_import)
+    with pytest.raises(CudaUnavailableError, match="installed but could not be imported.*libcudart"):
+        get_engine("cuda")
+
+
+def test_model_fitted_for_cuda_predicts_on_the_cpu_without_one(mirror, fresh_cuda, monkeypatch):
+    X, y = _data()
+    cpu = _fit(SequenceRegressor, X, y)
+    dev = _fit(SequenceRegressor, X, y, device="cuda")
+    blob = pickle.dumps(dev)
+    monkeypatch.undo()  # the real engines again, and no CuPy:
+    monkeypatch.setattr(engines, "_CUDA", None)
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    loaded = pickle.loads(blob)
+    assert loaded.device == "cuda"
+    np.testing.assert_array_equal(loaded.predict(X), cpu.predict(X))
+    assert loaded.score(X, y) == cpu.score(X, y)
+
+
+# ------------------------------------------------------ on a real GPU only
+@pytest.fixture(scope="module")
+def cuda():
+    cupy = pytest.importorskip("cupy", reason="CuPy is not installed")
+    try:
+        engine = get_engine("cuda")
+    except CudaUnavailableError as exc:
+        pytest.skip(f"no usable CUDA device: {exc}")
+    return cupy, engine
+
+
+def _close(actual, expected, rtol=1e-4, what=""):
+    """Relative to the largest magnitude: ||a - e||_inf <= rtol * max(||e||_inf, 1e-3)."""
+    actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, what
+    scale = max(np.abs(expected).max(initial=0.0), 1e-3)
+    err = np.abs(actual - expected).max(initial=0.0)
+    assert err <= rtol * scale, f"{what}: max error {err:.3g} vs scale {scale:.3g}"
+
+
+CELLS = [("rnn", a, True) for a in ("tanh", "relu", "identity", "logistic")] + [
+    ("gru", a, ra) for a in ("tanh", "logistic") for ra in (True, False)
+]
+
+
+@pytest.mark.parametrize("variable", [False, True], ids=["equal", "variable"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("use_bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("cell, act, reset_after", CELLS, ids=lambda v: str(v))
+def test_cuda_engine_matches_reference(cuda, cell, act, reset_after, use_bias, reverse, variable):
+    cupy, engine = cuda
+    T, N, D, H = 9, 13, 3, 29  # N * H > one block of threads
+    rng = np.random.RandomState(0)
+    G = 3 if cell == "gru" else 1
+    spec = CellSpec(cell, act, reset_after, use_bias)
+    params = {"weight_ih": rng.uniform(-0.5, 0.5, (G * H, D)),
+              "weight_hh": rng.uniform(-0.5, 0.5, (G * H, H))}
+    if use_bias:
+        params["bias_ih"] = rng.uniform(-0.5, 0.5, G * H)
+        params["bias_hh"] = rng.uniform(-0.5, 0.5, G * H)
+    params = {k: v.astype(np.float32) for k, v in params.items()}
+    lengths = np.sort(rng.randint(1, T + 1, N))[::-1].copy() if variable else np.full(N, T)
+    x = rng.normal(size=(T, N, D)).astype(np.float32)
+    x[np.arange(T)[:, None] >= lengths[None, :]] = 0
+    h0 = rng.normal(size=(N, H)).astype(np.float32) * 0.5
+    d_out = rng.normal(size=(T, N, H)).astype(np.float32)
+    d_h_last = rng.normal(size=(N, H)).astype(np.float32)
+
+    ref = get_engine("reference")
+    out, h_last, cache = ref.forward(spec, params, x, lengths, h0, reverse=reverse)
+    dx, dh0, grads = ref.backward(spec, params, cache, d_out, d_h_last)
+
+    dev = {k: cupy.asarray(v) for k, v in params.items()}
+    g_out, g_h, g_cache = engine.forward(spec, dev, cupy.asarray(x), lengths, cupy.asarray(h0), reverse=reverse)
+    g_dx, g_dh0, g_grads = engine.backward(spec, dev, g_cache, cupy.asarray(d_out), cupy.asarray(d_h_last))
+    i_out, i_h, none = engine.forward(spec, dev, cupy.asarray(x), lengths, cupy.asarray(h0), reverse=reverse, keep_cache=False)
+    assert none is None
+    host = cupy.asnumpy
+    _close(host(g_out), out, what="outputs")
+    _close(host(g_h), h_last, what="h_last")
+    _close(host(i_out), out, what="inference outputs")
+    _close(host(i_h), h_last, what="inference h_last")
+    _close(host(g_dx), dx, what="dx")
+    _close(host(g_dh0), dh0, what="dh0")
+    assert set(g_grads) == set(grads)
+    for name in grads:
+        _close(host(g_grads[name]), grads[name], what=name)
+
+
+@pytest.mark.parametrize("cell, reset_after", [("rnn", True), ("gru", True), ("gru", False)])
+def test_cuda_engine_float64_matches_reference(cuda, cell, reset_after):
+    cupy, engine = cuda
+    T, N, D, H = 5, 4, 2, 3
+    rng = np.random.RandomState(1)
+    G = 3 if cell == "gru" else 1
+    spec = CellSpec(cell, "tanh", reset_after, True)
+    params = {"weight_ih": rng.normal(size=(G * H, D)), "weight_hh": rng.normal(size=(G * H, H)),
+              "bias_ih": rng.normal(size=G * H), "bias_hh": rng.normal(size=G * H)}
+    lengths = np.array([5, 4, 2, 1])
+    x = rng.normal(size=(T, N, D))
+    h0 = np.zeros((N, H))
+    d_out = rng.normal(size=(T, N, H))
+    ref = get_engine("reference")
+    out, h_last, cache = ref.forward(spec, params, x, lengths, h0)
+    dx, dh0, grads = ref.backward(spec, params, cache, d_out)
+    dev = {k: cupy.asarray(v) for k, v in params.items()}
+    g_out, g_h, g_cache = engine.forward(spec, dev, cupy.asarray(x), lengths, cupy.asarray(h0))
+    g_dx, g_dh0, g_grads = engine.backward(spec, dev, g_cache, cupy.asarray(d_out))
+    for a, b in [(g_out, out), (g_h, h_last), (g_dx, dx), (g_dh0, dh0)] + [
+        (g_grads[k], grads[k]) for k in grads
+    ]:
+        np.testing.assert_allclose(cupy.asnumpy(a), b, rtol=1e-10, atol=1e-12)
+
+
+GPU_CONFIGS = [
+    dict(cell="gru"),
+    dict(cell="rnn"),
+    dict(cell="gru", reset_after=False, use_bias=False, solver="sgd"),
+    dict(cell="rnn", activation="relu", bidirectional=True, solver="rprop"),
+    dict(cell="gru", output="sequence", num_layers=2),
+    dict(cell="gru", bidirectional=True, output="sequence"),
+]
+
+
+@pytest.mark.parametrize("params", GPU_CONFIGS, ids=lambda p: "-".join(f"{k}={v}" for k, v in p.items()))
+@pytest.mark.parametrize("Est", [SequenceRegressor, SequenceClassifier])
+def test_fit_on_gpu_equals_fit_on_cpu_after_one_epoch(cuda, Est, params):
+    X, y = _data(n=60, T=8, D=3)
+    y = _targets(Est, X, y, params)
+    models = []
+    for device in ("cpu", "cuda"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model = Est(hidden_size=16, max_iter=1, batch_size=16, random_state=0,
+                        learning_rate_init=1e-2, device=device, **params).fit(X, y)
+        models.append(model)
+    cpu, gpu = models
+    for name, value in cpu.coefs_.items():
+        assert type(gpu.coefs_[name]) is np.ndarray
+        _close(gpu.coefs_[name], value, what=name)
+    np.testing.assert_allclose(gpu.loss_, cpu.loss_, rtol=1e-4)
+    pred = gpu.predict_proba(X) if Est is SequenceClassifier else gpu.predict(X)
+    ref = cpu.predict_proba(X) if Est is SequenceClassifier else cpu.predict(X)
+    if isinstance(ref, list):
+        pred, ref = np.concatenate(pred), np.concatenate(ref)
+    _close(np.nan_to_num(pred), np.nan_to_num(ref), what="predictions")
+
+
+def test_gpu_fit_with_data_per_batch_equals_data_on_device(cuda, monkeypatch):
+    X, y = _data(n=50, T=7, D=2)
+    on_device = _fit(SequenceRegressor, X, y, device="cuda")
+    monkeypatch.setattr(skrnn._base, "DEVICE_DATA_FRACTION", 0.0)
+    per_batch = _fit(SequenceRegressor, X, y, device="cuda")
+    for name, value in on_device.coefs_.items():
+        _close(per_batch.coefs_[name], value, rtol=1e-6, what=name)
+
+
+def test_gpu_model_writes_pickles_and_predicts_without_cupy(cuda, tmp_path):
+    X, y = _data()
+    model = _fit(SequenceRegressor, X, y, device="cuda")
+    assert all(type(v) is np.ndarray for v in model.coefs_.values())
+    before = model.predict(X)
+    model.coefs_["head.bias"][:] += 1.0  # writes change what predict computes
+    np.testing.assert_allclose(model.predict(X), before + 1.0, rtol=1e-5)
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps(model))
+    np.save(tmp_path / "X.npy", X)
+    script = (
+        "import sys, pickle, numpy as np; sys.modules['cupy'] = None; "
+        f"m = pickle.loads(open({str(path)!r}, 'rb').read()); "
+        f"np.save({str(tmp_path / 'p.npy')!r}, m.predict(np.load({str(tmp_path / 'X.npy')!r})))"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+    _close(np.load(tmp_path / "p.npy"), before + 1.0, what="predictions without CuPy")
