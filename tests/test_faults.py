@@ -1,0 +1,371 @@
+"""Faults during training: divergence, interrupts, and concurrent use.
+
+SPEC §1 "Divergence": if an update would make the loss or a weight
+non-finite, training stops, the weights from before that update are kept,
+and a ConvergenceWarning says so. ``_train`` also rolls an epoch back when
+a KeyboardInterrupt arrives in it.
+
+How ``_step`` attributes a fault (read from skrnn/_base.py), which the
+twins below reproduce exactly:
+
+- the loss (or gradient) at the current weights W_j is non-finite: the
+  update that produced W_j is the culprit, so the weights go back to
+  W_{j-1}, the weights from before it;
+- the update from W_j produces a non-finite weight: the weights stay W_j.
+
+A "twin" is a model with the same settings that takes exactly the good
+updates and stops; every comparison is ``np.array_equal`` (the same
+operations in the same order give the same bits).
+"""
+
+import threading
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+from skrnn import SequenceClassifier, SequenceRegressor
+
+# Training a twin for a fixed number of epochs ends with the max_iter
+# ConvergenceWarning: expected, so filtered where a twin is trained.
+_MAX_ITER_WARNING = pytest.mark.filterwarnings(
+    "ignore:Stochastic Optimizer:sklearn.exceptions.ConvergenceWarning"
+)
+
+
+def _flat(model):
+    """All the weights of a model, in storage order, as one copy."""
+    return np.concatenate([v.ravel() for v in model.coefs_.values()]).copy()
+
+
+def _data(n=40, T=8, D=2, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n, T, D))
+    return X, X.sum(axis=(1, 2))
+
+
+class _Stop(Exception):
+    """Ends a twin's training after its last good step (no rollback: not a KeyboardInterrupt)."""
+
+
+def _twin_for_steps(make, X, y, steps):
+    """A model trained by exactly ``steps`` optimizer steps, then stopped."""
+    twin = make()
+    calls = {"n": 0}
+    step = type(twin)._step
+
+    def limited(*args, **kwargs):
+        if calls["n"] == steps:
+            raise _Stop
+        calls["n"] += 1
+        return step(twin, *args, **kwargs)
+
+    twin._step = limited
+    with pytest.raises(_Stop):
+        twin.fit(X, y)
+    return twin
+
+
+def _divergence_warning():
+    return pytest.warns(ConvergenceWarning, match="Training diverged")
+
+
+def _assert_usable(model, X):
+    assert all(np.isfinite(v).all() for v in model.coefs_.values())
+    pred = model.predict(X)
+    assert np.isfinite(pred).all()
+
+
+# --------------------------------------------------------------- divergence
+@_MAX_ITER_WARNING
+def test_huge_learning_rate_keeps_the_last_finite_weights():
+    X, y = _data(n=20, T=10)
+
+    def make(max_iter=50):
+        # full batch: one step per epoch, so a twin is a shorter max_iter
+        return SequenceRegressor(
+            cell="rnn", activation="relu", hidden_size=4, solver="sgd",
+            learning_rate_init=1e6, clip_norm=None, batch_size=20,
+            max_iter=max_iter, random_state=0,
+        )
+
+    model = make()
+    with _divergence_warning():
+        model.fit(X, y)
+    assert 1 <= model.n_iter_ < 50
+    _assert_usable(model, X)
+    # the loss after epoch n_iter_'s update was not finite: that update is undone
+    twin = make(max_iter=model.n_iter_ - 1) if model.n_iter_ > 1 else None
+    expected = _flat(twin.fit(X, y)) if twin else None
+    if expected is None:  # diverged on the first update: the initial weights
+        expected = _flat(_twin_for_steps(make, X, y, 0))
+    np.testing.assert_array_equal(_flat(model), expected)
+    np.testing.assert_array_equal(model.predict(X), (twin or model).predict(X))
+
+
+def test_exploding_gradients_relu_without_clipping():
+    """relu, no clipping, 1 000 steps, recurrent weights 1.1·I: the state and
+    the gradient grow as 1.1**T (~1e41, still finite), the first update
+    overshoots and the loss after it overflows. The weights from before it
+    (the ones set here) are kept."""
+    rng = np.random.RandomState(0)
+    X = rng.uniform(0, 1, size=(6, 1000, 1))
+    y = rng.normal(size=6)
+    model = SequenceRegressor(
+        cell="rnn", activation="relu", hidden_size=4, solver="sgd",
+        learning_rate_init=1e-3, clip_norm=None, max_iter=20, random_state=0,
+        warm_start=True,
+    )
+    with pytest.warns(ConvergenceWarning, match="Stochastic Optimizer"):
+        model.set_params(max_iter=1).fit(X[:, :20], y)  # builds the network
+    model.coefs_["weight_hh_l0"][...] = 1.1 * np.eye(4)
+    model.coefs_["weight_ih_l0"][...] = 1.0
+    model.coefs_["bias_ih_l0"][...] = 0.1
+    before = _flat(model)
+    model.set_params(max_iter=20)
+    with _divergence_warning():
+        model.fit(X, y)
+    np.testing.assert_array_equal(_flat(model), before)
+    # the warm-up epoch + the epoch whose (finite) loss led to the bad update:
+    # n_iter_ counts that epoch although its update was undone
+    assert model.n_iter_ == 2
+    assert model.loss_curve_[-1] > 1e60  # the gradient at that loss exploded
+    _assert_usable(model, X[:, :100])
+
+
+@_MAX_ITER_WARNING
+@pytest.mark.parametrize("k", [1, 2, 7])
+def test_nan_loss_mid_epoch(monkeypatch, k):
+    """The k-th loss is NaN (steps 1..k-1 were fine): 4 steps per epoch, so
+    k=7 is the third step of epoch 2. The NaN loss is at the weights the
+    (k-1)-th update produced; that update is undone: k-2 good steps stay."""
+    X, y = _data()
+
+    def make():
+        return SequenceRegressor(hidden_size=5, batch_size=10, max_iter=10,
+                                 random_state=0)
+
+    model = make()
+    calls = {"n": 0}
+    loss = type(model)._loss
+
+    def faulty(z, y_, w):
+        calls["n"] += 1
+        value, dz = loss(model, z, y_, w)
+        return (np.nan if calls["n"] == k else value), dz
+
+    monkeypatch.setattr(model, "_loss", faulty)
+    with _divergence_warning():
+        model.fit(X, y)
+    assert calls["n"] == k
+    assert model.n_iter_ == (k - 1) // 4  # completed epochs before the fault
+    expected = _twin_for_steps(make, X, y, max(k - 2, 0))
+    np.testing.assert_array_equal(_flat(model), _flat(expected))
+    _assert_usable(model, X)
+    np.testing.assert_array_equal(model.predict(X), expected.predict(X))
+
+
+@_MAX_ITER_WARNING
+def test_non_finite_weight_after_update(monkeypatch):
+    """The 6th update writes an infinity into the weights: it is undone and
+    the 5 good steps stay."""
+    X, y = _data()
+
+    def make():
+        return SequenceRegressor(hidden_size=5, batch_size=10, max_iter=10,
+                                 random_state=0)
+
+    model = make()
+    real_initialize = model._initialize
+
+    def initialize(early_stopping):
+        real_initialize(early_stopping)
+        update = model._optimizer.update
+        calls = {"n": 0}
+
+        def faulty_update(params, grads):
+            calls["n"] += 1
+            update(params, grads)
+            if calls["n"] == 6:
+                params["coefs"][3] = np.inf
+
+        model._optimizer.update = faulty_update
+
+    monkeypatch.setattr(model, "_initialize", initialize)
+    with _divergence_warning():
+        model.fit(X, y)
+    np.testing.assert_array_equal(_flat(model), _flat(_twin_for_steps(make, X, y, 5)))
+    _assert_usable(model, X)
+
+
+def test_nan_in_classifier_loss_keeps_predict_proba_finite(monkeypatch):
+    rng = np.random.RandomState(1)
+    X = rng.normal(size=(30, 6, 2))
+    y = np.where(X[:, :, 0].sum(axis=1) > 0, "up", "down")
+    model = SequenceClassifier(hidden_size=4, batch_size=10, max_iter=10, random_state=0)
+    calls = {"n": 0}
+    loss = type(model)._loss
+
+    def faulty(z, y_, w):
+        calls["n"] += 1
+        value, dz = loss(model, z, y_, w)
+        return value, (dz * np.nan if calls["n"] == 5 else dz)  # a NaN gradient
+
+    monkeypatch.setattr(model, "_loss", faulty)
+    with _divergence_warning():
+        model.fit(X, y)
+    proba = model.predict_proba(X)
+    assert np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert set(model.predict(X)) <= {"up", "down"}
+
+
+# ---------------------------------------------------------- KeyboardInterrupt
+def _interrupt_in_epoch(monkeypatch, model, epoch, step_in_epoch, steps_per_epoch):
+    calls = {"n": 0}
+    target = (epoch - 1) * steps_per_epoch + step_in_epoch
+    step = type(model)._step
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == target:
+            raise KeyboardInterrupt
+        return step(model, *args, **kwargs)
+
+    monkeypatch.setattr(model, "_step", interrupted)
+    return calls
+
+
+def _make_interruptible(**kw):
+    params = dict(hidden_size=5, batch_size=10, max_iter=10, random_state=0)
+    params.update(kw)
+    return SequenceRegressor(**params)
+
+
+@_MAX_ITER_WARNING
+@pytest.mark.parametrize("step_in_epoch", [2, 4])
+def test_keyboard_interrupt_keeps_the_last_complete_epoch(monkeypatch, step_in_epoch):
+    X, y = _data()  # 40 samples, 4 steps per epoch
+    model = _make_interruptible()
+    _interrupt_in_epoch(monkeypatch, model, 3, step_in_epoch, 4)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X, y)
+    monkeypatch.undo()
+    twin = _make_interruptible(max_iter=2).fit(X, y)
+    np.testing.assert_array_equal(_flat(model), _flat(twin))
+    assert model.n_iter_ == twin.n_iter_ == 2
+    assert model.loss_curve_ == twin.loss_curve_
+    assert model.t_ == twin.t_
+    np.testing.assert_array_equal(model.predict(X), twin.predict(X))
+    # still usable: it trains on
+    model.partial_fit(X, y)
+    assert model.n_iter_ == 3
+    assert np.isfinite(model.predict(X)).all()
+
+
+@_MAX_ITER_WARNING
+def test_interrupted_refit_keeps_the_new_fits_last_epoch(monkeypatch):
+    """A fitted model refit (warm_start=False) on other data and interrupted
+    in epoch 3 of the refit: ``_fit`` re-initialises the network before
+    training, so the model holds the *new* fit's epoch 2 — not the old
+    model, and never a mixture of the two."""
+    X_old, y_old = _data(seed=1)
+    X_new, y_new = _data(seed=2)
+    model = _make_interruptible(random_state=1).fit(X_old, y_old)
+    old = _flat(model)
+    old_pred = model.predict(X_new)
+    model.set_params(random_state=0)
+    _interrupt_in_epoch(monkeypatch, model, 3, 2, 4)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X_new, y_new)
+    monkeypatch.undo()
+    new = _flat(_make_interruptible(max_iter=2).fit(X_new, y_new))
+    state = _flat(model)
+    candidates = {"old fit": old, "new fit, epoch 2": new}
+    matches = [name for name, c in candidates.items() if np.array_equal(state, c)]
+    assert matches == ["new fit, epoch 2"]
+    assert model.n_iter_ == 2
+    assert not np.array_equal(model.predict(X_new), old_pred)
+
+
+# ------------------------------------------------------------------ threads
+@_MAX_ITER_WARNING
+@pytest.mark.parametrize("config", [
+    dict(cell="gru"),
+    dict(cell="rnn", num_layers=2, bidirectional=True, output="sequence"),
+])
+def test_concurrent_predict_equals_serial(config):
+    rng = np.random.RandomState(0)
+    X = [rng.normal(size=(t, 3)) for t in rng.randint(1, 300, size=40)]
+    if config.get("output") == "sequence":
+        y = [x.sum(axis=1) for x in X]
+    else:
+        y = np.array([x.sum() for x in X])
+    model = SequenceRegressor(hidden_size=8, max_iter=2, random_state=0, **config)
+    model.fit(X, y)
+    # each thread its own inputs (overlapping subsets in other orders), so
+    # that state shared between calls would show as another thread's result
+    subsets = [[X[j] for j in np.random.RandomState(i).permutation(40)[: 10 + 3 * i]]
+               for i in range(8)]
+    serial = [model.predict(s) for s in subsets]
+    results = [None] * 8
+    barrier = threading.Barrier(8)
+
+    def work(i):
+        barrier.wait()
+        for _ in range(3):
+            results[i] = model.predict(subsets[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r, s in zip(results, serial):
+        if isinstance(s, list):
+            assert len(r) == len(s)
+            assert all(np.array_equal(a, b) for a, b in zip(r, s))
+        else:
+            assert np.array_equal(r, s)
+
+
+@_MAX_ITER_WARNING
+def test_concurrent_fits_equal_sequential_fits():
+    """Two estimators fitted in two threads at once get the weights that the
+    same fits get one after the other. Fits outside the main thread hold
+    BLAS to one thread (SPEC: bit-identical at the same thread count), so
+    the sequential fits also run in a worker thread, one at a time."""
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(60, 12, 3))
+    y_reg = X.sum(axis=(1, 2))
+    y_clf = np.where(X[:, :, 0].sum(axis=1) > 0, "a", "b")
+
+    def makes():
+        return [
+            (SequenceRegressor(hidden_size=6, max_iter=3, batch_size=16, random_state=0), y_reg),
+            # the same architecture (so the same flat parameter size) as
+            # the regressor: state wrongly shared between fits would fit both
+            (SequenceClassifier(hidden_size=6, max_iter=3, batch_size=16,
+                                random_state=1), y_clf),
+        ]
+
+    def fit(model, y):
+        # 3 epochs end with the max_iter warning, ignored by the test's mark:
+        # warnings.catch_warnings() in the threads would race on the global
+        # filter list (it is not thread-safe before Python 3.14)
+        model.fit(X, y)
+
+    sequential = makes()
+    for model, y in sequential:
+        t = threading.Thread(target=fit, args=(model, y))
+        t.start()
+        t.join()
+    concurrent = makes()
+    threads = [threading.Thread(target=fit, args=mv) for mv in concurrent]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (a, _), (b, _) in zip(sequential, concurrent):
+        assert a.n_iter_ == b.n_iter_ == 3
+        np.testing.assert_array_equal(_flat(a), _flat(b))
