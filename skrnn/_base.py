@@ -6,6 +6,7 @@ early stopping, ``partial_fit``, ``warm_start``, divergence handling and
 progress output — lives here once.
 """
 
+import copy
 import sys
 import threading
 import time
@@ -406,7 +407,8 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         copied back when training ends, however it ends.
 
         An interrupted epoch (KeyboardInterrupt) is rolled back: the model
-        keeps the weights of the last completed epoch.
+        keeps the weights, the optimiser's state and the random state of the
+        last completed epoch, as if the interrupted epoch had not begun.
         """
         data = self._place_training_data(engine, seqs.values, targets)
         with (
@@ -440,6 +442,8 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         for _ in range(1 if incremental else self.max_iter):
             start = time.perf_counter()
             epoch_start[...] = params.flat
+            optimizer_start = copy.deepcopy(self._optimizer.state)
+            random_start = self._random_state.get_state()
             try:
                 # Overflow is expected when training diverges: it is detected
                 # (non-finite loss or weights) and handled, not warned about.
@@ -449,6 +453,8 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
                     )
             except KeyboardInterrupt:
                 params.flat[...] = epoch_start
+                self._optimizer.state = optimizer_start
+                self._random_state.set_state(random_start)
                 raise
             if loss is None:
                 warnings.warn(
