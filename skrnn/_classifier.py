@@ -223,7 +223,7 @@ best_loss_, validation_scores_, best_validation_score_
         return raw.argmax(axis=-1)
 
     def _score_targets(self, seqs, targets, sample_weight):
-        raw = self._network.forward(self._get_engine(), seqs.values, seqs.lengths)
+        raw = self._forward(seqs)
         codes = self._codes(raw)
         if self._output == "last":
             return accuracy_score(targets, codes, sample_weight=sample_weight)

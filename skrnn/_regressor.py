@@ -241,7 +241,7 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
         return unpack(raw, seqs, fill=np.nan)
 
     def _score_targets(self, seqs, targets, sample_weight):
-        raw = self._network.forward(self._get_engine(), seqs.values, seqs.lengths)
+        raw = self._forward(seqs)
         if self._output == "last":
             return r2_score(targets, raw, sample_weight=sample_weight)
         valid = np.arange(raw.shape[1])[None, :] < seqs.lengths[:, None]
