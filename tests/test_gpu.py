@@ -14,6 +14,7 @@ Three groups:
   and estimators fitted on the GPU against the same fitted on the CPU.
 """
 
+import os
 import pickle
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import types
 import warnings
 from functools import partial
 from itertools import product
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -458,5 +460,10 @@ def test_gpu_model_writes_pickles_and_predicts_without_cupy(cuda, tmp_path):
         f"m = pickle.loads(open({str(path)!r}, 'rb').read()); "
         f"np.save({str(tmp_path / 'p.npy')!r}, m.predict(np.load({str(tmp_path / 'X.npy')!r})))"
     )
-    subprocess.run([sys.executable, "-c", script], check=True)
+    # the child imports the skrnn under test (installed, or a checkout built in place)
+    skrnn_root = str(Path(skrnn._base.__file__).resolve().parents[2])
+    subprocess.run(
+        [sys.executable, "-c", script], check=True, cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=skrnn_root),
+    )
     _close(np.load(tmp_path / "p.npy"), before + 1.0, what="predictions without CuPy")

@@ -13,7 +13,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+import skrnn
+
+# The children import the skrnn these tests import: the installed one, or
+# the source tree of a development checkout built in place.
+SKRNN_ROOT = Path(skrnn.__file__).resolve().parents[1]
 
 # The training's own allocations in one epoch, measured with tracemalloc
 # (NumPy reports its data buffers to it). The baseline is taken after the
@@ -58,8 +62,8 @@ _PEAK_SCRIPT = textwrap.dedent(
 def _start(script, *args):
     return subprocess.Popen(
         [sys.executable, "-c", script, *map(str, args)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=SKRNN_ROOT,
+        env={"PYTHONPATH": str(SKRNN_ROOT), "PATH": "/usr/bin:/bin",
              "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
     )
 
