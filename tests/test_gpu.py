@@ -461,7 +461,7 @@ def test_gpu_model_writes_pickles_and_predicts_without_cupy(cuda, tmp_path):
         f"np.save({str(tmp_path / 'p.npy')!r}, m.predict(np.load({str(tmp_path / 'X.npy')!r})))"
     )
     # the child imports the skrnn under test (installed, or a checkout built in place)
-    skrnn_root = str(Path(skrnn._base.__file__).resolve().parents[2])
+    skrnn_root = str(Path(skrnn._base.__file__).resolve().parents[1])
     subprocess.run(
         [sys.executable, "-c", script], check=True, cwd=tmp_path,
         env=dict(os.environ, PYTHONPATH=skrnn_root),
