@@ -29,23 +29,12 @@ import statistics
 import time
 import warnings
 
-import numpy as np
+from bench_cpu import SHAPES as CPU_SHAPES
+from bench_cpu import make_data
 
-SHAPES = [  # N, T, D, H, batch
-    (1000, 20, 1, 16, 64),
-    (2000, 50, 8, 32, 64),
-    (4000, 100, 16, 128, 64),
-    (4096, 100, 64, 512, 256),
-    (1000, 1000, 16, 128, 64),
-]
+# the CPU benchmark's shapes and data, plus a long one
+SHAPES = CPU_SHAPES + [(1000, 1000, 16, 128, 64)]
 TARGETS = {(4000, 100, 16, 128, 64): 1.5, (4096, 100, 64, 512, 256): 1.5}
-
-
-def make_data(N, T, D, seed=0):
-    rng = np.random.RandomState(seed)
-    X = rng.standard_normal((N, T, D)).astype(np.float32)
-    y = (X[:, :, 0].sum(axis=1) / np.sqrt(T)).astype(np.float32)
-    return X, y
 
 
 class Skrnn:

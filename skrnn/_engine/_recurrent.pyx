@@ -294,6 +294,36 @@ cdef void _rnn_step(int act, Py_ssize_t nt, Py_ssize_t H,
     memcpy(h, g, nt * H * sizeof(floating))
 
 
+cdef inline void _gru_rz(Py_ssize_t nt, Py_ssize_t H, const floating* g,
+                         const floating* gh, Py_ssize_t ldgh, const floating* b_ih,
+                         const floating* b_hh, floating* rz) noexcept nogil:
+    """rz = sigmoid(W_i[rz] x + b_i[rz] + W_h[rz] h + b_h[rz]) for the nt live rows.
+
+    ``g`` holds the input projections (rows of 3H), ``gh`` the recurrent
+    ones (rows of ``ldgh``, r and z first); ``rz`` receives (nt, 2H).
+    """
+    cdef Py_ssize_t i, j, H2 = 2 * H, H3 = 3 * H
+    for i in range(nt):
+        for j in range(H2):
+            rz[i * H2 + j] = (g[i * H3 + j] + b_ih[j]) + (gh[i * ldgh + j] + b_hh[j])
+    _sigmoid_array(rz, nt * H2)
+
+
+cdef inline void _gru_update(Py_ssize_t nt, Py_ssize_t H, const floating* rz,
+                             const floating* n, floating* g, floating* h,
+                             floating* out) noexcept nogil:
+    """h' = z h + (1 - z) n; the gates r, z, n go into ``g`` (the cache)."""
+    cdef Py_ssize_t i, j, H2 = 2 * H, H3 = 3 * H
+    cdef floating z
+    for i in range(nt):
+        memcpy(g + i * H3, rz + i * H2, H2 * sizeof(floating))
+        memcpy(g + i * H3 + H2, n + i * H, H * sizeof(floating))
+        for j in range(H):
+            z = rz[i * H2 + H + j]
+            h[i * H + j] = z * h[i * H + j] + (<floating> 1 - z) * n[i * H + j]
+    memcpy(out, h, nt * H * sizeof(floating))
+
+
 cdef void _gru_after_step(int act, Py_ssize_t nt, Py_ssize_t H,
                           const floating* w_hh, const floating* b_ih,
                           const floating* b_hh, floating* g, floating* h,
@@ -307,17 +337,12 @@ cdef void _gru_after_step(int act, Py_ssize_t nt, Py_ssize_t H,
     activation is one call over a long contiguous run.
     """
     cdef Py_ssize_t i, j, H2 = 2 * H, H3 = 3 * H
-    cdef floating z
     cdef floating* rz = pre
     cdef floating* n = pre + nt * H2
     # gh = h @ W_hh.T
     gemm(c'N', c'T', <int> nt, <int> H3, <int> H, 1, h, <int> H, w_hh, <int> H,
          0, gh, <int> H3)
-    # r, z = sigmoid(W_i[rz] x + b_i[rz] + W_h[rz] h + b_h[rz])
-    for i in range(nt):
-        for j in range(H2):
-            rz[i * H2 + j] = (g[i * H3 + j] + b_ih[j]) + (gh[i * H3 + j] + b_hh[j])
-    _sigmoid_array(rz, nt * H2)
+    _gru_rz(nt, H, g, gh, H3, b_ih, b_hh, rz)
     # n = act(W_in x + b_in + r * (W_hn h + b_hn))
     for i in range(nt):
         for j in range(H):
@@ -325,16 +350,10 @@ cdef void _gru_after_step(int act, Py_ssize_t nt, Py_ssize_t H,
             n[i * H + j] = ((g[i * H3 + H2 + j] + b_ih[H2 + j])
                             + rz[i * H2 + j] * gh[i * H3 + H2 + j])
     _activate_array(act, n, nt * H)
-    for i in range(nt):
-        if hn != NULL:
+    if hn != NULL:
+        for i in range(nt):
             memcpy(hn + i * H, gh + i * H3 + H2, H * sizeof(floating))
-        memcpy(g + i * H3, rz + i * H2, H2 * sizeof(floating))
-        memcpy(g + i * H3 + H2, n + i * H, H * sizeof(floating))
-        # h' = z h + (1 - z) n
-        for j in range(H):
-            z = rz[i * H2 + H + j]
-            h[i * H + j] = z * h[i * H + j] + (<floating> 1 - z) * n[i * H + j]
-    memcpy(out, h, nt * H * sizeof(floating))
+    _gru_update(nt, H, rz, n, g, h, out)
 
 
 cdef void _gru_before_step(int act, Py_ssize_t nt, Py_ssize_t H,
@@ -349,17 +368,12 @@ cdef void _gru_before_step(int act, Py_ssize_t nt, Py_ssize_t H,
     two runs, [r z] then n, as in :func:`_gru_after_step`.
     """
     cdef Py_ssize_t i, j, H2 = 2 * H, H3 = 3 * H
-    cdef floating z
     cdef floating* rz = pre
     cdef floating* n = pre + nt * H2
     # grz = h @ W_hh[:2H].T
     gemm(c'N', c'T', <int> nt, <int> H2, <int> H, 1, h, <int> H, w_hh, <int> H,
          0, grz, <int> H2)
-    # r, z = sigmoid(W_i[rz] x + b_i[rz] + W_h[rz] h + b_h[rz])
-    for i in range(nt):
-        for j in range(H2):
-            rz[i * H2 + j] = (g[i * H3 + j] + b_ih[j]) + (grz[i * H2 + j] + b_hh[j])
-    _sigmoid_array(rz, nt * H2)
+    _gru_rz(nt, H, g, grz, H2, b_ih, b_hh, rz)
     for i in range(nt):
         for j in range(H):
             rh[i * H + j] = rz[i * H2 + j] * h[i * H + j]
@@ -371,14 +385,7 @@ cdef void _gru_before_step(int act, Py_ssize_t nt, Py_ssize_t H,
         for j in range(H):
             n[i * H + j] = g[i * H3 + H2 + j] + b_ih[H2 + j] + b_hh[H2 + j]
     _activate_array(act, n, nt * H)
-    for i in range(nt):
-        memcpy(g + i * H3, rz + i * H2, H2 * sizeof(floating))
-        memcpy(g + i * H3 + H2, n + i * H, H * sizeof(floating))
-        # h' = z h + (1 - z) n
-        for j in range(H):
-            z = rz[i * H2 + H + j]
-            h[i * H + j] = z * h[i * H + j] + (<floating> 1 - z) * n[i * H + j]
-    memcpy(out, h, nt * H * sizeof(floating))
+    _gru_update(nt, H, rz, n, g, h, out)
 
 
 def backward(int cell, int act, bint reverse,
