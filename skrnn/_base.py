@@ -527,14 +527,14 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             train = train[self._random_state.permutation(n_samples)]
         batches = list(gen_batches(n_samples, self._batch_size(n_samples)))
         accumulated = 0.0
-        for b, batch in enumerate(batches):
-            idx = train[batch]
-            loss = self._step(engine, params, data, lengths, sample_weight, idx, previous)
-            if loss is None:
-                return None
-            accumulated = accumulated + loss * float(sample_weight[idx].sum())
-            if self.verbose >= 2:
-                _progress(b + 1, len(batches))
+        with _progress_bar(len(batches), self.verbose >= 2) as advance:
+            for batch in batches:
+                idx = train[batch]
+                loss = self._step(engine, params, data, lengths, sample_weight, idx, previous)
+                if loss is None:
+                    return None
+                accumulated = accumulated + loss * float(sample_weight[idx].sum())
+                advance()
         return float(accumulated)  # the one transfer of the epoch from a GPU
 
     def _step(self, engine, params, data, lengths, sample_weight, idx, previous):
@@ -689,9 +689,29 @@ def _map_state(optimizer, convert):
                 state[key] = convert(value)
 
 
-def _progress(done, total, width=30):
-    """A one-line progress bar for ``verbose=2`` (tqdm's look without tqdm)."""
-    filled = width * done // total
-    end = "\n" if done == total else ""
-    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end=end,
-          file=sys.stdout, flush=True)
+@contextmanager
+def _progress_bar(total, show):
+    """A progress bar over an epoch's ``total`` batches, for ``verbose=2``.
+
+    Yields a function to call after each batch. tqdm draws the bar when it
+    is installed; otherwise a one-line text bar is printed.
+    """
+    if not show:
+        yield lambda: None
+        return
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        done = [0]
+
+        def advance(width=30):
+            done[0] += 1
+            filled = width * done[0] // total
+            end = "\n" if done[0] == total else ""
+            print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done[0]}/{total}",
+                  end=end, file=sys.stdout, flush=True)
+
+        yield advance
+        return
+    with tqdm(total=total, unit="batch", leave=False) as bar:
+        yield bar.update

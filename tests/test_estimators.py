@@ -7,6 +7,7 @@ Most fits are a few epochs of a tiny model, so they end with
 """
 
 import copy
+import sys
 
 import numpy as np
 import pytest
@@ -569,6 +570,22 @@ def test_verbose(Est, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3
     assert all("loss" in line and "validation" in line for line in lines)
+
+
+def test_verbose_2_progress_bar(capsys, monkeypatch):
+    """verbose=2 draws a bar per epoch: tqdm's when installed, else a text one."""
+    pytest.importorskip("tqdm")  # in the test extras
+    X, y = _data(SequenceRegressor)  # 24 samples: 3 batches of 8
+    params = dict(hidden_size=4, max_iter=2, batch_size=8, random_state=0, verbose=2)
+    _fit(SequenceRegressor(**params), X, y)
+    captured = capsys.readouterr()
+    assert "/3 [" in captured.err and "batch/s" in captured.err  # tqdm, on stderr
+    assert captured.out.count("Epoch") == 2
+
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # as if not installed
+    _fit(SequenceRegressor(**params), X, y)
+    out = capsys.readouterr().out
+    assert out.count("] 3/3") == 2 and out.count("Epoch") == 2
 
 
 def test_verbose_does_not_change_the_model():
