@@ -35,7 +35,7 @@ from sklearn.utils.validation import (
 )
 
 from . import optim
-from ._data import Sequences, check_sequences
+from ._data import Sequences, check_sequences, unpack
 from ._engine import CudaUnavailableError, get_engine
 from ._engine.reference import CellSpec
 from ._network import Network
@@ -610,6 +610,11 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         check_is_fitted(self)
         seqs, _ = self._validate_X(X, reset=False)
         return seqs, self._forward(seqs)
+
+    def _in_x_form(self, values, seqs, fill):
+        """Outputs as returned: per sequence as they are; per step
+        (``output="sequence"``) in the form X came in, ``fill`` at padding."""
+        return values if self._output == "last" else unpack(values, seqs, fill)
 
     def _forward(self, seqs):
         """The network's raw outputs for validated sequences."""

@@ -8,7 +8,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 
 from ._base import BaseSequenceEstimator
-from ._data import check_finite_targets, pack, split_step_targets, unpack
+from ._data import check_finite_targets, pack, split_step_targets
 from ._losses import binary_log_loss, multi_log_loss
 
 
@@ -180,7 +180,7 @@ best_loss_, validation_scores_, best_validation_score_
         """
         seqs, raw = self._raw_predict(X)
         proba = self._proba(raw.astype(np.float64))
-        return proba if self._output == "last" else unpack(proba, seqs, fill=np.nan)
+        return self._in_x_form(proba, seqs, fill=np.nan)
 
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`, computed stably.
@@ -197,7 +197,7 @@ best_loss_, validation_scores_, best_validation_score_
         """
         seqs, raw = self._raw_predict(X)
         log_proba = self._log_proba(raw.astype(np.float64))
-        return log_proba if self._output == "last" else unpack(log_proba, seqs, fill=np.nan)
+        return self._in_x_form(log_proba, seqs, fill=np.nan)
 
     def predict(self, X):
         """Predict labels.
@@ -215,7 +215,7 @@ best_loss_, validation_scores_, best_validation_score_
         """
         seqs, raw = self._raw_predict(X)
         labels = self.classes_[self._codes(raw)]
-        return labels if self._output == "last" else unpack(labels, seqs, fill=None)
+        return self._in_x_form(labels, seqs, fill=None)
 
     def _codes(self, raw):
         if len(self.classes_) == 2:

@@ -6,7 +6,7 @@ from sklearn.metrics import r2_score
 from sklearn.utils import check_array
 
 from ._base import BaseSequenceEstimator
-from ._data import check_finite_targets, pack, split_step_targets, unpack
+from ._data import check_finite_targets, pack, split_step_targets
 from ._losses import squared_error
 
 
@@ -236,9 +236,7 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
         raw = raw.astype(np.float64)
         if not self._multi_target:
             raw = raw[..., 0]
-        if self._output == "last":
-            return raw
-        return unpack(raw, seqs, fill=np.nan)
+        return self._in_x_form(raw, seqs, fill=np.nan)
 
     def _score_targets(self, seqs, targets, sample_weight):
         raw = self._forward(seqs)
