@@ -1,4 +1,5 @@
-"""scikit-learn's own estimator checks, on every public estimator."""
+"""scikit-learn's own estimator checks, on every public estimator, with no
+check skipped or expected to fail."""
 
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -6,37 +7,30 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from skrnn import SequenceClassifier, SequenceRegressor
 from skrnn.preprocessing import SequenceScaler
 
+# The classifiers are checked at max_iter=100, what scikit-learn's own common
+# tests give MLPClassifier. It matters for
+# check_sample_weight_equivalence_on_dense_data:
+# on that check's 15 random 30-step sequences the default GRU classifier
+# crosses an exploding-gradient cliff near epoch 105 (gradient norm 0.9 ->
+# 23, clipped), after which any rounding difference grows ~1.5x per epoch.
+# Fitting the same repeated rows in another order (no weights at all) then
+# differs by 7e-3 in predict_proba after 200 epochs; weighted and repeated
+# fits agree to 1e-13 or better after 100 epochs (8 seeds, all four models).
+# test_estimators.py checks the weighting itself more tightly. The regressors
+# keep their default 200 epochs: check_regressors_train asks for R^2 > 0.5,
+# which 100 epochs do not reach on its data.
 ESTIMATORS = [
     SequenceRegressor(cell="rnn"),
     SequenceRegressor(cell="gru"),
-    SequenceClassifier(cell="rnn"),
-    SequenceClassifier(cell="gru"),
+    SequenceClassifier(cell="rnn", max_iter=100),
+    SequenceClassifier(cell="gru", max_iter=100),
     SequenceScaler(),
 ]
 
 
-def _expected_failed_checks(estimator):
-    """The one check that does not pass yet (open work, see the issue tracker).
-
-    Fitting with integer sample weights and fitting on repeated rows agree
-    to rounding at first (1e-16 after 100 epochs), but the default GRU
-    classifier on this check's 15 random 30-step sequences is still
-    oscillating after 200 full-batch Adam epochs, and that amplifies the
-    rounding difference between w * g and g + ... + g to ~1e-4 (rtol 1e-7 is
-    asked). The RNN classifier and both regressors pass the same check.
-    """
-    if isinstance(estimator, SequenceClassifier) and estimator.cell == "gru":
-        return {
-            "check_sample_weight_equivalence_on_dense_data": (
-                "float rounding amplified by 200 epochs of oscillating training"
-            )
-        }
-    return {}
-
-
-# The checks fit with default parameters (max_iter=200) on tiny random data
-# and test the API, not convergence, so a ConvergenceWarning is expected there.
+# The checks fit on tiny random data and test the API, not convergence, so a
+# ConvergenceWarning is expected there.
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed_checks)
+@parametrize_with_checks(ESTIMATORS)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
