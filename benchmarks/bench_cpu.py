@@ -7,11 +7,11 @@ batch size, optimiser (Adam) and thread count for every implementation:
 - ``skrnn-ref``: the estimators on the reference NumPy engine,
 - ``torch``: ``torch.nn.GRU``/``nn.RNN`` + ``nn.Linear`` when PyTorch is installed.
 
-Implementations alternate within each repeat, so that a machine's drift hits
-them alike; each figure is the median over repeats. Peak memory is measured
-in a fresh process per implementation and shape, as the peak resident set
-size during one epoch and one prediction above what the process held
-before them (Linux).
+Each measurement runs in a fresh process (one epoch, one prediction of the
+whole data, and the peak resident set size during both above what the
+process held before them; Linux); the implementations alternate within each
+repeat, so that a machine's drift hits them alike, and each figure is the
+median over repeats.
 
 Usage::
 
@@ -124,32 +124,6 @@ def available_impls():
     return impls
 
 
-def time_shape(impls, cell, shape, repeats):
-    """Median seconds per epoch and per full-data prediction, per implementation."""
-    import numpy as np
-
-    N, T, D, H, batch = shape
-    X, y = make_data(N, T, D)
-    models = {impl: build(impl, cell, D, H, batch) for impl in impls}
-    for model in models.values():  # warm-up: first-call costs are not per epoch
-        model.epoch(X[: 2 * batch], y[: 2 * batch])
-        model.predict(X[:batch])
-    fit_times = {impl: [] for impl in impls}
-    predict_times = {impl: [] for impl in impls}
-    for _ in range(repeats):
-        for impl, model in models.items():
-            start = time.perf_counter()
-            model.epoch(X, y)
-            fit_times[impl].append(time.perf_counter() - start)
-            start = time.perf_counter()
-            model.predict(X)
-            predict_times[impl].append(time.perf_counter() - start)
-    return {
-        impl: (float(np.median(fit_times[impl])), float(np.median(predict_times[impl])))
-        for impl in impls
-    }
-
-
 def _status_kib(field):
     with open("/proc/self/status") as f:
         for line in f:
@@ -158,30 +132,50 @@ def _status_kib(field):
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def peak_memory_child(impl, cell, shape):
-    """Run in a fresh process: peak RSS above the resting RSS during one epoch + predict.
+def measure_child(impl, cell, shape):
+    """Run in a fresh process: seconds for one epoch and one full-data
+    prediction, and the peak RSS above the resting RSS during both (MiB).
 
     Linux only: writing 5 to /proc/self/clear_refs resets the peak (VmHWM).
     """
     N, T, D, H, batch = shape
     X, y = make_data(N, T, D)
     model = build(impl, cell, D, H, batch)
-    model.epoch(X[:batch], y[:batch])  # imports, first-call allocations
+    model.epoch(X[: 2 * batch], y[: 2 * batch])  # imports, first-call costs
+    model.predict(X[:batch])
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
     before = _status_kib("VmRSS")
+    start = time.perf_counter()
     model.epoch(X, y)
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
     model.predict(X)
-    return (_status_kib("VmHWM") - before) / 1024.0
+    predict_s = time.perf_counter() - start
+    return fit_s, predict_s, (_status_kib("VmHWM") - before) / 1024.0
 
 
-def peak_memory(impl, cell, shape, threads):
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", json.dumps([impl, cell, list(shape)]),
-         "--threads", str(threads)],
-        capture_output=True, text=True, check=True,
-    )
-    return float(out.stdout.strip().splitlines()[-1])
+def measure(impls, cell, shape, repeats, threads):
+    """Median (s / epoch, predict s, peak MiB) per implementation.
+
+    Every measurement runs in a fresh process, one implementation at a time:
+    in one process, the BLAS and OpenMP pools of one implementation keep
+    spinning after its call and take cores from the next one (seen here:
+    PyTorch's prediction 3x slower right after skrnn's). The implementations
+    alternate within each repeat, so that a machine's drift hits them alike.
+    """
+    import numpy as np
+
+    runs = {impl: [] for impl in impls}
+    for _ in range(repeats):
+        for impl in impls:
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", json.dumps([impl, cell, list(shape)]),
+                 "--threads", str(threads)],
+                capture_output=True, text=True, check=True,
+            )
+            runs[impl].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return {impl: tuple(float(v) for v in np.median(runs[impl], axis=0)) for impl in impls}
 
 
 def main():
@@ -191,14 +185,9 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="the two small shapes")
     parser.add_argument("--impls", nargs="+", default=None)
-    parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     _limit_threads(args.threads)
-    if args.child:
-        impl, cell, shape = json.loads(args.child)
-        print(peak_memory_child(impl, cell, tuple(shape)))
-        return
     try:
         import torch
 
@@ -206,6 +195,10 @@ def main():
         torch_version = torch.__version__
     except ImportError:
         torch_version = "not installed"
+    if args.child:
+        impl, cell, shape = json.loads(args.child)
+        print(json.dumps(measure_child(impl, cell, tuple(shape))))
+        return
     import numpy as np
 
     import skrnn
@@ -220,24 +213,16 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|")
     for cell in args.cells:
         for shape in shapes:
-            times = time_shape(impls, cell, shape, args.repeats)
-            mem = {
-                impl: (None if args.no_memory else peak_memory(impl, cell, shape, args.threads))
-                for impl in impls
-            }
-            ref = times.get("torch")
+            results = measure(impls, cell, shape, args.repeats, args.threads)
+            ref = results.get("torch")
             for impl in impls:
-                fit_s, pred_s = times[impl]
+                fit_s, pred_s, mem = results[impl]
                 ratios = ["", "", ""]
                 if ref is not None and impl != "torch":
-                    ratios[0] = f"{fit_s / ref[0]:.3f}"
-                    ratios[1] = f"{pred_s / ref[1]:.3f}"
-                    if mem[impl] is not None and mem["torch"]:
-                        ratios[2] = f"{mem[impl] / mem['torch']:.3f}"
-                m = "" if mem[impl] is None else f"{mem[impl]:.1f}"
+                    ratios = [f"{a / b:.3f}" for a, b in zip(results[impl], ref)]
                 N, T, D, H, batch = shape
                 print(f"| {cell} | {N}, {T}, {D}, {H} ({batch}) | {impl} | {fit_s:.4f} "
-                      f"| {pred_s:.4f} | {m} | {' | '.join(ratios)} |", flush=True)
+                      f"| {pred_s:.4f} | {mem:.1f} | {' | '.join(ratios)} |", flush=True)
 
 
 if __name__ == "__main__":
