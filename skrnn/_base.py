@@ -68,21 +68,25 @@ class _BlasThreads:
         self._lock = threading.Lock()
         self._active = 0
         self._limiter = None
-        self._numpy_only = None
+        self._blas = None
 
-    def _numpy_blas(self):
-        """NumPy's BLAS libraries that are not also SciPy's (found once)."""
-        if self._numpy_only is None:
-            controller = ThreadpoolController()
+    def _libraries(self):
+        """(every BLAS, SciPy's BLAS, NumPy's BLAS that is not SciPy's),
+        found once."""
+        if self._blas is None:
+            controller = ThreadpoolController().select(user_api="blas")
             owners = {}
             for lib in controller.lib_controllers:
-                if lib.user_api == "blas":
-                    # wheels vendor them in numpy.libs/ and scipy.libs/
-                    owner = os.path.basename(os.path.dirname(lib.filepath)).split(".")[0]
-                    owners.setdefault(owner, set()).add(lib.filepath)
-            paths = owners.get("numpy", set()) - owners.get("scipy", set())
-            self._numpy_only = controller.select(filepath=sorted(paths))
-        return self._numpy_only
+                # wheels vendor them in numpy.libs/ and scipy.libs/
+                owner = os.path.basename(os.path.dirname(lib.filepath)).split(".")[0]
+                owners.setdefault(owner, set()).add(lib.filepath)
+            scipy_paths = owners.get("scipy", set())
+            self._blas = (
+                controller,
+                controller.select(filepath=sorted(scipy_paths)),
+                controller.select(filepath=sorted(owners.get("numpy", set()) - scipy_paths)),
+            )
+        return self._blas
 
     @contextmanager
     def limit(self, engine):
@@ -101,10 +105,32 @@ class _BlasThreads:
                         self._limiter.restore_original_limits()
                         self._limiter = None
         elif engine.name == "cpu":
-            with self._numpy_blas().limit(limits=1):
+            with self._libraries()[2].limit(limits=1):
                 yield
         else:
             yield
+
+    @contextmanager
+    def split(self, engine):
+        """Inference: the number of threads that may each run the network on
+        a share of the sequences, while the block runs.
+
+        On the compiled engine in the main thread, as many as SciPy's BLAS
+        would use (what ``OPENBLAS_NUM_THREADS`` or threadpoolctl set), with
+        every BLAS held to one thread meanwhile: each thread then runs its
+        gate loops and GEMMs alone on a core, where one BLAS call split over
+        the cores would leave them idle between its small GEMMs. Otherwise
+        one, under the rules of :meth:`limit`.
+        """
+        if engine.name == "cpu" and threading.current_thread() is threading.main_thread():
+            every, scipy_blas, _ = self._libraries()
+            workers = max((lib.num_threads for lib in scipy_blas.lib_controllers), default=1)
+            if workers > 1:
+                with every.limit(limits=1):
+                    yield workers
+                return
+        with self.limit(engine):
+            yield 1
 
 
 _blas_threads = _BlasThreads()
@@ -619,8 +645,8 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
     def _forward(self, seqs):
         """The network's raw outputs for validated sequences."""
         engine = self._get_engine()
-        with _blas_threads.limit(engine):
-            return self._network.forward(engine, seqs.values, seqs.lengths)
+        with _blas_threads.split(engine) as workers:
+            return self._network.forward(engine, seqs.values, seqs.lengths, workers)
 
     def score(self, X, y, sample_weight=None):
         """R² (regressor) or accuracy (classifier) on X, y.

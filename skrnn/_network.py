@@ -13,6 +13,7 @@ count), kept for the whole fit by :meth:`Network.on_device`, and copied back
 when it ends. ``coefs`` and everything pickled stay NumPy arrays.
 """
 
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
@@ -23,6 +24,9 @@ from .layers import init_params, param_names
 # Inference runs over windows of this many steps, carrying the state, so
 # that its memory grows with N * H rather than N * T * H.
 INFERENCE_WINDOW = 128
+# Inference splits the sequences between threads only when each thread gets
+# at least this many: below, starting a thread costs more than it saves.
+MIN_SHARE = 32
 
 
 class DeviceParams:
@@ -283,23 +287,23 @@ class Network:
             return xp.asarray(a[rows])
         return a[xp.asarray(rows)]
 
-    def _prepare(self, xp, values, lengths):
-        """Sort by length (longest first) and go time-major, as engines want.
+    def _prepare(self, xp, values, lengths, rows):
+        """The sequences ``rows`` (sorted longest first) time-major, as
+        engines want them, their lengths and zero initial states.
 
         ``values`` may be a host array or one of ``xp`` already; ``lengths``
         stays on the host.
         """
-        order = np.argsort(-lengths, kind="stable")
-        lengths = lengths[order]
-        x = self._take(xp, values, order)[:, : lengths[0]].transpose(1, 0, 2)
+        lengths = lengths[rows]
+        x = self._take(xp, values, rows)[:, : lengths[0]].transpose(1, 0, 2)
         x = xp.ascontiguousarray(x, dtype=self.dtype)
         states = [
-            [xp.zeros((len(order), self.hidden_size), dtype=self.dtype)] * self.n_dirs
+            [xp.zeros((len(rows), self.hidden_size), dtype=self.dtype)] * self.n_dirs
             for _ in range(self.num_layers)
         ]
-        return order, lengths, x, states
+        return lengths, x, states
 
-    def forward(self, engine, values, lengths):
+    def forward(self, engine, values, lengths, workers=1):
         """Raw head outputs for a batch.
 
         Parameters
@@ -310,15 +314,41 @@ class Network:
             Batch-major inputs (host, or already in the engine's memory).
         lengths : ndarray of shape (N,)
             Valid steps per sequence.
+        workers : int, default=1
+            Threads that each run the whole network on a share of the
+            sequences (the engine must release the GIL; its BLAS should be
+            held to one thread meanwhile). Sequences are independent at
+            inference, so the result is the same for any number.
 
         Returns
         -------
         ndarray of shape (N, O) for ``output="last"``, else (N, T, O) with
         zeros at padded steps; a NumPy array whatever the engine.
         """
-        xp = engine.xp
         p = self._device_params(engine)
-        order, lengths, x, states = self._prepare(xp, values, lengths)
+        order = np.argsort(-lengths, kind="stable")
+        # every worker gets every workers-th sequence by length: the shares
+        # stay sorted and cost about the same
+        n = max(1, min(workers, len(order) // MIN_SHARE))
+        shares = [order[i::n] for i in range(n)]
+        if n == 1:
+            parts = [self._forward_sorted(engine, p, values, lengths, order)]
+        else:
+            with ThreadPoolExecutor(n) as pool:
+                parts = list(pool.map(
+                    lambda rows: self._forward_sorted(engine, p, values, lengths, rows),
+                    shares,
+                ))
+        raw = np.empty((len(order),) + parts[0].shape[1:], dtype=parts[0].dtype)
+        for rows, part in zip(shares, parts):
+            raw[rows] = part
+        return raw
+
+    def _forward_sorted(self, engine, p, values, lengths, rows):
+        """Raw head outputs of the sequences ``rows`` (longest first), in
+        that order, as a NumPy array."""
+        xp = engine.xp
+        lengths, x, states = self._prepare(xp, values, lengths, rows)
         W, b = p.views["head.weight"], p.views["head.bias"]
         N, T = x.shape[1], values.shape[1]
         if self.output == "last":
@@ -335,8 +365,7 @@ class Network:
             else:
                 raw[t0:t1][where] = z
         raw = p.to_host(raw)
-        inverse = np.argsort(order)
-        return raw[inverse] if self.output == "last" else raw.transpose(1, 0, 2)[inverse]
+        return raw if self.output == "last" else raw.transpose(1, 0, 2)
 
     def loss_grad(self, engine, values, lengths, targets, weights, loss, bptt_steps):
         """Loss and its gradient over a batch.
@@ -373,7 +402,8 @@ class Network:
         """
         xp = engine.xp
         p = self._device_params(engine, training=True)
-        order, lengths, x, states = self._prepare(xp, values, lengths)
+        order = np.argsort(-lengths, kind="stable")
+        lengths, x, states = self._prepare(xp, values, lengths, order)
         targets, weights = self._take(xp, targets, order), self._take(xp, weights, order)
         if self.output == "sequence":
             targets = targets.swapaxes(0, 1)

@@ -18,7 +18,7 @@ import pytest
 from skrnn._engine import get_engine, reference
 from skrnn._engine.reference import CellSpec
 from skrnn._losses import binary_log_loss, multi_log_loss, squared_error
-from skrnn._network import Network
+from skrnn._network import MIN_SHARE, Network
 from skrnn.layers import GRU, RNN
 
 ENGINE = get_engine("reference")
@@ -623,3 +623,22 @@ def test_network_forward_over_inference_windows(bidirectional, output):
         expected = np.where(valid, top @ W.T + b, 0.0).transpose(1, 0, 2)
     np.testing.assert_allclose(net.forward(ENGINE, X, lengths), expected,
                                rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("output", ["last", "sequence"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bidir"])
+def test_network_forward_split_between_threads(bidirectional, output):
+    """Shares of the sequences run in threads give exactly the serial outputs."""
+    rng = np.random.RandomState(7)
+    net = Network(
+        CellSpec("gru", "tanh", True, True), input_size=D, hidden_size=H,
+        num_layers=2, bidirectional=bidirectional, output=output, n_outputs=2,
+        dtype=np.float64, random_state=rng,
+    )
+    N = 3 * MIN_SHARE + 5
+    lengths = rng.randint(1, 140, size=N)  # ragged, some past one window
+    X = _fill_padding(rng.normal(size=(N, 140, D)), lengths, 0.0)
+    engine = get_engine("cpu")
+    serial = net.forward(engine, X, lengths)
+    for workers in (2, 3, 8):  # 8 asks for more shares than N allows
+        np.testing.assert_array_equal(net.forward(engine, X, lengths, workers), serial)

@@ -1,10 +1,12 @@
-"""Fits in worker threads hold BLAS to one thread, and restore it after."""
+"""Fits in worker threads hold BLAS to one thread, and restore it after;
+predict in the main thread splits the sequences between threads."""
 
 import os
 import threading
 
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_info
 
 from skrnn import SequenceRegressor
@@ -65,3 +67,47 @@ def test_worker_thread_fit_uses_one_blas_thread():
     numpys = _blas_threads(_numpy_blas)
     assert all(_blas_threads(_numpy_blas, counts) == [1] * len(numpys) for counts in main.seen_)
     assert _blas_threads() == before
+
+
+def test_main_thread_predict_splits_the_sequences_between_blas_threads(monkeypatch):
+    """In the main thread, predict runs as many threads as SciPy's BLAS may
+    use, each on a share of the sequences, with every BLAS held to one thread
+    meanwhile; in a worker thread it runs alone."""
+    if not _blas_threads(_kernels_blas):
+        pytest.skip("SciPy's BLAS is not a library that threadpoolctl can see")
+    from threadpoolctl import threadpool_limits
+
+    from skrnn._network import MIN_SHARE, Network
+
+    seen = []
+    forward_sorted = Network._forward_sorted
+
+    def recording(self, engine, p, values, lengths, rows):
+        seen.append((threading.current_thread().name, len(rows), _blas_threads()))
+        return forward_sorted(self, engine, p, values, lengths, rows)
+
+    X = np.random.RandomState(0).normal(size=(3 * MIN_SHARE, 5, 2))
+    model = SequenceRegressor(hidden_size=4, max_iter=1, random_state=0)
+    with pytest.warns(ConvergenceWarning):
+        model.fit(X, X.sum(axis=(1, 2)))
+    serial = model.predict(X[:MIN_SHARE])  # too few sequences to split
+    monkeypatch.setattr(Network, "_forward_sorted", recording)
+    with threadpool_limits(limits=3, user_api="blas"):
+        before = _blas_threads()
+        split = model.predict(X)
+        assert _blas_threads() == before
+    assert len(seen) == 3 and {n for n, _, _ in seen} != {threading.main_thread().name}
+    assert sorted(rows for _, rows, _ in seen) == [MIN_SHARE] * 3
+    assert all(counts == [1] * len(counts) for _, _, counts in seen)
+    np.testing.assert_array_equal(split[:MIN_SHARE], serial)
+
+    seen.clear()
+    with threadpool_limits(limits=1, user_api="blas"):
+        model.predict(X)
+    assert [rows for _, rows, _ in seen] == [3 * MIN_SHARE]
+
+    seen.clear()
+    worker = threading.Thread(target=model.predict, args=(X,))
+    worker.start()
+    worker.join()
+    assert [(name, rows) for name, rows, _ in seen] == [(worker.name, 3 * MIN_SHARE)]
