@@ -26,7 +26,7 @@ from sklearn.utils._param_validation import (
     InvalidParameterError,
     StrOptions,
 )
-from threadpoolctl import ThreadpoolController, threadpool_limits
+from threadpoolctl import OpenBLASController, ThreadpoolController
 from sklearn.utils.validation import (
     _check_feature_names,
     _check_sample_weight,
@@ -38,7 +38,7 @@ from . import optim
 from ._data import Sequences, check_sequences, unpack
 from ._engine import CudaUnavailableError, get_engine
 from ._engine.reference import CellSpec
-from ._network import Network
+from ._network import TRAINING_SHARES, Network
 
 _GRU_ACTIVATIONS = ("tanh", "logistic")
 
@@ -62,6 +62,9 @@ class _BlasThreads:
       epoch at N, T, D, H = 4000, 100, 16, 128 took 3.9 s, and 1.25 s with
       NumPy's BLAS held to one thread). So NumPy's BLAS gets one thread for
       the duration.
+    - Where the compiled engine has several BLAS threads in the main
+      thread, :meth:`split` shares them out between threads that each run
+      part of the sequences (see :meth:`skrnn._network.Network.loss_grad`).
     """
 
     def __init__(self):
@@ -94,7 +97,8 @@ class _BlasThreads:
         if threading.current_thread() is not threading.main_thread():
             with self._lock:
                 if self._active == 0:
-                    self._limiter = threadpool_limits(limits=1, user_api="blas")
+                    self._limiter = _held(self._libraries()[0], 1)
+                    self._limiter.__enter__()
                 self._active += 1
             try:
                 yield
@@ -102,38 +106,69 @@ class _BlasThreads:
                 with self._lock:
                     self._active -= 1
                     if self._active == 0:
-                        self._limiter.restore_original_limits()
+                        self._limiter.__exit__(None, None, None)
                         self._limiter = None
         elif engine.name == "cpu":
-            with self._libraries()[2].limit(limits=1):
+            with _held(self._libraries()[2], 1):
                 yield
         else:
             yield
 
     @contextmanager
-    def split(self, engine):
-        """Inference: the number of threads that may each run the network on
-        a share of the sequences, while the block runs.
+    def split(self, engine, shares=None):
+        """The engine with as many ``workers`` as may each run a share of
+        the sequences at once, for the duration of the block.
 
-        On the compiled engine in the main thread, as many as SciPy's BLAS
-        would use (what ``OPENBLAS_NUM_THREADS`` or threadpoolctl set), with
-        every BLAS held to one thread meanwhile: each thread then runs its
-        gate loops and GEMMs alone on a core, where one BLAS call split over
-        the cores would leave them idle between its small GEMMs. Otherwise
-        one, under the rules of :meth:`limit`.
+        On the compiled engine in the main thread, the threads SciPy's BLAS
+        would use (what ``OPENBLAS_NUM_THREADS`` or threadpoolctl set) are
+        split between ``shares`` workers (all of them when None), each
+        calling BLAS with its part of the threads: where one BLAS call is
+        split over the cores, they idle between its small GEMMs and during
+        the gate loops. Otherwise ``engine`` itself, under the rules of
+        :meth:`limit`.
         """
         if engine.name == "cpu" and threading.current_thread() is threading.main_thread():
-            every, scipy_blas, _ = self._libraries()
-            workers = max((lib.num_threads for lib in scipy_blas.lib_controllers), default=1)
+            every, scipy_blas, numpy_blas = self._libraries()
+            threads = max((lib.num_threads for lib in scipy_blas.lib_controllers), default=1)
+            workers = threads if shares is None else min(shares, threads)
             if workers > 1:
-                with every.limit(limits=1):
-                    yield workers
+                with _held(every, threads // workers), _held(numpy_blas, 1):
+                    yield engine._replace(workers=workers)
                 return
         with self.limit(engine):
-            yield 1
+            yield engine
 
 
 _blas_threads = _BlasThreads()
+
+
+@contextmanager
+def _held(libraries, threads):
+    """Hold ``libraries`` (a threadpoolctl selection) to ``threads`` threads
+    during the block, then give each its count from before."""
+    before = [lib.num_threads for lib in libraries.lib_controllers]
+    _set_threads(libraries, [threads] * len(before))
+    try:
+        yield
+    finally:
+        _set_threads(libraries, before)
+
+
+def _set_threads(libraries, counts):
+    """Set the thread counts of ``libraries``.
+
+    threadpoolctl (3.8 and later) lets one thread at a time set OpenBLAS's
+    process-wide count and silently ignores the others; the worker fit that
+    restores the count is often not the one that set it. So this thread
+    takes control, sets, and lets go.
+    """
+    release = getattr(OpenBLASController, "clear_controlling_thread", None)
+    if release is not None:
+        release(force=True)
+    for lib, n in zip(libraries.lib_controllers, counts):
+        lib.set_num_threads(n)
+    if release is not None:
+        release()
 
 
 class SequenceInputMixin:
@@ -382,7 +417,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             train, val = self._validation_split(seqs, targets)
         else:
             train, val = np.arange(len(seqs.lengths)), None
-        with _blas_threads.limit(engine):
+        with _blas_threads.split(engine, TRAINING_SHARES) as engine:
             self._train(engine, seqs, targets, sample_weight, train, val, incremental)
         return self
 
@@ -645,8 +680,8 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
     def _forward(self, seqs):
         """The network's raw outputs for validated sequences."""
         engine = self._get_engine()
-        with _blas_threads.split(engine) as workers:
-            return self._network.forward(engine, seqs.values, seqs.lengths, workers)
+        with _blas_threads.split(engine) as engine:
+            return self._network.forward(engine, seqs.values, seqs.lengths)
 
     def score(self, X, y, sample_weight=None):
         """R² (regressor) or accuracy (classifier) on X, y.

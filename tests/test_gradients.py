@@ -15,10 +15,11 @@ function is what the tests differentiate numerically.
 import numpy as np
 import pytest
 
-from skrnn._engine import get_engine, reference
+from skrnn._engine import Engine, HostCopyMemory, get_engine, reference
 from skrnn._engine.reference import CellSpec
 from skrnn._losses import binary_log_loss, multi_log_loss, squared_error
-from skrnn._network import MIN_SHARE, Network
+from skrnn import _network as network
+from skrnn._network import MIN_SHARE, TRAINING_SHARES, Network
 from skrnn.layers import GRU, RNN
 
 ENGINE = get_engine("reference")
@@ -627,8 +628,9 @@ def test_network_forward_over_inference_windows(bidirectional, output):
 
 @pytest.mark.parametrize("output", ["last", "sequence"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bidir"])
-def test_network_forward_split_between_threads(bidirectional, output):
+def test_network_forward_split_between_threads(bidirectional, output, monkeypatch):
     """Shares of the sequences run in threads give exactly the serial outputs."""
+    monkeypatch.setattr(network, "MIN_SHARE_WORK", 1)  # split this small net
     rng = np.random.RandomState(7)
     net = Network(
         CellSpec("gru", "tanh", True, True), input_size=D, hidden_size=H,
@@ -638,7 +640,48 @@ def test_network_forward_split_between_threads(bidirectional, output):
     N = 3 * MIN_SHARE + 5
     lengths = rng.randint(1, 140, size=N)  # ragged, some past one window
     X = _fill_padding(rng.normal(size=(N, 140, D)), lengths, 0.0)
+    assert net._max_shares(lengths) == 3
     engine = get_engine("cpu")
     serial = net.forward(engine, X, lengths)
     for workers in (2, 3, 8):  # 8 asks for more shares than N allows
-        np.testing.assert_array_equal(net.forward(engine, X, lengths, workers), serial)
+        split = net.forward(engine._replace(workers=workers), X, lengths)
+        np.testing.assert_array_equal(split, serial)
+
+
+@pytest.mark.parametrize("output", ["last", "sequence"])
+@pytest.mark.parametrize(
+    "bidirectional, bptt_steps", STRUCTURES, ids=["uni", "uni-bptt2", "bidir"]
+)
+def test_loss_grad_in_shares(bidirectional, bptt_steps, output, monkeypatch):
+    """A large batch's gradient, summed over TRAINING_SHARES shares, equals the
+    whole batch's, and is the same whatever the number of threads."""
+    monkeypatch.setattr(network, "MIN_SHARE_WORK", 1)  # split this small net
+    rng = np.random.RandomState(8)
+    net = Network(
+        CellSpec("gru", "tanh", True, True), input_size=D, hidden_size=H,
+        num_layers=2, bidirectional=bidirectional, output=output, n_outputs=2,
+        dtype=np.float64, random_state=rng,
+    )
+    N = TRAINING_SHARES * MIN_SHARE + 3
+    lengths = rng.randint(1, 9, size=N)
+    X = _fill_padding(rng.normal(size=(N, 8, D)), lengths, 0.0)
+    targets = rng.normal(size=(N, 8, 2) if output == "sequence" else (N, 2))
+    weights = rng.uniform(0.5, 2.0, size=N)
+    weights /= weights.sum() if output == "last" else (weights * lengths).sum()
+    assert net._max_shares(lengths) == TRAINING_SHARES
+
+    def loss_grad(engine):
+        value = net.loss_grad(engine, X, lengths, targets, weights, squared_error, bptt_steps)
+        return value, net.grad.copy()
+
+    # an engine with its own memory computes the batch whole
+    whole = Engine("reference", np, ENGINE.forward, ENGINE.backward, HostCopyMemory())
+    value, grad = loss_grad(whole)
+    cpu = get_engine("cpu")
+    results = [loss_grad(ENGINE)] + [loss_grad(cpu._replace(workers=w)) for w in (1, 2, 4)]
+    for v, g in results:
+        assert v == pytest.approx(value, rel=1e-12)
+        np.testing.assert_allclose(g, grad, rtol=1e-10, atol=1e-14)
+    for v, g in results[2:]:
+        assert v == results[1][0]
+        np.testing.assert_array_equal(g, results[1][1])

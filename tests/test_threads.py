@@ -2,12 +2,13 @@
 predict in the main thread splits the sequences between threads."""
 
 import os
+import sys
 import threading
 
 import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
-from threadpoolctl import threadpool_info
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from skrnn import SequenceRegressor
 
@@ -31,10 +32,12 @@ def _numpy_blas(path):
 
 
 class _Recording(SequenceRegressor):
-    """Records the BLAS thread counts seen while computing the loss."""
+    """Records the BLAS thread counts (and the threads) seen while computing
+    the loss."""
 
     def _loss(self, z, y, w):
         self.seen_.append(_blas_threads())
+        self.threads_.add(threading.current_thread().name)
         return super()._loss(z, y, w)
 
 
@@ -47,7 +50,7 @@ def test_worker_thread_fit_uses_one_blas_thread():
     before = _blas_threads()
     models = [_Recording(hidden_size=4, max_iter=2, random_state=i) for i in range(2)]
     for m in models:
-        m.seen_ = []
+        m.seen_, m.threads_ = [], set()
     threads = [threading.Thread(target=m.fit, args=(X, y)) for m in models]
     for t in threads:
         t.start()
@@ -57,16 +60,39 @@ def test_worker_thread_fit_uses_one_blas_thread():
         assert m.seen_ and all(counts == [1] * len(counts) for counts in m.seen_)
     assert _blas_threads() == before
 
-    # In the main thread the kernels' BLAS keeps its threads; only NumPy's,
-    # where it is a separate library, is held to one (see _BlasThreads).
-    main = _Recording(hidden_size=4, max_iter=2, random_state=0)
-    main.seen_ = []
-    main.fit(X, y)
-    kernels = _blas_threads(_kernels_blas)
-    assert all(_blas_threads(_kernels_blas, counts) == kernels for counts in main.seen_)
-    numpys = _blas_threads(_numpy_blas)
-    assert all(_blas_threads(_numpy_blas, counts) == [1] * len(numpys) for counts in main.seen_)
-    assert _blas_threads() == before
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 2 epochs
+def test_main_thread_fit_shares_the_blas_threads(monkeypatch):
+    """In the main thread, a batch's TRAINING_SHARES shares run side by side,
+    sharing SciPy's BLAS threads; NumPy's own BLAS is held to one thread."""
+    if not _blas_threads(_kernels_blas):
+        pytest.skip("SciPy's BLAS is not a library that threadpoolctl can see")
+    from skrnn import _network
+    from skrnn._network import MIN_SHARE, TRAINING_SHARES
+
+    monkeypatch.setattr(_network, "MIN_SHARE_WORK", 1)  # split this small net
+    n = TRAINING_SHARES * MIN_SHARE
+    X = np.random.RandomState(0).normal(size=(n, 5, 2))
+    y = X.sum(axis=(1, 2))
+    fits = {}
+    for threads in (1, 2 * TRAINING_SHARES):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            before = _blas_threads()
+            model = _Recording(hidden_size=4, max_iter=2, batch_size=n, random_state=0)
+            model.seen_, model.threads_ = [], set()
+            model.fit(X, y)
+            assert _blas_threads() == before
+        kernels = [max(1, threads // TRAINING_SHARES)] * len(_blas_threads(_kernels_blas))
+        numpys = [1] * len(_blas_threads(_numpy_blas))
+        # two epochs of one batch, each computed in TRAINING_SHARES shares
+        assert len(model.seen_) == 2 * TRAINING_SHARES
+        assert (len(model.threads_) > 1) == (threads > 1)
+        for counts in model.seen_:
+            assert _blas_threads(_kernels_blas, counts) == kernels
+            assert _blas_threads(_numpy_blas, counts) == numpys
+        fits[threads] = model
+    # the fit does not depend on the number of threads
+    np.testing.assert_array_equal(fits[1].predict(X), fits[2 * TRAINING_SHARES].predict(X))
 
 
 def test_main_thread_predict_splits_the_sequences_between_blas_threads(monkeypatch):
@@ -75,10 +101,10 @@ def test_main_thread_predict_splits_the_sequences_between_blas_threads(monkeypat
     meanwhile; in a worker thread it runs alone."""
     if not _blas_threads(_kernels_blas):
         pytest.skip("SciPy's BLAS is not a library that threadpoolctl can see")
-    from threadpoolctl import threadpool_limits
-
+    from skrnn import _network
     from skrnn._network import MIN_SHARE, Network
 
+    monkeypatch.setattr(_network, "MIN_SHARE_WORK", 1)  # split this small net
     seen = []
     forward_sorted = Network._forward_sorted
 
@@ -111,3 +137,32 @@ def test_main_thread_predict_splits_the_sequences_between_blas_threads(monkeypat
     worker.start()
     worker.join()
     assert [(name, rows) for name, rows, _ in seen] == [(worker.name, 3 * MIN_SHARE)]
+
+
+def _predict_in_child(args):
+    model, X = args
+    return model.predict(X)
+
+
+# Python 3.12+ warns that forking a process with threads may deadlock: the
+# point of this test is that skrnn's own threads do not.
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
+@pytest.mark.skipif(sys.platform != "linux", reason="fork start method (Linux)")
+def test_forked_child_predicts_with_its_own_threads(monkeypatch):
+    """A child forked after the parent split work between threads starts
+    threads of its own (the parent's do not exist there)."""
+    import multiprocessing
+
+    from skrnn import _network
+
+    monkeypatch.setattr(_network, "MIN_SHARE_WORK", 1)  # split this small net
+    X = np.random.RandomState(0).normal(size=(4 * _network.MIN_SHARE, 5, 2))
+    with pytest.warns(ConvergenceWarning):
+        model = SequenceRegressor(hidden_size=4, max_iter=2, random_state=0).fit(
+            X, X.sum(axis=(1, 2))
+        )
+    with threadpool_limits(limits=2, user_api="blas"):
+        expected = model.predict(X)  # the parent's pool is started
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            result = pool.map_async(_predict_in_child, [(model, X)]).get(timeout=60)
+    np.testing.assert_array_equal(result[0], expected)

@@ -22,6 +22,11 @@ Otherwise an object with ``to_device(ndarray)`` (a copy in the engine's
 memory), ``to_host(array)`` (a NumPy copy) and ``free_bytes()``; the
 network then keeps a device copy of its parameters while it trains (see
 :class:`skrnn._network.DeviceParams`).
+
+``workers`` is how many threads may run the engine's passes at once (1 as
+returned here): the estimators raise it for the compiled engine while they
+hold BLAS to fewer threads, and the network then runs shares of a batch
+side by side.
 """
 
 from collections import namedtuple
@@ -31,8 +36,8 @@ import numpy as np
 
 from . import cpu, reference
 
-Engine = namedtuple("Engine", ["name", "xp", "forward", "backward", "memory"],
-                    defaults=(None,))
+Engine = namedtuple("Engine", ["name", "xp", "forward", "backward", "memory", "workers"],
+                    defaults=(None, 1))
 
 
 class CudaUnavailableError(RuntimeError):
