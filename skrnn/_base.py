@@ -417,7 +417,10 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             train, val = self._validation_split(seqs, targets)
         else:
             train, val = np.arange(len(seqs.lengths)), None
-        with _blas_threads.split(engine, TRAINING_SHARES) as engine:
+        # the threads are shared out only when full batches will be split
+        batch_shares = self._network.max_shares(self._batch_size(len(train)), seqs.lengths.max())
+        shares = TRAINING_SHARES if batch_shares >= TRAINING_SHARES else 1
+        with _blas_threads.split(engine, shares) as engine:
             self._train(engine, seqs, targets, sample_weight, train, val, incremental)
         return self
 

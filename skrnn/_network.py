@@ -337,7 +337,7 @@ class Network:
         """
         p = self._device_params(engine)
         order = np.argsort(-lengths, kind="stable")
-        shares = _shares(order, min(engine.workers, self._max_shares(lengths)))
+        shares = _shares(order, min(engine.workers, self.max_shares(len(lengths), lengths.max())))
         parts = _map(engine.workers, lambda rows: self._forward_sorted(
             engine, p, values, lengths, rows), shares)
         raw = np.empty((len(order),) + parts[0].shape[1:], dtype=parts[0].dtype)
@@ -345,12 +345,13 @@ class Network:
             raw[rows] = part
         return raw
 
-    def _max_shares(self, lengths):
-        """How many shares the sequences may be split into (see MIN_SHARE)."""
+    def max_shares(self, n_sequences, n_steps):
+        """How many shares ``n_sequences`` sequences of up to ``n_steps``
+        steps may be split into (see MIN_SHARE)."""
         # one multiply-add per recurrent weight, sequence and step
         per_step = sum(v.size for k, v in self.coefs.items() if k.startswith("weight_"))
-        work = per_step * int(np.max(lengths)) * len(lengths)
-        return max(1, min(len(lengths) // MIN_SHARE, work // MIN_SHARE_WORK))
+        work = per_step * int(n_steps) * int(n_sequences)
+        return max(1, min(int(n_sequences) // MIN_SHARE, work // MIN_SHARE_WORK))
 
     def _forward_sorted(self, engine, p, values, lengths, rows):
         """Raw head outputs of the sequences ``rows`` (longest first), in
@@ -414,7 +415,8 @@ class Network:
         """
         p = self._device_params(engine, training=True)
         order = np.argsort(-lengths, kind="stable")
-        split = p.memory is None and self._max_shares(lengths) >= TRAINING_SHARES
+        split = (p.memory is None
+                 and self.max_shares(len(lengths), lengths.max()) >= TRAINING_SHARES)
         shares = _shares(order, TRAINING_SHARES if split else 1)
         # the first share's gradient goes into p.grad, the others' into
         # their own vectors, added in a fixed order

@@ -640,7 +640,7 @@ def test_network_forward_split_between_threads(bidirectional, output, monkeypatc
     N = 3 * MIN_SHARE + 5
     lengths = rng.randint(1, 140, size=N)  # ragged, some past one window
     X = _fill_padding(rng.normal(size=(N, 140, D)), lengths, 0.0)
-    assert net._max_shares(lengths) == 3
+    assert net.max_shares(N, lengths.max()) == 3
     engine = get_engine("cpu")
     serial = net.forward(engine, X, lengths)
     for workers in (2, 3, 8):  # 8 asks for more shares than N allows
@@ -668,7 +668,7 @@ def test_loss_grad_in_shares(bidirectional, bptt_steps, output, monkeypatch):
     targets = rng.normal(size=(N, 8, 2) if output == "sequence" else (N, 2))
     weights = rng.uniform(0.5, 2.0, size=N)
     weights /= weights.sum() if output == "last" else (weights * lengths).sum()
-    assert net._max_shares(lengths) == TRAINING_SHARES
+    assert net.max_shares(N, lengths.max()) == TRAINING_SHARES
 
     def loss_grad(engine):
         value = net.loss_grad(engine, X, lengths, targets, weights, squared_error, bptt_steps)
