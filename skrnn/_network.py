@@ -24,9 +24,11 @@ from sklearn.utils import check_random_state
 
 from .layers import init_params, param_names
 
-# Inference runs over windows of this many steps, carrying the state, so
-# that its memory grows with N * H rather than N * T * H.
+# Inference runs over windows of at most INFERENCE_WINDOW steps, carrying
+# the state, and fewer when one window's outputs and gates would take more
+# than INFERENCE_BYTES: its memory grows with N * H rather than N * T * H.
 INFERENCE_WINDOW = 128
+INFERENCE_BYTES = 8 << 20
 # Work is split between threads only in shares of at least MIN_SHARE
 # sequences and MIN_SHARE_WORK multiply-adds of the recurrent layers'
 # forward pass: below, handing a share to a thread costs more than it saves
@@ -293,27 +295,27 @@ class Network:
         return d_top
 
     @staticmethod
-    def _take(xp, a, rows):
-        """``a[rows]`` as an array of ``xp``, gathered where ``a`` lives."""
-        if isinstance(a, np.ndarray):
-            return xp.asarray(a[rows])
-        return a[xp.asarray(rows)]
+    def _take(xp, a, rows, steps=None):
+        """``a[rows]`` (``a[rows, steps]`` with a slice ``steps``) as an array
+        of ``xp``, gathered where ``a`` lives."""
+        index = rows if isinstance(a, np.ndarray) else xp.asarray(rows)
+        return xp.asarray(a[index] if steps is None else a[index, steps])
 
-    def _prepare(self, xp, values, lengths, rows):
+    def _prepare(self, xp, values, lengths, rows, steps=None):
         """The sequences ``rows`` (sorted longest first) time-major, as
-        engines want them, their lengths and zero initial states.
+        engines want them, for the ``steps`` (a slice; all by default).
 
-        ``values`` may be a host array or one of ``xp`` already; ``lengths``
-        stays on the host.
+        ``values`` may be a host array or one of ``xp`` already.
         """
-        lengths = lengths[rows]
-        x = self._take(xp, values, rows)[:, : lengths[0]].transpose(1, 0, 2)
-        x = xp.ascontiguousarray(x, dtype=self.dtype)
-        states = [
-            [xp.zeros((len(rows), self.hidden_size), dtype=self.dtype)] * self.n_dirs
+        steps = slice(0, lengths[rows[0]]) if steps is None else steps
+        x = self._take(xp, values, rows, steps).transpose(1, 0, 2)
+        return xp.ascontiguousarray(x, dtype=self.dtype)
+
+    def _zero_states(self, xp, n):
+        return [
+            [xp.zeros((n, self.hidden_size), dtype=self.dtype)] * self.n_dirs
             for _ in range(self.num_layers)
         ]
-        return lengths, x, states
 
     def forward(self, engine, values, lengths):
         """Raw head outputs for a batch.
@@ -357,16 +359,22 @@ class Network:
         """Raw head outputs of the sequences ``rows`` (longest first), in
         that order, as a NumPy array."""
         xp = engine.xp
-        lengths, x, states = self._prepare(xp, values, lengths, rows)
+        states = self._zero_states(xp, len(rows))
         W, b = p.views["head.weight"], p.views["head.bias"]
-        N, T = x.shape[1], values.shape[1]
+        N, T = len(rows), values.shape[1]
+        lengths_all, lengths = lengths, lengths[rows]
         if self.output == "last":
             raw = xp.zeros((N, W.shape[0]), dtype=self.dtype)
         else:
             raw = xp.zeros((T, N, W.shape[0]), dtype=self.dtype)
-        for t0, t1 in self._windows(x.shape[0], INFERENCE_WINDOW):
+        # per step and sequence: a layer's outputs and (GRU) its gates
+        step_bytes = 4 * self.n_dirs * self.hidden_size * np.dtype(self.dtype).itemsize
+        window = max(1, min(INFERENCE_WINDOW, INFERENCE_BYTES // (N * step_bytes)))
+        for t0, t1 in self._windows(int(lengths[0]), window):
+            # the inputs too are gathered window by window
+            x = self._prepare(xp, values, lengths_all, rows, slice(t0, t1))
             lens = np.clip(lengths - t0, 0, t1 - t0)
-            top, _ = self._run_layers(engine, p, x[t0:t1], lens, states, False)
+            top, _ = self._run_layers(engine, p, x, lens, states, False)
             feats, where = self._head_rows(xp, top, lengths, t0, t1)
             z = feats @ W.T + b
             if self.output == "last":
@@ -440,7 +448,8 @@ class Network:
         xp = engine.xp
         values, lengths, targets, weights = batch
         grad_views = p.grad_views if grad is p.grad else _views_of(grad, self._layout)
-        lengths, x, states = self._prepare(xp, values, lengths, rows)
+        x = self._prepare(xp, values, lengths, rows)
+        lengths, states = lengths[rows], self._zero_states(xp, len(rows))
         targets, weights = self._take(xp, targets, rows), self._take(xp, weights, rows)
         if self.output == "sequence":
             targets = targets.swapaxes(0, 1)

@@ -1,5 +1,6 @@
 """Long sequences and memory: truncated BPTT keeps training memory flat in T,
-and repeated fits do not leak.
+prediction's memory is bounded whatever N and T, and repeated fits do not
+leak.
 
 Every measurement runs in a fresh subprocess, so that what this test session
 has allocated (and freed into the allocator's pools) does not blur it.
@@ -59,6 +60,35 @@ _PEAK_SCRIPT = textwrap.dedent(
 )
 
 
+# Prediction's own allocations (tracemalloc, as above) for N sequences of T
+# steps, H = 64, float64, one thread: whole-sequence activations would be
+# N * T * H * 8 bytes (~600 MB here); inference windows hold them to about
+# INFERENCE_BYTES for outputs and gates, plus a window of the input and
+# what validation copies of the input (at most two copies of X).
+_PREDICT_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, tracemalloc, warnings
+    import numpy as np
+    from sklearn.exceptions import ConvergenceWarning
+    from skrnn import SequenceRegressor
+
+    N, T = int(sys.argv[1]), int(sys.argv[2])
+    rng = np.random.RandomState(0)
+    warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter=1
+    model = SequenceRegressor(hidden_size=64, max_iter=1, dtype="float64",
+                              random_state=0).fit(rng.normal(size=(8, 5, 1)), np.ones(8))
+    X = rng.normal(size=(N, T, 1))
+    model.predict(X[:2])  # warm-up
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    model.predict(X)
+    peak = tracemalloc.get_traced_memory()[1]
+    print(json.dumps({"peak": peak - base, "input": X.nbytes,
+                      "activations": N * T * 64 * 8}))
+    """
+)
+
+
 def _start(script, *args):
     return subprocess.Popen(
         [sys.executable, "-c", script, *map(str, args)],
@@ -82,6 +112,7 @@ def measurements():
         "short": _start(_PEAK_SCRIPT, 2_000, 50, "none"),
         "long": _start(_PEAK_SCRIPT, 10_000, 50),
         "leak": _start(_LEAK_SCRIPT),
+        "predict": _start(_PREDICT_SCRIPT, 4_000, 300),
     }
     results = {}
 
@@ -113,6 +144,14 @@ def test_measure_sees_full_bptt_storage(measurements):
     # per step: 6 * N * T * H * 8 bytes
     assert short["none"] >= 6 * 4 * 2_000 * 32 * 8
     assert short["none"] > 5 * short["50"]
+
+
+def test_predict_memory_is_bounded_whatever_n_and_t(measurements):
+    from skrnn._network import INFERENCE_BYTES
+
+    result = measurements("predict")
+    assert result["peak"] <= 2 * INFERENCE_BYTES + 2 * result["input"], result
+    assert result["peak"] * 20 < result["activations"], result
 
 
 # Resident memory after fit 10 and after fit 100 of the same small model.
