@@ -25,8 +25,9 @@ from sklearn.utils import check_random_state
 from .layers import init_params, param_names
 
 # Inference runs over windows of at most INFERENCE_WINDOW steps, carrying
-# the state, and fewer when one window's outputs and gates would take more
-# than INFERENCE_BYTES: its memory grows with N * H rather than N * T * H.
+# the state, so that its memory grows with N * H rather than N * T * H; in
+# host memory, over fewer steps when one window's outputs and gates would
+# take more than INFERENCE_BYTES.
 INFERENCE_WINDOW = 128
 INFERENCE_BYTES = 8 << 20
 # Work is split between threads only in shares of at least MIN_SHARE
@@ -367,9 +368,11 @@ class Network:
             raw = xp.zeros((N, W.shape[0]), dtype=self.dtype)
         else:
             raw = xp.zeros((T, N, W.shape[0]), dtype=self.dtype)
-        # per step and sequence: a layer's outputs and (GRU) its gates
-        step_bytes = 4 * self.n_dirs * self.hidden_size * np.dtype(self.dtype).itemsize
-        window = max(1, min(INFERENCE_WINDOW, INFERENCE_BYTES // (N * step_bytes)))
+        window = INFERENCE_WINDOW
+        if p.memory is None:  # in host memory, a window's bytes are bounded too
+            # per step and sequence: a layer's outputs and (GRU) its gates
+            step_bytes = 4 * self.n_dirs * self.hidden_size * np.dtype(self.dtype).itemsize
+            window = max(1, min(window, INFERENCE_BYTES // (N * step_bytes)))
         for t0, t1 in self._windows(int(lengths[0]), window):
             # the inputs too are gathered window by window
             x = self._prepare(xp, values, lengths_all, rows, slice(t0, t1))
@@ -389,10 +392,10 @@ class Network:
 
         The gradient goes into the ``grad`` of the parameters in use: those
         of :meth:`on_device` during a fit, else ``self.grad``. On the host,
-        a batch of at least ``TRAINING_SHARES * MIN_SHARE`` sequences is
-        computed in ``TRAINING_SHARES`` shares, on up to ``engine.workers``
-        threads, and their gradients are added in a fixed order: the result
-        does not depend on the number of threads.
+        a batch with work enough for ``TRAINING_SHARES`` shares (see
+        :meth:`max_shares`) is computed in that many, on up to
+        ``engine.workers`` threads, and their gradients are added in a fixed
+        order: the result does not depend on the number of threads.
 
         Parameters
         ----------
