@@ -599,16 +599,20 @@ def test_layer_nonfinite_padding_never_leaks(cls, fill):
         np.testing.assert_array_equal(results[0][4][name], results[1][4][name], name)
 
 
+def _two_layer_gru(bidirectional, output, rng):
+    return Network(
+        CellSpec("gru", "tanh", True, True), input_size=D, hidden_size=H,
+        num_layers=2, bidirectional=bidirectional, output=output, n_outputs=2,
+        dtype=np.float64, random_state=rng,
+    )
+
+
 @pytest.mark.parametrize("output", ["last", "sequence"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bidir"])
 def test_network_forward_over_inference_windows(bidirectional, output):
     """Network.forward (windowed past 128 steps) equals one independent pass."""
     rng = np.random.RandomState(6)
-    net = Network(
-        CellSpec("gru", "tanh", True, True), input_size=D, hidden_size=H,
-        num_layers=2, bidirectional=bidirectional, output=output, n_outputs=2,
-        dtype=np.float64, random_state=rng,
-    )
+    net = _two_layer_gru(bidirectional, output, rng)
     lengths = np.array([300, 129, 7, 128])
     X = _fill_padding(rng.normal(size=(4, 300, D)), lengths, 0.0)
     x = np.ascontiguousarray(X.transpose(1, 0, 2))
@@ -632,11 +636,7 @@ def test_network_forward_split_between_threads(bidirectional, output, monkeypatc
     """Shares of the sequences run in threads give exactly the serial outputs."""
     monkeypatch.setattr(network, "MIN_SHARE_WORK", 1)  # split this small net
     rng = np.random.RandomState(7)
-    net = Network(
-        CellSpec("gru", "tanh", True, True), input_size=D, hidden_size=H,
-        num_layers=2, bidirectional=bidirectional, output=output, n_outputs=2,
-        dtype=np.float64, random_state=rng,
-    )
+    net = _two_layer_gru(bidirectional, output, rng)
     N = 3 * MIN_SHARE + 5
     lengths = rng.randint(1, 140, size=N)  # ragged, some past one window
     X = _fill_padding(rng.normal(size=(N, 140, D)), lengths, 0.0)
@@ -657,11 +657,7 @@ def test_loss_grad_in_shares(bidirectional, bptt_steps, output, monkeypatch):
     whole batch's, and is the same whatever the number of threads."""
     monkeypatch.setattr(network, "MIN_SHARE_WORK", 1)  # split this small net
     rng = np.random.RandomState(8)
-    net = Network(
-        CellSpec("gru", "tanh", True, True), input_size=D, hidden_size=H,
-        num_layers=2, bidirectional=bidirectional, output=output, n_outputs=2,
-        dtype=np.float64, random_state=rng,
-    )
+    net = _two_layer_gru(bidirectional, output, rng)
     N = TRAINING_SHARES * MIN_SHARE + 3
     lengths = rng.randint(1, 9, size=N)
     X = _fill_padding(rng.normal(size=(N, 8, D)), lengths, 0.0)
