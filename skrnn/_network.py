@@ -302,13 +302,12 @@ class Network:
         index = rows if isinstance(a, np.ndarray) else xp.asarray(rows)
         return xp.asarray(a[index] if steps is None else a[index, steps])
 
-    def _prepare(self, xp, values, lengths, rows, steps=None):
-        """The sequences ``rows`` (sorted longest first) time-major, as
-        engines want them, for the ``steps`` (a slice; all by default).
+    def _prepare(self, xp, values, rows, steps):
+        """The ``steps`` (a slice) of the sequences ``rows`` time-major, as
+        engines want them.
 
         ``values`` may be a host array or one of ``xp`` already.
         """
-        steps = slice(0, lengths[rows[0]]) if steps is None else steps
         x = self._take(xp, values, rows, steps).transpose(1, 0, 2)
         return xp.ascontiguousarray(x, dtype=self.dtype)
 
@@ -363,7 +362,7 @@ class Network:
         states = self._zero_states(xp, len(rows))
         W, b = p.views["head.weight"], p.views["head.bias"]
         N, T = len(rows), values.shape[1]
-        lengths_all, lengths = lengths, lengths[rows]
+        lengths = lengths[rows]
         if self.output == "last":
             raw = xp.zeros((N, W.shape[0]), dtype=self.dtype)
         else:
@@ -375,7 +374,7 @@ class Network:
             window = max(1, min(window, INFERENCE_BYTES // (N * step_bytes)))
         for t0, t1 in self._windows(int(lengths[0]), window):
             # the inputs too are gathered window by window
-            x = self._prepare(xp, values, lengths_all, rows, slice(t0, t1))
+            x = self._prepare(xp, values, rows, slice(t0, t1))
             lens = np.clip(lengths - t0, 0, t1 - t0)
             top, _ = self._run_layers(engine, p, x, lens, states, False)
             feats, where = self._head_rows(xp, top, lengths, t0, t1)
@@ -451,8 +450,8 @@ class Network:
         xp = engine.xp
         values, lengths, targets, weights = batch
         grad_views = p.grad_views if grad is p.grad else _views_of(grad, self._layout)
-        x = self._prepare(xp, values, lengths, rows)
         lengths, states = lengths[rows], self._zero_states(xp, len(rows))
+        x = self._prepare(xp, values, rows, slice(0, lengths[0]))
         targets, weights = self._take(xp, targets, rows), self._take(xp, weights, rows)
         if self.output == "sequence":
             targets = targets.swapaxes(0, 1)
