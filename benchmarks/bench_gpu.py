@@ -5,7 +5,10 @@ last step), the same data, batch size and optimiser (Adam, gradient-norm
 clipping at 5) for both:
 
 - ``skrnn``: ``SequenceRegressor(device="cuda")``: the reference engine on
-  CuPy with fused gate kernels, one cuBLAS GEMM + one kernel per step;
+  CuPy with fused gate kernels, one cuBLAS GEMM + one kernel per step, the
+  time loops replayed from CUDA graphs;
+- ``eager``: the same with graphs turned off (every step launched from
+  Python), to show what the graphs gain;
 - ``cudnn``: ``torch.nn.GRU`` / ``nn.RNN`` + ``nn.Linear`` on the GPU (cuDNN),
   trained by a plain loop with the data on the GPU, when PyTorch with CUDA
   is installed.
@@ -28,6 +31,7 @@ import argparse
 import statistics
 import time
 import warnings
+from contextlib import contextmanager
 
 from bench_cpu import SHAPES as CPU_SHAPES
 from bench_cpu import make_data
@@ -38,7 +42,7 @@ TARGETS = {(4000, 100, 16, 128, 64): 1.5, (4096, 100, 64, 512, 256): 1.5}
 
 
 class Skrnn:
-    def __init__(self, cell, H, batch, epochs):
+    def __init__(self, cell, H, batch, epochs, graphs=True):
         from sklearn.exceptions import ConvergenceWarning
         from skrnn import SequenceRegressor
 
@@ -48,20 +52,36 @@ class Skrnn:
             learning_rate_init=1e-3, random_state=0, tol=0.0, n_iter_no_change=10**9,
         )
         self.epochs = epochs
+        self.graphs = graphs
         self.model = None
+
+    @contextmanager
+    def _graphs(self):
+        from skrnn._engine import get_engine
+
+        graphs = get_engine("cuda").forward.keywords["graphs"]
+        graphs.enabled = self.graphs
+        try:
+            yield
+        finally:
+            graphs.enabled = True
 
     def warm_up(self, X, y):
         from skrnn import SequenceRegressor
 
-        SequenceRegressor(**{**self.params, "max_iter": 1}).fit(X[:256], y[:256]).predict(X[:256])
+        with self._graphs():
+            model = SequenceRegressor(**{**self.params, "max_iter": 2}).fit(X[:256], y[:256])
+            model.predict(X[:256])
 
     def fit(self, X, y):
         from skrnn import SequenceRegressor
 
-        self.model = SequenceRegressor(**{**self.params, "max_iter": self.epochs}).fit(X, y)
+        with self._graphs():
+            self.model = SequenceRegressor(**{**self.params, "max_iter": self.epochs}).fit(X, y)
 
     def predict(self, X):
-        return self.model.predict(X)
+        with self._graphs():
+            return self.model.predict(X)
 
 
 class Cudnn:
@@ -147,16 +167,17 @@ def main():
         versions += f", PyTorch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}"
     print(f"# skrnn on the GPU vs cuDNN — {gpu}\n\n{versions}; float32, Adam, one layer + "
           f"linear head, {args.epochs} epochs per fit, median of {args.repeats}.\n")
-    header = ("| cell | N, T, D, H, batch | skrnn s/epoch | cuDNN s/epoch | ratio | "
-              "skrnn predict s | cuDNN predict s | ratio |")
+    header = ("| cell | N, T, D, H, batch | skrnn s/epoch | eager s/epoch | cuDNN s/epoch | "
+              "ratio | skrnn predict s | cuDNN predict s | ratio |")
     print(header)
-    print("|" + "---|" * 8)
+    print("|" + "---|" * 9)
     shapes = SHAPES[:2] if args.quick else SHAPES
     for cell in args.cells:
         for shape in shapes:
             N, T, D, H, batch = shape
             X, y = make_data(N, T, D)
-            runners = {"skrnn": Skrnn(cell, H, batch, args.epochs)}
+            runners = {"skrnn": Skrnn(cell, H, batch, args.epochs),
+                       "eager": Skrnn(cell, H, batch, args.epochs, graphs=False)}
             if torch is not None:
                 runners["cudnn"] = Cudnn(cell, D, H, batch, args.epochs)
             times = {name: {"fit": [], "predict": []} for name in runners}
@@ -178,8 +199,8 @@ def main():
                        fmt(c["predict"]), f"{pred_ratio:.2f}"]
             else:
                 row = ["—", "—", fmt(s["predict"]), "—", "—"]
-            print(f"| {cell} | {', '.join(map(str, shape))} | {fmt(s['fit'])} | " + " | ".join(row) + " |",
-                  flush=True)
+            print(f"| {cell} | {', '.join(map(str, shape))} | {fmt(s['fit'])} | "
+                  f"{fmt(med['eager']['fit'])} | " + " | ".join(row) + " |", flush=True)
     if torch is None:
         print("\nPyTorch with CUDA is not installed here: no cuDNN column.")
 

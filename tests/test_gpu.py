@@ -6,7 +6,10 @@ Three groups:
   :class:`~skrnn._engine.HostCopyMemory` computes with NumPy but is treated
   as a GPU engine: parameters, optimiser state and training data are copied
   to its "device" and back exactly as for CuPy. ``device="cuda"`` is pointed
-  at it, and everything must equal a CPU fit bit for bit.
+  at it, and everything must equal a CPU fit bit for bit, with the time
+  loops run eagerly or replayed from "graphs" as the CUDA engine does
+  (:class:`~skrnn._engine.cuda.StepGraphs`, with a capture that records the
+  kernel calls on a tape and replays them on the same arrays).
 - The errors of ``device="cuda"`` without CuPy or without a device (CuPy's
   import made to fail, or a stand-in CuPy that sees no device).
 - On a machine with CuPy and a CUDA device only (skipped elsewhere): the
@@ -30,6 +33,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 import skrnn._base
 import skrnn._engine as engines
+from skrnn._engine import cuda as cuda_engine
 from skrnn import SequenceClassifier, SequenceRegressor
 from skrnn._engine import CudaUnavailableError, Engine, HostCopyMemory, get_engine, reference
 from skrnn._engine.reference import CellSpec
@@ -53,21 +57,77 @@ class CountingMemory(HostCopyMemory):
         return super().to_host(a)
 
 
-def _mirror_engine(memory):
+class TapeCapture:
+    """Stream capture for NumPy: while it captures, calls to the kernels are
+    recorded on a tape instead of run (as CUDA records launches); each
+    launch of the "graph" runs them again, in order, on the same arrays."""
+
+    def __init__(self):
+        self.tape = None
+        self.captures = self.launches = 0
+
+    def stream(self):
+        return None
+
+    def __call__(self, fn):
+        self.tape = []
+        try:
+            fn()
+        finally:
+            tape, self.tape = self.tape, None
+        self.captures += 1
+        return types.SimpleNamespace(launch=partial(self._replay, tape))
+
+    def _replay(self, tape):
+        self.launches += 1
+        for method, args in tape:
+            method(*args)
+
+
+class TapedKernels:
+    """NumPy step kernels whose calls go onto the capture's tape while it records."""
+
+    def __init__(self, capture):
+        self._capture = capture
+        self._kernels = reference.StepKernels(np)
+
+    def __getattr__(self, name):
+        method = getattr(self._kernels, name)
+
+        def call(*args):
+            if self._capture.tape is None:
+                method(*args)
+            else:
+                self._capture.tape.append((method, args))
+
+        return call
+
+
+def _graphed_passes(budget=cuda_engine.GRAPH_BYTES, capture=None):
+    """The CUDA engine's forward and backward, on NumPy with a tape capture."""
+    capture = capture or TapeCapture()
+    graphs = cuda_engine.StepGraphs(np, capture, budget)
+    passes = dict(xp=np, kernels=TapedKernels(capture), graphs=graphs)
+    return partial(cuda_engine.forward, **passes), partial(cuda_engine.backward, **passes)
+
+
+def _mirror_engine(memory, graphs=False):
+    if graphs:
+        return Engine("mirror", np, *_graphed_passes(), memory)
     return Engine(
         "mirror", np, partial(reference.forward, xp=np), partial(reference.backward, xp=np),
         memory,
     )
 
 
-@pytest.fixture
-def mirror(monkeypatch):
+@pytest.fixture(params=[False, True], ids=["eager", "graphs"])
+def mirror(monkeypatch, request):
     """Point device="cuda" at a NumPy engine with its own (copied) memory.
 
     The CPU side runs the same reference engine, so that a difference can
-    only come from the device code path (copies, device-side state).
+    only come from the device code path (copies, device-side state, graphs).
     """
-    engine = _mirror_engine(CountingMemory())
+    engine = _mirror_engine(CountingMemory(), graphs=request.param)
     real = skrnn._base.get_engine
     monkeypatch.setattr(
         skrnn._base,
@@ -93,6 +153,12 @@ CONFIGS = [
     dict(cell="gru", reset_after=False, use_bias=False, solver="rprop", clip_norm=0.1),
     dict(cell="gru", output="sequence", num_layers=2, bptt_steps=2),
     dict(cell="rnn", activation="logistic", early_stopping=True, batch_size=7),
+]
+
+
+# (cell, activation, reset_after) of the engine-level tests
+CELLS = [("rnn", a, True) for a in ("tanh", "relu", "identity", "logistic")] + [
+    ("gru", a, ra) for a in ("tanh", "logistic") for ra in (True, False)
 ]
 
 
@@ -224,6 +290,141 @@ def test_network_loss_grad_outside_a_fit_fills_the_host_gradient():
     np.testing.assert_array_equal(nets[0].grad, nets[1].grad)
 
 
+# ------------------------------------------------ CUDA graphs, on the CPU
+def _layer(cell, act, reset_after, use_bias, T=5, N=4, D=3, H=6, seed=0):
+    """A layer's spec and float64 parameters, and a draw of its inputs."""
+    rng = np.random.RandomState(seed)
+    G = reference.N_GATES[cell]
+    params = {"weight_ih": rng.normal(size=(G * H, D)), "weight_hh": rng.normal(size=(G * H, H))}
+    if use_bias:
+        params["bias_ih"], params["bias_hh"] = rng.normal(size=G * H), rng.normal(size=G * H)
+
+    def draw(seed):
+        r = np.random.RandomState(seed)
+        lengths = np.sort(r.randint(1, T + 1, N))[::-1].copy()
+        x = r.normal(size=(T, N, D))
+        x[np.arange(T)[:, None] >= lengths[None, :]] = 0
+        return x, lengths, r.normal(size=(N, H)), r.normal(size=(T, N, H)), r.normal(size=(N, H))
+
+    return CellSpec(cell, act, reset_after, use_bias), params, draw
+
+
+def _passes(forward, backward, spec, params, inputs, keep_cache=True, reverse=False):
+    x, lengths, h0, d_out, d_h_last = inputs
+    out, h, cache = forward(spec, params, x, lengths, h0, reverse=reverse, keep_cache=keep_cache)
+    if cache is None:
+        return out, h
+    return (out, h) + backward(spec, params, cache, d_out, d_h_last)
+
+
+def _assert_same(actual, expected):
+    for a, e in zip(actual, expected):
+        if isinstance(e, dict):
+            assert set(a) == set(e)
+            for name in e:
+                np.testing.assert_array_equal(a[name], e[name], err_msg=name)
+        else:
+            np.testing.assert_array_equal(a, e)
+
+
+@pytest.mark.parametrize("keep_cache", [True, False], ids=["training", "inference"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("use_bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("cell, act, reset_after", CELLS, ids=lambda v: str(v))
+def test_replayed_time_loops_equal_the_reference(cell, act, reset_after, use_bias, reverse,
+                                                 keep_cache):
+    spec, params, draw = _layer(cell, act, reset_after, use_bias)
+    capture = TapeCapture()
+    forward, backward = _graphed_passes(capture=capture)
+    passes = 1 if not keep_cache else 2
+    results = []
+    for call in range(4):
+        inputs = draw(call)
+        expected = _passes(reference.forward, reference.backward, spec, params, inputs,
+                           keep_cache, reverse)
+        results.append((_passes(forward, backward, spec, params, inputs, keep_cache, reverse),
+                        expected))
+        # seen once: eager; twice: captured, then replayed every time
+        assert capture.captures == (0 if call == 0 else passes)
+        assert capture.launches == passes * max(0, call)
+    # each call's results are its own: later replays did not overwrite them
+    for actual, expected in results:
+        _assert_same(actual, expected)
+
+
+def test_graphs_stay_within_their_budget():
+    spec, params, draw = _layer("gru", "tanh", True, True, T=4, N=3, H=5)
+
+    def check(forward, calls):
+        for call in range(calls):
+            reverse = bool(call % 2)  # alternating directions: two keys
+            x, lengths, h0, _, _ = draw(call)
+            _assert_same(forward(spec, params, x, lengths, h0, reverse=reverse)[:2],
+                         reference.forward(spec, params, x, lengths, h0, reverse=reverse)[:2])
+        return forward.keywords["graphs"]
+
+    ample = check(_graphed_passes()[0], 4)
+    assert ample.capture.captures == 2 and len(ample._graphs) == 2
+    one = ample._bytes // 2  # the two directions' buffers are the same size
+    # no room: never captured, always right
+    none = check(_graphed_passes(budget=0)[0], 6)
+    assert none.capture.captures == 0 and none._bytes == 0
+    # room for one: the directions evict each other, and stay right
+    single = check(_graphed_passes(budget=one)[0], 8)
+    assert single.capture.captures == 6 and single._bytes == one
+    assert len([e for e in single._graphs.values() if e]) == 1
+
+
+def test_a_failed_capture_warns_once_then_runs_eagerly():
+    spec, params, draw = _layer("rnn", "tanh", True, True)
+
+    class Failing(TapeCapture):
+        def __call__(self, fn):
+            raise RuntimeError("operation not permitted when stream is capturing")
+
+    forward, backward = _graphed_passes(capture=Failing())
+    for call in range(4):
+        inputs = draw(call)
+        expected = _passes(reference.forward, reference.backward, spec, params, inputs)
+        if call == 1:
+            with pytest.warns(RuntimeWarning, match="could not capture a CUDA graph"):
+                actual = _passes(forward, backward, spec, params, inputs)
+        else:
+            actual = _passes(forward, backward, spec, params, inputs)
+        _assert_same(actual, expected)
+    assert not forward.keywords["graphs"].enabled
+
+
+def test_threads_do_not_share_graphs():
+    import threading
+
+    spec, params, draw = _layer("gru", "tanh", False, True)
+    forward, backward = _graphed_passes()
+    together = threading.Barrier(2)  # both alive at once: two thread ids
+    errors = []
+
+    def run(seed, wait=True):
+        try:
+            if wait:
+                together.wait(timeout=30)
+            inputs = draw(seed)
+            for _ in range(3):
+                _assert_same(_passes(forward, backward, spec, params, inputs),
+                             _passes(reference.forward, reference.backward, spec, params, inputs))
+        except Exception as exc:  # reported below, from the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(seed,)) for seed in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    run(3, wait=False)
+    assert not errors, errors
+    # forward and backward for each of the three threads
+    assert len(forward.keywords["graphs"]._graphs) == 2 * 3
+
+
 # ----------------------------------------------------------- clear errors
 @pytest.fixture
 def fresh_cuda(monkeypatch):
@@ -328,11 +529,6 @@ def _close(actual, expected, rtol=1e-4, what=""):
     assert err <= rtol * scale, f"{what}: max error {err:.3g} vs scale {scale:.3g}"
 
 
-CELLS = [("rnn", a, True) for a in ("tanh", "relu", "identity", "logistic")] + [
-    ("gru", a, ra) for a in ("tanh", "logistic") for ra in (True, False)
-]
-
-
 @pytest.mark.parametrize("variable", [False, True], ids=["equal", "variable"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("use_bias", [True, False], ids=["bias", "nobias"])
@@ -375,6 +571,34 @@ def test_cuda_engine_matches_reference(cuda, cell, act, reset_after, use_bias, r
     assert set(g_grads) == set(grads)
     for name in grads:
         _close(host(g_grads[name]), grads[name], what=name)
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("cell, act, reset_after", CELLS, ids=lambda v: str(v))
+def test_cuda_graphs_replay_the_time_loops(cuda, cell, act, reset_after, reverse):
+    cupy, _ = cuda
+    graphs = cuda_engine.StepGraphs(cupy, cuda_engine.CupyCapture(cupy))
+    passes = dict(xp=cupy, kernels=cuda_engine.CudaKernels(cupy), graphs=graphs)
+    forward = partial(cuda_engine.forward, **passes)
+    backward = partial(cuda_engine.backward, **passes)
+    spec, params, draw = _layer(cell, act, reset_after, True, T=9, N=13, H=29)
+    dev = {k: cupy.asarray(v, dtype=np.float32) for k, v in params.items()}
+    results = []
+    for call in range(4):
+        inputs = draw(call)
+        expected = _passes(reference.forward, reference.backward, spec, params, inputs,
+                           reverse=reverse)
+        x, lengths, h0, d_out, d_h_last = (
+            a if a.dtype.kind == "i" else cupy.asarray(a, dtype=np.float32) for a in inputs)
+        results.append((_passes(forward, backward, spec, dev, (x, lengths, h0, d_out, d_h_last),
+                                reverse=reverse), expected))
+    # captured (a failed capture would have warned, an error here)
+    assert graphs.enabled and len(graphs._graphs) == 2 and all(graphs._graphs.values())
+    for actual, expected in results:  # each call's own results, right
+        for a, e in zip(actual, expected):
+            for name in e if isinstance(e, dict) else [None]:
+                a_, e_ = (a[name], e[name]) if name else (a, e)
+                _close(cupy.asnumpy(a_), e_, what=name or "outputs")
 
 
 @pytest.mark.parametrize("cell, reset_after", [("rnn", True), ("gru", True), ("gru", False)])

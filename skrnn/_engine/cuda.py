@@ -12,11 +12,19 @@ math they copy line by line and against which they are tested. The
 recurrent GEMMs call cuBLAS directly, so that a transposed or row-strided
 view costs no copy and a step costs no more than two launches.
 
+Launched from Python, those two launches take longer than the GPU takes to
+run them at the benchmark's sizes. So a time loop that is seen a second
+time with the same shapes is captured into a CUDA graph and, from then on,
+replayed in one launch (:class:`StepGraphs`).
+
 CuPy is imported only when this engine is first asked for
 (``device="cuda"``); without it, or without a usable device,
 :func:`make_engine` raises :class:`~skrnn._engine.CudaUnavailableError`.
 """
 
+import threading
+import warnings
+from collections import OrderedDict
 from functools import partial
 
 import numpy as np
@@ -368,14 +376,176 @@ class CudaKernels(reference.StepKernels):
             t, h_prev, r, d_rh, dh, d_gi))
 
 
+# Bytes of buffers that the graphs of one engine may hold (the least
+# recently used graph is dropped first); a loop that needs more runs eagerly.
+GRAPH_BYTES = 1 << 30
+# How many keys seen once are remembered: a loop is captured on its second
+# sighting, and data with a new length per batch would otherwise grow the set.
+MAX_SEEN = 4096
+
+
+class StepGraphs:
+    """Time loops captured once per shape and replayed as one launch each.
+
+    A key names everything a captured loop bakes in: the loop, the cell, the
+    shapes, the dtype, the direction, and the thread and stream that run it
+    (so that two threads never share buffers). The first call with a key runs
+    the loop eagerly, which also compiles its kernels and sets up cuBLAS
+    outside any capture; the second captures it on buffers of its own, with
+    ``capture``, and every later call copies its inputs into those buffers
+    and replays the graph. The caller copies the results out before the next
+    call. If a capture fails, graphs are turned off for this object, with a
+    warning, and every loop runs eagerly: slower, never wrong.
+
+    Parameters
+    ----------
+    xp : module
+        The array module (CuPy; NumPy in the tests).
+    capture : callable
+        ``capture(fn)`` records what ``fn()`` launches, without running it,
+        into a graph with a ``launch()`` method (:class:`CupyCapture`);
+        ``capture.stream()`` names the stream that launches run on.
+    budget : int, default=GRAPH_BYTES
+        Bytes of buffers the graphs may hold together.
+    """
+
+    def __init__(self, xp, capture, budget=GRAPH_BYTES):
+        self.xp = xp
+        self.capture = capture
+        self.budget = budget
+        self.enabled = True
+        self._graphs = OrderedDict()  # key -> (work, graph, nbytes); None: too big
+        self._bytes = 0
+        self._seen = set()
+        self._lock = threading.Lock()
+
+    def key(self, *parts):
+        """``parts`` plus the calling thread and its current stream."""
+        return parts + (threading.get_ident(), self.capture.stream())
+
+    def run(self, key, inputs, buffers, steps):
+        """Run the loop ``steps(work)`` on ``work`` = ``inputs`` + ``buffers()``.
+
+        Returns ``(work, replayed)``. Replayed: ``work`` is the key's own
+        buffers with ``inputs`` copied in, which the next call with this key
+        overwrites. Otherwise ``work`` holds ``inputs`` themselves and new
+        buffers, and the loop ran eagerly.
+        """
+        entry = self._entry(key, inputs, buffers, steps)
+        if entry is None:
+            work = {**inputs, **buffers()}
+            steps(work)
+            return work, False
+        work, graph = entry
+        for name, value in inputs.items():
+            work[name][...] = value
+        graph.launch()
+        return work, True
+
+    def _entry(self, key, inputs, buffers, steps):
+        with self._lock:
+            if not self.enabled:
+                return None
+            if key in self._graphs:
+                self._graphs.move_to_end(key)
+                entry = self._graphs[key]
+                return entry and entry[:2]
+            if key not in self._seen:
+                if len(self._seen) >= MAX_SEEN:
+                    self._seen.clear()
+                self._seen.add(key)
+                return None
+        work = {name: self.xp.empty_like(value) for name, value in inputs.items()}
+        work.update(buffers())
+        nbytes = sum({id(a): a.nbytes for a in work.values()}.values())
+        graph = None
+        if nbytes <= self.budget:
+            try:
+                graph = self.capture(lambda: steps(work))
+            except Exception as exc:  # a CUDA error: an unsupported call in the capture
+                with self._lock:
+                    self.enabled = False
+                warnings.warn(
+                    f"skrnn could not capture a CUDA graph ({type(exc).__name__}: {exc}); "
+                    "the GPU engine goes on without graphs, which is slower.",
+                    RuntimeWarning, stacklevel=2,
+                )
+                return None
+        with self._lock:
+            if graph is None:
+                self._graphs[key] = None
+                return None
+            while self._graphs and self._bytes + nbytes > self.budget:
+                _, dropped = self._graphs.popitem(last=False)
+                self._bytes -= dropped[2] if dropped else 0
+            self._graphs[key] = (work, graph, nbytes)
+            self._bytes += nbytes
+        return work, graph
+
+
+class CupyCapture:
+    """CUDA stream capture through CuPy, as :class:`StepGraphs` uses it.
+
+    Captures on a stream of its own (the legacy default stream cannot be
+    captured); the graph it returns launches on the caller's current stream.
+    """
+
+    def __init__(self, cupy):
+        self.cupy = cupy
+        self._stream = cupy.cuda.Stream(non_blocking=True)
+        self._lock = threading.Lock()  # one capture at a time on that stream
+
+    def stream(self):
+        return self.cupy.cuda.get_current_stream().ptr
+
+    def __call__(self, fn):
+        stream = self._stream
+        with self._lock, stream:
+            stream.begin_capture()
+            try:
+                fn()
+            finally:
+                graph = stream.end_capture()
+        return graph
+
+
+def _copy(a):
+    return a.copy()
+
+
+def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True, *, xp, kernels,
+            graphs):
+    """:func:`skrnn._engine.reference.forward`, its time loop run by ``graphs``."""
+    inputs = reference.forward_inputs(spec, params, x, lengths, h0, xp)
+    shape = inputs["gi"].shape
+    work, replayed = graphs.run(
+        graphs.key("forward", spec, shape, x.dtype.char, reverse, keep_cache),
+        inputs,
+        lambda: reference.forward_buffers(spec, shape, keep_cache, x.dtype, xp),
+        lambda work: reference.forward_steps(kernels, spec, work, reverse, keep_cache),
+    )
+    return reference.forward_results(spec, work, x, reverse, keep_cache,
+                                     take=_copy if replayed else None)
+
+
+def backward(spec, params, cache, d_outputs, d_h_last=None, *, xp, kernels, graphs):
+    """:func:`skrnn._engine.reference.backward`, its time loop run by ``graphs``."""
+    inputs = reference.backward_inputs(spec, params, cache, d_outputs, d_h_last, xp)
+    shape, GH, dtype = inputs["h_prev"].shape, inputs["W_hh"].shape[0], inputs["dh"].dtype
+    reverse = not cache["reverse"]
+    work, _ = graphs.run(
+        graphs.key("backward", spec, shape, GH, dtype.char, reverse),
+        inputs,
+        lambda: reference.backward_buffers(spec, shape, GH, dtype, xp),
+        lambda work: reference.backward_steps(kernels, spec, work, reverse),
+    )
+    return reference.backward_results(spec, params, work, cache["x"], xp)
+
+
 def make_engine():
     """The ``"cuda"`` engine; raises CudaUnavailableError when it cannot run."""
     cupy = import_cupy()
-    kernels = CudaKernels(cupy)
+    passes = dict(xp=cupy, kernels=CudaKernels(cupy), graphs=StepGraphs(cupy, CupyCapture(cupy)))
     return Engine(
-        "cuda",
-        cupy,
-        partial(reference.forward, xp=cupy, kernels=kernels),
-        partial(reference.backward, xp=cupy, kernels=kernels),
-        CupyMemory(cupy),
+        "cuda", cupy, partial(forward, **passes), partial(backward, **passes), CupyMemory(cupy),
     )

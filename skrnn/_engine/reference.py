@@ -253,33 +253,68 @@ def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True, xp=np,
         What :func:`backward` needs, or None if ``keep_cache`` is False.
     """
     k = kernels if kernels is not None else step_kernels(xp)
+    work = forward_inputs(spec, params, x, lengths, h0, xp)
+    work.update(forward_buffers(spec, work["gi"].shape, keep_cache, x.dtype, xp))
+    forward_steps(k, spec, work, reverse, keep_cache)
+    return forward_results(spec, work, x, reverse, keep_cache)
+
+
+# :func:`forward` and :func:`backward` are each written as four parts: the
+# inputs of the time loop (computed from the arguments), the buffers it
+# writes, the loop, and the results read from both. The loop touches nothing
+# else, so that the CUDA engine can replay it from a captured graph on
+# buffers of its own (:mod:`skrnn._engine.cuda`).
+
+def forward_inputs(spec, params, x, lengths, h0, xp):
+    """What the forward time loop reads: ``gi`` (the input projections of
+    every step), ``mask``, the state ``h`` (a copy of ``h0``), ``W_hh`` and,
+    with biases, ``b_hh``."""
     T, N, D = x.shape
-    W_ih, W_hh = params["weight_ih"], params["weight_hh"]
-    H = W_hh.shape[1]
-    act = spec.activation
+    W_ih = params["weight_ih"]
     # One GEMM for every step's input projection: (T*N, D) @ (D, G*H).
     gi = (x.reshape(T * N, D) @ W_ih.T).reshape(T, N, -1)
-    b_hh = None
+    work = {
+        "gi": gi,
+        "mask": _mask(lengths, T, xp),
+        "h": xp.array(h0, dtype=x.dtype, order="C", copy=True),  # updated in place
+        "W_hh": params["weight_hh"],
+    }
     if spec.use_bias:
         gi += params["bias_ih"]
-        b_hh = xp.ascontiguousarray(params["bias_hh"])
-    mask = _mask(lengths, T, xp)
-    outputs = xp.empty((T, N, H), dtype=x.dtype)
-    # The cache, or a one-step scratch buffer written and never read.
+        work["b_hh"] = xp.ascontiguousarray(params["bias_hh"])
+    return work
+
+
+def forward_buffers(spec, gi_shape, keep_cache, dtype, xp):
+    """What the forward time loop writes: ``outputs``, the cache (one step
+    of scratch without ``keep_cache``) and the recurrent GEMMs' outputs."""
+    T, N, GH = gi_shape
+    H = GH // N_GATES[spec.cell]
     steps_kept = T if keep_cache else 1
-    buf = {name: xp.empty((steps_kept, N, H), dtype=x.dtype) for name in _CACHE_NAMES[spec.cell]}
-    h = xp.array(h0, dtype=x.dtype, order="C", copy=True)  # the state, updated in place
-    two_gemms = spec.cell == "gru" and not spec.reset_after
-    gh = xp.empty((N, 2 * H if two_gemms else W_hh.shape[0]), dtype=x.dtype)
-    if two_gemms:
-        W_rz_T, W_n_T = W_hh[: 2 * H].T, W_hh[2 * H :].T
-        gn = xp.empty((N, H), dtype=x.dtype)
-    gru_buf = tuple(buf[name] for name in _CACHE_NAMES["gru"]) if spec.cell == "gru" else ()
-    for t in _steps(T, reverse):
+    work = {name: xp.empty((steps_kept, N, H), dtype=dtype) for name in _CACHE_NAMES[spec.cell]}
+    work["outputs"] = xp.empty((T, N, H), dtype=dtype)
+    if spec.cell == "gru" and not spec.reset_after:
+        work["gh"], work["gn"] = xp.empty((N, 2 * H), dtype=dtype), xp.empty((N, H), dtype=dtype)
+    else:
+        work["gh"] = xp.empty((N, GH), dtype=dtype)
+    return work
+
+
+def forward_steps(k, spec, work, reverse, keep_cache):
+    """The forward time loop: per step, the recurrent GEMM(s) and one step
+    function of ``k``, on the arrays of ``work`` only."""
+    act = spec.activation
+    h, gi, mask, outputs, gh = (work[n] for n in ("h", "gi", "mask", "outputs", "gh"))
+    W_hh, b_hh = work["W_hh"], work.get("b_hh")
+    H = h.shape[1]
+    if spec.cell == "gru" and not spec.reset_after:
+        W_rz_T, W_n_T, gn = W_hh[: 2 * H].T, W_hh[2 * H :].T, work["gn"]
+    gru_buf = tuple(work[name] for name in _CACHE_NAMES["gru"]) if spec.cell == "gru" else ()
+    for t in _steps(gi.shape[0], reverse):
         c = t if keep_cache else 0
         if spec.cell == "rnn":
             k.matmul(h, W_hh.T, gh)
-            k.rnn_forward(act, t, c, gi, gh, b_hh, mask, h, outputs, buf["h_prev"], buf["h_new"])
+            k.rnn_forward(act, t, c, gi, gh, b_hh, mask, h, outputs, work["h_prev"], work["h_new"])
         elif spec.reset_after:
             # r, z, n as in PyTorch / cuDNN: one GEMM for the three gates
             k.matmul(h, W_hh.T, gh)
@@ -287,12 +322,20 @@ def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True, xp=np,
         else:
             # Cho et al. (2014): W_hn multiplies r * h, a second GEMM
             k.matmul(h, W_rz_T, gh)
-            k.gru_forward_rz(t, c, gi, gh, b_hh, h, buf["h_prev"], buf["r"], buf["z"], buf["hn_term"])
-            k.matmul(buf["hn_term"][c], W_n_T, gn)
-            k.gru_forward_n(act, t, c, gi, gn, b_hh, mask, h, outputs, buf["z"], buf["n"])
+            k.gru_forward_rz(t, c, gi, gh, b_hh, h, work["h_prev"], work["r"], work["z"],
+                             work["hn_term"])
+            k.matmul(work["hn_term"][c], W_n_T, gn)
+            k.gru_forward_n(act, t, c, gi, gn, b_hh, mask, h, outputs, work["z"], work["n"])
+
+
+def forward_results(spec, work, x, reverse, keep_cache, take=None):
+    """``(outputs, h_last, cache)`` of :func:`forward` from its ``work``;
+    ``take(array)`` (default: the array itself) is applied to each."""
+    take = take or (lambda a: a)
     if not keep_cache:
-        return outputs, h, None
-    return outputs, h, {"x": x, "mask": mask, "reverse": reverse, **buf}
+        return take(work["outputs"]), take(work["h"]), None
+    cache = {name: take(work[name]) for name in ("mask",) + _CACHE_NAMES[spec.cell]}
+    return take(work["outputs"]), take(work["h"]), {"x": x, "reverse": reverse, **cache}
 
 
 def backward(spec, params, cache, d_outputs, d_h_last=None, xp=np, kernels=None):
@@ -326,57 +369,87 @@ def backward(spec, params, cache, d_outputs, d_h_last=None, xp=np, kernels=None)
         Gradients with respect to each entry of ``params``.
     """
     k = kernels if kernels is not None else step_kernels(xp)
-    x, mask, h_prev = cache["x"], cache["mask"], cache["h_prev"]
-    T, N, H = h_prev.shape
-    W_ih, W_hh = params["weight_ih"], params["weight_hh"]
-    G = W_hh.shape[0] // H
-    act = spec.activation
-    dtype = x.dtype
-    d_outputs = xp.ascontiguousarray(d_outputs, dtype=dtype)
-    # Gradients of the input projection (d_gi) and of the recurrent one
-    # (d_gh). They differ only for the GRU with reset_after=True, where the
-    # recurrent n part is scaled by r.
-    d_gi = xp.empty((T, N, G * H), dtype=dtype)
-    two_gemms = spec.cell == "gru" and not spec.reset_after
-    d_gh = xp.empty_like(d_gi) if spec.cell == "gru" and spec.reset_after else d_gi
+    work = backward_inputs(spec, params, cache, d_outputs, d_h_last, xp)
+    work.update(backward_buffers(spec, work["h_prev"].shape, work["W_hh"].shape[0],
+                                 work["dh"].dtype, xp))
+    backward_steps(k, spec, work, not cache["reverse"])
+    return backward_results(spec, params, work, cache["x"], xp)
+
+
+def backward_inputs(spec, params, cache, d_outputs, d_h_last, xp):
+    """What the backward time loop reads: ``W_hh``, the forward cache,
+    ``d_outputs``, the carried gradient ``dh`` (from ``d_h_last``) and the
+    recurrent one ``dh_rec`` (zero)."""
+    N, H = cache["h_prev"].shape[1:]
+    dtype = cache["x"].dtype
+    work = {name: cache[name] for name in ("mask",) + _CACHE_NAMES[spec.cell]}
+    work["W_hh"] = params["weight_hh"]
+    work["d_outputs"] = xp.ascontiguousarray(d_outputs, dtype=dtype)
     if d_h_last is None:
-        dh = xp.zeros((N, H), dtype=dtype)
+        work["dh"] = xp.zeros((N, H), dtype=dtype)
     else:
-        dh = xp.array(d_h_last, dtype=dtype, order="C", copy=True)
-    dh_rec = xp.zeros((N, H), dtype=dtype)
-    if two_gemms:
-        da_n, d_rh = xp.empty((N, H), dtype=dtype), xp.empty((N, H), dtype=dtype)
-        W_rz, W_n = W_hh[: 2 * H], W_hh[2 * H :]
-    h_new = cache.get("h_new")
-    r, z, n, hn_term = (cache.get(name) for name in ("r", "z", "n", "hn_term"))
-    for t in _steps(T, not cache["reverse"]):
+        work["dh"] = xp.array(d_h_last, dtype=dtype, order="C", copy=True)
+    work["dh_rec"] = xp.zeros((N, H), dtype=dtype)
+    return work
+
+
+def backward_buffers(spec, cache_shape, GH, dtype, xp):
+    """What the backward time loop writes: the gradients of the input
+    projection (``d_gi``) and of the recurrent one (``d_gh``), which differ
+    only for the GRU with ``reset_after=True`` (where the recurrent n part
+    is scaled by r), and, for the other GRU, two (N, H) GEMM operands."""
+    T, N, H = cache_shape
+    d_gi = xp.empty((T, N, GH), dtype=dtype)
+    work = {"d_gi": d_gi, "d_gh": d_gi}
+    if spec.cell == "gru" and spec.reset_after:
+        work["d_gh"] = xp.empty_like(d_gi)
+    elif spec.cell == "gru":
+        work["da_n"], work["d_rh"] = xp.empty((N, H), dtype=dtype), xp.empty((N, H), dtype=dtype)
+    return work
+
+
+def backward_steps(k, spec, work, reverse):
+    """The backward time loop (``reverse``: from the last step to the
+    first), on the arrays of ``work`` only."""
+    act = spec.activation
+    mask, d_outputs, dh, dh_rec = (work[n] for n in ("mask", "d_outputs", "dh", "dh_rec"))
+    d_gi, d_gh, W_hh, h_prev = work["d_gi"], work["d_gh"], work["W_hh"], work["h_prev"]
+    T, _, H = h_prev.shape
+    for t in _steps(T, reverse):
         if spec.cell == "rnn":
-            k.rnn_backward(act, t, mask, d_outputs, h_new, dh, dh_rec, d_gi)
+            k.rnn_backward(act, t, mask, d_outputs, work["h_new"], dh, dh_rec, d_gi)
             k.matmul(d_gi[t], W_hh, dh_rec)
         elif spec.reset_after:
-            k.gru_backward(act, t, mask, d_outputs, h_prev, r, z, n, hn_term, dh, dh_rec,
-                           d_gi, d_gh)
+            k.gru_backward(act, t, mask, d_outputs, h_prev, work["r"], work["z"], work["n"],
+                           work["hn_term"], dh, dh_rec, d_gi, d_gh)
             k.matmul(d_gh[t], W_hh, dh_rec)
         else:
-            k.gru_backward_zn(act, t, mask, d_outputs, h_prev, z, n, dh, dh_rec, d_gi, da_n)
-            k.matmul(da_n, W_n, d_rh)  # d(r * h) = da_n W_hn
-            k.gru_backward_r(t, h_prev, r, d_rh, dh, d_gi)
-            k.matmul(d_gi[t, :, : 2 * H], W_rz, dh_rec)
-    dh += dh_rec
-    D = x.shape[2]
-    d_gi2 = d_gi.reshape(T * N, G * H)
-    d_gh2 = d_gh.reshape(T * N, G * H)
+            da_n, d_rh = work["da_n"], work["d_rh"]
+            k.gru_backward_zn(act, t, mask, d_outputs, h_prev, work["z"], work["n"], dh, dh_rec,
+                              d_gi, da_n)
+            k.matmul(da_n, W_hh[2 * H :], d_rh)  # d(r * h) = da_n W_hn
+            k.gru_backward_r(t, h_prev, work["r"], d_rh, dh, d_gi)
+            k.matmul(d_gi[t, :, : 2 * H], W_hh[: 2 * H], dh_rec)
+
+
+def backward_results(spec, params, work, x, xp):
+    """``(dx, dh0, grads)`` of :func:`backward` from its ``work``: new
+    arrays, none a view of ``work``."""
+    d_gi, d_gh, h_prev = work["d_gi"], work["d_gh"], work["h_prev"]
+    T, N, H = h_prev.shape
+    D, GH = x.shape[2], d_gi.shape[2]
+    d_gi2, d_gh2 = d_gi.reshape(T * N, GH), d_gh.reshape(T * N, GH)
     # Weight gradients: one GEMM over all steps each.
     grads = {"weight_ih": d_gi2.T @ x.reshape(T * N, D)}
-    if two_gemms:
-        d_W_hh = xp.empty_like(W_hh)
+    if spec.cell == "gru" and not spec.reset_after:
+        d_W_hh = xp.empty_like(params["weight_hh"])
         d_W_hh[: 2 * H] = d_gh2[:, : 2 * H].T @ h_prev.reshape(T * N, H)
-        d_W_hh[2 * H :] = d_gh2[:, 2 * H :].T @ hn_term.reshape(T * N, H)
+        d_W_hh[2 * H :] = d_gh2[:, 2 * H :].T @ work["hn_term"].reshape(T * N, H)
         grads["weight_hh"] = d_W_hh
     else:
         grads["weight_hh"] = d_gh2.T @ h_prev.reshape(T * N, H)
     if spec.use_bias:
         grads["bias_ih"] = d_gi2.sum(axis=0)
         grads["bias_hh"] = d_gh2.sum(axis=0)
-    dx = (d_gi2 @ W_ih).reshape(T, N, D)
-    return dx, dh, grads
+    dx = (d_gi2 @ params["weight_ih"]).reshape(T, N, D)
+    return dx, work["dh"] + work["dh_rec"], grads
