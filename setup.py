@@ -30,6 +30,7 @@ extensions = [
     Extension(
         path[:-4].replace(os.sep, "."),
         [path],
+        depends=sorted(glob.glob(os.path.join("skrnn", "_engine", "*.h"))),
         include_dirs=[np.get_include(), os.path.join("skrnn", "_engine")],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
         # -fno-trapping-math lets the gate loops' clamps vectorise; nothing

@@ -248,6 +248,55 @@ def test_gemm_wrapper(transa, transb, pad, dtype):
     np.testing.assert_array_equal(c.base[:, :pad], base[:, :pad])
 
 
+@pytest.fixture(params=[2, 1, 0], ids=["avx512", "avx2", "blas"])
+def packed_level(request):
+    """Run the float32 per-step GEMMs on each packed kernel this CPU has, and on BLAS."""
+    best = _recurrent.set_packed_level(2)
+    if request.param > best:
+        pytest.skip(f"this CPU has no {request.node.callspec.id.split('-')[-1]} kernel")
+    _recurrent.set_packed_level(request.param)
+    yield request.param
+    _recurrent.set_packed_level(best)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("shape", [
+    (5, 13, 3, 21, [5, 5, 4, 4, 4, 3, 3, 2, 2, 1, 1, 1, 0]),  # blocks + rows, panels + columns
+    (3, 20, 2, 40, [3] * 20),
+    (4, 3, 2, 1, [4, 2, 1]),
+], ids=["13x21", "20x40", "3x1"])
+@pytest.mark.parametrize("spec", SPECS, ids=_spec_id)
+def test_packed_kernels_match_reference(spec, shape, reverse, packed_level):
+    _compare(spec, *shape, np.float32, reverse)
+
+
+@pytest.mark.parametrize("accumulate", [False, True])
+@pytest.mark.parametrize("trans", [False, True])
+def test_packed_gemm(trans, accumulate, packed_level):
+    if packed_level == 0:
+        with pytest.raises(RuntimeError, match="no packed kernel"):
+            _recurrent._packed_gemm(trans, np.ones((1, 1), np.float32),
+                                    np.ones((1, 1), np.float32), False, np.ones((1, 1), np.float32))
+        return
+    rng = np.random.default_rng(7)
+    pad = 3
+    for m, n, k in itertools.product([1, 5, 8, 13, 17], [1, 15, 16, 17, 40], [1, 3, 16, 33]):
+        a = _blas_operand(rng, (m, k), np.float32, pad)  # row stride k + pad
+        b = rng.normal(size=(n, k) if trans else (k, n)).astype(np.float32)
+        c = _blas_operand(rng, (m, n), np.float32, pad)
+        expected = a.astype(np.float64) @ (b.T if trans else b) + (c if accumulate else 0)
+        base = c.base.copy()
+        _recurrent._packed_gemm(trans, a, b, accumulate, c)
+        _assert_close(c, expected, np.float32, f"packed gemm {m}x{n}x{k}")
+        np.testing.assert_array_equal(c.base[:, :pad], base[:, :pad])
+        # a row's result does not depend on the rows computed with it
+        for i in range(m):
+            row = np.zeros((1, n), np.float32)
+            _recurrent._packed_gemm(trans, np.ascontiguousarray(a[i : i + 1]), b, False, row)
+            single = row[0] + (base[i, pad:] if accumulate else 0)
+            np.testing.assert_array_equal(c[i], single)
+
+
 def test_gemm_wrapper_checks_shapes():
     a = np.ones((2, 3))
     with pytest.raises(ValueError, match="shapes"):

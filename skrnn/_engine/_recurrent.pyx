@@ -17,6 +17,10 @@ The recipe is cuDNN's:
   ``dG.T @ h_prev``), ``dx = dG @ W_ih`` another, and the bias gradients
   column sums accumulated in the gate loops.
 
+In float32, on a CPU with AVX2 or AVX-512, the per-step GEMMs multiply by
+a copy of the recurrent weights packed once per pass (``_packed.h``)
+instead of calling BLAS, which would repack them at every step.
+
 Arrays are time-major and C-contiguous. The caller sorts sequences by
 length, longest first, so at step t the live rows are the first
 ``n_live[t]`` rows of that step's slab: the per-step GEMMs and loops touch
@@ -25,6 +29,8 @@ rows too, so padded inputs are never read. Every shape is checked by the
 caller; the kernels run without bounds checks, without the GIL and without
 allocating.
 """
+
+import numpy as np
 
 from cython cimport floating
 from libc.string cimport memcpy, memset
@@ -43,6 +49,17 @@ cpdef enum Activation:
     LOGISTIC
     RELU
     IDENTITY
+
+
+cdef extern from "_packed.h" nogil:
+    Py_ssize_t skrnn_packed_size(Py_ssize_t K, Py_ssize_t N)
+    int skrnn_packed_level()
+    int skrnn_set_packed_level(int level)
+    void skrnn_pack_f32(int trans, Py_ssize_t K, Py_ssize_t N, const float* B,
+                        Py_ssize_t ldb, float* Bp)
+    void skrnn_packed_gemm_f32(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                               const float* A, Py_ssize_t lda, const float* Bp,
+                               int accumulate, float* C, Py_ssize_t ldc)
 
 
 cdef extern from "_activations.h" nogil:
@@ -89,6 +106,49 @@ cdef inline floating _activation_grad(int act, floating y) noexcept nogil:
     if act == RELU:
         return 1 if y > 0 else 0
     return 1
+
+
+cdef inline void _step_gemm(char transb, int m, int n, int k,
+                            const floating* a, int lda, const floating* b, int ldb,
+                            const float* bp, floating beta, floating* c,
+                            int ldc) noexcept nogil:
+    """``c = a @ op(b) + beta * c`` (beta 0 or 1) for one step's live rows.
+
+    From ``bp``, op(b) packed by :func:`_pack`, when there is one (float32 on
+    a CPU with a packed kernel), else through BLAS.
+    """
+    if floating is float:
+        if bp != NULL:
+            skrnn_packed_gemm_f32(m, n, k, a, lda, bp, beta != 0, c, ldc)
+            return
+    gemm(c'N', transb, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
+
+
+cdef const float* _pack(float[::1] packed, Py_ssize_t offset, int trans,
+                        Py_ssize_t k, Py_ssize_t n, const floating* b,
+                        Py_ssize_t ldb) noexcept nogil:
+    """op(b) (k x n) packed into ``packed`` from ``offset`` on; NULL (use
+    BLAS) in float64 or when ``packed`` is empty."""
+    if floating is float:
+        if packed.shape[0] > 0:
+            skrnn_pack_f32(trans, k, n, b, ldb, &packed[offset])
+            return &packed[offset]
+    return NULL
+
+
+def packed_size(int cell, Py_ssize_t H):
+    """Floats of room :func:`forward` and :func:`backward` need to pack the
+    recurrent weights of a float32 layer of H units (0: this CPU has no
+    packed kernel, BLAS is used)."""
+    if skrnn_packed_level() == 0:
+        return 0
+    if cell == GRU_RESET_BEFORE:
+        # forward W_rz.T, W_n.T; backward W_n, W_rz
+        return max(skrnn_packed_size(H, 2 * H) + skrnn_packed_size(H, H),
+                   skrnn_packed_size(H, H) + skrnn_packed_size(2 * H, H))
+    if cell == GRU_RESET_AFTER:
+        return max(skrnn_packed_size(H, 3 * H), skrnn_packed_size(3 * H, H))
+    return skrnn_packed_size(H, H)
 
 
 cdef Py_ssize_t _n_full(const Py_ssize_t* n_live, Py_ssize_t T,
@@ -184,7 +244,7 @@ def forward(int cell, int act, bint reverse,
             const floating[::1] b_ih, const floating[::1] b_hh,
             floating[:, ::1] h, floating[:, :, ::1] out,
             floating[:, :, ::1] gates, floating[:, :, ::1] h_prev,
-            floating[:, :, ::1] hn, floating[:, ::1] work):
+            floating[:, :, ::1] hn, floating[:, ::1] work, float[::1] packed):
     """Forward pass over T steps; fills ``out`` and turns ``h`` into h_last.
 
     Parameters
@@ -217,6 +277,8 @@ def forward(int cell, int act, bint reverse,
     work : (2*N, 3*H) array
         GRU only: room for one step's recurrent projection and its gates'
         pre-activations.
+    packed : (packed_size(cell, H),) float32 array
+        Room for the packed recurrent weights; empty: BLAS.
     """
     cdef:
         Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2]
@@ -225,6 +287,8 @@ def forward(int cell, int act, bint reverse,
         floating* p_h_prev = NULL
         floating* p_hn = NULL
         floating* p_work = NULL
+        const float* wp = NULL
+        const float* wp2 = NULL
     if T == 0 or N == 0:
         return
     if h_prev.shape[0] > 0:
@@ -234,6 +298,12 @@ def forward(int cell, int act, bint reverse,
     if cell != RNN:
         p_work = &work[0, 0]
     with nogil:
+        if cell == GRU_RESET_BEFORE:
+            # W_hh[:2H].T and W_hh[2H:].T
+            wp = _pack(packed, 0, 1, H, 2 * H, &w_hh[0, 0], H)
+            wp2 = _pack(packed, skrnn_packed_size(H, 2 * H), 1, H, H, &w_hh[2 * H, 0], H)
+        else:
+            wp = _pack(packed, 0, 1, H, GH, &w_hh[0, 0], H)  # W_hh.T
         n_full = _n_full(&n_live[0], T, N)
         n_win = (T + W - 1) // W
         for w in range(n_win):
@@ -256,17 +326,17 @@ def forward(int cell, int act, bint reverse,
                     memcpy(p_h_prev + t * N * H, &h[0, 0],
                            nt * H * sizeof(floating))
                 if cell == RNN:
-                    _rnn_step(act, nt, H, &w_hh[0, 0], &b_ih[0], &b_hh[0],
+                    _rnn_step(act, nt, H, &w_hh[0, 0], wp, &b_ih[0], &b_hh[0],
                               &gates[t - w0, 0, 0], &h[0, 0], &out[t, 0, 0])
                 elif cell == GRU_RESET_AFTER:
                     _gru_after_step(
-                        act, nt, H, &w_hh[0, 0], &b_ih[0], &b_hh[0],
+                        act, nt, H, &w_hh[0, 0], wp, &b_ih[0], &b_hh[0],
                         &gates[t - w0, 0, 0], &h[0, 0], &out[t, 0, 0],
                         p_hn + t * N * H if p_hn != NULL else NULL, p_work,
                         p_work + N * GH)
                 else:
                     _gru_before_step(
-                        act, nt, H, &w_hh[0, 0], &b_ih[0], &b_hh[0],
+                        act, nt, H, &w_hh[0, 0], wp, wp2, &b_ih[0], &b_hh[0],
                         &gates[t - w0, 0, 0], &h[0, 0], &out[t, 0, 0],
                         p_hn + t * N * H if p_hn != NULL else p_work + N * 2 * H,
                         p_work, p_work + N * GH)
@@ -274,17 +344,18 @@ def forward(int cell, int act, bint reverse,
 
 
 cdef void _rnn_step(int act, Py_ssize_t nt, Py_ssize_t H,
-                    const floating* w_hh, const floating* b_ih,
+                    const floating* w_hh, const float* wp, const floating* b_ih,
                     const floating* b_hh, floating* g, floating* h,
                     floating* out) noexcept nogil:
     """h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh) on the nt live rows.
 
     ``g`` holds the step's input projection; it may be ``out`` itself.
+    ``wp``: W_hh.T packed, or NULL.
     """
     cdef Py_ssize_t i, j
     # g += h @ W_hh.T
-    gemm(c'N', c'T', <int> nt, <int> H, <int> H, 1, h, <int> H, w_hh, <int> H,
-         1, g, <int> H)
+    _step_gemm(c'T', <int> nt, <int> H, <int> H, h, <int> H, w_hh, <int> H, wp,
+               1, g, <int> H)
     for i in range(nt):
         for j in range(H):
             g[i * H + j] += b_ih[j] + b_hh[j]
@@ -325,7 +396,7 @@ cdef inline void _gru_update(Py_ssize_t nt, Py_ssize_t H, const floating* rz,
 
 
 cdef void _gru_after_step(int act, Py_ssize_t nt, Py_ssize_t H,
-                          const floating* w_hh, const floating* b_ih,
+                          const floating* w_hh, const float* wp, const floating* b_ih,
                           const floating* b_hh, floating* g, floating* h,
                           floating* out, floating* hn, floating* gh,
                           floating* pre) noexcept nogil:
@@ -334,14 +405,15 @@ cdef void _gru_after_step(int act, Py_ssize_t nt, Py_ssize_t H,
     ``g`` holds the step's input projection and receives r, z, n; ``hn``
     (may be NULL) receives W_hn h + b_hn. ``pre`` (3 * nt * H) holds the
     gates of all live rows in two runs, [r z] then n, so that each
-    activation is one call over a long contiguous run.
+    activation is one call over a long contiguous run. ``wp``: W_hh.T
+    packed, or NULL.
     """
     cdef Py_ssize_t i, j, H2 = 2 * H, H3 = 3 * H
     cdef floating* rz = pre
     cdef floating* n = pre + nt * H2
     # gh = h @ W_hh.T
-    gemm(c'N', c'T', <int> nt, <int> H3, <int> H, 1, h, <int> H, w_hh, <int> H,
-         0, gh, <int> H3)
+    _step_gemm(c'T', <int> nt, <int> H3, <int> H, h, <int> H, w_hh, <int> H, wp,
+               0, gh, <int> H3)
     _gru_rz(nt, H, g, gh, H3, b_ih, b_hh, rz)
     # n = act(W_in x + b_in + r * (W_hn h + b_hn))
     for i in range(nt):
@@ -357,7 +429,8 @@ cdef void _gru_after_step(int act, Py_ssize_t nt, Py_ssize_t H,
 
 
 cdef void _gru_before_step(int act, Py_ssize_t nt, Py_ssize_t H,
-                           const floating* w_hh, const floating* b_ih,
+                           const floating* w_hh, const float* wp, const float* wp2,
+                           const floating* b_ih,
                            const floating* b_hh, floating* g, floating* h,
                            floating* out, floating* rh, floating* grz,
                            floating* pre) noexcept nogil:
@@ -365,21 +438,22 @@ cdef void _gru_before_step(int act, Py_ssize_t nt, Py_ssize_t H,
 
     ``g`` holds the step's input projection and receives r, z, n; ``rh``
     receives r * h. ``pre`` (3 * nt * H) holds the gates of all live rows in
-    two runs, [r z] then n, as in :func:`_gru_after_step`.
+    two runs, [r z] then n, as in :func:`_gru_after_step`. ``wp``, ``wp2``:
+    W_hh[:2H].T and W_hh[2H:].T packed, or NULL.
     """
     cdef Py_ssize_t i, j, H2 = 2 * H, H3 = 3 * H
     cdef floating* rz = pre
     cdef floating* n = pre + nt * H2
     # grz = h @ W_hh[:2H].T
-    gemm(c'N', c'T', <int> nt, <int> H2, <int> H, 1, h, <int> H, w_hh, <int> H,
-         0, grz, <int> H2)
+    _step_gemm(c'T', <int> nt, <int> H2, <int> H, h, <int> H, w_hh, <int> H, wp,
+               0, grz, <int> H2)
     _gru_rz(nt, H, g, grz, H2, b_ih, b_hh, rz)
     for i in range(nt):
         for j in range(H):
             rh[i * H + j] = rz[i * H2 + j] * h[i * H + j]
     # g[:, 2H:] += (r * h) @ W_hh[2H:].T
-    gemm(c'N', c'T', <int> nt, <int> H, <int> H, 1, rh, <int> H,
-         w_hh + H2 * H, <int> H, 1, g + H2, <int> H3)
+    _step_gemm(c'T', <int> nt, <int> H, <int> H, rh, <int> H, w_hh + H2 * H, <int> H,
+               wp2, 1, g + H2, <int> H3)
     # n = act(W_in x + b_in + W_hn (r * h) + b_hn)
     for i in range(nt):
         for j in range(H):
@@ -397,7 +471,7 @@ def backward(int cell, int act, bint reverse,
              floating[:, :, ::1] dg, floating[:, :, ::1] dan,
              floating[:, :, ::1] dx, floating[:, ::1] dw_ih,
              floating[:, ::1] dw_hh, floating[::1] db_ih, floating[::1] db_hh,
-             floating[:, ::1] work):
+             floating[:, ::1] work, float[::1] packed):
     """Backpropagation through the T steps of one :func:`forward` pass.
 
     Parameters
@@ -426,16 +500,26 @@ def backward(int cell, int act, bint reverse,
         Must hold zeros; out: the bias gradients.
     work : (N, H) array
         GRU with reset before: room for one step's ``dL/d(r * h)``.
+    packed : array
+        As for :func:`forward`.
     """
     cdef:
         Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2]
         Py_ssize_t H = w_hh.shape[1], GH = w_hh.shape[0], H2 = 2 * H
         Py_ssize_t n_full, k, t, nt
+        const float* wp = NULL
+        const float* wp2 = NULL
     if T == 0 or N == 0:
         dw_ih[:, :] = 0
         dw_hh[:, :] = 0
         return
     with nogil:
+        if cell == GRU_RESET_BEFORE:
+            # W_hh[2H:] and W_hh[:2H]
+            wp = _pack(packed, 0, 0, H, H, &w_hh[H2, 0], H)
+            wp2 = _pack(packed, skrnn_packed_size(H, H), 0, H2, H, &w_hh[0, 0], H)
+        else:
+            wp = _pack(packed, 0, 0, GH, H, &w_hh[0, 0], H)  # W_hh
         for k in range(T):
             # the reverse of the forward pass's order
             t = k if reverse else T - 1 - k
@@ -443,17 +527,17 @@ def backward(int cell, int act, bint reverse,
             if nt == 0:
                 continue
             if cell == RNN:
-                _rnn_step_back(act, nt, H, &w_hh[0, 0], &out[t, 0, 0],
+                _rnn_step_back(act, nt, H, &w_hh[0, 0], wp, &out[t, 0, 0],
                                &d_out[t, 0, 0], &dh[0, 0], &dg[t, 0, 0],
                                &db_ih[0])
             elif cell == GRU_RESET_AFTER:
                 _gru_after_step_back(
-                    act, nt, H, &w_hh[0, 0], &gates[t, 0, 0], &h_prev[t, 0, 0],
+                    act, nt, H, &w_hh[0, 0], wp, &gates[t, 0, 0], &h_prev[t, 0, 0],
                     &hn[t, 0, 0], &d_out[t, 0, 0], &dh[0, 0], &dg[t, 0, 0],
                     &dan[t, 0, 0], &db_ih[0], &db_hh[0])
             else:
                 _gru_before_step_back(
-                    act, nt, H, &w_hh[0, 0], &gates[t, 0, 0], &h_prev[t, 0, 0],
+                    act, nt, H, &w_hh[0, 0], wp, wp2, &gates[t, 0, 0], &h_prev[t, 0, 0],
                     &d_out[t, 0, 0], &dh[0, 0], &dg[t, 0, 0], &db_ih[0],
                     &work[0, 0])
 
@@ -509,7 +593,7 @@ def backward(int cell, int act, bint reverse,
 
 
 cdef void _rnn_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
-                         const floating* w_hh, const floating* out,
+                         const floating* w_hh, const float* wp, const floating* out,
                          const floating* d_out, floating* dh, floating* dg,
                          floating* db) noexcept nogil:
     """From dL/dh' to dL/da (into dg and db) and dL/dh (into dh)."""
@@ -520,13 +604,14 @@ cdef void _rnn_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
             da = (dh[i * H + j] + d_out[i * H + j]) * _activation_grad(act, out[i * H + j])
             dg[i * H + j] = da
             db[j] += da
-    # dh = dG_t @ W_hh: a live row's state reaches the loss only through a
-    gemm(c'N', c'N', <int> nt, <int> H, <int> H, 1, dg, <int> H, w_hh, <int> H,
-         0, dh, <int> H)
+    # dh = dG_t @ W_hh: a live row's state reaches the loss only through
+    # this step, whose output's gradient is in dG_t
+    _step_gemm(c'N', <int> nt, <int> H, <int> H, dg, <int> H, w_hh, <int> H, wp,
+               0, dh, <int> H)
 
 
 cdef void _gru_after_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
-                               const floating* w_hh, const floating* g,
+                               const floating* w_hh, const float* wp, const floating* g,
                                const floating* h_prev, const floating* hn,
                                const floating* d_out, floating* dh,
                                floating* dgh, floating* dan, floating* db_ih,
@@ -562,12 +647,13 @@ cdef void _gru_after_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
             db_ih[2 * H + j] += da_n
             dh[i * H + j] = dhj * z
     # dh += dG_t @ W_hh
-    gemm(c'N', c'N', <int> nt, <int> H, <int> H3, 1, dgh, <int> H3, w_hh,
-         <int> H, 1, dh, <int> H)
+    _step_gemm(c'N', <int> nt, <int> H, <int> H3, dgh, <int> H3, w_hh, <int> H, wp,
+               1, dh, <int> H)
 
 
 cdef void _gru_before_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
-                                const floating* w_hh, const floating* g,
+                                const floating* w_hh, const float* wp,
+                                const float* wp2, const floating* g,
                                 const floating* h_prev, const floating* d_out,
                                 floating* dh, floating* dg, floating* db,
                                 floating* d_rh) noexcept nogil:
@@ -596,8 +682,8 @@ cdef void _gru_before_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
             db[H2 + j] += da_n
             dh[i * H + j] = dhj * z
     # d_rh = da_n @ W_hh[2H:]   (a_n = gi_n + W_hn (r * h) + b_hn)
-    gemm(c'N', c'N', <int> nt, <int> H, <int> H, 1, dg + H2, <int> H3,
-         w_hh + H2 * H, <int> H, 0, d_rh, <int> H)
+    _step_gemm(c'N', <int> nt, <int> H, <int> H, dg + H2, <int> H3, w_hh + H2 * H,
+               <int> H, wp, 0, d_rh, <int> H)
     for i in range(nt):
         gi = g + i * H3
         dgi = dg + i * H3
@@ -608,8 +694,8 @@ cdef void _gru_before_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
             db[j] += da_r
             dh[i * H + j] += d_rh[i * H + j] * r
     # dh += dG_t[:, :2H] @ W_hh[:2H]
-    gemm(c'N', c'N', <int> nt, <int> H, <int> H2, 1, dg, <int> H3, w_hh,
-         <int> H, 1, dh, <int> H)
+    _step_gemm(c'N', <int> nt, <int> H, <int> H2, dg, <int> H3, w_hh, <int> H, wp2,
+               1, dh, <int> H)
 
 
 def _gemm(transa, transb, double alpha, const floating[:, :] a,
@@ -632,3 +718,29 @@ def _gemm(transa, transb, double alpha, const floating[:, :] a,
          &a[0, 0], <int> (a.strides[0] // itemsize), &b[0, 0],
          <int> (b.strides[0] // itemsize), <floating> beta, &c[0, 0],
          <int> (c.strides[0] // itemsize))
+
+
+def set_packed_level(int level):
+    """Test hook: use the packed kernel of ``level`` (2 AVX-512F, 1 AVX2 +
+    FMA, 0 none: BLAS) or the best this CPU has below it; returns the level
+    now in use."""
+    return skrnn_set_packed_level(level)
+
+
+def _packed_gemm(bint trans, const float[:, :] a, const float[:, ::1] b,
+                 bint accumulate, float[:, :] c):
+    """Test hook: ``c = a @ op(b) (+ c)`` through the packed kernel in use,
+    op(b) = b.T if ``trans``; ``a`` and ``c`` need unit column stride."""
+    if skrnn_packed_level() == 0:
+        raise RuntimeError("no packed kernel on this CPU")
+    if a.strides[1] != sizeof(float) or c.strides[1] != sizeof(float):
+        raise ValueError("arrays need unit column stride")
+    m, k = a.shape[0], a.shape[1]
+    n = b.shape[0] if trans else b.shape[1]
+    if (b.shape[1] if trans else b.shape[0]) != k or (c.shape[0], c.shape[1]) != (m, n):
+        raise ValueError("shapes do not match")
+    packed = np.empty(max(1, skrnn_packed_size(k, n)), dtype=np.float32)
+    cdef float[::1] bp = packed
+    skrnn_pack_f32(trans, k, n, &b[0, 0], b.strides[0] // sizeof(float), &bp[0])
+    skrnn_packed_gemm_f32(m, n, k, &a[0, 0], a.strides[0] // sizeof(float), &bp[0],
+                          accumulate, &c[0, 0], c.strides[0] // sizeof(float))

@@ -56,6 +56,13 @@ def _unused(dtype, ndim):
     return np.empty((0,) * ndim, dtype=dtype)
 
 
+def _packed(cell, H, dtype):
+    """Room for the kernels to pack the recurrent weights (float32 on a CPU
+    with a packed kernel; otherwise empty, and they use BLAS)."""
+    size = _recurrent.packed_size(cell, H) if dtype == np.float32 else 0
+    return np.empty(size, dtype=np.float32) if size else _unused(np.dtype(np.float32), 1)
+
+
 def _contiguous(a, dtype, name):
     if not isinstance(a, np.ndarray) or a.dtype != dtype:
         raise ValueError(f"{name} must be a numpy array of dtype {dtype}")
@@ -146,7 +153,7 @@ def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True):
             hn = np.empty((T, N, H), dtype=dtype)
     _KERNELS[dtype][0](
         cell, act, bool(reverse), x, n_live, w_ih, w_hh, b_ih, b_hh,
-        h, outputs, gates, h_prev, hn, work,
+        h, outputs, gates, h_prev, hn, work, _packed(cell, H, dtype),
     )
     cache = None
     if keep_cache:
@@ -196,7 +203,7 @@ def backward(spec, params, cache, d_outputs, d_h_last=None):
     _KERNELS[dtype][1](
         cell, act, cache.reverse, x, cache.n_live, w_ih, w_hh,
         cache.outputs, cache.h_prev, cache.gates, cache.hn, d_outputs, dh,
-        dg, dan, dx, dw_ih, dw_hh, db[0], db[1], work,
+        dg, dan, dx, dw_ih, dw_hh, db[0], db[1], work, _packed(cell, H, dtype),
     )
     grads = {"weight_ih": dw_ih, "weight_hh": dw_hh}
     if spec.use_bias:
