@@ -280,7 +280,9 @@ def test_packed_gemm(trans, accumulate, packed_level):
         return
     rng = np.random.default_rng(7)
     pad = 3
-    for m, n, k in itertools.product([1, 5, 8, 13, 17], [1, 15, 16, 17, 40], [1, 3, 16, 33]):
+    shapes = list(itertools.product([1, 5, 8, 13, 17], [1, 15, 16, 17, 40], [1, 3, 16, 33]))
+    shapes.append((70, 20, 300))  # rows in several chunks (see _packed_kernel.h)
+    for m, n, k in shapes:
         a = _blas_operand(rng, (m, k), np.float32, pad)  # row stride k + pad
         b = rng.normal(size=(n, k) if trans else (k, n)).astype(np.float32)
         c = _blas_operand(rng, (m, n), np.float32, pad)

@@ -3,12 +3,12 @@
  * SKRNN_VW (floats per vector) and SKRNN_MR (rows per block) defined; it
  * undefines them again. No include guard: that is the point.
  *
- * For each panel of 16 columns of op(B) (K x 16, a few KiB: it stays in L1)
- * and each block of MR rows of A, the MR x 16 block of C is accumulated in
- * registers: per k, the panel's row is loaded once and multiplied by each of
- * the MR rows' A[i, k]. The arithmetic is the same for every block size, in
- * the order of k, so a row's result does not depend on how many rows there
- * are.
+ * For each chunk of rows of A, each panel of 16 columns of op(B) (K x 16)
+ * and each block of MR rows of the chunk, the MR x 16 block of C is
+ * accumulated in registers: per k, the panel's row is loaded once and
+ * multiplied by each of the MR rows' A[i, k]. The arithmetic is the same
+ * for every block size, in the order of k, so a row's result does not
+ * depend on how many rows there are.
  */
 
 /* The nc valid columns of one row's accumulators into c (added to it when
@@ -29,45 +29,51 @@ SKRNN_TARGET static void SKRNN_KERNEL(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
 {
     typedef float vec __attribute__((vector_size(4 * SKRNN_VW)));
     enum { NV = SKRNN_PANEL / SKRNN_VW, MR = SKRNN_MR };
-    for (ptrdiff_t p = 0; p * SKRNN_PANEL < N; p++) {
-        const float *bp = Bp + p * K * SKRNN_PANEL;
-        const ptrdiff_t nc = N - p * SKRNN_PANEL < SKRNN_PANEL ? N - p * SKRNN_PANEL
-                                                                : SKRNN_PANEL;
-        float *c = C + p * SKRNN_PANEL;
-        ptrdiff_t m = 0;
-        /* blocks of MR rows; constant trip counts keep the accumulators in
-         * registers */
-        for (; m + MR <= M; m += MR) {
-            const float *a = A + m * lda;
-            vec acc[MR][NV];
-            for (int i = 0; i < MR; i++)
-                for (int v = 0; v < NV; v++)
-                    acc[i][v] = (vec){0};
-            for (ptrdiff_t k = 0; k < K; k++) {
-                vec b[NV];
-                memcpy(b, bp + k * SKRNN_PANEL, sizeof b);
-                for (int i = 0; i < MR; i++) {
-                    const float s = a[i * lda + k];
+    /* rows in chunks of about 32 KiB of A (at least 4 blocks), so that a
+     * chunk stays in cache while every panel passes over it */
+    const ptrdiff_t MC = K < 8192 / (4 * MR) ? 8192 / K / MR * MR : 4 * MR;
+    for (ptrdiff_t m0 = 0; m0 < M; m0 += MC) {
+        const ptrdiff_t m1 = M - m0 < MC ? M : m0 + MC;
+        for (ptrdiff_t p = 0; p * SKRNN_PANEL < N; p++) {
+            const float *bp = Bp + p * K * SKRNN_PANEL;
+            const ptrdiff_t nc = N - p * SKRNN_PANEL < SKRNN_PANEL ? N - p * SKRNN_PANEL
+                                                                    : SKRNN_PANEL;
+            float *c = C + p * SKRNN_PANEL;
+            ptrdiff_t m = m0;
+            /* blocks of MR rows; constant trip counts keep the accumulators
+             * in registers */
+            for (; m + MR <= m1; m += MR) {
+                const float *a = A + m * lda;
+                vec acc[MR][NV];
+                for (int i = 0; i < MR; i++)
                     for (int v = 0; v < NV; v++)
-                        acc[i][v] += s * b[v];
+                        acc[i][v] = (vec){0};
+                for (ptrdiff_t k = 0; k < K; k++) {
+                    vec b[NV];
+                    memcpy(b, bp + k * SKRNN_PANEL, sizeof b);
+                    for (int i = 0; i < MR; i++) {
+                        const float s = a[i * lda + k];
+                        for (int v = 0; v < NV; v++)
+                            acc[i][v] += s * b[v];
+                    }
                 }
+                for (int i = 0; i < MR; i++)
+                    SKRNN_STORE(c + (m + i) * ldc, acc[i]);
             }
-            for (int i = 0; i < MR; i++)
-                SKRNN_STORE(c + (m + i) * ldc, acc[i]);
-        }
-        /* the remaining rows one by one, with the same arithmetic */
-        for (; m < M; m++) {
-            const float *a = A + m * lda;
-            vec acc[NV];
-            for (int v = 0; v < NV; v++)
-                acc[v] = (vec){0};
-            for (ptrdiff_t k = 0; k < K; k++) {
-                vec b[NV];
-                memcpy(b, bp + k * SKRNN_PANEL, sizeof b);
+            /* the chunk's remaining rows one by one, with the same arithmetic */
+            for (; m < m1; m++) {
+                const float *a = A + m * lda;
+                vec acc[NV];
                 for (int v = 0; v < NV; v++)
-                    acc[v] += a[k] * b[v];
+                    acc[v] = (vec){0};
+                for (ptrdiff_t k = 0; k < K; k++) {
+                    vec b[NV];
+                    memcpy(b, bp + k * SKRNN_PANEL, sizeof b);
+                    for (int v = 0; v < NV; v++)
+                        acc[v] += a[k] * b[v];
+                }
+                SKRNN_STORE(c + m * ldc, acc);
             }
-            SKRNN_STORE(c + m * ldc, acc);
         }
     }
 }
