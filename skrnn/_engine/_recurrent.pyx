@@ -723,7 +723,7 @@ def _gemm(transa, transb, double alpha, const floating[:, :] a,
 def set_packed_level(int level):
     """Test hook: use the packed kernel of ``level`` (2 AVX-512F, 1 AVX2 +
     FMA, 0 none: BLAS) or the best this CPU has below it; returns the level
-    now in use."""
+    now in use. Not for use while other threads run the kernels."""
     return skrnn_set_packed_level(level)
 
 
