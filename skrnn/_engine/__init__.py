@@ -14,7 +14,7 @@ The cache returned by ``forward`` is opaque: only the same engine's
 - ``"reference"``: :mod:`skrnn._engine.reference` on NumPy, the readable
   specification the compiled kernels are tested against;
 - ``"cuda"``: :mod:`skrnn._engine.cuda`, the reference engine on CuPy with
-  fused gate kernels.
+  fused gate kernels, its time loops replayed from CUDA graphs.
 
 ``memory`` says where the engine's arrays live. ``None``: in host memory,
 as NumPy arrays, so the network's own parameter vector is used in place.
