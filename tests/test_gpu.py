@@ -21,6 +21,7 @@ import os
 import pickle
 import subprocess
 import sys
+import threading
 import types
 import warnings
 from functools import partial
@@ -60,21 +61,26 @@ class CountingMemory(HostCopyMemory):
 class TapeCapture:
     """Stream capture for NumPy: while it captures, calls to the kernels are
     recorded on a tape instead of run (as CUDA records launches); each
-    launch of the "graph" runs them again, in order, on the same arrays."""
+    launch of the "graph" runs them again, in order, on the same arrays.
+    Like a capturing stream, the tape belongs to the thread that captures."""
 
     def __init__(self):
-        self.tape = None
+        self._local = threading.local()
         self.captures = self.launches = 0
+
+    @property
+    def tape(self):
+        return getattr(self._local, "tape", None)
 
     def stream(self):
         return None
 
     def __call__(self, fn):
-        self.tape = []
+        self._local.tape = tape = []
         try:
             fn()
         finally:
-            tape, self.tape = self.tape, None
+            self._local.tape = None
         self.captures += 1
         return types.SimpleNamespace(launch=partial(self._replay, tape))
 
@@ -399,8 +405,6 @@ def test_a_failed_capture_warns_once_then_runs_eagerly():
 
 
 def test_threads_do_not_share_graphs():
-    import threading
-
     spec, params, draw = _layer("gru", "tanh", False, True)
     forward, backward = _graphed_passes()
     together = threading.Barrier(2)  # both alive at once: two thread ids
