@@ -14,6 +14,7 @@ import time
 import warnings
 from abc import ABCMeta, abstractmethod
 from contextlib import contextmanager
+from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
@@ -493,8 +494,8 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         On an engine with its own memory (the GPU), the parameters, the
         optimiser's state and — when it fits — the training set are copied
         there once, batches are sliced there, and only each epoch's loss
-        (and per batch, whether it is finite) comes back; the parameters are
-        copied back when training ends, however it ends.
+        comes back; the parameters are copied back when training ends,
+        however it ends.
 
         An interrupted epoch (KeyboardInterrupt) is rolled back: the model
         keeps the weights, the optimiser's state and the random state of the
@@ -527,24 +528,41 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         # the weights before the latest update, restored if training diverges
         previous = params.flat.copy()
         epoch_start = params.flat.copy()
+        previous_start = params.flat.copy()
         best_flat = params.flat.copy() if val is not None else None
         converged = incremental  # partial_fit runs one epoch and never warns
+        # On the host, checking every step for divergence costs nothing; on a
+        # device it would make the host wait for the device at every step.
+        deferred = engine.memory is not None
+        epoch = partial(self._epoch, engine, params, data, seqs.lengths, sample_weight, train,
+                        previous)
         for _ in range(1 if incremental else self.max_iter):
             start = time.perf_counter()
             epoch_start[...] = params.flat
+            previous_start[...] = previous
             optimizer_start = copy.deepcopy(self._optimizer.state)
             random_start = self._random_state.get_state()
+
+            def roll_back():
+                params.flat[...] = epoch_start
+                previous[...] = previous_start
+                self._optimizer.state = copy.deepcopy(optimizer_start)
+                self._random_state.set_state(random_start)
+
             try:
                 # Overflow is expected when training diverges: it is detected
                 # (non-finite loss or weights) and handled, not warned about.
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                    loss = self._epoch(
-                        engine, params, data, seqs.lengths, sample_weight, train, previous
-                    )
+                    loss = epoch(checked=not deferred)
+                    if deferred and not np.isfinite(loss):
+                        # A step's loss, gradient or update was not finite
+                        # (or the sum overflowed): run the epoch again from
+                        # its start, checking each step, to stop where the
+                        # host would.
+                        roll_back()
+                        loss = epoch(checked=True)
             except KeyboardInterrupt:
-                params.flat[...] = epoch_start
-                self._optimizer.state = optimizer_start
-                self._random_state.set_state(random_start)
+                roll_back()
                 raise
             if loss is None:
                 warnings.warn(
@@ -584,8 +602,16 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         if val is not None:
             params.flat[...] = best_flat
 
-    def _epoch(self, engine, params, data, lengths, sample_weight, train, previous):
-        """One pass over ``train``; the weighted loss sum, or None on divergence."""
+    def _epoch(self, engine, params, data, lengths, sample_weight, train, previous, *,
+               checked):
+        """One pass over ``train``: the weighted sum of the batches' losses.
+
+        ``checked``: each step is checked for divergence as it is made, and
+        None is returned at the first that diverges (see :meth:`_step`).
+        Unchecked, nothing waits for the engine until the epoch's loss comes
+        back (the one transfer of the epoch from a GPU); it is NaN if any
+        step diverged.
+        """
         n_samples = len(train)
         if self.shuffle:
             train = train[self._random_state.permutation(n_samples)]
@@ -594,21 +620,28 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         with _progress_bar(len(batches), self.verbose >= 2) as advance:
             for batch in batches:
                 idx = train[batch]
-                loss = self._step(engine, params, data, lengths, sample_weight, idx, previous)
+                loss = self._step(engine, params, data, lengths, sample_weight, idx, previous,
+                                  checked=checked)
                 if loss is None:
                     return None
                 accumulated = accumulated + loss * float(sample_weight[idx].sum())
                 advance()
-        return float(accumulated)  # the one transfer of the epoch from a GPU
+        return float(_to_host(engine, accumulated))
 
-    def _step(self, engine, params, data, lengths, sample_weight, idx, previous):
-        """One update on the samples ``idx``; None if it would diverge.
+    def _step(self, engine, params, data, lengths, sample_weight, idx, previous, *, checked):
+        """One update on the samples ``idx``: the batch's loss.
 
-        ``previous`` holds the weights from before the latest update: when
-        the loss or the gradient at the current weights is not finite, the
-        update that led here is undone. ``data`` is the whole training set's
-        (values, targets), on the host or in the engine's memory; lengths and
-        weights stay on the host.
+        The divergence rule: when the loss or the gradient at the current
+        weights is not finite, the update that led to these weights is
+        undone (``previous`` holds the weights from before it); when an
+        update makes a weight not finite, it is undone. ``checked``: the
+        rule is applied here and None returned when it undoes an update.
+        Unchecked, the update is made whatever happens, and the loss
+        returned is NaN if the rule would have applied: the caller runs the
+        epoch again, checked, from its start.
+
+        ``data`` is the whole training set's (values, targets), on the host
+        or in the engine's memory; lengths and weights stay on the host.
         """
         net = self._network
         xp = engine.xp
@@ -632,17 +665,21 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         masked = params.flat * params.weight_mask
         loss = loss + 0.5 * penalty_scale * (masked @ params.flat).astype(np.float64)
         params.grad += penalty_scale * masked
-        if not bool(xp.isfinite(loss) & xp.isfinite(params.grad).all()):
+        finite = xp.isfinite(loss) & xp.isfinite(params.grad).all()
+        if checked and not _to_host(engine, finite):
             params.flat[...] = previous
             return None
         if self.clip_norm is not None:
             _clip_grad_norm(params.grad, self.clip_norm, xp)
         previous[...] = params.flat
         self._optimizer.update({"coefs": params.flat}, {"coefs": params.grad})
-        if not bool(xp.isfinite(params.flat).all()):
-            params.flat[...] = previous
-            return None
-        return loss
+        updated = xp.isfinite(params.flat).all()
+        if checked:
+            if not _to_host(engine, updated):
+                params.flat[...] = previous
+                return None
+            return loss
+        return xp.where(finite & updated, loss, np.nan)
 
     def _update_no_improvement_count(self, seqs, targets, sample_weight, val, params,
                                      best_flat):
@@ -715,6 +752,11 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True
         return tags
+
+
+def _to_host(engine, value):
+    """``value`` where the host can read it: copied from the engine's memory."""
+    return value if engine.memory is None else engine.memory.to_host(value)
 
 
 def _take(xp, a, rows):

@@ -210,16 +210,17 @@ def test_device_copies_once_per_fit_and_per_predict(mirror):
     X, y = _data()
     memory = mirror.memory
     model = _fit(SequenceRegressor, X, y, device="cuda", batch_size=5)  # 8 batches x 4 epochs
-    # flat, weight mask, values, targets up; flat and the two Adam moments
-    # (created on the device) down: no copy per batch or per epoch
-    assert (memory.uploads, memory.downloads) == (4, 3)
+    # flat, weight mask, values, targets up; each epoch's loss, then flat and
+    # the two Adam moments (created on the device) down: nothing per batch,
+    # not even whether its step diverged
+    assert (memory.uploads, memory.downloads) == (4, 4 + 3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.partial_fit(X, y)
     # now the two Adam moments go up too
-    assert (memory.uploads, memory.downloads) == (4 + 6, 3 + 3)
+    assert (memory.uploads, memory.downloads) == (4 + 6, 7 + 1 + 3)
     model.predict(X)
-    assert (memory.uploads, memory.downloads) == (11, 7)  # flat up, outputs down
+    assert (memory.uploads, memory.downloads) == (11, 12)  # flat up, outputs down
 
 
 def test_writes_into_coefs_reach_the_device(mirror):
@@ -253,6 +254,121 @@ def test_divergence_on_the_device_keeps_the_last_finite_weights(mirror):
         models.append(model)
     for name, value in models[0].coefs_.items():
         np.testing.assert_array_equal(models[1].coefs_[name], value, err_msg=name)
+
+
+class _Fault:
+    """Makes the loss, the gradient or an update of one step of one epoch
+    not finite, the same step each time that epoch is run; records the
+    ``checked`` argument of each epoch run."""
+
+    def __init__(self, model, kind, epoch, step):
+        self.model, self.kind, self.at = model, kind, (epoch, step)
+        self.epochs = []
+        self.step = -1
+        real_epoch, real_step, real_loss = model._epoch, model._step, model._loss
+        real_make_optimizer = model._make_optimizer
+
+        def run_epoch(*args, checked):
+            self.epochs.append(checked)
+            self.step = -1
+            return real_epoch(*args, checked=checked)
+
+        def run_step(*args, **kwargs):
+            self.step += 1
+            return real_step(*args, **kwargs)
+
+        def loss(z, y, w, **kwargs):
+            value, dz = real_loss(z, y, w, **kwargs)
+            if self.now("loss"):
+                value = value * np.nan
+            if self.now("gradient"):
+                dz = dz * np.inf
+            return value, dz
+
+        def make_optimizer():
+            optimizer = real_make_optimizer()
+            update = optimizer.update
+
+            def faulty_update(params, grads):
+                update(params, grads)
+                if self.now("weight"):
+                    params["coefs"][3] = np.inf
+
+            optimizer.update = faulty_update
+            return optimizer
+
+        model._epoch, model._step, model._loss = run_epoch, run_step, loss
+        model._make_optimizer = make_optimizer
+
+    def now(self, kind):
+        return kind == self.kind and (self.model.n_iter_, self.step) == self.at
+
+
+def _optimizer_state(model):
+    return {(key, name): np.asarray(value).copy()
+            for key, state in model._optimizer.state.items() for name, value in state.items()}
+
+
+@pytest.mark.parametrize("kind", ["loss", "gradient", "weight"])
+@pytest.mark.parametrize("epoch, step", [(0, 0), (0, 3), (1, 0), (2, 7)])
+def test_divergence_on_the_device_stops_where_the_cpu_does(mirror, kind, epoch, step):
+    """The device checks an epoch once, at its end; when a step diverged
+    it runs the epoch again from its start, checking each step as the host
+    does, and so stops at the same step with the same model."""
+    X, y = _data()
+    fits = []
+    for device in ("cpu", "cuda"):
+        model = SequenceRegressor(hidden_size=5, batch_size=5, max_iter=6, random_state=0,
+                                  device=device)
+        fault = _Fault(model, kind, epoch, step)
+        with pytest.warns(ConvergenceWarning, match="diverged"):
+            model.fit(X, y)
+        fits.append((model, fault.epochs))
+    (cpu, cpu_epochs), (dev, dev_epochs) = fits
+    assert cpu_epochs == [True] * (epoch + 1)
+    assert dev_epochs == [False] * (epoch + 1) + [True]
+    assert dev.n_iter_ == cpu.n_iter_ == epoch
+    assert dev.loss_curve_ == cpu.loss_curve_
+    for name, value in cpu.coefs_.items():
+        assert np.isfinite(value).all()
+        np.testing.assert_array_equal(dev.coefs_[name], value, err_msg=name)
+    expected = _optimizer_state(cpu)
+    assert _optimizer_state(dev).keys() == expected.keys()
+    for key, value in _optimizer_state(dev).items():
+        np.testing.assert_array_equal(value, expected[key], err_msg=str(key))
+
+
+def test_interrupt_while_an_epoch_is_run_again_rolls_it_back(mirror):
+    """A KeyboardInterrupt in the checked second run of an epoch leaves the
+    model as it was before the epoch's first run."""
+    X, y = _data()
+    model = SequenceRegressor(hidden_size=5, batch_size=5, max_iter=6, random_state=0,
+                              device="cuda")
+    fault = _Fault(model, "loss", 1, 6)
+    run_epoch, run_step = model._epoch, model._step
+    before = {}
+
+    def epoch(*args, checked):
+        if model.n_iter_ == 1 and not checked:  # epoch 1's first run
+            before["flat"] = np.array(args[1].flat)  # the weights on the "device"
+            before["optimizer"] = _optimizer_state(model)
+        return run_epoch(*args, checked=checked)
+
+    def step(*args, **kwargs):
+        if fault.epochs[-1] and fault.step == 4:  # the 6th step of the second run
+            raise KeyboardInterrupt
+        return run_step(*args, **kwargs)
+
+    model._epoch, model._step = epoch, step
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X, y)
+    assert fault.epochs == [False, False, True]
+    flat = np.concatenate([v.ravel() for v in model.coefs_.values()])  # storage order
+    np.testing.assert_array_equal(flat, before["flat"])
+    state = _optimizer_state(model)
+    assert state.keys() == before["optimizer"].keys()
+    for key, value in before["optimizer"].items():
+        np.testing.assert_array_equal(state[key], value, err_msg=str(key))
 
 
 def test_interrupted_epoch_on_the_device_is_rolled_back(mirror, monkeypatch):
