@@ -540,15 +540,8 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             start = time.perf_counter()
             epoch_start[...] = params.flat
             previous_start[...] = previous
-            optimizer_start = copy.deepcopy(self._optimizer.state)
-            random_start = self._random_state.get_state()
-
-            def roll_back():
-                params.flat[...] = epoch_start
-                previous[...] = previous_start
-                self._optimizer.state = copy.deepcopy(optimizer_start)
-                self._random_state.set_state(random_start)
-
+            snapshot = (epoch_start, previous_start, copy.deepcopy(self._optimizer.state),
+                        self._random_state.get_state())
             try:
                 # Overflow is expected when training diverges: it is detected
                 # (non-finite loss or weights) and handled, not warned about.
@@ -559,10 +552,10 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
                         # (or the sum overflowed): run the epoch again from
                         # its start, checking each step, to stop where the
                         # host would.
-                        roll_back()
+                        self._roll_back(params, previous, snapshot)
                         loss = epoch(checked=True)
             except KeyboardInterrupt:
-                roll_back()
+                self._roll_back(params, previous, snapshot)
                 raise
             if loss is None:
                 warnings.warn(
@@ -601,6 +594,17 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             )
         if val is not None:
             params.flat[...] = best_flat
+
+    def _roll_back(self, params, previous, snapshot):
+        """Put training back to the start of an epoch: ``snapshot`` holds the
+        weights, the weights before the latest update, the optimiser's state
+        and the random state as they were then (left intact, so that the
+        same epoch can be rolled back again)."""
+        flat, previous_flat, optimizer_state, random_state = snapshot
+        params.flat[...] = flat
+        previous[...] = previous_flat
+        self._optimizer.state = copy.deepcopy(optimizer_state)
+        self._random_state.set_state(random_state)
 
     def _epoch(self, engine, params, data, lengths, sample_weight, train, previous, *,
                checked):
