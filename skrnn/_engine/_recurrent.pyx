@@ -19,7 +19,9 @@ The recipe is cuDNN's:
 
 In float32, on a CPU with AVX2 or AVX-512, the per-step GEMMs multiply by
 a copy of the recurrent weights packed once per pass (``_packed.h``)
-instead of calling BLAS, which would repack them at every step.
+instead of calling BLAS, which would repack them at every step. The
+activations (``_activations.h``) and the backward passes' gate loops
+(``_gates.h``) are C, so that they vectorise.
 
 Arrays are time-major and C-contiguous. The caller sorts sequences by
 length, longest first, so at step t the live rows are the first
@@ -44,11 +46,39 @@ cpdef enum Cell:
     GRU_RESET_BEFORE
 
 
-cpdef enum Activation:
-    TANH
-    LOGISTIC
-    RELU
-    IDENTITY
+cdef extern from "_gates.h" nogil:
+    cpdef enum Activation "skrnn_activation":
+        TANH "SKRNN_TANH"
+        LOGISTIC "SKRNN_LOGISTIC"
+        RELU "SKRNN_RELU"
+        IDENTITY "SKRNN_IDENTITY"
+
+    # The backward gate loops, in C so that they vectorise (see _gates.h).
+    void skrnn_rnn_back_f32(int act, Py_ssize_t nt, Py_ssize_t H, const float* out,
+                            const float* d_out, const float* dh, float* dg, float* db)
+    void skrnn_rnn_back_f64(int act, Py_ssize_t nt, Py_ssize_t H, const double* out,
+                            const double* d_out, const double* dh, double* dg, double* db)
+    void skrnn_gru_after_back_f32(int act, Py_ssize_t nt, Py_ssize_t H, const float* g,
+                                  const float* h_prev, const float* hn, const float* d_out,
+                                  float* dh, float* dgh, float* dan, float* db_ih,
+                                  float* db_hh)
+    void skrnn_gru_after_back_f64(int act, Py_ssize_t nt, Py_ssize_t H, const double* g,
+                                  const double* h_prev, const double* hn,
+                                  const double* d_out, double* dh, double* dgh,
+                                  double* dan, double* db_ih, double* db_hh)
+    void skrnn_gru_before_back_zn_f32(int act, Py_ssize_t nt, Py_ssize_t H, const float* g,
+                                      const float* h_prev, const float* d_out, float* dh,
+                                      float* dg, float* db)
+    void skrnn_gru_before_back_zn_f64(int act, Py_ssize_t nt, Py_ssize_t H,
+                                      const double* g, const double* h_prev,
+                                      const double* d_out, double* dh, double* dg,
+                                      double* db)
+    void skrnn_gru_before_back_r_f32(Py_ssize_t nt, Py_ssize_t H, const float* g,
+                                     const float* h_prev, const float* d_rh, float* dh,
+                                     float* dg, float* db)
+    void skrnn_gru_before_back_r_f64(Py_ssize_t nt, Py_ssize_t H, const double* g,
+                                     const double* h_prev, const double* d_rh, double* dh,
+                                     double* dg, double* db)
 
 
 cdef extern from "_packed.h" nogil:
@@ -95,17 +125,6 @@ cdef inline void _activate_array(int act, floating* a, Py_ssize_t n) noexcept no
         for i in range(n):
             # written so that NaN propagates, as np.maximum does
             a[i] = 0 if a[i] < 0 else a[i]
-
-
-cdef inline floating _activation_grad(int act, floating y) noexcept nogil:
-    """Derivative of the activation in terms of its output ``y``."""
-    if act == TANH:
-        return <floating> 1 - y * y
-    if act == LOGISTIC:
-        return y * (<floating> 1 - y)
-    if act == RELU:
-        return 1 if y > 0 else 0
-    return 1
 
 
 cdef inline void _step_gemm(char transb, int m, int n, int k,
@@ -597,13 +616,10 @@ cdef void _rnn_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
                          const floating* d_out, floating* dh, floating* dg,
                          floating* db) noexcept nogil:
     """From dL/dh' to dL/da (into dg and db) and dL/dh (into dh)."""
-    cdef Py_ssize_t i, j
-    cdef floating da
-    for i in range(nt):
-        for j in range(H):
-            da = (dh[i * H + j] + d_out[i * H + j]) * _activation_grad(act, out[i * H + j])
-            dg[i * H + j] = da
-            db[j] += da
+    if floating is float:
+        skrnn_rnn_back_f32(act, nt, H, out, d_out, dh, dg, db)
+    else:
+        skrnn_rnn_back_f64(act, nt, H, out, d_out, dh, dg, db)
     # dh = dG_t @ W_hh: a live row's state reaches the loss only through
     # this step, whose output's gradient is in dG_t
     _step_gemm(c'N', <int> nt, <int> H, <int> H, dg, <int> H, w_hh, <int> H, wp,
@@ -621,34 +637,13 @@ cdef void _gru_after_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
     ``dgh`` receives dL/d(h W_hh^T): (da_r, da_z, r * da_n); ``dan``
     receives da_n; ``db_ih`` accumulates da_n, ``db_hh`` all three.
     """
-    cdef Py_ssize_t i, j, H3 = 3 * H
-    cdef floating r, z, n, dhj, da_n, da_z, da_r
-    cdef const floating* gi
-    cdef floating* dgi
-    for i in range(nt):
-        gi = g + i * H3
-        dgi = dgh + i * H3
-        for j in range(H):
-            r = gi[j]
-            z = gi[H + j]
-            n = gi[2 * H + j]
-            dhj = dh[i * H + j] + d_out[i * H + j]
-            # h' = z h + (1 - z) n,  n = act(a_n),  a_n = gi_n + r * hn
-            da_n = dhj * (<floating> 1 - z) * _activation_grad(act, n)
-            da_z = dhj * (h_prev[i * H + j] - n) * z * (<floating> 1 - z)
-            da_r = da_n * hn[i * H + j] * r * (<floating> 1 - r)
-            dgi[j] = da_r
-            dgi[H + j] = da_z
-            dgi[2 * H + j] = da_n * r
-            dan[i * H + j] = da_n
-            db_hh[j] += da_r
-            db_hh[H + j] += da_z
-            db_hh[2 * H + j] += da_n * r
-            db_ih[2 * H + j] += da_n
-            dh[i * H + j] = dhj * z
+    if floating is float:
+        skrnn_gru_after_back_f32(act, nt, H, g, h_prev, hn, d_out, dh, dgh, dan, db_ih, db_hh)
+    else:
+        skrnn_gru_after_back_f64(act, nt, H, g, h_prev, hn, d_out, dh, dgh, dan, db_ih, db_hh)
     # dh += dG_t @ W_hh
-    _step_gemm(c'N', <int> nt, <int> H, <int> H3, dgh, <int> H3, w_hh, <int> H, wp,
-               1, dh, <int> H)
+    _step_gemm(c'N', <int> nt, <int> H, <int> (3 * H), dgh, <int> (3 * H), w_hh, <int> H,
+               wp, 1, dh, <int> H)
 
 
 cdef void _gru_before_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
@@ -662,37 +657,18 @@ cdef void _gru_before_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
     ``dg`` receives (da_r, da_z, da_n), the same on the input and the
     recurrent side; ``db`` accumulates them.
     """
-    cdef Py_ssize_t i, j, H2 = 2 * H, H3 = 3 * H
-    cdef floating r, z, n, dhj, da_n, da_z, da_r
-    cdef const floating* gi
-    cdef floating* dgi
-    for i in range(nt):
-        gi = g + i * H3
-        dgi = dg + i * H3
-        for j in range(H):
-            z = gi[H + j]
-            n = gi[H2 + j]
-            dhj = dh[i * H + j] + d_out[i * H + j]
-            # h' = z h + (1 - z) n,  n = act(a_n)
-            da_n = dhj * (<floating> 1 - z) * _activation_grad(act, n)
-            da_z = dhj * (h_prev[i * H + j] - n) * z * (<floating> 1 - z)
-            dgi[H + j] = da_z
-            dgi[H2 + j] = da_n
-            db[H + j] += da_z
-            db[H2 + j] += da_n
-            dh[i * H + j] = dhj * z
+    cdef Py_ssize_t H2 = 2 * H, H3 = 3 * H
+    if floating is float:
+        skrnn_gru_before_back_zn_f32(act, nt, H, g, h_prev, d_out, dh, dg, db)
+    else:
+        skrnn_gru_before_back_zn_f64(act, nt, H, g, h_prev, d_out, dh, dg, db)
     # d_rh = da_n @ W_hh[2H:]   (a_n = gi_n + W_hn (r * h) + b_hn)
     _step_gemm(c'N', <int> nt, <int> H, <int> H, dg + H2, <int> H3, w_hh + H2 * H,
                <int> H, wp, 0, d_rh, <int> H)
-    for i in range(nt):
-        gi = g + i * H3
-        dgi = dg + i * H3
-        for j in range(H):
-            r = gi[j]
-            da_r = d_rh[i * H + j] * h_prev[i * H + j] * r * (<floating> 1 - r)
-            dgi[j] = da_r
-            db[j] += da_r
-            dh[i * H + j] += d_rh[i * H + j] * r
+    if floating is float:
+        skrnn_gru_before_back_r_f32(nt, H, g, h_prev, d_rh, dh, dg, db)
+    else:
+        skrnn_gru_before_back_r_f64(nt, H, g, h_prev, d_rh, dh, dg, db)
     # dh += dG_t[:, :2H] @ W_hh[:2H]
     _step_gemm(c'N', <int> nt, <int> H, <int> H2, dg, <int> H3, w_hh, <int> H, wp2,
                1, dh, <int> H)
