@@ -1,4 +1,4 @@
-/* Activations over contiguous arrays, for the gate loops of _recurrent.pyx.
+/* Activations over contiguous arrays, for the gate loops of _gates.h.
  *
  * float32 uses a branch-free rational approximation of tanh (the one Eigen
  * uses: odd degree 13 over even degree 6, argument clamped to +-7.9053),

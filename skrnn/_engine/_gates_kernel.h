@@ -1,4 +1,4 @@
-/* The backward gate loops of _gates.h, included once per floating type with
+/* The gate loops of _gates.h, included once per floating type with
  * SKRNN_T (the type) and SKRNN_NAME(name) (name with the type's suffix)
  * defined; it undefines them again. No include guard: that is the point.
  *
@@ -15,6 +15,161 @@ static inline SKRNN_T SKRNN_NAME(skrnn_activation_grad)(int act, SKRNN_T y)
            : act == SKRNN_RELU     ? (y > 0 ? 1 : 0)
                                    : 1;
 }
+
+/* ---------------------------------------------------------------- forward */
+
+/* a = act(a) over n contiguous values: the long runs the activations of
+ * _activations.h vectorise over. */
+static void SKRNN_NAME(skrnn_activate)(int act, SKRNN_T *a, ptrdiff_t n)
+{
+    if (act == SKRNN_TANH)
+        SKRNN_NAME(skrnn_tanh)(a, n);
+    else if (act == SKRNN_LOGISTIC)
+        SKRNN_NAME(skrnn_sigmoid)(a, n);
+    else if (act == SKRNN_RELU)
+        for (ptrdiff_t i = 0; i < n; i++)
+            a[i] = a[i] < 0 ? 0 : a[i]; /* NaN propagates, as np.maximum's */
+}
+
+SKRNN_SIMD static void SKRNN_NAME(skrnn_rnn_pre)(
+    ptrdiff_t nt, ptrdiff_t H, const SKRNN_T *restrict b_ih,
+    const SKRNN_T *restrict b_hh, SKRNN_T *restrict g)
+{
+    for (ptrdiff_t i = 0; i < nt; i++)
+        for (ptrdiff_t j = 0; j < H; j++)
+            g[i * H + j] += b_ih[j] + b_hh[j];
+}
+
+/* The GRU's r and z pre-activations (x W_i[rz]^T + b_i[rz]) + (h W_h[rz]^T +
+ * b_h[rz]) into rz (rows of 2H), from g (rows of 3H) and gh (rows of ldgh). */
+SKRNN_SIMD static void SKRNN_NAME(skrnn_gru_rz)(
+    ptrdiff_t nt, ptrdiff_t H, const SKRNN_T *restrict g,
+    const SKRNN_T *restrict gh, ptrdiff_t ldgh, const SKRNN_T *restrict b_ih,
+    const SKRNN_T *restrict b_hh, SKRNN_T *restrict rz)
+{
+    const ptrdiff_t H2 = 2 * H, H3 = 3 * H;
+    for (ptrdiff_t i = 0; i < nt; i++)
+        for (ptrdiff_t j = 0; j < H2; j++)
+            rz[i * H2 + j] = (g[i * H3 + j] + b_ih[j]) + (gh[i * ldgh + j] + b_hh[j]);
+}
+
+/* Reset after: hn = h W_hn^T + b_hn (kept unless NULL) and n's
+ * pre-activation (x W_in^T + b_in) + r hn. */
+SKRNN_SIMD static void SKRNN_NAME(skrnn_gru_after_n)(
+    ptrdiff_t nt, ptrdiff_t H, const SKRNN_T *restrict g,
+    const SKRNN_T *restrict gh, const SKRNN_T *restrict rz,
+    const SKRNN_T *restrict b_ih, const SKRNN_T *restrict b_hh,
+    SKRNN_T *restrict hn, SKRNN_T *restrict n)
+{
+    const ptrdiff_t H2 = 2 * H, H3 = 3 * H;
+    for (ptrdiff_t i = 0; i < nt; i++)
+        for (ptrdiff_t j = 0; j < H; j++) {
+            const SKRNN_T hnj = gh[i * H3 + H2 + j] + b_hh[H2 + j];
+            if (hn != NULL)
+                hn[i * H + j] = hnj;
+            n[i * H + j] = (g[i * H3 + H2 + j] + b_ih[H2 + j]) + rz[i * H2 + j] * hnj;
+        }
+}
+
+/* Reset before: rh = r h. */
+SKRNN_SIMD static void SKRNN_NAME(skrnn_gru_rh)(
+    ptrdiff_t nt, ptrdiff_t H, const SKRNN_T *restrict rz,
+    const SKRNN_T *restrict h, SKRNN_T *restrict rh)
+{
+    for (ptrdiff_t i = 0; i < nt; i++)
+        for (ptrdiff_t j = 0; j < H; j++)
+            rh[i * H + j] = rz[i * 2 * H + j] * h[i * H + j];
+}
+
+/* Reset before: n's pre-activation g_n + b_in + b_hn, where g_n holds
+ * x W_in^T + (r h) W_hn^T. */
+SKRNN_SIMD static void SKRNN_NAME(skrnn_gru_before_n)(
+    ptrdiff_t nt, ptrdiff_t H, const SKRNN_T *restrict g,
+    const SKRNN_T *restrict b_ih, const SKRNN_T *restrict b_hh, SKRNN_T *restrict n)
+{
+    const ptrdiff_t H2 = 2 * H, H3 = 3 * H;
+    for (ptrdiff_t i = 0; i < nt; i++)
+        for (ptrdiff_t j = 0; j < H; j++)
+            n[i * H + j] = g[i * H3 + H2 + j] + b_ih[H2 + j] + b_hh[H2 + j];
+}
+
+/* h' = z h + (1 - z) n into h and out; the gates r, z, n into g (the cache). */
+SKRNN_SIMD static void SKRNN_NAME(skrnn_gru_update)(
+    ptrdiff_t nt, ptrdiff_t H, const SKRNN_T *restrict rz,
+    const SKRNN_T *restrict n, SKRNN_T *restrict g, SKRNN_T *restrict h,
+    SKRNN_T *restrict out)
+{
+    const ptrdiff_t H2 = 2 * H, H3 = 3 * H;
+    for (ptrdiff_t i = 0; i < nt; i++) {
+        for (ptrdiff_t j = 0; j < H2; j++)
+            g[i * H3 + j] = rz[i * H2 + j];
+        for (ptrdiff_t j = 0; j < H; j++) {
+            const ptrdiff_t k = i * H + j;
+            const SKRNN_T z = rz[i * H2 + H + j], hj = z * h[k] + (1 - z) * n[k];
+            g[i * H3 + H2 + j] = n[k];
+            h[k] = hj;
+            out[k] = hj;
+        }
+    }
+}
+
+/* An RNN step once g holds x W_ih^T + h W_hh^T: h' = act(g + b_ih + b_hh)
+ * into g, out (unless it is g) and h. */
+static void SKRNN_NAME(skrnn_rnn_forward)(
+    int act, ptrdiff_t nt, ptrdiff_t H, const SKRNN_T *b_ih, const SKRNN_T *b_hh,
+    SKRNN_T *g, SKRNN_T *h, SKRNN_T *out)
+{
+    SKRNN_NAME(skrnn_rnn_pre)(nt, H, b_ih, b_hh, g);
+    SKRNN_NAME(skrnn_activate)(act, g, nt * H);
+    if (out != g)
+        memcpy(out, g, nt * H * sizeof(SKRNN_T));
+    memcpy(h, g, nt * H * sizeof(SKRNN_T));
+}
+
+/* A reset-after GRU step once gh holds h W_hh^T (rows of 3H):
+ * n = act(x W_in^T + b_in + r (h W_hn^T + b_hn)), h' = z h + (1 - z) n into h
+ * and out; r, z, n into g (which held x W_ih^T); h W_hn^T + b_hn into hn
+ * unless NULL. pre: room for the gates of the nt rows in two runs, r and z
+ * then n, so that each activation is one call over a long run. */
+static void SKRNN_NAME(skrnn_gru_after_forward)(
+    int act, ptrdiff_t nt, ptrdiff_t H, const SKRNN_T *b_ih, const SKRNN_T *b_hh,
+    const SKRNN_T *gh, SKRNN_T *g, SKRNN_T *hn, SKRNN_T *pre, SKRNN_T *h,
+    SKRNN_T *out)
+{
+    SKRNN_T *rz = pre, *n = pre + nt * 2 * H;
+    SKRNN_NAME(skrnn_gru_rz)(nt, H, g, gh, 3 * H, b_ih, b_hh, rz);
+    SKRNN_NAME(skrnn_sigmoid)(rz, nt * 2 * H);
+    SKRNN_NAME(skrnn_gru_after_n)(nt, H, g, gh, rz, b_ih, b_hh, hn, n);
+    SKRNN_NAME(skrnn_activate)(act, n, nt * H);
+    SKRNN_NAME(skrnn_gru_update)(nt, H, rz, n, g, h, out);
+}
+
+/* A reset-before GRU step, first part, once grz holds h W_h[rz]^T (rows of
+ * 2H): r and z into pre (laid out as for skrnn_gru_after_forward), r h into
+ * rh. */
+static void SKRNN_NAME(skrnn_gru_before_forward_r)(
+    ptrdiff_t nt, ptrdiff_t H, const SKRNN_T *b_ih, const SKRNN_T *b_hh,
+    const SKRNN_T *grz, const SKRNN_T *g, SKRNN_T *pre, const SKRNN_T *h, SKRNN_T *rh)
+{
+    SKRNN_NAME(skrnn_gru_rz)(nt, H, g, grz, 2 * H, b_ih, b_hh, pre);
+    SKRNN_NAME(skrnn_sigmoid)(pre, nt * 2 * H);
+    SKRNN_NAME(skrnn_gru_rh)(nt, H, pre, h, rh);
+}
+
+/* Second part, once g's n block holds x W_in^T + (r h) W_hn^T:
+ * n = act(that + b_in + b_hn), h' = z h + (1 - z) n into h and out, r, z,
+ * n into g. */
+static void SKRNN_NAME(skrnn_gru_before_forward_n)(
+    int act, ptrdiff_t nt, ptrdiff_t H, const SKRNN_T *b_ih, const SKRNN_T *b_hh,
+    SKRNN_T *g, SKRNN_T *pre, SKRNN_T *h, SKRNN_T *out)
+{
+    SKRNN_T *rz = pre, *n = pre + nt * 2 * H;
+    SKRNN_NAME(skrnn_gru_before_n)(nt, H, g, b_ih, b_hh, n);
+    SKRNN_NAME(skrnn_activate)(act, n, nt * H);
+    SKRNN_NAME(skrnn_gru_update)(nt, H, rz, n, g, h, out);
+}
+
+/* --------------------------------------------------------------- backward */
 
 /* RNN, h' = act(a): da = (dh + d_out) act'(h') into dg, summed into db. */
 SKRNN_SIMD static void SKRNN_NAME(skrnn_rnn_back)(

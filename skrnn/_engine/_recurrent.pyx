@@ -19,9 +19,8 @@ The recipe is cuDNN's:
 
 In float32, on a CPU with AVX2 or AVX-512, the per-step GEMMs multiply by
 a copy of the recurrent weights packed once per pass (``_packed.h``)
-instead of calling BLAS, which would repack them at every step. The
-activations (``_activations.h``) and the backward passes' gate loops
-(``_gates.h``) are C, so that they vectorise.
+instead of calling BLAS, which would repack them at every step. The gate
+loops, forward and backward, are C (``_gates.h``), so that they vectorise.
 
 Arrays are time-major and C-contiguous. The caller sorts sequences by
 length, longest first, so at step t the live rows are the first
@@ -53,7 +52,31 @@ cdef extern from "_gates.h" nogil:
         RELU "SKRNN_RELU"
         IDENTITY "SKRNN_IDENTITY"
 
-    # The backward gate loops, in C so that they vectorise (see _gates.h).
+    # The gate loops, in C so that they vectorise (see _gates.h).
+    void skrnn_rnn_forward_f32(int act, Py_ssize_t nt, Py_ssize_t H, const float* b_ih,
+                               const float* b_hh, float* g, float* h, float* out)
+    void skrnn_rnn_forward_f64(int act, Py_ssize_t nt, Py_ssize_t H, const double* b_ih,
+                               const double* b_hh, double* g, double* h, double* out)
+    void skrnn_gru_after_forward_f32(int act, Py_ssize_t nt, Py_ssize_t H,
+                                     const float* b_ih, const float* b_hh, const float* gh,
+                                     float* g, float* hn, float* pre, float* h, float* out)
+    void skrnn_gru_after_forward_f64(int act, Py_ssize_t nt, Py_ssize_t H,
+                                     const double* b_ih, const double* b_hh,
+                                     const double* gh, double* g, double* hn, double* pre,
+                                     double* h, double* out)
+    void skrnn_gru_before_forward_r_f32(Py_ssize_t nt, Py_ssize_t H, const float* b_ih,
+                                        const float* b_hh, const float* grz, const float* g,
+                                        float* pre, const float* h, float* rh)
+    void skrnn_gru_before_forward_r_f64(Py_ssize_t nt, Py_ssize_t H, const double* b_ih,
+                                        const double* b_hh, const double* grz,
+                                        const double* g, double* pre, const double* h,
+                                        double* rh)
+    void skrnn_gru_before_forward_n_f32(int act, Py_ssize_t nt, Py_ssize_t H,
+                                        const float* b_ih, const float* b_hh, float* g,
+                                        float* pre, float* h, float* out)
+    void skrnn_gru_before_forward_n_f64(int act, Py_ssize_t nt, Py_ssize_t H,
+                                        const double* b_ih, const double* b_hh, double* g,
+                                        double* pre, double* h, double* out)
     void skrnn_rnn_back_f32(int act, Py_ssize_t nt, Py_ssize_t H, const float* out,
                             const float* d_out, const float* dh, float* dg, float* db)
     void skrnn_rnn_back_f64(int act, Py_ssize_t nt, Py_ssize_t H, const double* out,
@@ -90,41 +113,6 @@ cdef extern from "_packed.h" nogil:
     void skrnn_packed_gemm_f32(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
                                const float* A, Py_ssize_t lda, const float* Bp,
                                int accumulate, float* C, Py_ssize_t ldc)
-
-
-cdef extern from "_activations.h" nogil:
-    void skrnn_tanh_f32(float* a, Py_ssize_t n)
-    void skrnn_sigmoid_f32(float* a, Py_ssize_t n)
-    void skrnn_tanh_f64(double* a, Py_ssize_t n)
-    void skrnn_sigmoid_f64(double* a, Py_ssize_t n)
-
-
-# The gate loops spend most of their time in tanh and the logistic function:
-# they are applied to whole contiguous runs of pre-activations at once, by
-# loops that vectorise (see _activations.h).
-
-cdef inline void _sigmoid_array(floating* a, Py_ssize_t n) noexcept nogil:
-    """a = 1 / (1 + exp(-a)), in place."""
-    if floating is float:
-        skrnn_sigmoid_f32(a, n)
-    else:
-        skrnn_sigmoid_f64(a, n)
-
-
-cdef inline void _activate_array(int act, floating* a, Py_ssize_t n) noexcept nogil:
-    """a = act(a), in place."""
-    cdef Py_ssize_t i
-    if act == TANH:
-        if floating is float:
-            skrnn_tanh_f32(a, n)
-        else:
-            skrnn_tanh_f64(a, n)
-    elif act == LOGISTIC:
-        _sigmoid_array(a, n)
-    elif act == RELU:
-        for i in range(n):
-            # written so that NaN propagates, as np.maximum does
-            a[i] = 0 if a[i] < 0 else a[i]
 
 
 cdef inline void _step_gemm(char transb, int m, int n, int k,
@@ -371,47 +359,13 @@ cdef void _rnn_step(int act, Py_ssize_t nt, Py_ssize_t H,
     ``g`` holds the step's input projection; it may be ``out`` itself.
     ``wp``: W_hh.T packed, or NULL.
     """
-    cdef Py_ssize_t i, j
     # g += h @ W_hh.T
     _step_gemm(c'T', <int> nt, <int> H, <int> H, h, <int> H, w_hh, <int> H, wp,
                1, g, <int> H)
-    for i in range(nt):
-        for j in range(H):
-            g[i * H + j] += b_ih[j] + b_hh[j]
-    _activate_array(act, g, nt * H)
-    if out != g:
-        memcpy(out, g, nt * H * sizeof(floating))
-    memcpy(h, g, nt * H * sizeof(floating))
-
-
-cdef inline void _gru_rz(Py_ssize_t nt, Py_ssize_t H, const floating* g,
-                         const floating* gh, Py_ssize_t ldgh, const floating* b_ih,
-                         const floating* b_hh, floating* rz) noexcept nogil:
-    """rz = sigmoid(W_i[rz] x + b_i[rz] + W_h[rz] h + b_h[rz]) for the nt live rows.
-
-    ``g`` holds the input projections (rows of 3H), ``gh`` the recurrent
-    ones (rows of ``ldgh``, r and z first); ``rz`` receives (nt, 2H).
-    """
-    cdef Py_ssize_t i, j, H2 = 2 * H, H3 = 3 * H
-    for i in range(nt):
-        for j in range(H2):
-            rz[i * H2 + j] = (g[i * H3 + j] + b_ih[j]) + (gh[i * ldgh + j] + b_hh[j])
-    _sigmoid_array(rz, nt * H2)
-
-
-cdef inline void _gru_update(Py_ssize_t nt, Py_ssize_t H, const floating* rz,
-                             const floating* n, floating* g, floating* h,
-                             floating* out) noexcept nogil:
-    """h' = z h + (1 - z) n; the gates r, z, n go into ``g`` (the cache)."""
-    cdef Py_ssize_t i, j, H2 = 2 * H, H3 = 3 * H
-    cdef floating z
-    for i in range(nt):
-        memcpy(g + i * H3, rz + i * H2, H2 * sizeof(floating))
-        memcpy(g + i * H3 + H2, n + i * H, H * sizeof(floating))
-        for j in range(H):
-            z = rz[i * H2 + H + j]
-            h[i * H + j] = z * h[i * H + j] + (<floating> 1 - z) * n[i * H + j]
-    memcpy(out, h, nt * H * sizeof(floating))
+    if floating is float:
+        skrnn_rnn_forward_f32(act, nt, H, b_ih, b_hh, g, h, out)
+    else:
+        skrnn_rnn_forward_f64(act, nt, H, b_ih, b_hh, g, h, out)
 
 
 cdef void _gru_after_step(int act, Py_ssize_t nt, Py_ssize_t H,
@@ -422,29 +376,16 @@ cdef void _gru_after_step(int act, Py_ssize_t nt, Py_ssize_t H,
     """GRU step with n = act(W_in x + b_in + r * (W_hn h + b_hn)).
 
     ``g`` holds the step's input projection and receives r, z, n; ``hn``
-    (may be NULL) receives W_hn h + b_hn. ``pre`` (3 * nt * H) holds the
-    gates of all live rows in two runs, [r z] then n, so that each
-    activation is one call over a long contiguous run. ``wp``: W_hh.T
-    packed, or NULL.
+    (may be NULL) receives W_hn h + b_hn. ``gh`` (nt x 3H) and ``pre``
+    (3 * nt * H) are room for the step. ``wp``: W_hh.T packed, or NULL.
     """
-    cdef Py_ssize_t i, j, H2 = 2 * H, H3 = 3 * H
-    cdef floating* rz = pre
-    cdef floating* n = pre + nt * H2
     # gh = h @ W_hh.T
-    _step_gemm(c'T', <int> nt, <int> H3, <int> H, h, <int> H, w_hh, <int> H, wp,
-               0, gh, <int> H3)
-    _gru_rz(nt, H, g, gh, H3, b_ih, b_hh, rz)
-    # n = act(W_in x + b_in + r * (W_hn h + b_hn))
-    for i in range(nt):
-        for j in range(H):
-            gh[i * H3 + H2 + j] += b_hh[H2 + j]
-            n[i * H + j] = ((g[i * H3 + H2 + j] + b_ih[H2 + j])
-                            + rz[i * H2 + j] * gh[i * H3 + H2 + j])
-    _activate_array(act, n, nt * H)
-    if hn != NULL:
-        for i in range(nt):
-            memcpy(hn + i * H, gh + i * H3 + H2, H * sizeof(floating))
-    _gru_update(nt, H, rz, n, g, h, out)
+    _step_gemm(c'T', <int> nt, <int> (3 * H), <int> H, h, <int> H, w_hh, <int> H, wp,
+               0, gh, <int> (3 * H))
+    if floating is float:
+        skrnn_gru_after_forward_f32(act, nt, H, b_ih, b_hh, gh, g, hn, pre, h, out)
+    else:
+        skrnn_gru_after_forward_f64(act, nt, H, b_ih, b_hh, gh, g, hn, pre, h, out)
 
 
 cdef void _gru_before_step(int act, Py_ssize_t nt, Py_ssize_t H,
@@ -456,29 +397,24 @@ cdef void _gru_before_step(int act, Py_ssize_t nt, Py_ssize_t H,
     """GRU step with n = act(W_in x + b_in + W_hn (r * h) + b_hn).
 
     ``g`` holds the step's input projection and receives r, z, n; ``rh``
-    receives r * h. ``pre`` (3 * nt * H) holds the gates of all live rows in
-    two runs, [r z] then n, as in :func:`_gru_after_step`. ``wp``, ``wp2``:
-    W_hh[:2H].T and W_hh[2H:].T packed, or NULL.
+    receives r * h. ``grz`` (nt x 2H) and ``pre`` (3 * nt * H) are room for
+    the step. ``wp``, ``wp2``: W_hh[:2H].T and W_hh[2H:].T packed, or NULL.
     """
-    cdef Py_ssize_t i, j, H2 = 2 * H, H3 = 3 * H
-    cdef floating* rz = pre
-    cdef floating* n = pre + nt * H2
+    cdef Py_ssize_t H2 = 2 * H
     # grz = h @ W_hh[:2H].T
     _step_gemm(c'T', <int> nt, <int> H2, <int> H, h, <int> H, w_hh, <int> H, wp,
                0, grz, <int> H2)
-    _gru_rz(nt, H, g, grz, H2, b_ih, b_hh, rz)
-    for i in range(nt):
-        for j in range(H):
-            rh[i * H + j] = rz[i * H2 + j] * h[i * H + j]
+    if floating is float:
+        skrnn_gru_before_forward_r_f32(nt, H, b_ih, b_hh, grz, g, pre, h, rh)
+    else:
+        skrnn_gru_before_forward_r_f64(nt, H, b_ih, b_hh, grz, g, pre, h, rh)
     # g[:, 2H:] += (r * h) @ W_hh[2H:].T
     _step_gemm(c'T', <int> nt, <int> H, <int> H, rh, <int> H, w_hh + H2 * H, <int> H,
-               wp2, 1, g + H2, <int> H3)
-    # n = act(W_in x + b_in + W_hn (r * h) + b_hn)
-    for i in range(nt):
-        for j in range(H):
-            n[i * H + j] = g[i * H3 + H2 + j] + b_ih[H2 + j] + b_hh[H2 + j]
-    _activate_array(act, n, nt * H)
-    _gru_update(nt, H, rz, n, g, h, out)
+               wp2, 1, g + H2, <int> (3 * H))
+    if floating is float:
+        skrnn_gru_before_forward_n_f32(act, nt, H, b_ih, b_hh, g, pre, h, out)
+    else:
+        skrnn_gru_before_forward_n_f64(act, nt, H, b_ih, b_hh, g, pre, h, out)
 
 
 def backward(int cell, int act, bint reverse,
