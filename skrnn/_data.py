@@ -41,8 +41,21 @@ def _float_dtype(dtype, source_dtypes):
     return np.dtype(np.float64)
 
 
+def _all_finite(values):
+    """Whether no value is NaN or infinite, in one pass and no temporary.
+
+    A sum with a NaN or an infinity in it is not finite (nor is one that
+    overflows: then the caller takes its long way, and is still right).
+    scikit-learn's check_array tests finiteness the same way.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(values.sum()))
+
+
 def _first_nonfinite(values):
     """(index tuple, "NaN" or "infinity") of the first non-finite value, or None."""
+    if _all_finite(values):
+        return None
     bad = ~np.isfinite(values)
     if not bad.any():
         return None
@@ -118,6 +131,8 @@ def check_sequences(X, dtype=None):
             "time step and one feature."
         )
     T = arr.shape[1]
+    if _all_finite(arr):
+        return Sequences(arr, np.full(N, T, np.intp), "array")  # no padding
     # tslearn's convention: trailing time steps that are all NaN are padding.
     step_is_nan = np.isnan(arr).all(axis=2)
     n_trailing = np.argmin(step_is_nan[:, ::-1], axis=1)

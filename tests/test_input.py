@@ -151,6 +151,27 @@ def test_padded_prediction_has_nan_exactly_at_padded_steps():
         assert np.isnan(pred[i, L:]).all()
 
 
+@pytest.mark.parametrize("form", ["table", "3d", "3d-padded"])
+def test_huge_finite_values_are_data_not_padding(form):
+    """Finiteness is first tested on the sum of X; a sum of finite values
+    that overflows must still read as finite data of full length."""
+    from skrnn._data import check_sequences
+
+    big = np.finfo(np.float32).max
+    X = np.full((N, T, 1), big, dtype=np.float32)
+    X[::2] *= -1  # +max and -max too: the sum may overflow either way
+    X[3, 2, 0] = big
+    lengths = np.full(N, T)
+    if form == "3d-padded":
+        X[1, 4:] = np.nan
+        lengths[1] = 4
+    seqs = check_sequences(X[:, :, 0] if form == "table" else X)
+    np.testing.assert_array_equal(seqs.lengths, lengths)
+    valid = np.arange(T)[None, :] < lengths[:, None]
+    np.testing.assert_array_equal(seqs.values[valid], X[valid])
+    assert (seqs.values[~valid] == 0).all()
+
+
 # ------------------------------------------------------------ n_features_in_
 @pytest.mark.parametrize("Est", ESTIMATORS)
 def test_table_fitted_model_feature_rules(Est):
