@@ -505,6 +505,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         with (
             self._network.on_device(engine) as params,
             _optimizer_state_in(self._optimizer, engine.memory),
+            engine.workspace(),
         ):
             self._train_epochs(
                 engine, params, data, seqs, targets, sample_weight, train, val, incremental

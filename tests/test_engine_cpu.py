@@ -1,6 +1,7 @@
 """The compiled CPU engine against the reference engine."""
 
 import itertools
+import threading
 
 import numpy as np
 import pytest
@@ -364,7 +365,141 @@ def test_get_engine():
     engine = get_engine("cpu")
     assert engine.name == "cpu" and engine.xp is np
     assert engine.forward is cpu.forward and engine.backward is cpu.backward
+    assert engine.workspace is cpu.workspace
     assert get_engine().name == "cpu"
     assert get_engine("reference").forward.func is reference.forward
     with pytest.raises(ValueError, match="unknown engine"):
         get_engine("tpu")
+
+
+# Workspace: the kernels' large arrays reused from batch to batch in a fit
+
+F32 = np.dtype(np.float32)
+BIG = (64, 1024)  # 256 KiB of float32: taken from the workspace
+
+
+def _address(a):
+    return a.__array_interface__["data"][0]
+
+
+def test_workspace_reuses_a_block_only_once_every_view_is_gone():
+    assert F32.itemsize * np.prod(BIG) >= cpu.WORKSPACE_MIN_BYTES
+    with cpu.workspace():
+        a = cpu._empty(BIG, F32)
+        first = _address(a)
+        view = a[3:]
+        del a
+        b = cpu._empty(BIG, F32)  # the view still holds the first block
+        assert not np.shares_memory(b, view)
+        view[...] = 1
+        b[...] = 2
+        assert (view == 1).all()
+        del view
+        c = cpu._empty(BIG, F32)
+        assert _address(c) == first
+        assert c.shape == BIG and c.dtype == F32 and c.flags.writeable
+        d = cpu._empty((BIG[0] * BIG[1],), F32)  # the same bytes, another shape
+        assert _address(d) not in (first, _address(b))
+        del b
+        assert cpu._empty((BIG[0] * BIG[1],), F32).shape == (BIG[0] * BIG[1],)
+
+
+def test_outside_a_workspace_and_below_its_size_arrays_are_numpys_own():
+    assert cpu._empty(BIG, F32).flags.owndata
+    with cpu.workspace():
+        assert cpu._empty((4, 4), F32).flags.owndata
+        assert not cpu._empty(BIG, F32).flags.owndata
+
+
+def test_workspace_takes_back_blocks_released_on_other_threads():
+    with cpu.workspace():
+        holder = [cpu._empty(BIG, F32)]
+        first = _address(holder[0])
+        thread = threading.Thread(target=holder.clear)
+        thread.start()
+        thread.join()
+        assert _address(cpu._empty(BIG, F32)) == first
+
+
+def test_workspace_keeps_at_most_twice_its_peak():
+    """Blocks of sizes that keep changing are freed past twice the most
+    bytes in use at once."""
+    with cpu.workspace() as ws:
+        for n in range(1, 40):
+            a = cpu._empty((64, 1024 + n), F32)
+            del a
+        cpu._empty(BIG, F32)  # files what came back
+        assert 0 < ws._kept <= 2 * ws._peak
+        assert ws._peak < 2 * F32.itemsize * 64 * (1024 + 40)
+
+
+def test_workspace_frees_its_blocks_at_the_end_and_arrays_outlive_it():
+    with cpu.workspace() as ws:
+        kept = cpu._empty(BIG, F32)
+        kept[...] = 7
+        cpu._empty(BIG, F32)
+        cpu._empty(BIG, F32)  # files the block of the one before
+        assert ws._free
+    assert not ws._free and not ws._returned
+    del kept  # comes back to a closed workspace: freed, not kept
+    assert not ws._free and not ws._returned
+    assert cpu._empty(BIG, F32).flags.owndata
+
+
+class _CountingWorkspace(cpu._Workspace):
+    """Counts requests and the distinct blocks that served them."""
+
+    def __init__(self):
+        super().__init__()
+        self.requests, self.blocks = 0, {}
+
+    def empty(self, shape, dtype, nbytes):
+        a = super().empty(shape, dtype, nbytes)
+        self.requests += 1
+        raw = a.base._block[0]
+        self.blocks[id(raw)] = raw  # kept alive, so that ids stay distinct
+        return a
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 6 epochs
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(cell="gru"),
+        dict(cell="gru", reset_after=False, num_layers=2),
+        dict(cell="rnn", bidirectional=True, output="sequence"),
+        dict(cell="gru", bptt_steps=3),
+    ],
+    ids=["gru", "gru-before-2-layers", "rnn-bidirectional-sequence", "gru-bptt"],
+)
+def test_a_fit_from_the_workspace_equals_one_without(monkeypatch, params):
+    """Every kernel array from the workspace (whatever its size), shares of
+    each batch on two threads: the same weights, bit for bit, as a fit
+    that allocates afresh, and the blocks were reused."""
+    from contextlib import nullcontext
+
+    import skrnn._base
+    from skrnn import SequenceClassifier, SequenceRegressor, _network
+
+    monkeypatch.setattr(cpu, "WORKSPACE_MIN_BYTES", 0)
+    monkeypatch.setattr(_network, "MIN_SHARE_WORK", 1)
+    counting = _CountingWorkspace()
+    monkeypatch.setattr(cpu, "_Workspace", lambda: counting)
+    rng = np.random.RandomState(0)
+    lengths = rng.randint(2, 9, size=70)
+    X = [rng.normal(size=(n, 3)) for n in lengths]
+    estimator = SequenceClassifier if params.get("output") == "sequence" else SequenceRegressor
+    y = (
+        [(x[:, 0] > 0).astype(int) for x in X]
+        if estimator is SequenceClassifier
+        else np.array([x[:, 0].sum() for x in X])
+    )
+    model_args = dict(hidden_size=5, max_iter=6, batch_size=64, random_state=0, **params)
+    pooled = estimator(**model_args).fit(X, y)
+    assert counting.requests > 3 * len(counting.blocks)
+
+    plain = get_engine("cpu")._replace(workspace=nullcontext)
+    monkeypatch.setattr(skrnn._base, "get_engine", lambda name="cpu": plain)
+    fresh = estimator(**model_args).fit(X, y)
+    for name, value in pooled.coefs_.items():
+        np.testing.assert_array_equal(value, fresh.coefs_[name], err_msg=name)

@@ -27,17 +27,25 @@ network then keeps a device copy of its parameters while it trains (see
 returned here): the estimators raise it for the compiled engine while they
 hold BLAS to fewer threads, and the network then runs shares of a batch
 side by side.
+
+``workspace()`` is a context manager that a fit runs in: the compiled
+engine keeps its large arrays there from batch to batch (see
+:func:`skrnn._engine.cpu.workspace`); elsewhere it does nothing.
 """
 
 from collections import namedtuple
+from contextlib import nullcontext
 from functools import partial
 
 import numpy as np
 
 from . import cpu, reference
 
-Engine = namedtuple("Engine", ["name", "xp", "forward", "backward", "memory", "workers"],
-                    defaults=(None, 1))
+Engine = namedtuple(
+    "Engine",
+    ["name", "xp", "forward", "backward", "memory", "workers", "workspace"],
+    defaults=(None, 1, nullcontext),
+)
 
 
 class CudaUnavailableError(RuntimeError):
@@ -47,7 +55,7 @@ class CudaUnavailableError(RuntimeError):
     """
 
 
-_CPU = Engine("cpu", np, cpu.forward, cpu.backward)
+_CPU = Engine("cpu", np, cpu.forward, cpu.backward, workspace=cpu.workspace)
 
 _REFERENCE = Engine(
     "reference",
