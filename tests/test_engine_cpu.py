@@ -398,10 +398,13 @@ def test_workspace_reuses_a_block_only_once_every_view_is_gone():
         c = cpu._empty(BIG, F32)
         assert _address(c) == first
         assert c.shape == BIG and c.dtype == F32 and c.flags.writeable
-        d = cpu._empty((BIG[0] * BIG[1],), F32)  # the same bytes, another shape
-        assert _address(d) not in (first, _address(b))
+        flat = (BIG[0] * BIG[1],)  # the same bytes, another shape
+        second = _address(b)
+        other = cpu._empty(flat, F32)
+        assert _address(other) not in (first, second)  # both in use
         del b
-        assert cpu._empty((BIG[0] * BIG[1],), F32).shape == (BIG[0] * BIG[1],)
+        d = cpu._empty(flat, F32)
+        assert _address(d) == second and d.shape == flat
 
 
 def test_outside_a_workspace_and_below_its_size_arrays_are_numpys_own():
@@ -473,9 +476,10 @@ class _CountingWorkspace(cpu._Workspace):
     ids=["gru", "gru-before-2-layers", "rnn-bidirectional-sequence", "gru-bptt"],
 )
 def test_a_fit_from_the_workspace_equals_one_without(monkeypatch, params):
-    """Every kernel array from the workspace (whatever its size), shares of
-    each batch on two threads: the same weights, bit for bit, as a fit
-    that allocates afresh, and the blocks were reused."""
+    """Every kernel array from the workspace (whatever its size), batches
+    in two shares (on two threads where there are two cores): the same
+    weights, bit for bit, as a fit that allocates afresh, and the blocks
+    were reused."""
     from contextlib import nullcontext
 
     import skrnn._base
