@@ -97,10 +97,11 @@ class _Workspace:
         with self._lock:
             while self._returned:
                 block = self._returned.popleft()
-                self._in_use -= block[0].nbytes
-                if self._kept + block[0].nbytes <= 2 * self._peak:
-                    self._free.setdefault(block[0].nbytes, []).append(block)
-                    self._kept += block[0].nbytes
+                size = block[0].nbytes
+                self._in_use -= size
+                if self._kept + size <= 2 * self._peak:
+                    self._free.setdefault(size, []).append(block)
+                    self._kept += size
             blocks = self._free.get(nbytes)
             if blocks:
                 block = blocks.pop()
