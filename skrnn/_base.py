@@ -725,7 +725,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
     def _forward(self, seqs):
         """The network's raw outputs for validated sequences."""
         engine = self._get_engine()
-        with _blas_threads.split(engine) as engine:
+        with _blas_threads.split(engine) as engine, engine.workspace():
             return self._network.forward(engine, seqs.values, seqs.lengths)
 
     def score(self, X, y, sample_weight=None):

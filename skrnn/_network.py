@@ -383,6 +383,7 @@ class Network:
                 raw[where[1]] = z
             else:
                 raw[t0:t1][where] = z
+            del x, top, feats  # the next window reuses their memory
         raw = p.to_host(raw)
         return raw if self.output == "last" else raw.transpose(1, 0, 2)
 

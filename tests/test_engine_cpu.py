@@ -5,6 +5,7 @@ import threading
 
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 
 from skrnn._engine import _recurrent, cpu, get_engine, reference
 from skrnn._engine.reference import CellSpec
@@ -507,3 +508,41 @@ def test_a_fit_from_the_workspace_equals_one_without(monkeypatch, params):
     fresh = estimator(**model_args).fit(X, y)
     for name, value in pooled.coefs_.items():
         np.testing.assert_array_equal(value, fresh.coefs_[name], err_msg=name)
+
+
+@pytest.mark.parametrize("output", ["last", "sequence"])
+def test_a_prediction_reuses_its_windows_memory(monkeypatch, output):
+    """Inference runs window by window in a workspace: the later windows
+    write to the first ones' blocks, and the outputs equal those of arrays
+    allocated afresh."""
+    from contextlib import nullcontext
+
+    import skrnn._base
+    from skrnn import SequenceRegressor, _network
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(40, 24, 3))
+    y = X.sum(axis=2) if output == "sequence" else X.sum(axis=(1, 2))
+    model = SequenceRegressor(
+        cell="gru", num_layers=2, hidden_size=5, output=output, max_iter=1,
+        random_state=0,
+    )
+    with pytest.warns(ConvergenceWarning):
+        model.fit(X, y)
+    monkeypatch.setattr(cpu, "WORKSPACE_MIN_BYTES", 0)
+
+    def blocks_used(X):
+        counting = _CountingWorkspace()
+        monkeypatch.setattr(cpu, "_Workspace", lambda: counting)
+        return model.predict(X), len(counting.blocks)
+
+    _, one_window = blocks_used(X[:, :3])
+    monkeypatch.setattr(_network, "INFERENCE_WINDOW", 3)
+    pooled, eight_windows = blocks_used(X)
+    # one block more: a window's new states are written while the states
+    # carried into it are still held
+    assert eight_windows == one_window + 1
+
+    plain = get_engine("cpu")._replace(workspace=nullcontext)
+    monkeypatch.setattr(skrnn._base, "get_engine", lambda name="cpu": plain)
+    np.testing.assert_array_equal(pooled, model.predict(X))

@@ -28,9 +28,10 @@ returned here): the estimators raise it for the compiled engine while they
 hold BLAS to fewer threads, and the network then runs shares of a batch
 side by side.
 
-``workspace()`` is a context manager that a fit runs in: the compiled
-engine keeps its large arrays there from batch to batch (see
-:func:`skrnn._engine.cpu.workspace`); elsewhere it does nothing.
+``workspace()`` is a context manager that a fit or a prediction runs in:
+the compiled engine keeps its large arrays there from batch to batch, or
+window to window (see :func:`skrnn._engine.cpu.workspace`); elsewhere it
+does nothing.
 """
 
 from collections import namedtuple

@@ -73,7 +73,8 @@ _WORKSPACE = contextvars.ContextVar("skrnn_cpu_workspace", default=None)
 
 
 class _Workspace:
-    """Memory kept for the kernels' large arrays while a fit runs.
+    """Memory kept for the kernels' large arrays while a fit or a
+    prediction runs.
 
     An array handed out owns its block through a :class:`_Block`; when the
     array and every view of it are gone, the block comes back and serves
