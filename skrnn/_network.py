@@ -350,10 +350,15 @@ class Network:
     def max_shares(self, n_sequences, n_steps):
         """How many shares ``n_sequences`` sequences of up to ``n_steps``
         steps may be split into (see MIN_SHARE)."""
+        return max(1, min(int(n_sequences) // MIN_SHARE,
+                          self.work_shares(n_sequences, n_steps)))
+
+    def work_shares(self, n_sequences, n_steps):
+        """How many times MIN_SHARE_WORK the forward pass of ``n_sequences``
+        sequences of ``n_steps`` steps is."""
         # one multiply-add per recurrent weight, sequence and step
         per_step = sum(v.size for k, v in self.coefs.items() if k.startswith("weight_"))
-        work = per_step * int(n_steps) * int(n_sequences)
-        return max(1, min(int(n_sequences) // MIN_SHARE, work // MIN_SHARE_WORK))
+        return per_step * int(n_steps) * int(n_sequences) // MIN_SHARE_WORK
 
     def _forward_sorted(self, engine, p, values, lengths, rows):
         """Raw head outputs of the sequences ``rows`` (longest first), in

@@ -95,6 +95,37 @@ def test_main_thread_fit_shares_the_blas_threads(monkeypatch):
     np.testing.assert_array_equal(fits[1].predict(X), fits[2 * TRAINING_SHARES].predict(X))
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 2 epochs
+@pytest.mark.parametrize("work_for_two", [False, True])
+def test_main_thread_fit_in_one_share_keeps_blas_threads_for_work_enough(
+    monkeypatch, work_for_two
+):
+    """A batch of too few sequences to split calls BLAS with its threads if
+    it has the work for two shares; without it, every BLAS has one thread
+    (OpenBLAS's would spin on the cores the next step needs)."""
+    if not _blas_threads(_kernels_blas):
+        pytest.skip("SciPy's BLAS is not a library that threadpoolctl can see")
+    from skrnn import _network
+    from skrnn._network import MIN_SHARE, TRAINING_SHARES
+
+    if work_for_two:
+        monkeypatch.setattr(_network, "MIN_SHARE_WORK", 1)
+    X = np.random.RandomState(0).normal(size=(MIN_SHARE, 5, 2))  # one share
+    threads = 2 * TRAINING_SHARES
+    with threadpool_limits(limits=threads, user_api="blas"):
+        before = _blas_threads()
+        model = _Recording(hidden_size=4, max_iter=2, batch_size=MIN_SHARE, random_state=0)
+        model.seen_, model.threads_ = [], set()
+        model.fit(X, X.sum(axis=(1, 2)))
+        assert _blas_threads() == before
+    assert len(model.seen_) == 2 and model.threads_ == {threading.main_thread().name}
+    kernels = [threads if work_for_two else 1] * len(_blas_threads(_kernels_blas))
+    numpys = [1] * len(_blas_threads(_numpy_blas))
+    for counts in model.seen_:
+        assert _blas_threads(_kernels_blas, counts) == kernels
+        assert _blas_threads(_numpy_blas, counts) == numpys
+
+
 def test_main_thread_predict_splits_the_sequences_between_blas_threads(monkeypatch):
     """In the main thread, predict runs as many threads as SciPy's BLAS may
     use, each on a share of the sequences, with every BLAS held to one thread
