@@ -255,13 +255,15 @@ class Network:
             d_below = None
             for d in range(self.n_dirs):
                 d_out = d_top if self.n_dirs == 1 else d_top[:, :, d * H : (d + 1) * H]
+                # the inputs' gradient only where a layer below needs it
                 dx, _, grads = engine.backward(
                     self.spec, self._params(p, k, d), caches[k * self.n_dirs + d],
-                    engine.xp.ascontiguousarray(d_out),
+                    engine.xp.ascontiguousarray(d_out), need_dx=k > 0,
                 )
                 for name, g in grads.items():
                     grad_views[name + self._suffix(k, d)] += g
-                d_below = dx if d_below is None else d_below + dx
+                if k > 0:
+                    d_below = dx if d_below is None else d_below + dx
             d_top = d_below
 
     def _head_rows(self, xp, top, lengths, t0, t1):

@@ -84,6 +84,17 @@ def _compare(spec, T, N, D, H, lengths, dtype, reverse=False, with_dh_last=True,
     for name in grads_r:
         _assert_close(grads_c[name], grads_r[name], dtype, name)
 
+    # without dx (a first layer's), the rest unchanged, bit for bit
+    for engine, args, (dh0, grads) in [
+        (reference, (spec, ref, cache_r, d_out64, d_h_last64), (dh0_r, grads_r)),
+        (cpu, (spec, params, cache_c, d_out, d_h_last), (dh0_c, grads_c)),
+    ]:
+        no_dx, dh0_alone, grads_alone = engine.backward(*args, need_dx=False)
+        assert no_dx is None
+        np.testing.assert_array_equal(dh0_alone, dh0)
+        for name in grads:
+            np.testing.assert_array_equal(grads_alone[name], grads[name], err_msg=name)
+
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("with_dh_last", [False, True])

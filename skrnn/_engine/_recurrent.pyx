@@ -447,8 +447,9 @@ def backward(int cell, int act, bint reverse,
     dan : (T, N, H) or empty array
         GRU with reset after: room for ``dL/da_n``, the n block of the input
         side's gradient.
-    dx : (T, N, D) array
-        Out: the gradient with respect to x, zero at padded steps.
+    dx : (T, N, D) or (0, N, D) array
+        Out: the gradient with respect to x, zero at padded steps; not
+        computed if empty.
     dw_ih, dw_hh : arrays shaped as w_ih, w_hh
         Out: the weight gradients.
     db_ih, db_hh : (G*H,) arrays
@@ -462,6 +463,7 @@ def backward(int cell, int act, bint reverse,
         Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2]
         Py_ssize_t H = w_hh.shape[1], GH = w_hh.shape[0], H2 = 2 * H
         Py_ssize_t n_full, k, t, nt
+        bint want_dx = dx.shape[0] > 0
         const float* wp = NULL
         const float* wp2 = NULL
     if T == 0 or N == 0:
@@ -512,13 +514,14 @@ def backward(int cell, int act, bint reverse,
             _gemm_reduce(T, &n_live[0], N, n_full, <int> H, <int> D,
                          &dan[0, 0, 0], <int> H, &x[0, 0, 0], <int> D,
                          &dw_ih[H2, 0], <int> D)
-            # dx = dG[:, :2H] @ W_ih[:2H] + da_n @ W_ih[2H:]
-            _gemm_rows(c'N', 0, T, &n_live[0], N, n_full, <int> D, <int> H2,
-                       &dg[0, 0, 0], <int> GH, &w_ih[0, 0], <int> D, 0,
-                       &dx[0, 0, 0], <int> D)
-            _gemm_rows(c'N', 0, T, &n_live[0], N, n_full, <int> D, <int> H,
-                       &dan[0, 0, 0], <int> H, &w_ih[H2, 0], <int> D, 1,
-                       &dx[0, 0, 0], <int> D)
+            if want_dx:
+                # dx = dG[:, :2H] @ W_ih[:2H] + da_n @ W_ih[2H:]
+                _gemm_rows(c'N', 0, T, &n_live[0], N, n_full, <int> D, <int> H2,
+                           &dg[0, 0, 0], <int> GH, &w_ih[0, 0], <int> D, 0,
+                           &dx[0, 0, 0], <int> D)
+                _gemm_rows(c'N', 0, T, &n_live[0], N, n_full, <int> D, <int> H,
+                           &dan[0, 0, 0], <int> H, &w_ih[H2, 0], <int> D, 1,
+                           &dx[0, 0, 0], <int> D)
         else:
             # one gradient for both sides' projections
             memcpy(&db_hh[0], &db_ih[0], GH * sizeof(floating))
@@ -540,11 +543,13 @@ def backward(int cell, int act, bint reverse,
             _gemm_reduce(T, &n_live[0], N, n_full, <int> GH, <int> D,
                          &dg[0, 0, 0], <int> GH, &x[0, 0, 0], <int> D,
                          &dw_ih[0, 0], <int> D)
-            # dx = dG @ W_ih
-            _gemm_rows(c'N', 0, T, &n_live[0], N, n_full, <int> D, <int> GH,
-                       &dg[0, 0, 0], <int> GH, &w_ih[0, 0], <int> D, 0,
-                       &dx[0, 0, 0], <int> D)
-        _zero_padded_rows(&dx[0, 0, 0], T, N, D, &n_live[0])
+            if want_dx:
+                # dx = dG @ W_ih
+                _gemm_rows(c'N', 0, T, &n_live[0], N, n_full, <int> D, <int> GH,
+                           &dg[0, 0, 0], <int> GH, &w_ih[0, 0], <int> D, 0,
+                           &dx[0, 0, 0], <int> D)
+        if want_dx:
+            _zero_padded_rows(&dx[0, 0, 0], T, N, D, &n_live[0])
 
 
 cdef void _rnn_step_back(int act, Py_ssize_t nt, Py_ssize_t H,

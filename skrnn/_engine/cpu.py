@@ -284,7 +284,7 @@ def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True):
     return outputs, h, cache
 
 
-def backward(spec, params, cache, d_outputs, d_h_last=None):
+def backward(spec, params, cache, d_outputs, d_h_last=None, need_dx=True):
     """Backpropagate through one direction of one layer.
 
     See :func:`skrnn._engine.reference.backward`. ``cache`` comes from
@@ -319,7 +319,7 @@ def backward(spec, params, cache, d_outputs, d_h_last=None):
         work = _empty((N, H), dtype)
     else:
         work = _unused(dtype, 2)
-    dx = _empty((T, N, D), dtype)
+    dx = _empty((T, N, D), dtype) if need_dx else _unused(dtype, 3)
     dw_ih = _empty(w_ih.shape, dtype)
     dw_hh = _empty(w_hh.shape, dtype)
     db = np.zeros((2, GH), dtype=dtype)
@@ -331,4 +331,4 @@ def backward(spec, params, cache, d_outputs, d_h_last=None):
     grads = {"weight_ih": dw_ih, "weight_hh": dw_hh}
     if spec.use_bias:
         grads["bias_ih"], grads["bias_hh"] = db
-    return dx, dh, grads
+    return (dx if need_dx else None), dh, grads

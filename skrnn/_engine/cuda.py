@@ -528,7 +528,8 @@ def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True, *, xp,
                                      take=_copy if replayed else None)
 
 
-def backward(spec, params, cache, d_outputs, d_h_last=None, *, xp, kernels, graphs):
+def backward(spec, params, cache, d_outputs, d_h_last=None, need_dx=True, *, xp, kernels,
+             graphs):
     """:func:`skrnn._engine.reference.backward`, its time loop run by ``graphs``."""
     inputs = reference.backward_inputs(spec, params, cache, d_outputs, d_h_last, xp)
     shape, GH, dtype = inputs["h_prev"].shape, inputs["W_hh"].shape[0], inputs["dh"].dtype
@@ -539,7 +540,7 @@ def backward(spec, params, cache, d_outputs, d_h_last=None, *, xp, kernels, grap
         lambda: reference.backward_buffers(spec, shape, GH, dtype, xp),
         lambda work: reference.backward_steps(kernels, spec, work, reverse),
     )
-    return reference.backward_results(spec, params, work, cache["x"], xp)
+    return reference.backward_results(spec, params, work, cache["x"], need_dx, xp)
 
 
 def make_engine():

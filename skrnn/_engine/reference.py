@@ -338,7 +338,7 @@ def forward_results(spec, work, x, reverse, keep_cache, take=None):
     return take(work["outputs"]), take(work["h"]), {"x": x, "reverse": reverse, **cache}
 
 
-def backward(spec, params, cache, d_outputs, d_h_last=None, xp=np, kernels=None):
+def backward(spec, params, cache, d_outputs, d_h_last=None, need_dx=True, xp=np, kernels=None):
     """Backpropagate through one direction of one layer.
 
     Parameters
@@ -354,6 +354,8 @@ def backward(spec, params, cache, d_outputs, d_h_last=None, xp=np, kernels=None)
         steps.
     d_h_last : array of shape (N, H) or None
         Gradient with respect to ``h_last``.
+    need_dx : bool, default=True
+        Whether to compute ``dx`` (not for a network's first layer).
     xp : module, default=numpy
         The array module.
     kernels : StepKernels or None, default=None
@@ -361,8 +363,9 @@ def backward(spec, params, cache, d_outputs, d_h_last=None, xp=np, kernels=None)
 
     Returns
     -------
-    dx : array of shape (T, N, D)
-        Gradient with respect to ``x`` (zero at padded steps).
+    dx : array of shape (T, N, D) or None
+        Gradient with respect to ``x`` (zero at padded steps); None unless
+        ``need_dx``.
     dh0 : array of shape (N, H)
         Gradient with respect to ``h0``.
     grads : dict
@@ -373,7 +376,7 @@ def backward(spec, params, cache, d_outputs, d_h_last=None, xp=np, kernels=None)
     work.update(backward_buffers(spec, work["h_prev"].shape, work["W_hh"].shape[0],
                                  work["dh"].dtype, xp))
     backward_steps(k, spec, work, not cache["reverse"])
-    return backward_results(spec, params, work, cache["x"], xp)
+    return backward_results(spec, params, work, cache["x"], need_dx, xp)
 
 
 def backward_inputs(spec, params, cache, d_outputs, d_h_last, xp):
@@ -432,7 +435,7 @@ def backward_steps(k, spec, work, reverse):
             k.matmul(d_gi[t, :, : 2 * H], W_hh[: 2 * H], dh_rec)
 
 
-def backward_results(spec, params, work, x, xp):
+def backward_results(spec, params, work, x, need_dx, xp):
     """``(dx, dh0, grads)`` of :func:`backward` from its ``work``: new
     arrays, none a view of ``work``."""
     d_gi, d_gh, h_prev = work["d_gi"], work["d_gh"], work["h_prev"]
@@ -451,5 +454,5 @@ def backward_results(spec, params, work, x, xp):
     if spec.use_bias:
         grads["bias_ih"] = d_gi2.sum(axis=0)
         grads["bias_hh"] = d_gh2.sum(axis=0)
-    dx = (d_gi2 @ params["weight_ih"]).reshape(T, N, D)
+    dx = (d_gi2 @ params["weight_ih"]).reshape(T, N, D) if need_dx else None
     return dx, work["dh"] + work["dh_rec"], grads
