@@ -180,23 +180,33 @@ def test_padding_is_never_read(spec, reverse):
         np.testing.assert_array_equal(grads_n[name], grads[name])
 
 
+@pytest.mark.parametrize("window", [1, 2, None], ids=["window1", "window2", "default"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("T", [1, 2, 7, 9])
 @pytest.mark.parametrize("spec", SPECS, ids=_spec_id)
-def test_inference_without_cache(spec, T, reverse, dtype):
-    """keep_cache=False (the GRU then projects the inputs in windows)."""
+def test_inference_without_cache(spec, T, reverse, dtype, window, monkeypatch):
+    """keep_cache=False (the GRU then projects the inputs in windows of
+    ``window`` steps, by default all of them at these sizes)."""
     N, D, H = 5, 3, 4
+    if window is not None:
+        step_bytes = N * 3 * H * np.dtype(dtype).itemsize
+        monkeypatch.setattr(cpu, "INFERENCE_GATES_BYTES", window * step_bytes)
     lengths = -np.sort(-np.minimum([T, T, T - 1, 3, 0], T))
     rng = np.random.default_rng(2)
     params = _params(spec, D, H, dtype, rng)
     x = rng.normal(size=(T, N, D)).astype(dtype)
     h0 = rng.normal(size=(N, H)).astype(dtype)
+    shapes = []
+    empty = cpu._empty
+    monkeypatch.setattr(cpu, "_empty", lambda shape, dt: shapes.append(shape) or empty(shape, dt))
     out_r, h_r, _ = reference.forward(spec, params, x, lengths, h0, reverse)
     out, h_last, cache = cpu.forward(spec, params, x, lengths, h0, reverse, keep_cache=False)
     assert cache is None
     _assert_close(out, out_r, dtype, "outputs")
     _assert_close(h_last, h_r, dtype, "h_last")
+    if spec.cell == "gru":  # the window of gates the kernel was given
+        assert (min(T, window or T), N, 3 * H) in shapes
 
 
 @pytest.mark.parametrize("spec", SPECS[:1] + SPECS[-2:], ids=_spec_id)
