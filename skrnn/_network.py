@@ -233,8 +233,12 @@ class Network:
             return [(0, T)]
         return [(t0, min(t0 + size, T)) for t0 in range(0, T, size)]
 
-    def _run_layers(self, engine, p, x, lengths, states, keep_cache):
-        """Forward through every layer over one window (time-major)."""
+    def _run_layers(self, engine, p, x, lengths, states, keep_cache, keep_top=True):
+        """Forward through every layer over one window (time-major).
+
+        ``keep_top=False``: the top layer's outputs are not kept (None is
+        returned for them), only its states.
+        """
         caches = []
         for k in range(self.num_layers):
             outs = []
@@ -242,6 +246,7 @@ class Network:
                 out, states[k][d], cache = engine.forward(
                     self.spec, self._params(p, k, d), x, lengths, states[k][d],
                     reverse=bool(d), keep_cache=keep_cache,
+                    keep_outputs=keep_top or k < self.num_layers - 1,
                 )
                 outs.append(out)
                 caches.append(cache)
@@ -370,10 +375,13 @@ class Network:
         W, b = p.views["head.weight"], p.views["head.bias"]
         N, T = len(rows), values.shape[1]
         lengths = lengths[rows]
-        if self.output == "last":
-            raw = xp.zeros((N, W.shape[0]), dtype=self.dtype)
-        else:
-            raw = xp.zeros((T, N, W.shape[0]), dtype=self.dtype)
+        # read at the last steps in one direction, the head reads the top
+        # layer's final states (each stays as it was after its sequence's
+        # last step), and that layer's outputs are not kept
+        reads_states = self.output == "last" and self.n_dirs == 1
+        if not reads_states:
+            rows_shape = (N,) if self.output == "last" else (T, N)
+            raw = xp.zeros(rows_shape + (W.shape[0],), dtype=self.dtype)
         window = INFERENCE_WINDOW
         if p.memory is None:  # in host memory, a window's bytes are bounded too
             # per step and sequence: a layer's outputs and (GRU) its gates
@@ -383,14 +391,19 @@ class Network:
             # the inputs too are gathered window by window
             x = self._prepare(xp, values, rows, slice(t0, t1))
             lens = np.clip(lengths - t0, 0, t1 - t0)
-            top, _ = self._run_layers(engine, p, x, lens, states, False)
-            feats, where = self._head_rows(xp, top, lengths, t0, t1)
-            z = feats @ W.T + b
-            if self.output == "last":
-                raw[where[1]] = z
-            else:
-                raw[t0:t1][where] = z
-            del x, top, feats  # the next window reuses their memory
+            top, _ = self._run_layers(engine, p, x, lens, states, False,
+                                      keep_top=not reads_states)
+            if not reads_states:
+                feats, where = self._head_rows(xp, top, lengths, t0, t1)
+                z = feats @ W.T + b
+                if self.output == "last":
+                    raw[where[1]] = z
+                else:
+                    raw[t0:t1][where] = z
+                del feats
+            del x, top  # the next window reuses their memory
+        if reads_states:
+            raw = states[-1][0] @ W.T + b
         raw = p.to_host(raw)
         return raw if self.output == "last" else raw.transpose(1, 0, 2)
 

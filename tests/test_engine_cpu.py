@@ -209,6 +209,40 @@ def test_inference_without_cache(spec, T, reverse, dtype, window, monkeypatch):
         assert (min(T, window or T), N, 3 * H) in shapes
 
 
+@pytest.mark.parametrize("window", [1, 2, None], ids=["window1", "window2", "default"])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("T", [1, 7])
+@pytest.mark.parametrize("spec", SPECS, ids=_spec_id)
+def test_inference_without_outputs(spec, T, reverse, window, monkeypatch):
+    """keep_outputs=False: no outputs, the same h_last bit for bit, and the
+    kernel writes the outputs of one window of steps only."""
+    N, D, H = 5, 3, 4
+    G = 1 if spec.cell == "rnn" else 3
+    if window is not None:
+        monkeypatch.setattr(cpu, "INFERENCE_GATES_BYTES", window * N * G * H * 4)
+    lengths = -np.sort(-np.minimum([T, T, T - 1, 3, 1], T))
+    rng = np.random.default_rng(4)
+    params = _params(spec, D, H, np.float32, rng)
+    x = rng.normal(size=(T, N, D)).astype(np.float32)
+    h0 = rng.normal(size=(N, H)).astype(np.float32)
+    out, h_kept, _ = cpu.forward(spec, params, x, lengths, h0, reverse, keep_cache=False)
+    shapes = []
+    empty = cpu._empty
+    monkeypatch.setattr(cpu, "_empty", lambda shape, dt: shapes.append(shape) or empty(shape, dt))
+    none, h_last, cache = cpu.forward(spec, params, x, lengths, h0, reverse, keep_cache=False,
+                                      keep_outputs=False)
+    assert none is None and cache is None
+    np.testing.assert_array_equal(h_last, h_kept)
+    assert (min(T, window or T), N, H) in shapes
+    if window is not None and window < T:
+        assert (T, N, H) not in shapes
+    # the reference engine returns no outputs either, and the same state
+    none, h_ref, _ = reference.forward(spec, params, x, lengths, h0, reverse, keep_cache=False,
+                                       keep_outputs=False)
+    assert none is None
+    _assert_close(h_ref, h_last, np.float32, "h_last")
+
+
 @pytest.mark.parametrize("spec", SPECS[:1] + SPECS[-2:], ids=_spec_id)
 def test_cache_survives_backward(spec):
     """backward leaves the cache and its inputs untouched: it can run twice."""

@@ -268,8 +268,10 @@ def forward(int cell, int act, bint reverse,
         Zeros when the layer has no biases.
     h : (N, H) array
         In: the initial state. Out: the final state.
-    out : (T, N, H) array
-        Out: the state after each step, zero at padded steps.
+    out : (T, N, H) or (W, N, H) array
+        Out: the state after each step, zero at padded steps. With W < T
+        rows, each window's steps overwrite the last window's, and only
+        ``h`` is of use (inference that reads the final state alone).
     gates : (W, N, G*H) array
         Input projections of a window of W steps (the whole pass runs in
         ceil(T / W) windows). For the GRU they are overwritten with the gate
@@ -290,7 +292,8 @@ def forward(int cell, int act, bint reverse,
     cdef:
         Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2]
         Py_ssize_t H = w_hh.shape[1], GH = w_hh.shape[0], W = gates.shape[0]
-        Py_ssize_t n_full, n_win, w, w0, w1, k, t, nt, i, j
+        bint all_out = out.shape[0] == T
+        Py_ssize_t n_full, n_win, w, w0, w1, k, t, o, nt, i, j
         floating* p_h_prev = NULL
         floating* p_hn = NULL
         floating* p_work = NULL
@@ -326,6 +329,7 @@ def forward(int cell, int act, bint reverse,
                        &gates[0, 0, 0], <int> GH)
             for k in range(w1 - w0):
                 t = w1 - 1 - k if reverse else w0 + k
+                o = t if all_out else t - w0  # the step's row block in out
                 nt = n_live[t]
                 if nt == 0:
                     continue
@@ -334,20 +338,21 @@ def forward(int cell, int act, bint reverse,
                            nt * H * sizeof(floating))
                 if cell == RNN:
                     _rnn_step(act, nt, H, &w_hh[0, 0], wp, &b_ih[0], &b_hh[0],
-                              &gates[t - w0, 0, 0], &h[0, 0], &out[t, 0, 0])
+                              &gates[t - w0, 0, 0], &h[0, 0], &out[o, 0, 0])
                 elif cell == GRU_RESET_AFTER:
                     _gru_after_step(
                         act, nt, H, &w_hh[0, 0], wp, &b_ih[0], &b_hh[0],
-                        &gates[t - w0, 0, 0], &h[0, 0], &out[t, 0, 0],
+                        &gates[t - w0, 0, 0], &h[0, 0], &out[o, 0, 0],
                         p_hn + t * N * H if p_hn != NULL else NULL, p_work,
                         p_work + N * GH)
                 else:
                     _gru_before_step(
                         act, nt, H, &w_hh[0, 0], wp, wp2, &b_ih[0], &b_hh[0],
-                        &gates[t - w0, 0, 0], &h[0, 0], &out[t, 0, 0],
+                        &gates[t - w0, 0, 0], &h[0, 0], &out[o, 0, 0],
                         p_hn + t * N * H if p_hn != NULL else p_work + N * 2 * H,
                         p_work, p_work + N * GH)
-        _zero_padded_rows(&out[0, 0, 0], T, N, H, &n_live[0])
+        if all_out:
+            _zero_padded_rows(&out[0, 0, 0], T, N, H, &n_live[0])
 
 
 cdef void _rnn_step(int act, Py_ssize_t nt, Py_ssize_t H,

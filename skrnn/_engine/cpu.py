@@ -72,9 +72,10 @@ def _unused(dtype, ndim):
 # 1000, 20, 1, 16 took 7-10 % longer, those at the larger shapes as long.
 WORKSPACE_MIN_BYTES = 1 << 18
 
-# Inference projects the GRU's inputs in windows of steps whose gates take
-# at most this many bytes (at least one step), so that the window stays in
-# cache from its GEMM to its gate loops. One thread, GRU, per pass without
+# Inference projects the inputs in windows of steps whose gates take at
+# most this many bytes (at least one step), so that the window stays in
+# cache from its GEMM to its gate loops (the GRU's always, the RNN's, which
+# projects into the outputs, where they are not kept). One thread, GRU, per pass without
 # cache, against windows of a third of the steps: 1000 x 50 steps at H=32
 # 11.6 -> 8.5 ms, 2000 x 100 at H=128 407 -> 304 ms, 2048 x 100 at H=512
 # 4.83 -> 4.61 s; 64 KiB or a single step gave the same within 3 %.
@@ -247,7 +248,8 @@ def _live_rows(lengths, N, T):
     return n_live
 
 
-def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True):
+def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True,
+            keep_outputs=True):
     """Run one direction of one layer over a chunk of time steps.
 
     See :func:`skrnn._engine.reference.forward`; ``lengths`` must be sorted
@@ -269,16 +271,17 @@ def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True):
 
     h = _empty((N, H), dtype)  # becomes h_last
     h[...] = h0
-    outputs = _empty((T, N, H), dtype)
+    # training keeps every step's gates, inference a window's
+    window = T
+    if not keep_cache:
+        step_bytes = max(1, N * GH * dtype.itemsize)
+        window = max(1, min(T, INFERENCE_GATES_BYTES // step_bytes))
+    # outputs that no one reads: a window's, each overwriting the last's
+    outputs = _empty((T if keep_outputs or keep_cache else window, N, H), dtype)
     if cell == _recurrent.Cell.RNN:
         # the input projection is computed in place in the outputs
         gates, work = outputs, _unused(dtype, 2)
     else:
-        # training keeps every step's gates, inference a window's
-        window = T
-        if not keep_cache:
-            step_bytes = max(1, N * GH * dtype.itemsize)
-            window = max(1, min(T, INFERENCE_GATES_BYTES // step_bytes))
         gates = _empty((window, N, GH), dtype)
         # one step's recurrent projection, then its gate pre-activations
         work = _empty((2 * N, GH), dtype)
@@ -294,7 +297,7 @@ def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True):
     cache = None
     if keep_cache:
         cache = _Cache(cell, bool(reverse), x, n_live, outputs, h_prev, gates, hn)
-    return outputs, h, cache
+    return (outputs if keep_outputs else None), h, cache
 
 
 def backward(spec, params, cache, d_outputs, d_h_last=None, need_dx=True):

@@ -513,8 +513,8 @@ def _copy(a):
     return a.copy()
 
 
-def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True, *, xp, kernels,
-            graphs):
+def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True, keep_outputs=True,
+            *, xp, kernels, graphs):
     """:func:`skrnn._engine.reference.forward`, its time loop run by ``graphs``."""
     inputs = reference.forward_inputs(spec, params, x, lengths, h0, xp)
     shape = inputs["gi"].shape
@@ -524,7 +524,7 @@ def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True, *, xp,
         lambda: reference.forward_buffers(spec, shape, keep_cache, x.dtype, xp),
         lambda work: reference.forward_steps(kernels, spec, work, reverse, keep_cache),
     )
-    return reference.forward_results(spec, work, x, reverse, keep_cache,
+    return reference.forward_results(spec, work, x, reverse, keep_cache, keep_outputs,
                                      take=_copy if replayed else None)
 
 

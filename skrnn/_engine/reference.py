@@ -215,8 +215,8 @@ def step_kernels(xp):
 _CACHE_NAMES = {"rnn": ("h_prev", "h_new"), "gru": ("h_prev", "r", "z", "n", "hn_term")}
 
 
-def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True, xp=np,
-            kernels=None):
+def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True,
+            keep_outputs=True, xp=np, kernels=None):
     """Run one direction of one layer over a chunk of time steps.
 
     Parameters
@@ -237,6 +237,10 @@ def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True, xp=np,
         Visit the steps from last to first.
     keep_cache : bool, default=True
         Keep what :func:`backward` needs. Inference passes False.
+    keep_outputs : bool, default=True
+        Return the outputs. Inference that reads only ``h_last`` (a
+        network's top layer read at each sequence's last step) passes False,
+        and a compiled engine then keeps no (T, N, H) array.
     xp : module, default=numpy
         The array module.
     kernels : StepKernels or None, default=None
@@ -244,8 +248,9 @@ def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True, xp=np,
 
     Returns
     -------
-    outputs : array of shape (T, N, H)
-        The state after each step, zero at padded steps.
+    outputs : array of shape (T, N, H) or None
+        The state after each step, zero at padded steps; None unless
+        ``keep_outputs``.
     h_last : array of shape (N, H)
         The state after the whole chunk (for each sequence, after its last
         valid step in the direction of travel).
@@ -256,7 +261,7 @@ def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True, xp=np,
     work = forward_inputs(spec, params, x, lengths, h0, xp)
     work.update(forward_buffers(spec, work["gi"].shape, keep_cache, x.dtype, xp))
     forward_steps(k, spec, work, reverse, keep_cache)
-    return forward_results(spec, work, x, reverse, keep_cache)
+    return forward_results(spec, work, x, reverse, keep_cache, keep_outputs)
 
 
 # :func:`forward` and :func:`backward` are each written as four parts: the
@@ -328,14 +333,15 @@ def forward_steps(k, spec, work, reverse, keep_cache):
             k.gru_forward_n(act, t, c, gi, gn, b_hh, mask, h, outputs, work["z"], work["n"])
 
 
-def forward_results(spec, work, x, reverse, keep_cache, take=None):
+def forward_results(spec, work, x, reverse, keep_cache, keep_outputs, take=None):
     """``(outputs, h_last, cache)`` of :func:`forward` from its ``work``;
     ``take(array)`` (default: the array itself) is applied to each."""
     take = take or (lambda a: a)
+    outputs = take(work["outputs"]) if keep_outputs else None
     if not keep_cache:
-        return take(work["outputs"]), take(work["h"]), None
+        return outputs, take(work["h"]), None
     cache = {name: take(work[name]) for name in ("mask",) + _CACHE_NAMES[spec.cell]}
-    return take(work["outputs"]), take(work["h"]), {"x": x, "reverse": reverse, **cache}
+    return outputs, take(work["h"]), {"x": x, "reverse": reverse, **cache}
 
 
 def backward(spec, params, cache, d_outputs, d_h_last=None, need_dx=True, xp=np, kernels=None):
