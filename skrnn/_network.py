@@ -241,16 +241,19 @@ class Network:
         """
         caches = []
         for k in range(self.num_layers):
+            keep = keep_top or k < self.num_layers - 1
             outs = []
             for d in range(self.n_dirs):
                 out, states[k][d], cache = engine.forward(
                     self.spec, self._params(p, k, d), x, lengths, states[k][d],
-                    reverse=bool(d), keep_cache=keep_cache,
-                    keep_outputs=keep_top or k < self.num_layers - 1,
+                    reverse=bool(d), keep_cache=keep_cache, keep_outputs=keep,
                 )
                 outs.append(out)
                 caches.append(cache)
-            x = outs[0] if self.n_dirs == 1 else engine.xp.concatenate(outs, axis=2)
+            if not keep:
+                x = None
+            else:
+                x = outs[0] if self.n_dirs == 1 else engine.xp.concatenate(outs, axis=2)
         return x, caches
 
     def _backward_layers(self, engine, p, grad_views, d_top, caches):
@@ -375,13 +378,13 @@ class Network:
         W, b = p.views["head.weight"], p.views["head.bias"]
         N, T = len(rows), values.shape[1]
         lengths = lengths[rows]
-        # read at the last steps in one direction, the head reads the top
-        # layer's final states (each stays as it was after its sequence's
-        # last step), and that layer's outputs are not kept
-        reads_states = self.output == "last" and self.n_dirs == 1
+        # read at the last steps, the head reads the top layer's final
+        # states, and that layer's outputs are not kept: forward, a state
+        # stays as it was after its sequence's last step; backward (one
+        # window, see _windows), it ends at the first step
+        reads_states = self.output == "last"
         if not reads_states:
-            rows_shape = (N,) if self.output == "last" else (T, N)
-            raw = xp.zeros(rows_shape + (W.shape[0],), dtype=self.dtype)
+            raw = xp.zeros((T, N, W.shape[0]), dtype=self.dtype)
         window = INFERENCE_WINDOW
         if p.memory is None:  # in host memory, a window's bytes are bounded too
             # per step and sequence: a layer's outputs and (GRU) its gates
@@ -395,15 +398,11 @@ class Network:
                                       keep_top=not reads_states)
             if not reads_states:
                 feats, where = self._head_rows(xp, top, lengths, t0, t1)
-                z = feats @ W.T + b
-                if self.output == "last":
-                    raw[where[1]] = z
-                else:
-                    raw[t0:t1][where] = z
+                raw[t0:t1][where] = feats @ W.T + b
                 del feats
             del x, top  # the next window reuses their memory
         if reads_states:
-            raw = states[-1][0] @ W.T + b
+            raw = xp.concatenate(states[-1], axis=1) @ W.T + b
         raw = p.to_host(raw)
         return raw if self.output == "last" else raw.transpose(1, 0, 2)
 
