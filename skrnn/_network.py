@@ -26,7 +26,7 @@ from .layers import init_params, param_names
 
 # Inference runs over windows of at most INFERENCE_WINDOW steps, carrying
 # the state, so that its memory grows with N * H rather than N * T * H; in
-# host memory, over fewer steps when one window's outputs and gates would
+# host memory, over fewer steps when one window's inputs and outputs would
 # take more than INFERENCE_BYTES.
 INFERENCE_WINDOW = 128
 INFERENCE_BYTES = 8 << 20
@@ -387,8 +387,10 @@ class Network:
             raw = xp.zeros((T, N, W.shape[0]), dtype=self.dtype)
         window = INFERENCE_WINDOW
         if p.memory is None:  # in host memory, a window's bytes are bounded too
-            # per step and sequence: a layer's outputs and (GRU) its gates
-            step_bytes = 4 * self.n_dirs * self.hidden_size * np.dtype(self.dtype).itemsize
+            # per step and sequence: the inputs, and the outputs of a layer
+            # and of the one below (the compiled engine bounds its gates)
+            width = values.shape[2] + 2 * self.n_dirs * self.hidden_size
+            step_bytes = width * np.dtype(self.dtype).itemsize
             window = max(1, min(window, INFERENCE_BYTES // (N * step_bytes)))
         for t0, t1 in self._windows(int(lengths[0]), window):
             # the inputs too are gathered window by window
