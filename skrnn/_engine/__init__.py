@@ -1,8 +1,8 @@
 """Engines: the forward and backward passes of one direction of one layer.
 
 An engine offers ``forward(spec, params, x, lengths, h0, reverse=False,
-keep_cache=True, keep_outputs=True)`` and ``backward(spec, params, cache, d_outputs,
-d_h_last=None, need_dx=True)`` with the semantics documented in
+keep_cache=True, keep_outputs=True)`` and ``backward(spec, params, cache,
+d_outputs, d_h_last=None, need_dx=True)`` with the semantics documented in
 :mod:`skrnn._engine.reference`, on time-major arrays of its array module
 ``xp``. Callers pass batches sorted by length, longest first, so that a
 compiled engine can treat the first ``n_t`` rows as the live ones at step t.

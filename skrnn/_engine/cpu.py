@@ -74,11 +74,12 @@ WORKSPACE_MIN_BYTES = 1 << 18
 
 # Inference projects the inputs in windows of steps whose gates take at
 # most this many bytes (at least one step), so that the window stays in
-# cache from its GEMM to its gate loops (the GRU's always, the RNN's, which
-# projects into the outputs, where they are not kept). One thread, GRU, per pass without
-# cache, against windows of a third of the steps: 1000 x 50 steps at H=32
-# 11.6 -> 8.5 ms, 2000 x 100 at H=128 407 -> 304 ms, 2048 x 100 at H=512
-# 4.83 -> 4.61 s; 64 KiB or a single step gave the same within 3 %.
+# cache from its GEMM to its gate loops: the GRU always, the RNN (which
+# projects into its outputs) where its outputs are not kept. One thread,
+# GRU, per pass without cache, against windows of a third of the steps:
+# 1000 x 50 steps at H=32 11.6 -> 8.5 ms, 2000 x 100 at H=128 407 -> 304
+# ms, 2048 x 100 at H=512 4.83 -> 4.61 s; 64 KiB or a single step gave the
+# same within 3 %.
 INFERENCE_GATES_BYTES = 1 << 18
 
 _WORKSPACE = contextvars.ContextVar("skrnn_cpu_workspace", default=None)
