@@ -256,30 +256,36 @@ class Network:
                 x = outs[0] if self.n_dirs == 1 else engine.xp.concatenate(outs, axis=2)
         return x, caches
 
-    def _backward_layers(self, engine, p, grad_views, d_top, caches):
-        """Backpropagate a window's gradient into ``grad_views``."""
+    def _backward_layers(self, engine, p, grad_views, caches, d_top=None, d_last=None):
+        """Backpropagate a window's gradient into ``grad_views``: ``d_top``
+        with respect to the top layer's outputs (T, N, H * dirs), ``d_last``
+        with respect to its final states (N, H * dirs); None: zero."""
         H = self.hidden_size
+        xp = engine.xp
         for k in reversed(range(self.num_layers)):
             d_below = None
             for d in range(self.n_dirs):
-                d_out = d_top if self.n_dirs == 1 else d_top[:, :, d * H : (d + 1) * H]
+                cols = slice(d * H, (d + 1) * H)
+                d_out = None if d_top is None else xp.ascontiguousarray(d_top[:, :, cols])
                 # the inputs' gradient only where a layer below needs it
                 dx, _, grads = engine.backward(
-                    self.spec, self._params(p, k, d), caches[k * self.n_dirs + d],
-                    engine.xp.ascontiguousarray(d_out), need_dx=k > 0,
+                    self.spec, self._params(p, k, d), caches[k * self.n_dirs + d], d_out,
+                    None if d_last is None else d_last[:, cols], need_dx=k > 0,
                 )
                 for name, g in grads.items():
                     grad_views[name + self._suffix(k, d)] += g
                 if k > 0:
                     d_below = dx if d_below is None else d_below + dx
-            d_top = d_below
+            d_top, d_last = d_below, None
 
     def _head_rows(self, xp, top, lengths, t0, t1):
         """Where the head reads the top layer within a window.
 
         Returns ``(features (R, H*dirs), (steps, samples))``: the rows'
         positions in ``top`` as index arrays of ``xp`` (for ``output="last"``,
-        ``samples`` also indexes the samples' outputs and targets).
+        ``samples`` also indexes the samples' outputs and targets, and the
+        features are those samples' final states: forward, the output at
+        the last step; backward, at the first).
         """
         if self.output == "sequence":
             valid = np.arange(t1 - t0)[:, None] < (lengths - t0)[None, :]
@@ -293,17 +299,6 @@ class Network:
         H = self.hidden_size
         feats = xp.concatenate([top[steps, samples, :H], top[0, samples, H:]], axis=1)
         return feats, (steps, samples)
-
-    def _scatter_head_grad(self, xp, d_feats, where, shape):
-        d_top = xp.zeros(shape, dtype=self.dtype)
-        if self.output == "sequence" or self.n_dirs == 1:
-            d_top[where] = d_feats
-        else:
-            H = self.hidden_size
-            steps, samples = where
-            d_top[steps, samples, :H] = d_feats[:, :H]
-            d_top[0, samples, H:] += d_feats[:, H:]
-        return d_top
 
     @staticmethod
     def _take(xp, a, rows, steps=None):
@@ -493,8 +488,17 @@ class Network:
             total = total + value
             gW += dz.T @ feats
             gb += dz.sum(axis=0)
-            d_top = self._scatter_head_grad(xp, dz @ W, where, top.shape)
-            self._backward_layers(engine, p, grad_views, d_top, caches)
+            d_feats = dz @ W
+            if self.output == "sequence":
+                d_top = xp.zeros(top.shape, dtype=self.dtype)
+                d_top[where] = d_feats
+                self._backward_layers(engine, p, grad_views, caches, d_top=d_top)
+            else:
+                # the features read at the last steps are the top layer's
+                # final states (see _head_rows): the gradient enters there
+                d_last = xp.zeros((top.shape[1], top.shape[2]), dtype=self.dtype)
+                d_last[where[1]] = d_feats
+                self._backward_layers(engine, p, grad_views, caches, d_last=d_last)
         return total
 
 

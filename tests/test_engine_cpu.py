@@ -243,6 +243,30 @@ def test_inference_without_outputs(spec, T, reverse, window, monkeypatch):
     _assert_close(h_ref, h_last, np.float32, "h_last")
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("spec", SPECS, ids=_spec_id)
+def test_backward_without_output_gradient(spec, reverse):
+    """d_outputs=None (the gradient enters through d_h_last only) is
+    backward with zero d_outputs, bit for bit, in both engines."""
+    T, N, D, H = 6, 4, 3, 4
+    lengths = np.array([6, 5, 2, 1])
+    rng = np.random.default_rng(5)
+    params = _params(spec, D, H, np.float64, rng)
+    x = rng.normal(size=(T, N, D))
+    h0 = rng.normal(size=(N, H))
+    d_h_last = rng.normal(size=(N, H))
+    zeros = np.zeros((T, N, H))
+    for engine in (cpu, reference):
+        _, _, cache = engine.forward(spec, params, x, lengths, h0, reverse)
+        dx, dh0, grads = engine.backward(spec, params, cache, zeros, d_h_last)
+        dx_n, dh0_n, grads_n = engine.backward(spec, params, cache, None, d_h_last)
+        np.testing.assert_array_equal(dx_n, dx)
+        np.testing.assert_array_equal(dh0_n, dh0)
+        for name in grads:
+            np.testing.assert_array_equal(grads_n[name], grads[name])
+        assert np.abs(dh0).sum() > 0  # the gradient did get through
+
+
 @pytest.mark.parametrize("spec", SPECS[:1] + SPECS[-2:], ids=_spec_id)
 def test_cache_survives_backward(spec):
     """backward leaves the cache and its inputs untouched: it can run twice."""

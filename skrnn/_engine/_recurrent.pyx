@@ -441,8 +441,9 @@ def backward(int cell, int act, bint reverse,
     out, h_prev, gates, hn : arrays
         As filled by :func:`forward` with ``gates`` covering all T steps
         (``hn`` unused, may be empty, for the RNN).
-    d_out : (T, N, H) array
-        Gradient with respect to ``out``; padded rows are not read.
+    d_out : (T, N, H) array, or (1, N, H) zeros
+        Gradient with respect to ``out``; padded rows are not read. One
+        step of zeros: no gradient reaches the outputs (only ``dh``).
     dh : (N, H) array
         In: the gradient with respect to h_last. Out: with respect to h0.
     dg : (T, N, G*H) array
@@ -467,7 +468,8 @@ def backward(int cell, int act, bint reverse,
     cdef:
         Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2]
         Py_ssize_t H = w_hh.shape[1], GH = w_hh.shape[0], H2 = 2 * H
-        Py_ssize_t n_full, k, t, nt
+        bint all_d_out = d_out.shape[0] == T
+        Py_ssize_t n_full, k, t, o, nt
         bint want_dx = dx.shape[0] > 0
         const float* wp = NULL
         const float* wp2 = NULL
@@ -485,22 +487,23 @@ def backward(int cell, int act, bint reverse,
         for k in range(T):
             # the reverse of the forward pass's order
             t = k if reverse else T - 1 - k
+            o = t if all_d_out else 0  # the step's row block in d_out
             nt = n_live[t]
             if nt == 0:
                 continue
             if cell == RNN:
                 _rnn_step_back(act, nt, H, &w_hh[0, 0], wp, &out[t, 0, 0],
-                               &d_out[t, 0, 0], &dh[0, 0], &dg[t, 0, 0],
+                               &d_out[o, 0, 0], &dh[0, 0], &dg[t, 0, 0],
                                &db_ih[0])
             elif cell == GRU_RESET_AFTER:
                 _gru_after_step_back(
                     act, nt, H, &w_hh[0, 0], wp, &gates[t, 0, 0], &h_prev[t, 0, 0],
-                    &hn[t, 0, 0], &d_out[t, 0, 0], &dh[0, 0], &dg[t, 0, 0],
+                    &hn[t, 0, 0], &d_out[o, 0, 0], &dh[0, 0], &dg[t, 0, 0],
                     &dan[t, 0, 0], &db_ih[0], &db_hh[0])
             else:
                 _gru_before_step_back(
                     act, nt, H, &w_hh[0, 0], wp, wp2, &gates[t, 0, 0], &h_prev[t, 0, 0],
-                    &d_out[t, 0, 0], &dh[0, 0], &dg[t, 0, 0], &db_ih[0],
+                    &d_out[o, 0, 0], &dh[0, 0], &dg[t, 0, 0], &db_ih[0],
                     &work[0, 0])
 
         n_full = _n_full(&n_live[0], T, N)

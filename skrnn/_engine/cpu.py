@@ -317,9 +317,12 @@ def backward(spec, params, cache, d_outputs, d_h_last=None, need_dx=True):
     if cell != cache.cell or cache.outputs.shape != (T, N, H):
         raise ValueError("spec or parameter shapes differ from the forward pass")
     GH = w_hh.shape[0]
-    d_outputs = _contiguous(d_outputs, dtype, "d_outputs")
-    if d_outputs.shape != (T, N, H):
-        raise ValueError(f"d_outputs must have shape {(T, N, H)}")
+    if d_outputs is None:
+        d_outputs = np.zeros((1, N, H), dtype=dtype)  # the kernel's "none"
+    else:
+        d_outputs = _contiguous(d_outputs, dtype, "d_outputs")
+        if d_outputs.shape != (T, N, H):
+            raise ValueError(f"d_outputs must have shape {(T, N, H)}")
     if d_h_last is None:
         dh = np.zeros((N, H), dtype=dtype)
     else:

@@ -355,9 +355,10 @@ def backward(spec, params, cache, d_outputs, d_h_last=None, need_dx=True, xp=np,
         As given to :func:`forward`.
     cache : dict
         Returned by :func:`forward` with ``keep_cache=True``.
-    d_outputs : array of shape (T, N, H)
+    d_outputs : array of shape (T, N, H) or None
         Gradient of the loss with respect to ``outputs``; ignored at padded
-        steps.
+        steps. None: zero (the loss reaches the layer through ``d_h_last``
+        only).
     d_h_last : array of shape (N, H) or None
         Gradient with respect to ``h_last``.
     need_dx : bool, default=True
@@ -389,11 +390,14 @@ def backward_inputs(spec, params, cache, d_outputs, d_h_last, xp):
     """What the backward time loop reads: ``W_hh``, the forward cache,
     ``d_outputs``, the carried gradient ``dh`` (from ``d_h_last``) and the
     recurrent one ``dh_rec`` (zero)."""
-    N, H = cache["h_prev"].shape[1:]
+    T, N, H = cache["h_prev"].shape
     dtype = cache["x"].dtype
     work = {name: cache[name] for name in ("mask",) + _CACHE_NAMES[spec.cell]}
     work["W_hh"] = params["weight_hh"]
-    work["d_outputs"] = xp.ascontiguousarray(d_outputs, dtype=dtype)
+    if d_outputs is None:
+        work["d_outputs"] = xp.zeros((T, N, H), dtype=dtype)
+    else:
+        work["d_outputs"] = xp.ascontiguousarray(d_outputs, dtype=dtype)
     if d_h_last is None:
         work["dh"] = xp.zeros((N, H), dtype=dtype)
     else:
