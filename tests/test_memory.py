@@ -63,8 +63,10 @@ _PEAK_SCRIPT = textwrap.dedent(
 # Prediction's own allocations (tracemalloc, as above) for N sequences of T
 # steps, H = 64, float64, one thread: whole-sequence activations would be
 # N * T * H * 8 bytes (~600 MB here); inference windows hold them to about
-# INFERENCE_BYTES for outputs and gates, plus a window of the input and
-# what validation copies of the input (at most two copies of X).
+# INFERENCE_BYTES (a window's inputs and outputs; the compiled engine holds
+# one step's gates at least, and the top layer read at the last steps keeps
+# no outputs), plus what validation copies of the input (at most two copies
+# of X).
 _PREDICT_SCRIPT = textwrap.dedent(
     """
     import json, sys, tracemalloc, warnings
