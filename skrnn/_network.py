@@ -345,7 +345,7 @@ class Network:
         p = self._device_params(engine)
         order = np.argsort(-lengths, kind="stable")
         shares = _shares(order, min(engine.workers, self.max_shares(len(lengths), lengths.max())))
-        parts = _map(engine.workers, lambda rows: self._forward_sorted(
+        parts = _map(engine.workers, lambda rows: self._forward_blocks(
             engine, p, values, lengths, rows), shares)
         raw = np.empty((len(order),) + parts[0].shape[1:], dtype=parts[0].dtype)
         for rows, part in zip(shares, parts):
@@ -364,6 +364,22 @@ class Network:
         # one multiply-add per recurrent weight, sequence and step
         per_step = sum(v.size for k, v in self.coefs.items() if k.startswith("weight_"))
         return per_step * int(n_steps) * int(n_sequences) // MIN_SHARE_WORK
+
+    def _forward_blocks(self, engine, p, values, lengths, rows):
+        """:meth:`_forward_sorted` of ``rows``; in host memory, in blocks of
+        sequences whose one step takes at most INFERENCE_BYTES, so that a
+        prediction's memory is bounded whatever the number of sequences."""
+        blocks = [rows]
+        if p.memory is None:
+            H, G = self.hidden_size, 3 if self.spec.cell == "gru" else 1
+            # per sequence and step: the inputs, the outputs of two layers,
+            # and the compiled engine's gates and scratch (3 x G x H at most)
+            width = values.shape[2] + 2 * self.n_dirs * H + 3 * G * H
+            row_bytes = width * np.dtype(self.dtype).itemsize
+            n_blocks = min(len(rows), -(-len(rows) * row_bytes // INFERENCE_BYTES))
+            blocks = np.array_split(rows, max(1, n_blocks))
+        parts = [self._forward_sorted(engine, p, values, lengths, b) for b in blocks]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _forward_sorted(self, engine, p, values, lengths, rows):
         """Raw head outputs of the sequences ``rows`` (longest first), in

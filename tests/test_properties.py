@@ -229,6 +229,12 @@ def test_network_engines_agree(case):
         mp.setattr(network_module, "INFERENCE_WINDOW", case["window"])
         out_w = net.forward(compiled, values, lengths)
     _assert_close(out_w, out_c, np.dtype(np.float64), "windowed forward")
+    # nor do blocks of sequences: one byte a block runs them one at a time,
+    # one step at a time
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(network_module, "INFERENCE_BYTES", 1)
+        out_b = net.forward(compiled, values, lengths)
+    _assert_close(out_b, out_c, np.dtype(np.float64), "forward in blocks")
 
 
 # ---------------------------------------------------------- estimator level
