@@ -26,8 +26,9 @@ from .layers import init_params, param_names
 
 # Inference runs over windows of at most INFERENCE_WINDOW steps, carrying
 # the state, so that its memory grows with N * H rather than N * T * H; in
-# host memory, over fewer steps when one window's inputs and outputs would
-# take more than INFERENCE_BYTES.
+# host memory, in blocks of sequences whose one step takes at most
+# INFERENCE_BYTES, and over fewer steps when a block's window of inputs and
+# outputs would take more.
 INFERENCE_WINDOW = 128
 INFERENCE_BYTES = 8 << 20
 # Work is split between threads only in shares of at least MIN_SHARE
