@@ -372,15 +372,20 @@ class Network:
         prediction's memory is bounded whatever the number of sequences."""
         blocks = [rows]
         if p.memory is None:
-            H, G = self.hidden_size, 3 if self.spec.cell == "gru" else 1
-            # per sequence and step: the inputs, the outputs of two layers,
-            # and the compiled engine's gates and scratch (3 x G x H at most)
-            width = values.shape[2] + 2 * self.n_dirs * H + 3 * G * H
-            row_bytes = width * np.dtype(self.dtype).itemsize
+            row_bytes = self._step_bytes(values.shape[2], with_gates=True)
             n_blocks = min(len(rows), -(-len(rows) * row_bytes // INFERENCE_BYTES))
             blocks = np.array_split(rows, max(1, n_blocks))
         parts = [self._forward_sorted(engine, p, values, lengths, b) for b in blocks]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _step_bytes(self, D, with_gates):
+        """Bytes a prediction holds per sequence and step: the inputs, the
+        outputs of a layer and of the one below and, ``with_gates``, the
+        compiled engine's gates and scratch (3 x G x H at most), which it
+        bounds itself in steps."""
+        H, G = self.hidden_size, 3 if self.spec.cell == "gru" else 1
+        width = D + 2 * self.n_dirs * H + (3 * G * H if with_gates else 0)
+        return width * np.dtype(self.dtype).itemsize
 
     def _forward_sorted(self, engine, p, values, lengths, rows):
         """Raw head outputs of the sequences ``rows`` (longest first), in
@@ -399,10 +404,7 @@ class Network:
             raw = xp.zeros((T, N, W.shape[0]), dtype=self.dtype)
         window = INFERENCE_WINDOW
         if p.memory is None:  # in host memory, a window's bytes are bounded too
-            # per step and sequence: the inputs, and the outputs of a layer
-            # and of the one below (the compiled engine bounds its gates)
-            width = values.shape[2] + 2 * self.n_dirs * self.hidden_size
-            step_bytes = width * np.dtype(self.dtype).itemsize
+            step_bytes = self._step_bytes(values.shape[2], with_gates=False)
             window = max(1, min(window, INFERENCE_BYTES // (N * step_bytes)))
         for t0, t1 in self._windows(int(lengths[0]), window):
             # the inputs too are gathered window by window
