@@ -279,27 +279,24 @@ class Network:
                     d_below = dx if d_below is None else d_below + dx
             d_top, d_last = d_below, None
 
-    def _head_rows(self, xp, top, lengths, t0, t1):
-        """Where the head reads the top layer within a window.
+    @staticmethod
+    def _sequence_rows(xp, top, lengths, t0, t1):
+        """Where the head reads the top layer within a window with
+        ``output="sequence"``: every valid step.
 
         Returns ``(features (R, H*dirs), (steps, samples))``: the rows'
-        positions in ``top`` as index arrays of ``xp`` (for ``output="last"``,
-        ``samples`` also indexes the samples' outputs and targets, and the
-        features are those samples' final states: forward, the output at
-        the last step; backward, at the first).
+        positions in ``top`` as index arrays of ``xp``.
         """
-        if self.output == "sequence":
-            valid = np.arange(t1 - t0)[:, None] < (lengths - t0)[None, :]
-            steps, samples = (xp.asarray(i) for i in np.nonzero(valid))
-            return top[steps, samples], (steps, samples)
-        last = lengths - 1
-        samples = np.nonzero((last >= t0) & (last < t1))[0]
-        steps, samples = xp.asarray(last[samples] - t0), xp.asarray(samples)
-        if self.n_dirs == 1:
-            return top[steps, samples], (steps, samples)
-        H = self.hidden_size
-        feats = xp.concatenate([top[steps, samples, :H], top[0, samples, H:]], axis=1)
-        return feats, (steps, samples)
+        valid = np.arange(t1 - t0)[:, None] < (lengths - t0)[None, :]
+        steps, samples = (xp.asarray(i) for i in np.nonzero(valid))
+        return top[steps, samples], (steps, samples)
+
+    @staticmethod
+    def _window_lengths(lengths, t0, t1):
+        """Each sequence's valid steps within the window [t0, t1)."""
+        if t0 == 0 and t1 >= lengths[0]:  # sorted longest first: one window
+            return lengths
+        return np.clip(lengths - t0, 0, t1 - t0)
 
     @staticmethod
     def _take(xp, a, rows, steps=None):
@@ -409,11 +406,11 @@ class Network:
         for t0, t1 in self._windows(int(lengths[0]), window):
             # the inputs too are gathered window by window
             x = self._prepare(xp, values, rows, slice(t0, t1))
-            lens = np.clip(lengths - t0, 0, t1 - t0)
+            lens = self._window_lengths(lengths, t0, t1)
             top, _ = self._run_layers(engine, p, x, lens, states, False,
                                       keep_top=not reads_states)
             if not reads_states:
-                feats, where = self._head_rows(xp, top, lengths, t0, t1)
+                feats, where = self._sequence_rows(xp, top, lengths, t0, t1)
                 raw[t0:t1][where] = feats @ W.T + b
                 del feats
             del x, top  # the next window reuses their memory
@@ -493,30 +490,39 @@ class Network:
             targets = targets.swapaxes(0, 1)
         W, b = p.views["head.weight"], p.views["head.bias"]
         gW, gb = grad_views["head.weight"], grad_views["head.bias"]
+        sequence = self.output == "sequence"
+        windows = self._windows(x.shape[0], bptt_steps)
         total = 0.0
-        for t0, t1 in self._windows(x.shape[0], bptt_steps):
-            lens = np.clip(lengths - t0, 0, t1 - t0)
-            top, caches = self._run_layers(engine, p, x[t0:t1], lens, states, True)
-            feats, where = self._head_rows(xp, top, lengths, t0, t1)
-            if self.output == "sequence":
+        for t0, t1 in windows:
+            lens = self._window_lengths(lengths, t0, t1)
+            top, caches = self._run_layers(engine, p, x[t0:t1], lens, states, True,
+                                           keep_top=sequence)
+            if sequence:
+                feats, where = self._sequence_rows(xp, top, lengths, t0, t1)
                 y, w = targets[t0:t1][where], weights[where[1]]
             else:
-                y, w = targets[where[1]], weights[where[1]]
+                # the head reads (and its gradient enters) the final states
+                # of the sequences that end in this window (all, when it is
+                # the only one): forward, after the last step; backward
+                # (one window), after the first
+                ends = slice(None) if len(windows) == 1 else xp.asarray(
+                    np.flatnonzero((lengths > t0) & (lengths <= t1)))
+                top_states = states[-1]
+                last = top_states[0] if self.n_dirs == 1 else xp.concatenate(top_states, axis=1)
+                feats, y, w = last[ends], targets[ends], weights[ends]
             z = feats @ W.T + b
             value, dz = loss(z, y, w) if xp is np else loss(z, y, w, xp=xp)
             total = total + value
             gW += dz.T @ feats
             gb += dz.sum(axis=0)
             d_feats = dz @ W
-            if self.output == "sequence":
+            if sequence:
                 d_top = xp.zeros(top.shape, dtype=self.dtype)
                 d_top[where] = d_feats
                 self._backward_layers(engine, p, grad_views, caches, d_top=d_top)
             else:
-                # the features read at the last steps are the top layer's
-                # final states (see _head_rows): the gradient enters there
-                d_last = xp.zeros((top.shape[1], top.shape[2]), dtype=self.dtype)
-                d_last[where[1]] = d_feats
+                d_last = xp.zeros(last.shape, dtype=self.dtype)
+                d_last[ends] = d_feats
                 self._backward_layers(engine, p, grad_views, caches, d_last=d_last)
         return total
 
