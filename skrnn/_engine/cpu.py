@@ -277,8 +277,20 @@ def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True,
     if not keep_cache:
         step_bytes = max(1, N * GH * dtype.itemsize)
         window = max(1, min(T, INFERENCE_GATES_BYTES // step_bytes))
-    # outputs that no one reads: a window's, each overwriting the last's
-    outputs = _empty((T if keep_outputs or keep_cache else window, N, H), dtype)
+    h_prev = hn = _unused(dtype, 3)
+    if keep_cache and not reverse:
+        # Forward in time, the state before step t is the output of step
+        # t - 1: one array of T + 1 steps holds both. (The kernel zeroes
+        # out[t]'s rows past n_live[t], which h_prev[t + 1] does not use.
+        # Backward in time, h_prev[t] of a sequence shorter than T + 1 is
+        # h0 where out[t + 1] is zero, so that direction keeps two.)
+        states = _empty((T + 1, N, H), dtype)
+        h_prev, outputs = states[:-1], states[1:]
+    else:
+        # outputs that no one reads: a window's, each overwriting the last's
+        outputs = _empty((T if keep_outputs or keep_cache else window, N, H), dtype)
+        if keep_cache:
+            h_prev = _empty((T, N, H), dtype)
     if cell == _recurrent.Cell.RNN:
         # the input projection is computed in place in the outputs
         gates, work = outputs, _unused(dtype, 2)
@@ -286,10 +298,7 @@ def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True,
         gates = _empty((window, N, GH), dtype)
         # one step's recurrent projection, then its gate pre-activations
         work = _empty((2 * N, GH), dtype)
-    h_prev = hn = _unused(dtype, 3)
-    if keep_cache:
-        h_prev = _empty((T, N, H), dtype)
-        if cell != _recurrent.Cell.RNN:
+        if keep_cache:
             hn = _empty((T, N, H), dtype)
     _KERNELS[dtype][0](
         cell, act, bool(reverse), x, n_live, w_ih, w_hh, b_ih, b_hh,
