@@ -268,10 +268,12 @@ class Network:
             for d in range(self.n_dirs):
                 cols = slice(d * H, (d + 1) * H)
                 d_out = None if d_top is None else xp.ascontiguousarray(d_top[:, :, cols])
-                # the inputs' gradient only where a layer below needs it
+                # the inputs' gradient only where a layer below needs it;
+                # each cache is used once
                 dx, _, grads = engine.backward(
                     self.spec, self._params(p, k, d), caches[k * self.n_dirs + d], d_out,
                     None if d_last is None else d_last[:, cols], need_dx=k > 0,
+                    consume_cache=True,
                 )
                 for name, g in grads.items():
                     grad_views[name + self._suffix(k, d)] += g

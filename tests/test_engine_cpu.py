@@ -289,6 +289,33 @@ def test_cache_survives_backward(spec):
         np.testing.assert_array_equal(first[2][name], second[2][name])
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("spec", SPECS, ids=_spec_id)
+def test_backward_consuming_the_cache(spec, reverse):
+    """consume_cache=True (the GRU's gate gradients written over its gates)
+    gives the default backward's results bit for bit; a GRU cache is then
+    refused, as its gates are gone, and the RNN's, untouched, still works."""
+    T, N, D, H = 6, 4, 3, 4
+    rng = np.random.default_rng(6)
+    params = _params(spec, D, H, np.float32, rng)
+    x = rng.normal(size=(T, N, D)).astype(np.float32)
+    h0 = rng.normal(size=(N, H)).astype(np.float32)
+    d_out = rng.normal(size=(T, N, H)).astype(np.float32)
+    d_h_last = rng.normal(size=(N, H)).astype(np.float32)
+    _, _, cache = cpu.forward(spec, params, x, [6, 5, 2, 1], h0, reverse)
+    kept = cpu.backward(spec, params, cache, d_out, d_h_last)
+    consumed = cpu.backward(spec, params, cache, d_out, d_h_last, consume_cache=True)
+    for a, b in zip(kept[:2], consumed[:2]):
+        np.testing.assert_array_equal(a, b)
+    for name in kept[2]:
+        np.testing.assert_array_equal(kept[2][name], consumed[2][name])
+    if spec.cell == "gru":
+        with pytest.raises(ValueError, match="used this cache already"):
+            cpu.backward(spec, params, cache, d_out, d_h_last)
+    else:
+        again = cpu.backward(spec, params, cache, d_out, d_h_last)
+        np.testing.assert_array_equal(again[1], kept[1])
+
 def test_non_contiguous_inputs():
     """Strided views are accepted and give the same result."""
     spec = CellSpec("gru", "tanh", True, True)

@@ -188,14 +188,15 @@ SKRNN_SIMD static void SKRNN_NAME(skrnn_rnn_back)(
 }
 
 /* GRU with reset after, n = act(a_n), a_n = W_in x + b_in + r (W_hn h + b_hn)
- * (hn holds W_hn h + b_hn), h' = z h + (1 - z) n. Into dgh the gradient
- * with respect to h W_hh^T: (da_r, da_z, r da_n); into dan da_n; db_hh
- * accumulates all three, db_ih da_n; dh becomes dL/dh' z, the part of dL/dh
- * that does not go through the gates. */
+ * (hn holds W_hn h + b_hn), h' = z h + (1 - z) n. g holds r, z, n and
+ * receives in their place the gradient with respect to h W_hh^T:
+ * (da_r, da_z, r da_n); into dan da_n; db_hh accumulates all three, db_ih
+ * da_n; dh becomes dL/dh' z, the part of dL/dh that does not go through the
+ * gates. */
 SKRNN_SIMD static void SKRNN_NAME(skrnn_gru_after_back)(
-    int act, ptrdiff_t nt, ptrdiff_t H, const SKRNN_T *restrict g,
+    int act, ptrdiff_t nt, ptrdiff_t H, SKRNN_T *restrict g,
     const SKRNN_T *restrict h_prev, const SKRNN_T *restrict hn,
-    const SKRNN_T *restrict d_out, SKRNN_T *restrict dh, SKRNN_T *restrict dgh,
+    const SKRNN_T *restrict d_out, SKRNN_T *restrict dh,
     SKRNN_T *restrict dan, SKRNN_T *restrict db_ih, SKRNN_T *restrict db_hh)
 {
     const ptrdiff_t H2 = 2 * H, H3 = 3 * H;
@@ -208,9 +209,9 @@ SKRNN_SIMD static void SKRNN_NAME(skrnn_gru_after_back)(
                 dhj * (1 - z) * SKRNN_NAME(skrnn_activation_grad)(act, n);
             const SKRNN_T da_z = dhj * (h_prev[k] - n) * z * (1 - z);
             const SKRNN_T da_r = da_n * hn[k] * r * (1 - r);
-            dgh[q] = da_r;
-            dgh[q + H] = da_z;
-            dgh[q + H2] = da_n * r;
+            g[q] = da_r;
+            g[q + H] = da_z;
+            g[q + H2] = da_n * r;
             dan[k] = da_n;
             db_hh[j] += da_r;
             db_hh[H + j] += da_z;
@@ -221,11 +222,12 @@ SKRNN_SIMD static void SKRNN_NAME(skrnn_gru_after_back)(
 }
 
 /* GRU with reset before, a_n = W_in x + b_in + W_hn (r h) + b_hn, first
- * part: da_z and da_n into dg (and db), dh becomes dL/dh' z. */
+ * part: da_z and da_n into g in place of z and n (and into db), dh becomes
+ * dL/dh' z. */
 SKRNN_SIMD static void SKRNN_NAME(skrnn_gru_before_back_zn)(
-    int act, ptrdiff_t nt, ptrdiff_t H, const SKRNN_T *restrict g,
+    int act, ptrdiff_t nt, ptrdiff_t H, SKRNN_T *restrict g,
     const SKRNN_T *restrict h_prev, const SKRNN_T *restrict d_out,
-    SKRNN_T *restrict dh, SKRNN_T *restrict dg, SKRNN_T *restrict db)
+    SKRNN_T *restrict dh, SKRNN_T *restrict db)
 {
     const ptrdiff_t H2 = 2 * H, H3 = 3 * H;
     for (ptrdiff_t i = 0; i < nt; i++)
@@ -236,20 +238,20 @@ SKRNN_SIMD static void SKRNN_NAME(skrnn_gru_before_back_zn)(
             const SKRNN_T da_n =
                 dhj * (1 - z) * SKRNN_NAME(skrnn_activation_grad)(act, n);
             const SKRNN_T da_z = dhj * (h_prev[k] - n) * z * (1 - z);
-            dg[q + H] = da_z;
-            dg[q + H2] = da_n;
+            g[q + H] = da_z;
+            g[q + H2] = da_n;
             db[H + j] += da_z;
             db[H2 + j] += da_n;
             dh[k] = dhj * z;
         }
 }
 
-/* Second part, given d_rh = dL/d(r h) = da_n W_hn: da_r into dg (and db),
- * and d_rh r added to dh. */
+/* Second part, given d_rh = dL/d(r h) = da_n W_hn: da_r into g in place of
+ * r (and into db), and d_rh r added to dh. */
 SKRNN_SIMD static void SKRNN_NAME(skrnn_gru_before_back_r)(
-    ptrdiff_t nt, ptrdiff_t H, const SKRNN_T *restrict g,
+    ptrdiff_t nt, ptrdiff_t H, SKRNN_T *restrict g,
     const SKRNN_T *restrict h_prev, const SKRNN_T *restrict d_rh,
-    SKRNN_T *restrict dh, SKRNN_T *restrict dg, SKRNN_T *restrict db)
+    SKRNN_T *restrict dh, SKRNN_T *restrict db)
 {
     const ptrdiff_t H3 = 3 * H;
     for (ptrdiff_t i = 0; i < nt; i++)
@@ -257,7 +259,7 @@ SKRNN_SIMD static void SKRNN_NAME(skrnn_gru_before_back_r)(
             const ptrdiff_t k = i * H + j, q = i * H3 + j;
             const SKRNN_T r = g[q];
             const SKRNN_T da_r = d_rh[k] * h_prev[k] * r * (1 - r);
-            dg[q] = da_r;
+            g[q] = da_r;
             db[j] += da_r;
             dh[k] += d_rh[k] * r;
         }

@@ -81,27 +81,25 @@ cdef extern from "_gates.h" nogil:
                             const float* d_out, const float* dh, float* dg, float* db)
     void skrnn_rnn_back_f64(int act, Py_ssize_t nt, Py_ssize_t H, const double* out,
                             const double* d_out, const double* dh, double* dg, double* db)
-    void skrnn_gru_after_back_f32(int act, Py_ssize_t nt, Py_ssize_t H, const float* g,
+    void skrnn_gru_after_back_f32(int act, Py_ssize_t nt, Py_ssize_t H, float* g,
                                   const float* h_prev, const float* hn, const float* d_out,
-                                  float* dh, float* dgh, float* dan, float* db_ih,
-                                  float* db_hh)
-    void skrnn_gru_after_back_f64(int act, Py_ssize_t nt, Py_ssize_t H, const double* g,
+                                  float* dh, float* dan, float* db_ih, float* db_hh)
+    void skrnn_gru_after_back_f64(int act, Py_ssize_t nt, Py_ssize_t H, double* g,
                                   const double* h_prev, const double* hn,
-                                  const double* d_out, double* dh, double* dgh,
-                                  double* dan, double* db_ih, double* db_hh)
-    void skrnn_gru_before_back_zn_f32(int act, Py_ssize_t nt, Py_ssize_t H, const float* g,
+                                  const double* d_out, double* dh, double* dan,
+                                  double* db_ih, double* db_hh)
+    void skrnn_gru_before_back_zn_f32(int act, Py_ssize_t nt, Py_ssize_t H, float* g,
                                       const float* h_prev, const float* d_out, float* dh,
-                                      float* dg, float* db)
-    void skrnn_gru_before_back_zn_f64(int act, Py_ssize_t nt, Py_ssize_t H,
-                                      const double* g, const double* h_prev,
-                                      const double* d_out, double* dh, double* dg,
-                                      double* db)
-    void skrnn_gru_before_back_r_f32(Py_ssize_t nt, Py_ssize_t H, const float* g,
+                                      float* db)
+    void skrnn_gru_before_back_zn_f64(int act, Py_ssize_t nt, Py_ssize_t H, double* g,
+                                      const double* h_prev, const double* d_out,
+                                      double* dh, double* db)
+    void skrnn_gru_before_back_r_f32(Py_ssize_t nt, Py_ssize_t H, float* g,
                                      const float* h_prev, const float* d_rh, float* dh,
-                                     float* dg, float* db)
-    void skrnn_gru_before_back_r_f64(Py_ssize_t nt, Py_ssize_t H, const double* g,
+                                     float* db)
+    void skrnn_gru_before_back_r_f64(Py_ssize_t nt, Py_ssize_t H, double* g,
                                      const double* h_prev, const double* d_rh, double* dh,
-                                     double* dg, double* db)
+                                     double* db)
 
 
 cdef extern from "_packed.h" nogil:
@@ -426,7 +424,7 @@ def backward(int cell, int act, bint reverse,
              const floating[:, :, ::1] x, const Py_ssize_t[::1] n_live,
              const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
              const floating[:, :, ::1] out, const floating[:, :, ::1] h_prev,
-             const floating[:, :, ::1] gates, const floating[:, :, ::1] hn,
+             const floating[:, :, ::1] hn,
              const floating[:, :, ::1] d_out, floating[:, ::1] dh,
              floating[:, :, ::1] dg, floating[:, :, ::1] dan,
              floating[:, :, ::1] dx, floating[:, ::1] dw_ih,
@@ -438,18 +436,20 @@ def backward(int cell, int act, bint reverse,
     ----------
     cell, act, reverse, x, n_live, w_ih, w_hh :
         As given to :func:`forward`.
-    out, h_prev, gates, hn : arrays
-        As filled by :func:`forward` with ``gates`` covering all T steps
-        (``hn`` unused, may be empty, for the RNN).
+    out, h_prev, hn : arrays
+        As filled by :func:`forward` (``hn`` unused, may be empty, for the
+        RNN).
     d_out : (T, N, H) array, or (1, N, H) zeros
         Gradient with respect to ``out``; padded rows are not read. One
         step of zeros: no gradient reaches the outputs (only ``dh``).
     dh : (N, H) array
         In: the gradient with respect to h_last. Out: with respect to h0.
     dg : (T, N, G*H) array
-        Room for the gate gradients: ``dL/d(x W_ih^T)`` for the RNN and the
-        GRU with reset before; for the GRU with reset after
-        ``dL/d(h W_hh^T)``, whose n block differs from the input side's.
+        The gate gradients: ``dL/d(x W_ih^T)`` for the RNN and the GRU with
+        reset before; for the GRU with reset after ``dL/d(h W_hh^T)``, whose
+        n block differs from the input side's. RNN: room for them. GRU:
+        the gate values r, z, n that :func:`forward` left in ``gates``
+        (covering all T steps), each step's overwritten with its gradients.
     dan : (T, N, H) or empty array
         GRU with reset after: room for ``dL/da_n``, the n block of the input
         side's gradient.
@@ -497,14 +497,13 @@ def backward(int cell, int act, bint reverse,
                                &db_ih[0])
             elif cell == GRU_RESET_AFTER:
                 _gru_after_step_back(
-                    act, nt, H, &w_hh[0, 0], wp, &gates[t, 0, 0], &h_prev[t, 0, 0],
-                    &hn[t, 0, 0], &d_out[o, 0, 0], &dh[0, 0], &dg[t, 0, 0],
+                    act, nt, H, &w_hh[0, 0], wp, &dg[t, 0, 0], &h_prev[t, 0, 0],
+                    &hn[t, 0, 0], &d_out[o, 0, 0], &dh[0, 0],
                     &dan[t, 0, 0], &db_ih[0], &db_hh[0])
             else:
                 _gru_before_step_back(
-                    act, nt, H, &w_hh[0, 0], wp, wp2, &gates[t, 0, 0], &h_prev[t, 0, 0],
-                    &d_out[o, 0, 0], &dh[0, 0], &dg[t, 0, 0], &db_ih[0],
-                    &work[0, 0])
+                    act, nt, H, &w_hh[0, 0], wp, wp2, &dg[t, 0, 0], &h_prev[t, 0, 0],
+                    &d_out[o, 0, 0], &dh[0, 0], &db_ih[0], &work[0, 0])
 
         n_full = _n_full(&n_live[0], T, N)
         if cell == GRU_RESET_AFTER:
@@ -576,20 +575,21 @@ cdef void _rnn_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
 
 
 cdef void _gru_after_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
-                               const floating* w_hh, const float* wp, const floating* g,
+                               const floating* w_hh, const float* wp, floating* dgh,
                                const floating* h_prev, const floating* hn,
                                const floating* d_out, floating* dh,
-                               floating* dgh, floating* dan, floating* db_ih,
+                               floating* dan, floating* db_ih,
                                floating* db_hh) noexcept nogil:
     """Gate gradients of a reset-after GRU step.
 
-    ``dgh`` receives dL/d(h W_hh^T): (da_r, da_z, r * da_n); ``dan``
-    receives da_n; ``db_ih`` accumulates da_n, ``db_hh`` all three.
+    ``dgh`` holds the step's r, z, n and receives in their place
+    dL/d(h W_hh^T): (da_r, da_z, r * da_n); ``dan`` receives da_n;
+    ``db_ih`` accumulates da_n, ``db_hh`` all three.
     """
     if floating is float:
-        skrnn_gru_after_back_f32(act, nt, H, g, h_prev, hn, d_out, dh, dgh, dan, db_ih, db_hh)
+        skrnn_gru_after_back_f32(act, nt, H, dgh, h_prev, hn, d_out, dh, dan, db_ih, db_hh)
     else:
-        skrnn_gru_after_back_f64(act, nt, H, g, h_prev, hn, d_out, dh, dgh, dan, db_ih, db_hh)
+        skrnn_gru_after_back_f64(act, nt, H, dgh, h_prev, hn, d_out, dh, dan, db_ih, db_hh)
     # dh += dG_t @ W_hh
     _step_gemm(c'N', <int> nt, <int> H, <int> (3 * H), dgh, <int> (3 * H), w_hh, <int> H,
                wp, 1, dh, <int> H)
@@ -597,27 +597,28 @@ cdef void _gru_after_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
 
 cdef void _gru_before_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
                                 const floating* w_hh, const float* wp,
-                                const float* wp2, const floating* g,
+                                const float* wp2, floating* dg,
                                 const floating* h_prev, const floating* d_out,
-                                floating* dh, floating* dg, floating* db,
+                                floating* dh, floating* db,
                                 floating* d_rh) noexcept nogil:
     """Gate gradients of a reset-before GRU step.
 
-    ``dg`` receives (da_r, da_z, da_n), the same on the input and the
-    recurrent side; ``db`` accumulates them.
+    ``dg`` holds the step's r, z, n and receives in their place
+    (da_r, da_z, da_n), the same on the input and the recurrent side;
+    ``db`` accumulates them.
     """
     cdef Py_ssize_t H2 = 2 * H, H3 = 3 * H
     if floating is float:
-        skrnn_gru_before_back_zn_f32(act, nt, H, g, h_prev, d_out, dh, dg, db)
+        skrnn_gru_before_back_zn_f32(act, nt, H, dg, h_prev, d_out, dh, db)
     else:
-        skrnn_gru_before_back_zn_f64(act, nt, H, g, h_prev, d_out, dh, dg, db)
+        skrnn_gru_before_back_zn_f64(act, nt, H, dg, h_prev, d_out, dh, db)
     # d_rh = da_n @ W_hh[2H:]   (a_n = gi_n + W_hn (r * h) + b_hn)
     _step_gemm(c'N', <int> nt, <int> H, <int> H, dg + H2, <int> H3, w_hh + H2 * H,
                <int> H, wp, 0, d_rh, <int> H)
     if floating is float:
-        skrnn_gru_before_back_r_f32(nt, H, g, h_prev, d_rh, dh, dg, db)
+        skrnn_gru_before_back_r_f32(nt, H, dg, h_prev, d_rh, dh, db)
     else:
-        skrnn_gru_before_back_r_f64(nt, H, g, h_prev, d_rh, dh, dg, db)
+        skrnn_gru_before_back_r_f64(nt, H, dg, h_prev, d_rh, dh, db)
     # dh += dG_t[:, :2H] @ W_hh[:2H]
     _step_gemm(c'N', <int> nt, <int> H, <int> H2, dg, <int> H3, w_hh, <int> H, wp2,
                1, dh, <int> H)

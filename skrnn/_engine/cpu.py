@@ -10,7 +10,7 @@ it checks cheaply, because validating the user's data is done above it.
 import contextvars
 import math
 import threading
-from collections import deque, namedtuple
+from collections import deque
 from contextlib import contextmanager
 from functools import lru_cache
 
@@ -40,10 +40,15 @@ _KERNELS = {
 # BLAS takes 32-bit sizes; a GEMM over all steps has up to T*N rows.
 _INT_MAX = 2**31 - 1
 
-# What backward needs from forward; opaque to callers.
-_Cache = namedtuple(
-    "_Cache", ["cell", "reverse", "x", "n_live", "outputs", "h_prev", "gates", "hn"]
-)
+class _Cache:
+    """What backward needs from forward; opaque to callers. ``gates`` is
+    None once a backward with ``consume_cache`` has written over them."""
+
+    __slots__ = ("cell", "reverse", "x", "n_live", "outputs", "h_prev", "gates", "hn")
+
+    def __init__(self, *values):
+        for name, value in zip(self.__slots__, values):
+            setattr(self, name, value)
 
 
 @lru_cache(maxsize=64)
@@ -310,15 +315,21 @@ def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True,
     return (outputs if keep_outputs else None), h, cache
 
 
-def backward(spec, params, cache, d_outputs, d_h_last=None, need_dx=True):
+def backward(spec, params, cache, d_outputs, d_h_last=None, need_dx=True,
+             consume_cache=False):
     """Backpropagate through one direction of one layer.
 
     See :func:`skrnn._engine.reference.backward`. ``cache`` comes from
     :func:`forward` with ``keep_cache=True`` and the same ``spec`` and
-    parameter shapes; it can be used more than once.
+    parameter shapes; it can be used more than once, unless
+    ``consume_cache``: then the GRU's gate gradients are written over its
+    gate values instead of into an array of their size, and the cache
+    cannot be used again.
     """
     if not isinstance(cache, _Cache):
         raise ValueError("backward needs the cache of forward(keep_cache=True)")
+    if cache.gates is None:
+        raise ValueError("backward(consume_cache=True) has used this cache already")
     x = cache.x
     dtype = x.dtype
     T, N, D = x.shape
@@ -339,7 +350,13 @@ def backward(spec, params, cache, d_outputs, d_h_last=None, need_dx=True):
         if dh.shape != (N, H):
             raise ValueError(f"d_h_last must have shape {(N, H)}")
 
-    dg = _empty((T, N, GH), dtype)
+    if cell == _recurrent.Cell.RNN:
+        dg = _empty((T, N, GH), dtype)
+    elif consume_cache:
+        dg, cache.gates = cache.gates, None  # the kernel writes over r, z, n
+    else:
+        dg = _empty((T, N, GH), dtype)
+        np.copyto(dg, cache.gates)  # the kernel reads r, z, n from dg
     if cell == _recurrent.Cell.GRU_RESET_AFTER:
         dan = _empty((T, N, H), dtype)
     else:
@@ -354,7 +371,7 @@ def backward(spec, params, cache, d_outputs, d_h_last=None, need_dx=True):
     db = np.zeros((2, GH), dtype=dtype)
     _KERNELS[dtype][1](
         cell, act, cache.reverse, x, cache.n_live, w_ih, w_hh,
-        cache.outputs, cache.h_prev, cache.gates, cache.hn, d_outputs, dh,
+        cache.outputs, cache.h_prev, cache.hn, d_outputs, dh,
         dg, dan, dx, dw_ih, dw_hh, db[0], db[1], work, _packed(cell, N, H, dtype),
     )
     grads = {"weight_ih": dw_ih, "weight_hh": dw_hh}

@@ -528,9 +528,10 @@ def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True, keep_o
                                      take=_copy if replayed else None)
 
 
-def backward(spec, params, cache, d_outputs, d_h_last=None, need_dx=True, *, xp, kernels,
-             graphs):
-    """:func:`skrnn._engine.reference.backward`, its time loop run by ``graphs``."""
+def backward(spec, params, cache, d_outputs, d_h_last=None, need_dx=True,
+             consume_cache=False, *, xp, kernels, graphs):
+    """:func:`skrnn._engine.reference.backward`, its time loop run by ``graphs``
+    (which leaves the cache intact, whatever ``consume_cache``)."""
     inputs = reference.backward_inputs(spec, params, cache, d_outputs, d_h_last, xp)
     shape, GH, dtype = inputs["h_prev"].shape, inputs["W_hh"].shape[0], inputs["dh"].dtype
     reverse = not cache["reverse"]

@@ -344,7 +344,8 @@ def forward_results(spec, work, x, reverse, keep_cache, keep_outputs, take=None)
     return outputs, take(work["h"]), {"x": x, "reverse": reverse, **cache}
 
 
-def backward(spec, params, cache, d_outputs, d_h_last=None, need_dx=True, xp=np, kernels=None):
+def backward(spec, params, cache, d_outputs, d_h_last=None, need_dx=True,
+             consume_cache=False, xp=np, kernels=None):
     """Backpropagate through one direction of one layer.
 
     Parameters
@@ -363,6 +364,10 @@ def backward(spec, params, cache, d_outputs, d_h_last=None, need_dx=True, xp=np,
         Gradient with respect to ``h_last``.
     need_dx : bool, default=True
         Whether to compute ``dx`` (not for a network's first layer).
+    consume_cache : bool, default=False
+        Whether the engine may write over the cache, which then cannot be
+        used again (the compiled engine writes the GRU's gate gradients
+        over its gate values). This engine leaves it intact.
     xp : module, default=numpy
         The array module.
     kernels : StepKernels or None, default=None
