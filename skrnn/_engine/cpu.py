@@ -40,6 +40,7 @@ _KERNELS = {
 # BLAS takes 32-bit sizes; a GEMM over all steps has up to T*N rows.
 _INT_MAX = 2**31 - 1
 
+
 class _Cache:
     """What backward needs from forward; opaque to callers. ``gates`` is
     None once a backward with ``consume_cache`` has written over them."""
