@@ -187,17 +187,17 @@ SKRNN_SIMD static void SKRNN_NAME(skrnn_rnn_back)(
         }
 }
 
-/* GRU with reset after, n = act(a_n), a_n = W_in x + b_in + r (W_hn h + b_hn)
- * (hn holds W_hn h + b_hn), h' = z h + (1 - z) n. g holds r, z, n and
- * receives in their place the gradient with respect to h W_hh^T:
- * (da_r, da_z, r da_n); into dan da_n; db_hh accumulates all three, db_ih
- * da_n; dh becomes dL/dh' z, the part of dL/dh that does not go through the
- * gates. */
+/* GRU with reset after, n = act(a_n), a_n = W_in x + b_in + r (W_hn h + b_hn),
+ * h' = z h + (1 - z) n. g holds r, z, n and receives in their place the
+ * gradient with respect to h W_hh^T: (da_r, da_z, r da_n); hn holds
+ * W_hn h + b_hn and receives da_n in its place; db_hh accumulates all three,
+ * db_ih da_n; dh becomes dL/dh' z, the part of dL/dh that does not go
+ * through the gates. */
 SKRNN_SIMD static void SKRNN_NAME(skrnn_gru_after_back)(
     int act, ptrdiff_t nt, ptrdiff_t H, SKRNN_T *restrict g,
-    const SKRNN_T *restrict h_prev, const SKRNN_T *restrict hn,
+    const SKRNN_T *restrict h_prev, SKRNN_T *restrict hn,
     const SKRNN_T *restrict d_out, SKRNN_T *restrict dh,
-    SKRNN_T *restrict dan, SKRNN_T *restrict db_ih, SKRNN_T *restrict db_hh)
+    SKRNN_T *restrict db_ih, SKRNN_T *restrict db_hh)
 {
     const ptrdiff_t H2 = 2 * H, H3 = 3 * H;
     for (ptrdiff_t i = 0; i < nt; i++)
@@ -212,7 +212,7 @@ SKRNN_SIMD static void SKRNN_NAME(skrnn_gru_after_back)(
             g[q] = da_r;
             g[q + H] = da_z;
             g[q + H2] = da_n * r;
-            dan[k] = da_n;
+            hn[k] = da_n;
             db_hh[j] += da_r;
             db_hh[H + j] += da_z;
             db_hh[H2 + j] += da_n * r;

@@ -82,12 +82,11 @@ cdef extern from "_gates.h" nogil:
     void skrnn_rnn_back_f64(int act, Py_ssize_t nt, Py_ssize_t H, const double* out,
                             const double* d_out, const double* dh, double* dg, double* db)
     void skrnn_gru_after_back_f32(int act, Py_ssize_t nt, Py_ssize_t H, float* g,
-                                  const float* h_prev, const float* hn, const float* d_out,
-                                  float* dh, float* dan, float* db_ih, float* db_hh)
+                                  const float* h_prev, float* hn, const float* d_out,
+                                  float* dh, float* db_ih, float* db_hh)
     void skrnn_gru_after_back_f64(int act, Py_ssize_t nt, Py_ssize_t H, double* g,
-                                  const double* h_prev, const double* hn,
-                                  const double* d_out, double* dh, double* dan,
-                                  double* db_ih, double* db_hh)
+                                  const double* h_prev, double* hn, const double* d_out,
+                                  double* dh, double* db_ih, double* db_hh)
     void skrnn_gru_before_back_zn_f32(int act, Py_ssize_t nt, Py_ssize_t H, float* g,
                                       const float* h_prev, const float* d_out, float* dh,
                                       float* db)
@@ -437,8 +436,8 @@ def backward(int cell, int act, bint reverse,
     cell, act, reverse, x, n_live, w_ih, w_hh :
         As given to :func:`forward`.
     out, h_prev, hn : arrays
-        As filled by :func:`forward` (``hn`` unused, may be empty, for the
-        RNN).
+        As filled by :func:`forward` (``hn`` used by the GRU with reset
+        before only, may be empty otherwise).
     d_out : (T, N, H) array, or (1, N, H) zeros
         Gradient with respect to ``out``; padded rows are not read. One
         step of zeros: no gradient reaches the outputs (only ``dh``).
@@ -451,8 +450,9 @@ def backward(int cell, int act, bint reverse,
         the gate values r, z, n that :func:`forward` left in ``gates``
         (covering all T steps), each step's overwritten with its gradients.
     dan : (T, N, H) or empty array
-        GRU with reset after: room for ``dL/da_n``, the n block of the input
-        side's gradient.
+        GRU with reset after: the values ``W_hn h + b_hn`` that
+        :func:`forward` left in ``hn``, each step's overwritten with
+        ``dL/da_n``, the n block of the input side's gradient.
     dx : (T, N, D) or (0, N, D) array
         Out: the gradient with respect to x, zero at padded steps; not
         computed if empty.
@@ -498,8 +498,7 @@ def backward(int cell, int act, bint reverse,
             elif cell == GRU_RESET_AFTER:
                 _gru_after_step_back(
                     act, nt, H, &w_hh[0, 0], wp, &dg[t, 0, 0], &h_prev[t, 0, 0],
-                    &hn[t, 0, 0], &d_out[o, 0, 0], &dh[0, 0],
-                    &dan[t, 0, 0], &db_ih[0], &db_hh[0])
+                    &dan[t, 0, 0], &d_out[o, 0, 0], &dh[0, 0], &db_ih[0], &db_hh[0])
             else:
                 _gru_before_step_back(
                     act, nt, H, &w_hh[0, 0], wp, wp2, &dg[t, 0, 0], &h_prev[t, 0, 0],
@@ -576,20 +575,20 @@ cdef void _rnn_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
 
 cdef void _gru_after_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
                                const floating* w_hh, const float* wp, floating* dgh,
-                               const floating* h_prev, const floating* hn,
-                               const floating* d_out, floating* dh,
-                               floating* dan, floating* db_ih,
+                               const floating* h_prev, floating* dan,
+                               const floating* d_out, floating* dh, floating* db_ih,
                                floating* db_hh) noexcept nogil:
     """Gate gradients of a reset-after GRU step.
 
     ``dgh`` holds the step's r, z, n and receives in their place
-    dL/d(h W_hh^T): (da_r, da_z, r * da_n); ``dan`` receives da_n;
-    ``db_ih`` accumulates da_n, ``db_hh`` all three.
+    dL/d(h W_hh^T): (da_r, da_z, r * da_n); ``dan`` holds W_hn h + b_hn
+    and receives da_n in its place; ``db_ih`` accumulates da_n, ``db_hh``
+    all three.
     """
     if floating is float:
-        skrnn_gru_after_back_f32(act, nt, H, dgh, h_prev, hn, d_out, dh, dan, db_ih, db_hh)
+        skrnn_gru_after_back_f32(act, nt, H, dgh, h_prev, dan, d_out, dh, db_ih, db_hh)
     else:
-        skrnn_gru_after_back_f64(act, nt, H, dgh, h_prev, hn, d_out, dh, dan, db_ih, db_hh)
+        skrnn_gru_after_back_f64(act, nt, H, dgh, h_prev, dan, d_out, dh, db_ih, db_hh)
     # dh += dG_t @ W_hh
     _step_gemm(c'N', <int> nt, <int> H, <int> (3 * H), dgh, <int> (3 * H), w_hh, <int> H,
                wp, 1, dh, <int> H)

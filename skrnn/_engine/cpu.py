@@ -42,8 +42,9 @@ _INT_MAX = 2**31 - 1
 
 
 class _Cache:
-    """What backward needs from forward; opaque to callers. ``gates`` is
-    None once a backward with ``consume_cache`` has written over them."""
+    """What backward needs from forward; opaque to callers. ``gates`` and
+    ``hn`` are None once a backward with ``consume_cache`` has written over
+    them."""
 
     __slots__ = ("cell", "reverse", "x", "n_live", "outputs", "h_prev", "gates", "hn")
 
@@ -204,6 +205,13 @@ def _packed(cell, N, H, dtype):
     return _empty((size,), np.dtype(np.float32)) if size else _unused(np.dtype(np.float32), 1)
 
 
+def _copy(a):
+    """``a.copy()``, from the workspace in use for a large array."""
+    c = _empty(a.shape, a.dtype)
+    np.copyto(c, a)
+    return c
+
+
 def _contiguous(a, dtype, name):
     if not isinstance(a, np.ndarray) or a.dtype != dtype:
         raise ValueError(f"{name} must be a numpy array of dtype {dtype}")
@@ -324,8 +332,8 @@ def backward(spec, params, cache, d_outputs, d_h_last=None, need_dx=True,
     :func:`forward` with ``keep_cache=True`` and the same ``spec`` and
     parameter shapes; it can be used more than once, unless
     ``consume_cache``: then the GRU's gate gradients are written over its
-    gate values instead of into an array of their size, and the cache
-    cannot be used again.
+    gate values (and da_n, with reset after, over W_hn h + b_hn) instead of
+    into arrays of their own, and the cache cannot be used again.
     """
     if not isinstance(cache, _Cache):
         raise ValueError("backward needs the cache of forward(keep_cache=True)")
@@ -351,17 +359,21 @@ def backward(spec, params, cache, d_outputs, d_h_last=None, need_dx=True,
         if dh.shape != (N, H):
             raise ValueError(f"d_h_last must have shape {(N, H)}")
 
+    hn, dan = cache.hn, _unused(dtype, 3)
     if cell == _recurrent.Cell.RNN:
         dg = _empty((T, N, GH), dtype)
-    elif consume_cache:
-        dg, cache.gates = cache.gates, None  # the kernel writes over r, z, n
     else:
-        dg = _empty((T, N, GH), dtype)
-        np.copyto(dg, cache.gates)  # the kernel reads r, z, n from dg
-    if cell == _recurrent.Cell.GRU_RESET_AFTER:
-        dan = _empty((T, N, H), dtype)
-    else:
-        dan = _unused(dtype, 3)
+        # The kernel reads the gates r, z, n from dg and writes their
+        # gradients in their place; with reset after, it reads W_hn h + b_hn
+        # from dan and writes da_n in its place.
+        dg = cache.gates
+        if cell == _recurrent.Cell.GRU_RESET_AFTER:
+            dan = hn
+        if consume_cache:
+            cache.gates = cache.hn = None
+        else:
+            dg = _copy(dg)
+            dan = _copy(dan) if dan is hn else dan
     if cell == _recurrent.Cell.GRU_RESET_BEFORE:
         work = _empty((N, H), dtype)
     else:
@@ -372,7 +384,7 @@ def backward(spec, params, cache, d_outputs, d_h_last=None, need_dx=True,
     db = np.zeros((2, GH), dtype=dtype)
     _KERNELS[dtype][1](
         cell, act, cache.reverse, x, cache.n_live, w_ih, w_hh,
-        cache.outputs, cache.h_prev, cache.hn, d_outputs, dh,
+        cache.outputs, cache.h_prev, hn, d_outputs, dh,
         dg, dan, dx, dw_ih, dw_hh, db[0], db[1], work, _packed(cell, N, H, dtype),
     )
     grads = {"weight_ih": dw_ih, "weight_hh": dw_hh}
