@@ -292,14 +292,15 @@ def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True,
         step_bytes = max(1, N * GH * dtype.itemsize)
         window = max(1, min(T, INFERENCE_GATES_BYTES // step_bytes))
     h_prev = hn = _unused(dtype, 3)
-    if keep_cache and not reverse:
-        # Forward in time, the state before step t is the output of step
-        # t - 1: one array of T + 1 steps holds both. (The kernel zeroes
-        # out[t]'s rows past n_live[t], which h_prev[t + 1] does not use.
-        # Backward in time, h_prev[t] of a sequence shorter than T + 1 is
-        # h0 where out[t + 1] is zero, so that direction keeps two.)
+    # The state before a step is the output of the step before it (h0 for
+    # the first): one array of T + 1 steps holds both. Forward in time, the
+    # rows of out[t] that the kernel zeroes, past n_live[t], are not used
+    # in h_prev[t + 1]. Backward in time, those of out[t + 1] are h_prev[t]
+    # of the sequences that start at step t, from h0: shared when their
+    # rows of h0 are zero, as in the network's passes.
+    if keep_cache and (not reverse or T == 0 or not h0[n_live[T - 1]:].any()):
         states = _empty((T + 1, N, H), dtype)
-        h_prev, outputs = states[:-1], states[1:]
+        h_prev, outputs = (states[1:], states[:-1]) if reverse else (states[:-1], states[1:])
     else:
         # outputs that no one reads: a window's, each overwriting the last's
         outputs = _empty((T if keep_outputs or keep_cache else window, N, H), dtype)
