@@ -4,10 +4,11 @@ An engine offers ``forward(spec, params, x, lengths, h0, reverse=False,
 keep_cache=True, keep_outputs=True)`` and ``backward(spec, params, cache,
 d_outputs, d_h_last=None, need_dx=True, consume_cache=False)`` with the
 semantics documented in :mod:`skrnn._engine.reference`, on time-major
-arrays of its array module ``xp``. Callers pass batches sorted by length, longest first, so that a
-compiled engine can treat the first ``n_t`` rows as the live ones at step t.
-The cache returned by ``forward`` is opaque: only the same engine's
-``backward`` reads it.
+arrays of its array module ``xp``. Callers pass batches sorted by length,
+longest first, so that a compiled engine can treat the first ``n_t`` rows
+as the live ones at step t. The cache returned by ``forward`` is opaque:
+only the same engine's ``backward`` reads it, and with
+``consume_cache=True`` it may write over it (the caller uses it once).
 
 - ``"cpu"``: :mod:`skrnn._engine.cpu`, the compiled Cython kernels (NumPy
   arrays, float32 or float64);
