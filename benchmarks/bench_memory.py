@@ -5,12 +5,14 @@ once; tracemalloc (NumPy reports its data buffers to it) gives the peak of
 what each call allocated above what the process held before it (the data
 included). That peak is set beside the theoretical storage:
 
-- training, per step of a mini-batch: the forward cache of every layer and
-  direction over one BPTT window (all T steps without ``bptt_steps``):
+- training, per step of a mini-batch: what every layer and direction holds
+  over one BPTT window (all T steps without ``bptt_steps``) at the end of
+  its forward pass and during its backward pass:
   ``B * W * H * c * itemsize`` per layer and direction, where B is the
-  batch size, W the window and ``c`` the number of H-wide arrays cached per
-  step: 2 for the RNN (outputs, previous state), 6 for the GRU (outputs,
-  previous state, the reset-after term, and the 3 gates);
+  batch size, W the window and ``c`` the number of H-wide arrays per step:
+  2 for the RNN (its states, which are its outputs, and the backward pass's
+  gate gradients), 5 for the GRU (its states, the n-term and the 3 gates,
+  over which the backward pass writes its gradients);
 - inference: one ``INFERENCE_WINDOW`` of outputs per layer,
   ``N * H * window * itemsize`` (times 2 directions when bidirectional),
   rather than ``N * T * H``.
@@ -74,7 +76,7 @@ print(json.dumps({"fit": fit_peak, "predict": predict_peak, "input": X.nbytes,
 
 def theory(cell, N, T, D, H, batch, bptt, layers, window, itemsize=8):
     """(training, inference) activation storage in bytes."""
-    cached = 2 if cell == "rnn" else 6
+    cached = 2 if cell == "rnn" else 5
     B, W = min(batch, N), min(bptt or T, T)
     train = B * W * H * cached * itemsize * layers
     infer = N * H * min(window, T) * itemsize * layers
