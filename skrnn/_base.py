@@ -156,27 +156,37 @@ _blas_threads = _BlasThreads()
 @contextmanager
 def _held(libraries, threads):
     """Hold ``libraries`` (a threadpoolctl selection) to ``threads`` threads
-    during the block, then give each its count from before."""
-    before = [lib.num_threads for lib in libraries.lib_controllers]
-    _set_threads(libraries, [threads] * len(before))
+    during the block, then give each its count from before. Those already
+    at ``threads`` are left alone: setting a count costs a few microseconds,
+    and holds nest (NumPy's BLAS inside every BLAS's)."""
+    changed, before = [], []
+    for lib in libraries.lib_controllers:
+        count = lib.num_threads
+        if count != threads:
+            changed.append(lib)
+            before.append(count)
+    _set_threads(changed, [threads] * len(changed))
     try:
         yield
     finally:
-        _set_threads(libraries, before)
+        _set_threads(changed, before)
 
 
-def _set_threads(libraries, counts):
-    """Set the thread counts of ``libraries``.
+def _set_threads(controllers, counts):
+    """Set the thread counts of ``controllers`` (threadpoolctl's, one per
+    library); nothing to do for none.
 
     threadpoolctl (3.8 and later) lets one thread at a time set OpenBLAS's
     process-wide count and silently ignores the others; the worker fit that
     restores the count is often not the one that set it. So this thread
     takes control, sets, and lets go.
     """
+    if not controllers:
+        return
     release = getattr(OpenBLASController, "clear_controlling_thread", None)
     if release is not None:
         release(force=True)
-    for lib, n in zip(libraries.lib_controllers, counts):
+    for lib, n in zip(controllers, counts):
         lib.set_num_threads(n)
     if release is not None:
         release()

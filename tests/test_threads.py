@@ -197,3 +197,30 @@ def test_forked_child_predicts_with_its_own_threads(monkeypatch):
         with multiprocessing.get_context("fork").Pool(1) as pool:
             result = pool.map_async(_predict_in_child, [(model, X)]).get(timeout=60)
     np.testing.assert_array_equal(result[0], expected)
+
+
+class _FakeBlas:
+    """A threadpoolctl controller's thread count, with the counts set."""
+
+    def __init__(self, num_threads):
+        self.num_threads, self.set_to = num_threads, []
+
+    def set_num_threads(self, n):
+        self.num_threads = n
+        self.set_to.append(n)
+
+
+def test_a_hold_sets_only_the_counts_that_differ_and_gives_them_back():
+    from types import SimpleNamespace
+
+    from skrnn._base import _held
+
+    two, one = _FakeBlas(2), _FakeBlas(1)
+    libraries = SimpleNamespace(lib_controllers=[two, one])
+    with _held(libraries, 1):
+        assert (two.num_threads, one.num_threads) == (1, 1)
+        with _held(libraries, 1):  # nested: nothing left to set
+            pass
+        assert two.set_to == [1] and one.set_to == []
+    assert (two.num_threads, one.num_threads) == (2, 1)
+    assert two.set_to == [1, 2] and one.set_to == []
