@@ -316,6 +316,12 @@ class Network:
         x = self._take(xp, values, rows, steps).transpose(1, 0, 2)
         return xp.ascontiguousarray(x, dtype=self.dtype)
 
+    def _final_states(self, xp, states):
+        """The top layer's final states, its directions side by side
+        (N, H * dirs)."""
+        top = states[-1]
+        return top[0] if self.n_dirs == 1 else xp.concatenate(top, axis=1)
+
     def _zero_states(self, xp, n):
         return [
             [xp.zeros((n, self.hidden_size), dtype=self.dtype)] * self.n_dirs
@@ -417,7 +423,7 @@ class Network:
                 del feats
             del x, top  # the next window reuses their memory
         if reads_states:
-            raw = xp.concatenate(states[-1], axis=1) @ W.T + b
+            raw = self._final_states(xp, states) @ W.T + b
         raw = p.to_host(raw)
         return raw if self.output == "last" else raw.transpose(1, 0, 2)
 
@@ -509,8 +515,7 @@ class Network:
                 # (one window), after the first
                 ends = slice(None) if len(windows) == 1 else xp.asarray(
                     np.flatnonzero((lengths > t0) & (lengths <= t1)))
-                top_states = states[-1]
-                last = top_states[0] if self.n_dirs == 1 else xp.concatenate(top_states, axis=1)
+                last = self._final_states(xp, states)
                 feats, y, w = last[ends], targets[ends], weights[ends]
             z = feats @ W.T + b
             value, dz = loss(z, y, w) if xp is np else loss(z, y, w, xp=xp)
