@@ -367,14 +367,11 @@ def backward(spec, params, cache, d_outputs, d_h_last=None, need_dx=True,
         # The kernel reads the gates r, z, n from dg and writes their
         # gradients in their place; with reset after, it reads W_hn h + b_hn
         # from dan and writes da_n in its place.
-        dg = cache.gates
+        dg = cache.gates if consume_cache else _copy(cache.gates)
         if cell == _recurrent.Cell.GRU_RESET_AFTER:
-            dan = hn
+            dan = hn if consume_cache else _copy(hn)
         if consume_cache:
             cache.gates = cache.hn = None
-        else:
-            dg = _copy(dg)
-            dan = _copy(dan) if dan is hn else dan
     if cell == _recurrent.Cell.GRU_RESET_BEFORE:
         work = _empty((N, H), dtype)
     else:
