@@ -36,7 +36,7 @@ from sklearn.utils.validation import (
 )
 
 from . import optim
-from ._data import Sequences, check_sequences, unpack
+from ._data import Sequences, check_sequences, is_sequence_list, unpack
 from ._engine import CudaUnavailableError, get_engine
 from ._engine.reference import CellSpec
 from ._network import TRAINING_SHARES, Network
@@ -192,6 +192,16 @@ def _set_threads(controllers, counts):
         release()
 
 
+def _with_names(X):
+    """What scikit-learn's feature-name checks read for X: for a list of
+    DataFrames that all have the same columns, the first; otherwise X."""
+    if is_sequence_list(X) and hasattr(X[0], "columns"):
+        columns = X[0].columns
+        if all(columns.equals(getattr(x, "columns", None)) for x in X[1:]):
+            return X[0]
+    return X
+
+
 class SequenceInputMixin:
     """Validation of sequence input shared by the estimators and the scaler.
 
@@ -219,10 +229,10 @@ class SequenceInputMixin:
                 "_n_step_features": D,
                 "_fit_form_is_table": seqs.form == "table",
                 "_dtype": seqs.values.dtype.name,  # a str: skops trusts it
-                "feature_names_in_": _get_feature_names(X),
+                "feature_names_in_": _get_feature_names(_with_names(X)),
             }
             return seqs, attrs
-        _check_feature_names(self, X, reset=False)
+        _check_feature_names(self, _with_names(X), reset=False)
         seqs = check_sequences(X, dtype=self._dtype)
         width = seqs.values.shape[1] if seqs.form == "table" else seqs.values.shape[2]
         if seqs.form == "table" and self._fit_form_is_table:
@@ -401,7 +411,8 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         X : array-like or list of array-like
             A table (n_samples, n_timesteps) of univariate sequences, a 3-D
             array (n_samples, n_timesteps, n_features) whose trailing all-NaN
-            steps are padding, or a list of arrays (T_i,) or (T_i, n_features).
+            steps are padding, or a list of arrays, pandas Series or
+            DataFrames (T_i,) or (T_i, n_features).
         y : array-like
             One target per sequence (``output="last"``) or per valid step
             (``output="sequence"``).

@@ -410,3 +410,80 @@ def test_predict_stores_nothing():
     assert set(vars(est)) == set(before)
     for key, value in before.items():
         assert vars(est)[key] is value
+
+
+# ------------------------------------------------ lists of pandas objects
+@pytest.mark.parametrize("Est", ESTIMATORS)
+def test_ragged_list_of_dataframes_reads_like_arrays_and_keeps_names(Est):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.RandomState(0)
+    arrays = [rng.normal(size=(L, D)) for L in LENGTHS]
+    frames = [pd.DataFrame(a, columns=["speed", "heading"]) for a in arrays]
+    y = _targets(Est, "last", arrays, LENGTHS, rng)
+    from_arrays = _fit(_make(Est), arrays, y)
+    est = _fit(_make(Est), frames, y)
+    assert est.n_features_in_ == D
+    assert list(est.feature_names_in_) == ["speed", "heading"]
+    np.testing.assert_array_equal(est.predict(frames), from_arrays.predict(arrays))
+    renamed = [f.rename(columns={"speed": "velocity"}) for f in frames]
+    with pytest.raises(ValueError, match="feature names should match"):
+        est.predict(renamed)
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        est.predict(arrays)
+
+
+def test_list_of_dataframes_with_different_columns_records_no_names():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.RandomState(0)
+    frames = [pd.DataFrame(rng.normal(size=(L, D)), columns=["a", "b"]) for L in LENGTHS]
+    frames[2].columns = ["a", "c"]
+    est = _fit(_make(SequenceRegressor), frames, rng.normal(size=N))
+    assert not hasattr(est, "feature_names_in_")
+
+
+@pytest.mark.parametrize("ragged", [False, True])
+def test_list_of_series_is_univariate_sequences(ragged):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.RandomState(0)
+    lengths = LENGTHS if ragged else [T] * N
+    arrays = [rng.normal(size=L) for L in lengths]
+    y = rng.normal(size=N)
+    est = _fit(_make(SequenceRegressor), [pd.Series(a) for a in arrays], y)
+    from_arrays = _fit(_make(SequenceRegressor), arrays, y)
+    assert est.n_features_in_ == 1
+    np.testing.assert_array_equal(est.predict([pd.Series(a) for a in arrays]),
+                                  from_arrays.predict(arrays))
+
+
+# ----------------------------------------------- lists checked in bulk
+def test_list_of_arrays_is_checked_without_a_call_per_sequence(monkeypatch):
+    """A list of numeric arrays is validated with a few whole-list
+    operations: scikit-learn's check_array, which costs tens of microseconds
+    a call, is not called once per sequence."""
+    import skrnn._data
+
+    rng = np.random.RandomState(0)
+    X = [rng.normal(size=(L, D)) for L in rng.randint(1, 9, size=500)]
+    est = _fit(_make(SequenceRegressor), X, rng.normal(size=500))
+    calls = []
+    real = skrnn._data.check_array
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(skrnn._data, "check_array", counted)
+    est.predict(X)
+    assert calls == []
+
+
+@pytest.mark.parametrize("sample, step", [(0, 0), (3, 0), (4, 2), (49, 6), (50, 0)])
+@pytest.mark.parametrize("value, kind", [(np.nan, "NaN"), (-np.inf, "infinity")])
+def test_bulk_check_names_the_sample_and_step(sample, step, value, kind):
+    rng = np.random.RandomState(0)
+    X = [rng.normal(size=(L, D)) for L in rng.randint(1, 9, size=51)]
+    X[3], X[4], X[49], X[50] = np.ones((1, D)), np.ones((3, D)), np.ones((7, D)), np.ones((1, D))
+    X[sample][step, 1] = value
+    with pytest.raises(ValueError, match=rf"^Input X contains {kind} at sample {sample}, "
+                                         rf"step {step}\.$"):
+        _make(SequenceRegressor).fit(X, np.ones(51))
