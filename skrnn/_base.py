@@ -367,8 +367,12 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         """``(weighted loss sum, gradient)`` of raw outputs z against y."""
 
     @abstractmethod
-    def _validate_targets(self, y, seqs, reset, classes=None):
-        """Encode y for the network: ``(targets, attributes set on reset)``."""
+    def _validate_targets(self, y, seqs, reset, classes=None, scoring=False):
+        """Encode y for the network: ``(targets, attributes set on reset)``.
+
+        ``scoring``: y is only scored, so a classifier encodes labels it was
+        not fitted on as wrong predictions instead of refusing them.
+        """
 
     @abstractmethod
     def _score_targets(self, seqs, targets, sample_weight):
@@ -765,7 +769,8 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         """R² (regressor) or accuracy (classifier) on X, y.
 
         With ``output="sequence"`` every valid time step counts as one row,
-        weighted by its sample's weight.
+        weighted by its sample's weight. A classifier counts a label it was
+        not fitted on as a wrong prediction.
 
         Parameters
         ----------
@@ -782,7 +787,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         """
         check_is_fitted(self)
         seqs, _ = self._validate_X(X, reset=False)
-        targets, _ = self._validate_targets(y, seqs, reset=False)
+        targets, _ = self._validate_targets(y, seqs, reset=False, scoring=True)
         sample_weight = _check_sample_weight(sample_weight, seqs.values, dtype=np.float64)
         return self._score_targets(seqs, targets, sample_weight)
 

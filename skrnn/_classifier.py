@@ -77,7 +77,7 @@ best_loss_, validation_scores_, best_validation_score_
             return binary_log_loss(z, y.astype(z.dtype), w, xp=xp)
         return multi_log_loss(z, y, w, xp=xp)
 
-    def _validate_targets(self, y, seqs, reset, classes=None):
+    def _validate_targets(self, y, seqs, reset, classes=None, scoring=False):
         output = self.output if reset else self._output
         N = len(seqs.lengths)
         if output == "last":
@@ -108,7 +108,9 @@ best_loss_, validation_scores_, best_validation_score_
                 )
         codes = np.searchsorted(found, labels)
         unknown = (codes >= len(found)) | (found[np.minimum(codes, len(found) - 1)] != labels)
-        if unknown.any():
+        if scoring:
+            codes[unknown] = -1  # no prediction has this code: counted as wrong
+        elif unknown.any():
             raise ValueError(
                 f"y contains labels not seen in classes_ {found!r}: "
                 f"{np.unique(labels[unknown])!r}."

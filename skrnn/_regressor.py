@@ -155,7 +155,7 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
     def _loss(self, z, y, w, xp=np):
         return squared_error(z, y, w, xp=xp)
 
-    def _validate_targets(self, y, seqs, reset, classes=None):
+    def _validate_targets(self, y, seqs, reset, classes=None, scoring=False):
         output = self.output if reset else self._output
         N = len(seqs.lengths)
         dtype = seqs.values.dtype

@@ -2,6 +2,7 @@
 
 import numpy as np
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
+from sklearn.utils._set_output import ADAPTERS_MANAGER, _get_output_config
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from ._base import SequenceInputMixin
@@ -9,7 +10,16 @@ from ._base import SequenceInputMixin
 __all__ = ["SequenceScaler"]
 
 
-class SequenceScaler(SequenceInputMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+# Output containers (set_output) are applied by transform itself, to tables
+# only: scikit-learn's automatic wrapping would try to make a DataFrame of a
+# 3-D array or a list of sequences.
+class SequenceScaler(
+    SequenceInputMixin,
+    OneToOneFeatureMixin,
+    TransformerMixin,
+    BaseEstimator,
+    auto_wrap_output_keys=None,
+):
     """Standardise each feature over all valid time steps of all sequences.
 
     The :class:`~sklearn.preprocessing.StandardScaler` of sequences: z =
@@ -20,6 +30,9 @@ class SequenceScaler(SequenceInputMixin, OneToOneFeatureMixin, TransformerMixin,
     NaN-padded 3-D arrays, lists of variable-length arrays) and returns the
     same form, padding kept as NaN; for use in a
     :class:`~sklearn.pipeline.Pipeline` before a recurrent estimator.
+    :meth:`set_output` (or ``sklearn.set_config(transform_output=...)``)
+    applies to tables; 3-D and list output stay arrays and lists, which a
+    DataFrame cannot hold.
 
     Parameters
     ----------
@@ -140,7 +153,36 @@ class SequenceScaler(SequenceInputMixin, OneToOneFeatureMixin, TransformerMixin,
         X_scaled : ndarray or list of ndarray
             The same form as X (NaN kept at padded steps).
         """
-        return self._apply(X, inverse=False)
+        out = self._apply(X, inverse=False)
+        if not isinstance(out, np.ndarray) or out.ndim != 2:
+            return out
+        container = _get_output_config("transform", self)["dense"]
+        if container == "default":
+            return out
+        # a table fitted as a table has its columns' names; one fitted as 3-D
+        # or list input with one feature per step has none
+        names = self.get_feature_names_out if self._fit_form_is_table else None
+        return ADAPTERS_MANAGER.adapters[container].create_container(out, X, columns=names)
+
+    def set_output(self, *, transform=None):
+        """Set the output container of :meth:`transform` and ``fit_transform``.
+
+        It applies to tables: 3-D and list output stay arrays and lists.
+
+        Parameters
+        ----------
+        transform : {"default", "pandas", "polars"}, default=None
+            "default": NumPy arrays; "pandas" or "polars": a DataFrame for a
+            table; None: unchanged.
+
+        Returns
+        -------
+        self : object
+            The scaler.
+        """
+        if transform is not None:
+            self._sklearn_output_config = {"transform": transform}
+        return self
 
     def inverse_transform(self, X):
         """Undo :meth:`transform`.

@@ -383,3 +383,86 @@ def test_grid_search_threading_n_jobs_matches_serial():
         rtol=1e-12,
     )
     assert threaded.best_params_ == serial.best_params_
+
+
+# ------------------------------------------------- labels a fold never saw
+@ignore_convergence
+@pytest.mark.parametrize("output", ["last", "sequence"])
+def test_score_counts_unseen_labels_as_wrong(output):
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(20, 5, 2))
+    if output == "last":
+        y = np.where(X[:, :, 0].sum(axis=1) > 0, "up", "down")
+        y_new = y.copy()
+        y_new[:4] = "sideways"
+    else:
+        y = np.where(X[:, :, 0] > 0, "up", "down")
+        y_new = y.copy()
+        y_new[:2, :] = "sideways"
+    clf = SequenceClassifier(hidden_size=4, max_iter=3, random_state=0, output=output)
+    clf.fit(X, y)
+    pred = np.asarray(clf.predict(X))
+    w = np.arange(1.0, 21.0)
+    for weights in (None, w):
+        rows = None if weights is None else np.broadcast_to(
+            weights.reshape((20,) + (1,) * (pred.ndim - 1)), pred.shape).ravel()
+        expected = np.average(pred.ravel() == y_new.ravel(), weights=rows)
+        assert clf.score(X, y_new, sample_weight=weights) == pytest.approx(expected)
+    # training on an unseen label is still refused
+    with pytest.raises(ValueError, match="not seen in classes_"):
+        clf.partial_fit(X, y_new)
+
+
+@ignore_convergence
+def test_cross_validation_with_a_class_missing_from_a_training_fold():
+    """50 "a", 49 "b" and one "c": the fold that tests "c" never trained on
+    it. Every fold scores, and a grid search ranks its candidates."""
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(100, 5, 2))
+    y = np.array(["a"] * 50 + ["b"] * 49 + ["c"])
+    clf = SequenceClassifier(hidden_size=4, max_iter=3, random_state=0)
+    with pytest.warns(UserWarning, match="least populated class"):
+        scores = cross_val_score(clf, X, y, cv=StratifiedKFold(3))
+    assert np.isfinite(scores).all()
+    search = GridSearchCV(clf, {"hidden_size": [3, 4]}, cv=StratifiedKFold(3))
+    with pytest.warns(UserWarning, match="least populated class"):
+        search.fit(X, y)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+# ------------------------------------------------------- pandas output
+@ignore_convergence
+@pytest.mark.parametrize("how", ["set_config", "set_output"])
+@pytest.mark.parametrize("form", FORMS)
+def test_scaler_with_pandas_output(form, how):
+    """Tables come out as DataFrames; 3-D arrays and lists, which a DataFrame
+    cannot hold, come out as they do by default. The README's pipeline runs
+    either way."""
+    import sklearn
+
+    pd = pytest.importorskip("pandas")
+    X, seqs = _make_X(form)
+    y = _labels(seqs)
+    default = SequenceScaler().fit_transform(X)
+    with sklearn.config_context(transform_output="pandas" if how == "set_config" else "default"):
+        scaler = SequenceScaler()
+        if how == "set_output":
+            scaler.set_output(transform="pandas")
+        out = scaler.fit_transform(X)
+        again = scaler.transform(X)
+        pipe = _pipeline()
+        if how == "set_output":
+            pipe.set_output(transform="pandas")
+        pipe.fit(X, y).predict(X)
+    for got in (out, again):
+        if form == "table":
+            assert isinstance(got, pd.DataFrame)
+            assert list(got.columns) == [f"x{j}" for j in range(X.shape[1])]
+            np.testing.assert_array_equal(got.to_numpy(), default)
+        elif form == "list":
+            assert isinstance(got, list)
+            for a, b in zip(got, default):
+                np.testing.assert_array_equal(a, b)
+        else:
+            assert isinstance(got, np.ndarray)
+            np.testing.assert_array_equal(got, default)
