@@ -421,7 +421,8 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             One target per sequence (``output="last"``) or per valid step
             (``output="sequence"``).
         sample_weight : array-like of shape (n_samples,), default=None
-            Per-sample weights; an integer weight counts as repetitions.
+            Non-negative per-sample weights; an integer weight counts as
+            repetitions.
 
         Returns
         -------
@@ -442,7 +443,9 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         # Everything is validated before anything on self changes.
         seqs, x_attrs = self._validate_X(X, reset, dtype=self.dtype)
         targets, y_attrs = self._validate_targets(y, seqs, reset, classes)
-        sample_weight = _check_sample_weight(sample_weight, seqs.values, dtype=np.float64)
+        sample_weight = _check_sample_weight(
+            sample_weight, seqs.values, dtype=np.float64, ensure_non_negative=True
+        )
         if self.device == "cuda":
             get_engine("cuda")  # CudaUnavailableError, naming what is missing
         engine = self._get_engine()

@@ -140,7 +140,7 @@ best_loss_, validation_scores_, best_validation_score_
             Every label there will be. Required on the first call, optional
             (but then equal) on later calls.
         sample_weight : array-like of shape (n_samples,), default=None
-            Per-sample weights.
+            Non-negative per-sample weights.
 
         Returns
         -------

@@ -206,7 +206,7 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
         y : array-like
             Targets, as for :meth:`fit`.
         sample_weight : array-like of shape (n_samples,), default=None
-            Per-sample weights.
+            Non-negative per-sample weights.
 
         Returns
         -------

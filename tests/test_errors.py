@@ -484,6 +484,24 @@ def test_bad_hyperparameter_raises_invalid_parameter_error_from_fit(Est, params)
     _assert_refused(fitted, X_check, bad_fit, InvalidParameterError)
 
 
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+@pytest.mark.parametrize("Est", ESTIMATORS)
+def test_negative_sample_weight_refused(Est, method):
+    est, X, y, X_check = _fitted(Est, warm_start=True)
+    w = np.ones(len(X))
+    w[3] = -1.0
+    kwargs = {"classes": est.classes_} if method == "partial_fit" and Est is SequenceClassifier else {}
+    _assert_refused(est, X_check, lambda: getattr(est, method)(X, y, sample_weight=w, **kwargs),
+                    ValueError, "Negative values in data passed to `sample_weight`")
+
+
+@pytest.mark.parametrize("Est", ESTIMATORS)
+def test_all_zero_sample_weight_refused(Est):
+    est, X, y, X_check = _fitted(Est, warm_start=True)
+    _assert_refused(est, X_check, lambda: est.fit(X, y, sample_weight=np.zeros(len(X))),
+                    ValueError, "at least one non-zero")
+
+
 # ------------------------------------------------------------- divergence
 def _diverging(Est):
     rng = np.random.RandomState(0)
