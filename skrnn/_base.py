@@ -435,6 +435,8 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
     def _fit(self, X, y, sample_weight, incremental, classes=None):
         self._check_param_combination()
         reset = not (incremental or self.warm_start) or not hasattr(self, "_network")
+        if not reset:
+            self._check_same_network()
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y "
@@ -452,6 +454,10 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         if reset:
             self._set_input_attrs({**x_attrs, **y_attrs, "_output": self.output})
             self._initialize(early_stopping=self.early_stopping and not incremental)
+        else:
+            self._continue_optimizer()
+            if not incremental and self.early_stopping != (self.validation_scores_ is not None):
+                self._start_stopping_rule(self.early_stopping)
         if self.early_stopping and not incremental:
             train, val = self._validation_split(seqs, targets)
         else:
@@ -484,6 +490,13 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         self.n_iter_ = 0
         self.t_ = 0
         self.loss_curve_ = []
+        self._start_stopping_rule(early_stopping)
+
+    def _start_stopping_rule(self, early_stopping):
+        """The attributes of the stopping rule in use, as they are before any
+        epoch: validation scores with early stopping, the best loss without
+        (MLP's convention). A warm fit that turns early stopping on or off
+        starts them afresh."""
         self._no_improvement_count = 0
         if early_stopping:
             self.validation_scores_ = []
@@ -493,6 +506,52 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             self.best_loss_ = np.inf
             self.validation_scores_ = None
             self.best_validation_score_ = None
+
+    def _check_same_network(self):
+        """Refuse to continue training (``warm_start``, ``partial_fit``) when a
+        parameter now asks for another network than the fitted one: a
+        ValueError, before anything changes."""
+        net = self._network
+        fitted = {
+            "cell": net.spec.cell,
+            "hidden_size": net.hidden_size,
+            "num_layers": net.num_layers,
+            "bidirectional": net.n_dirs == 2,
+            "activation": net.spec.activation,
+            "use_bias": net.spec.use_bias,
+            "output": self._output,
+        }
+        if net.spec.cell == "gru":
+            fitted["reset_after"] = net.spec.reset_after
+        if self.dtype is not None:  # None: the fitted input's precision
+            fitted["dtype"] = self._dtype
+        changed = [
+            f"{name}={getattr(self, name)!r} (fitted: {value!r})"
+            for name, value in fitted.items()
+            if getattr(self, name) != value
+        ]
+        if changed:
+            raise ValueError(
+                f"{type(self).__name__} was fitted with another network than its "
+                f"parameters now describe: {', '.join(changed)}. warm_start and "
+                "partial_fit continue training the fitted network; set those "
+                "parameters back, or fit with warm_start=False to train a new one."
+            )
+
+    def _continue_optimizer(self):
+        """The optimiser for the current settings, when training continues.
+
+        The same solver keeps its state (Adam's moments and step count, SGD's
+        velocity) and takes new settings from the next update; another solver
+        starts afresh. Rprop's state is its step sizes, which
+        ``learning_rate_init`` sets: a new value starts them afresh.
+        """
+        old, new = self._optimizer, self._make_optimizer()
+        if type(old) is type(new) and not (
+            isinstance(new, optim.Rprop) and new.learning_rate != old.learning_rate
+        ):
+            new.state = old.state
+        self._optimizer = new
 
     def _make_optimizer(self):
         lr = self.learning_rate_init

@@ -83,7 +83,12 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
         Seeds weights, shuffling and the validation split; the same int
         gives bit-identical weights on the same machine and thread count.
     warm_start : bool, default=False
-        ``fit`` continues from the current weights.
+        ``fit`` continues from the current weights, with the optimiser's
+        current settings (its state kept while the solver stays the same;
+        for Rprop, also ``learning_rate_init``). Parameters that describe
+        another network (``cell``, ``hidden_size``, ``num_layers``,
+        ``bidirectional``, ``activation``, ``reset_after``, ``use_bias``,
+        ``output``, ``dtype``) raise a ValueError; so does ``partial_fit``.
     verbose : int, default=0
         1: a line per epoch; 2: also a progress bar within each epoch.
     dtype : {"float32", "float64"} or None, default=None
