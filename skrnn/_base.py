@@ -631,6 +631,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         previous_start = params.flat.copy()
         best_flat = params.flat.copy() if val is not None else None
         converged = incremental  # partial_fit runs one epoch and never warns
+        first_epoch = len(self.loss_curve_)
         # On the host, checking every step for divergence costs nothing; on a
         # device it would make the host wait for the device at every step.
         deferred = engine.memory is not None
@@ -646,21 +647,29 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
                 # Overflow is expected when training diverges: it is detected
                 # (non-finite loss or weights) and handled, not warned about.
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                    loss = epoch(checked=not deferred)
+                    # the largest loss of this call's epochs bounds the next (see _step)
+                    peak = max(self.loss_curve_[first_epoch:], default=0.0)
+                    loss = epoch(peak, checked=not deferred)
                     if deferred and not np.isfinite(loss):
                         # A step's loss, gradient or update was not finite
                         # (or the sum overflowed): run the epoch again from
                         # its start, checking each step, to stop where the
                         # host would.
                         self._roll_back(params, previous, snapshot)
-                        loss = epoch(checked=True)
+                        loss = epoch(peak, checked=True)
             except KeyboardInterrupt:
                 self._roll_back(params, previous, snapshot)
                 raise
             if loss is None:
+                if len(self.loss_curve_) == first_epoch:
+                    # no epoch of this call completed: the loss of the weights kept
+                    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                        self.loss_ = self._loss_at(engine, params, data, seqs.lengths,
+                                                   sample_weight, train)
                 warnings.warn(
                     "Training diverged (the loss or a weight became NaN or "
-                    "infinite); stopped and kept the weights from before the "
+                    "infinite, or the loss grew past what the weights' precision "
+                    "can compare); stopped and kept the weights from before the "
                     "update that caused it. Try a smaller learning_rate_init.",
                     ConvergenceWarning,
                 )
@@ -706,9 +715,13 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         self._optimizer.state = copy.deepcopy(optimizer_state)
         self._random_state.set_state(random_state)
 
-    def _epoch(self, engine, params, data, lengths, sample_weight, train, previous, *,
+    def _epoch(self, engine, params, data, lengths, sample_weight, train, previous, peak, *,
                checked):
         """One pass over ``train``: the weighted sum of the batches' losses.
+
+        ``peak``: the largest loss seen before the epoch in this call to
+        ``fit`` or ``partial_fit`` (0 for none), which bounds each step's
+        loss (see :meth:`_step`) with the largest seen since.
 
         ``checked``: each step is checked for divergence as it is made, and
         None is returned at the first that diverges (see :meth:`_step`).
@@ -721,56 +734,45 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             train = train[self._random_state.permutation(n_samples)]
         batches = list(gen_batches(n_samples, self._batch_size(n_samples)))
         accumulated = 0.0
+        peak = engine.xp.asarray(peak)
         with _progress_bar(len(batches), self.verbose >= 2) as advance:
             for batch in batches:
                 idx = train[batch]
                 loss = self._step(engine, params, data, lengths, sample_weight, idx, previous,
-                                  checked=checked)
+                                  peak, checked=checked)
                 if loss is None:
                     return None
                 accumulated = accumulated + loss * float(sample_weight[idx].sum())
+                peak = engine.xp.maximum(peak, loss)
                 advance()
         return float(_to_host(engine, accumulated))
 
-    def _step(self, engine, params, data, lengths, sample_weight, idx, previous, *, checked):
+    def _step(self, engine, params, data, lengths, sample_weight, idx, previous, peak, *,
+              checked):
         """One update on the samples ``idx``: the batch's loss.
 
         The divergence rule: when the loss or the gradient at the current
-        weights is not finite, the update that led to these weights is
-        undone (``previous`` holds the weights from before it); when an
-        update makes a weight not finite, it is undone. ``checked``: the
-        rule is applied here and None returned when it undoes an update.
-        Unchecked, the update is made whatever happens, and the loss
-        returned is NaN if the rule would have applied: the caller runs the
-        epoch again, checked, from its start.
+        weights is not finite, or the loss is more than 1/eps times ``peak``
+        (the largest loss seen before in this call; eps is the machine
+        epsilon of the weights' dtype, so that every earlier loss is below
+        its rounding error), the update that led to these weights is undone
+        (``previous`` holds the weights from before it); when an update
+        makes a weight not finite, it is undone. ``checked``: the rule is
+        applied here and None returned when it undoes an update. Unchecked,
+        the update is made whatever happens, and the loss returned is NaN if
+        the rule would have applied: the caller runs the epoch again,
+        checked, from its start.
 
         ``data`` is the whole training set's (values, targets), on the host
         or in the engine's memory; lengths and weights stay on the host.
         """
-        net = self._network
         xp = engine.xp
-        values, targets = data
-        lengths = lengths[idx]
-        w = sample_weight[idx]
-        rows = w.sum() if self._output == "last" else (w * lengths).sum()
-        if w.sum() <= 0:
+        if sample_weight[idx].sum() <= 0:
             return 0.0  # only zero-weight samples: nothing to learn from
-        loss = net.loss_grad(
-            engine,
-            _take(xp, values, idx),
-            lengths,
-            _take(xp, targets, idx),
-            (w / rows).astype(net.dtype),
-            self._loss,
-            self.bptt_steps,
-        )
-        # L2 on weights (not biases), scaled as MLP's: alpha / 2 * ||W||^2 / n
-        penalty_scale = self.alpha / w.sum()
-        masked = params.flat * params.weight_mask
-        loss = loss + 0.5 * penalty_scale * (masked @ params.flat).astype(np.float64)
-        params.grad += penalty_scale * masked
-        finite = xp.isfinite(loss) & xp.isfinite(params.grad).all()
-        if checked and not _to_host(engine, finite):
+        loss = self._loss_grad(engine, params, data, lengths, sample_weight, idx)
+        bounded = (peak <= 0) | (loss <= peak / np.finfo(params.flat.dtype).eps)
+        sound = xp.isfinite(loss) & xp.isfinite(params.grad).all() & bounded
+        if checked and not _to_host(engine, sound):
             params.flat[...] = previous
             return None
         if self.clip_norm is not None:
@@ -783,7 +785,44 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
                 params.flat[...] = previous
                 return None
             return loss
-        return xp.where(finite & updated, loss, np.nan)
+        return xp.where(sound & updated, loss, np.nan)
+
+    def _loss_grad(self, engine, params, data, lengths, sample_weight, idx):
+        """The loss of the samples ``idx`` (of positive total weight) at the
+        current weights, L2 penalty included; its gradient goes into
+        ``params.grad``."""
+        values, targets = data
+        xp = engine.xp
+        lengths = lengths[idx]
+        w = sample_weight[idx]
+        rows = w.sum() if self._output == "last" else (w * lengths).sum()
+        loss = self._network.loss_grad(
+            engine,
+            _take(xp, values, idx),
+            lengths,
+            _take(xp, targets, idx),
+            (w / rows).astype(self._network.dtype),
+            self._loss,
+            self.bptt_steps,
+        )
+        # L2 on weights (not biases), scaled as MLP's: alpha / 2 * ||W||^2 / n
+        penalty_scale = self.alpha / w.sum()
+        masked = params.flat * params.weight_mask
+        loss = loss + 0.5 * penalty_scale * (masked @ params.flat).astype(np.float64)
+        params.grad += penalty_scale * masked
+        return loss
+
+    def _loss_at(self, engine, params, data, lengths, sample_weight, train):
+        """The loss over ``train`` at the current weights, as an epoch
+        computes it but with no update."""
+        total, weight = 0.0, 0.0
+        for batch in gen_batches(len(train), self._batch_size(len(train))):
+            idx = train[batch]
+            w = float(sample_weight[idx].sum())
+            if w > 0:
+                loss = self._loss_grad(engine, params, data, lengths, sample_weight, idx)
+                total, weight = total + float(_to_host(engine, loss)) * w, weight + w
+        return total / weight if weight > 0 else 0.0
 
     def _update_no_improvement_count(self, seqs, targets, sample_weight, val, params,
                                      best_flat):

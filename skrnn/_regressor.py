@@ -125,7 +125,13 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
     t_ : int
         Samples seen during training.
     loss_ : float
-        The last epoch's loss (squared error / 2 plus the L2 penalty).
+        The last epoch's loss (squared error / 2 plus the L2 penalty). When
+        training diverges before a call's first epoch completes, the loss
+        at the weights kept. Training diverges when the loss or a weight
+        becomes NaN or infinite, or the loss exceeds 1/eps times the largest
+        before it in the call (eps: the machine epsilon of ``dtype``); the
+        weights from before the update that caused it are kept, and a
+        ConvergenceWarning says so.
     loss_curve_ : list of float
         The loss of each epoch.
     best_loss_ : float or None

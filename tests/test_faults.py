@@ -157,7 +157,9 @@ def test_nan_loss_mid_epoch(monkeypatch, k):
     monkeypatch.setattr(model, "_loss", faulty)
     with _divergence_warning():
         model.fit(X, y)
-    assert calls["n"] == k
+    # training stops at the k-th loss; when no epoch completed (k <= 4), the
+    # loss at the weights kept is then computed over the 4 batches, for loss_
+    assert calls["n"] == k + (4 if k <= 4 else 0)
     assert model.n_iter_ == (k - 1) // 4  # completed epochs before the fault
     expected = _twin_for_steps(make, X, y, max(k - 2, 0))
     np.testing.assert_array_equal(_flat(model), _flat(expected))
@@ -371,3 +373,55 @@ def test_concurrent_fits_equal_sequential_fits():
     for (a, _), (b, _) in zip(sequential, concurrent):
         assert a.n_iter_ == b.n_iter_ == 3
         np.testing.assert_array_equal(_flat(a), _flat(b))
+
+
+@_MAX_ITER_WARNING
+@pytest.mark.parametrize("k", [1, 3])
+def test_loss_is_set_when_the_first_epoch_diverges(monkeypatch, k):
+    """Divergence before any epoch completes leaves loss_ the loss at the
+    weights kept, over the training set, as an epoch counts it: squared
+    error / 2 plus the L2 penalty of each batch of 10, computed here from
+    predict."""
+    X, y = _data()
+    model = SequenceRegressor(hidden_size=5, batch_size=10, max_iter=10, random_state=0)
+    calls = {"n": 0}
+    loss = type(model)._loss
+
+    def faulty(z, y_, w):
+        calls["n"] += 1
+        value, dz = loss(model, z, y_, w)
+        return (np.nan if calls["n"] == k else value), dz
+
+    monkeypatch.setattr(model, "_loss", faulty)
+    with _divergence_warning():
+        model.fit(X, y)
+    assert model.n_iter_ == 0 and model.loss_curve_ == []
+    squares = sum((v.astype(np.float64) ** 2).sum() for name, v in model.coefs_.items()
+                  if "weight" in name)
+    expected = 0.5 * np.mean((model.predict(X) - y) ** 2) + model.alpha / 2 * squares / 10
+    np.testing.assert_allclose(model.loss_, expected, rtol=1e-12)
+
+
+@_MAX_ITER_WARNING
+def test_a_finite_loss_past_the_precision_is_divergence():
+    """Full-batch SGD at a learning rate of 1: the losses are 14.9, 4.7 and
+    then 5.5e17, finite but more than 1/eps (4.5e15 in float64) times the
+    largest before. The update that led there is undone: the weights are
+    those after one update, whose loss the second epoch measured."""
+    X, y = _data(n=20)
+
+    def make(max_iter=10):
+        return SequenceRegressor(
+            cell="rnn", activation="identity", hidden_size=4, solver="sgd",
+            momentum=0.0, learning_rate_init=1.0, clip_norm=None, batch_size=20,
+            max_iter=max_iter, random_state=0,
+        )
+
+    model = make()
+    with _divergence_warning():
+        model.fit(X, y)
+    assert model.n_iter_ == 2
+    assert model.loss_curve_ == make(max_iter=2).fit(X, y).loss_curve_
+    assert model.loss_ == model.loss_curve_[1] < 10
+    np.testing.assert_array_equal(_flat(model), _flat(make(max_iter=1).fit(X, y)))
+    assert model.score(X, y) > 0.5
