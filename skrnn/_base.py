@@ -7,13 +7,9 @@ progress output — lives here once.
 """
 
 import copy
-import os
-import sys
-import threading
 import time
 import warnings
 from abc import ABCMeta, abstractmethod
-from contextlib import contextmanager
 from functools import partial
 from numbers import Integral, Real
 
@@ -27,234 +23,18 @@ from sklearn.utils._param_validation import (
     InvalidParameterError,
     StrOptions,
 )
-from threadpoolctl import OpenBLASController, ThreadpoolController
-from sklearn.utils.validation import (
-    _check_feature_names,
-    _check_sample_weight,
-    _get_feature_names,
-    check_is_fitted,
-)
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from . import optim
-from ._data import Sequences, check_sequences, is_sequence_list, unpack
+from ._data import SequenceInputMixin, Sequences, unpack
 from ._engine import CudaUnavailableError, get_engine
 from ._engine.reference import CellSpec
-from ._network import TRAINING_SHARES, Network
+from ._engine._device import optimizer_state_in, place_training_data, to_host
+from ._engine._threads import blas_threads
+from ._network import Network, take
+from ._progress import progress_bar
 
 _GRU_ACTIVATIONS = ("tanh", "logistic")
-
-# The training set goes to the GPU once per fit when it takes at most this
-# share of the GPU's free memory; otherwise each batch is copied there.
-DEVICE_DATA_FRACTION = 0.25
-
-
-class _BlasThreads:
-    """Keep BLAS thread pools from fighting over the cores while we compute.
-
-    - A fit outside the main thread (joblib's threading backend, Dask's
-      worker threads) holds every BLAS to one thread: several fits run at
-      once, and n_jobs x BLAS threads would oversubscribe the cores. BLAS
-      limits are per process, so the first worker fit sets the limit and
-      the last one restores it.
-    - On the compiled CPU engine, the kernels call SciPy's BLAS while the
-      few NumPy matrix products around them (the output head) call NumPy's.
-      Where those are two libraries, each has its own pool of spinning
-      threads, and together they oversubscribe the cores (measured: one
-      epoch at N, T, D, H = 4000, 100, 16, 128 took 3.9 s, and 1.25 s with
-      NumPy's BLAS held to one thread). So NumPy's BLAS gets one thread for
-      the duration.
-    - Where the compiled engine has several BLAS threads in the main
-      thread, :meth:`split` shares them out between threads that each run
-      part of the sequences (see :meth:`skrnn._network.Network.loss_grad`);
-      a fit whose batches are too small to share out runs on one thread.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._active = 0
-        self._limiter = None
-        self._blas = None
-
-    def _libraries(self):
-        """(every BLAS, SciPy's BLAS, NumPy's BLAS that is not SciPy's),
-        found once."""
-        if self._blas is None:
-            controller = ThreadpoolController().select(user_api="blas")
-            owners = {}
-            for lib in controller.lib_controllers:
-                # wheels vendor them in numpy.libs/ and scipy.libs/
-                owner = os.path.basename(os.path.dirname(lib.filepath)).split(".")[0]
-                owners.setdefault(owner, set()).add(lib.filepath)
-            scipy_paths = owners.get("scipy", set())
-            self._blas = (
-                controller,
-                controller.select(filepath=sorted(scipy_paths)),
-                controller.select(filepath=sorted(owners.get("numpy", set()) - scipy_paths)),
-            )
-        return self._blas
-
-    @contextmanager
-    def limit(self, engine):
-        """Apply the limits above while the block runs on ``engine``."""
-        if threading.current_thread() is not threading.main_thread():
-            with self._lock:
-                if self._active == 0:
-                    self._limiter = _held(self._libraries()[0], 1)
-                    self._limiter.__enter__()
-                self._active += 1
-            try:
-                yield
-            finally:
-                with self._lock:
-                    self._active -= 1
-                    if self._active == 0:
-                        self._limiter.__exit__(None, None, None)
-                        self._limiter = None
-        elif engine.name == "cpu":
-            with _held(self._libraries()[2], 1):
-                yield
-        else:
-            yield
-
-    @contextmanager
-    def split(self, engine, shares=None, serial=False):
-        """The engine with as many ``workers`` as may each run a share of
-        the sequences at once, for the duration of the block.
-
-        On the compiled engine in the main thread, the threads SciPy's BLAS
-        would use (what ``OPENBLAS_NUM_THREADS`` or threadpoolctl set) are
-        split between ``shares`` workers (all of them when None), each
-        calling BLAS with its part of the threads: where one BLAS call is
-        split over the cores, they idle between its small GEMMs and during
-        the gate loops. With one share and ``serial``, every BLAS gets one
-        thread: for work too small to split, OpenBLAS's threads would win
-        little and then spin on a core, waiting for the next call, while
-        the gate loops and whatever runs next need it (measured: training
-        RNN 2000,50,8,32 in batches of 64, 27.1 -> 25.0 ms per epoch, and a
-        prediction right after it 12.1 -> 7.0 ms). Otherwise ``engine``
-        itself, under the rules of :meth:`limit`.
-        """
-        if engine.name == "cpu" and threading.current_thread() is threading.main_thread():
-            every, scipy_blas, numpy_blas = self._libraries()
-            threads = max((lib.num_threads for lib in scipy_blas.lib_controllers), default=1)
-            workers = threads if shares is None else min(shares, threads)
-            if workers > 1:
-                with _held(every, threads // workers), _held(numpy_blas, 1):
-                    yield engine._replace(workers=workers)
-                return
-            if serial:
-                with _held(every, 1):
-                    yield engine
-                return
-        with self.limit(engine):
-            yield engine
-
-
-_blas_threads = _BlasThreads()
-
-
-@contextmanager
-def _held(libraries, threads):
-    """Hold ``libraries`` (a threadpoolctl selection) to ``threads`` threads
-    during the block, then give each its count from before. Those already
-    at ``threads`` are left alone: setting a count costs a few microseconds,
-    and holds nest (NumPy's BLAS inside every BLAS's)."""
-    changed, before = [], []
-    for lib in libraries.lib_controllers:
-        count = lib.num_threads
-        if count != threads:
-            changed.append(lib)
-            before.append(count)
-    _set_threads(changed, [threads] * len(changed))
-    try:
-        yield
-    finally:
-        _set_threads(changed, before)
-
-
-def _set_threads(controllers, counts):
-    """Set the thread counts of ``controllers`` (threadpoolctl's, one per
-    library); nothing to do for none.
-
-    threadpoolctl (3.8 and later) lets one thread at a time set OpenBLAS's
-    process-wide count and silently ignores the others; the worker fit that
-    restores the count is often not the one that set it. So this thread
-    takes control, sets, and lets go.
-    """
-    if not controllers:
-        return
-    release = getattr(OpenBLASController, "clear_controlling_thread", None)
-    if release is not None:
-        release(force=True)
-    for lib, n in zip(controllers, counts):
-        lib.set_num_threads(n)
-    if release is not None:
-        release()
-
-
-def _with_names(X):
-    """What scikit-learn's feature-name checks read for X: for a list of
-    DataFrames that all have the same columns, the first; otherwise X."""
-    if is_sequence_list(X) and hasattr(X[0], "columns"):
-        columns = X[0].columns
-        if all(columns.equals(getattr(x, "columns", None)) for x in X[1:]):
-            return X[0]
-    return X
-
-
-class SequenceInputMixin:
-    """Validation of sequence input shared by the estimators and the scaler.
-
-    A fitted table of width n sets ``n_features_in_ = n``; fitted 3-D or list
-    input sets it to the features per step. A model fitted on a table takes
-    tables of the same width and 3-D/list input with one feature per step;
-    one fitted on 3-D/list input takes that number of features per step, and
-    tables when it is 1.
-    """
-
-    def _validate_X(self, X, reset, dtype=None):
-        """Validate X against SPEC section 2.
-
-        On reset, ``dtype`` (None: keep float32, else float64) sets the
-        precision and the attributes X defines are returned, not set, so that
-        a later failure leaves the estimator as it was (see
-        :meth:`_set_input_attrs`). Otherwise X must fit what was fitted.
-        """
-        name = type(self).__name__
-        if reset:
-            seqs = check_sequences(X, dtype=dtype)
-            D = seqs.values.shape[2]
-            attrs = {
-                "n_features_in_": seqs.values.shape[1] if seqs.form == "table" else D,
-                "_n_step_features": D,
-                "_fit_form_is_table": seqs.form == "table",
-                "_dtype": seqs.values.dtype.name,  # a str: skops trusts it
-                "feature_names_in_": _get_feature_names(_with_names(X)),
-            }
-            return seqs, attrs
-        _check_feature_names(self, _with_names(X), reset=False)
-        seqs = check_sequences(X, dtype=self._dtype)
-        width = seqs.values.shape[1] if seqs.form == "table" else seqs.values.shape[2]
-        if seqs.form == "table" and self._fit_form_is_table:
-            expected = self.n_features_in_
-        elif seqs.form == "table":
-            # a table is univariate: it fits a model with one feature per step
-            width, expected = 1, self._n_step_features
-        else:
-            expected = self._n_step_features
-        if width != expected:
-            raise ValueError(
-                f"X has {width} features, but {name} is expecting {expected} "
-                "features as input."
-            )
-        return seqs, {}
-
-    def _set_input_attrs(self, attrs):
-        for name, value in attrs.items():
-            if name == "feature_names_in_" and value is None:
-                self.__dict__.pop(name, None)
-            else:
-                setattr(self, name, value)
 
 
 class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta):
@@ -462,12 +242,8 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             train, val = self._validation_split(seqs, targets)
         else:
             train, val = np.arange(len(seqs.lengths)), None
-        # the threads are shared out only when full batches will be split;
-        # batches without the work for two shares run on one thread
-        batch, steps = self._batch_size(len(train)), seqs.lengths.max()
-        shares = TRAINING_SHARES if self._network.max_shares(batch, steps) >= TRAINING_SHARES else 1
-        serial = self._network.work_shares(batch, steps) < TRAINING_SHARES
-        with _blas_threads.split(engine, shares, serial) as engine:
+        split = self._network.training_split(self._batch_size(len(train)), seqs.lengths.max())
+        with blas_threads.split(engine, *split) as engine:
             self._train(engine, seqs, targets, sample_weight, train, val, incremental)
         return self
 
@@ -600,24 +376,15 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         keeps the weights, the optimiser's state and the random state of the
         last completed epoch, as if the interrupted epoch had not begun.
         """
-        data = self._place_training_data(engine, seqs.values, targets)
+        data = place_training_data(engine, seqs.values, targets)
         with (
             self._network.on_device(engine) as params,
-            _optimizer_state_in(self._optimizer, engine.memory),
+            optimizer_state_in(self._optimizer, engine.memory),
             engine.workspace(),
         ):
             self._train_epochs(
                 engine, params, data, seqs, targets, sample_weight, train, val, incremental
             )
-
-    @staticmethod
-    def _place_training_data(engine, values, targets):
-        memory = engine.memory
-        if memory is None:
-            return values, targets
-        if values.nbytes + targets.nbytes > DEVICE_DATA_FRACTION * memory.free_bytes():
-            return values, targets  # copied there batch by batch
-        return memory.to_device(values), memory.to_device(targets)
 
     def _train_epochs(
         self, engine, params, data, seqs, targets, sample_weight, train, val, incremental
@@ -735,7 +502,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         batches = list(gen_batches(n_samples, self._batch_size(n_samples)))
         accumulated = 0.0
         peak = engine.xp.asarray(peak)
-        with _progress_bar(len(batches), self.verbose >= 2) as advance:
+        with progress_bar(len(batches), self.verbose >= 2) as advance:
             for batch in batches:
                 idx = train[batch]
                 loss = self._step(engine, params, data, lengths, sample_weight, idx, previous,
@@ -745,7 +512,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
                 accumulated = accumulated + loss * float(sample_weight[idx].sum())
                 peak = engine.xp.maximum(peak, loss)
                 advance()
-        return float(_to_host(engine, accumulated))
+        return float(to_host(engine, accumulated))
 
     def _step(self, engine, params, data, lengths, sample_weight, idx, previous, peak, *,
               checked):
@@ -772,16 +539,16 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         loss = self._loss_grad(engine, params, data, lengths, sample_weight, idx)
         bounded = (peak <= 0) | (loss <= peak / np.finfo(params.flat.dtype).eps)
         sound = xp.isfinite(loss) & xp.isfinite(params.grad).all() & bounded
-        if checked and not _to_host(engine, sound):
+        if checked and not to_host(engine, sound):
             params.flat[...] = previous
             return None
         if self.clip_norm is not None:
-            _clip_grad_norm(params.grad, self.clip_norm, xp)
+            optim._clip_grad_norm([params.grad], self.clip_norm, xp)
         previous[...] = params.flat
         self._optimizer.update({"coefs": params.flat}, {"coefs": params.grad})
         updated = xp.isfinite(params.flat).all()
         if checked:
-            if not _to_host(engine, updated):
+            if not to_host(engine, updated):
                 params.flat[...] = previous
                 return None
             return loss
@@ -798,9 +565,9 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         rows = w.sum() if self._output == "last" else (w * lengths).sum()
         loss = self._network.loss_grad(
             engine,
-            _take(xp, values, idx),
+            take(xp, values, idx),
             lengths,
-            _take(xp, targets, idx),
+            take(xp, targets, idx),
             (w / rows).astype(self._network.dtype),
             self._loss,
             self.bptt_steps,
@@ -821,7 +588,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             w = float(sample_weight[idx].sum())
             if w > 0:
                 loss = self._loss_grad(engine, params, data, lengths, sample_weight, idx)
-                total, weight = total + float(_to_host(engine, loss)) * w, weight + w
+                total, weight = total + float(to_host(engine, loss)) * w, weight + w
         return total / weight if weight > 0 else 0.0
 
     def _update_no_improvement_count(self, seqs, targets, sample_weight, val, params,
@@ -863,7 +630,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
     def _forward(self, seqs):
         """The network's raw outputs for validated sequences."""
         engine = self._get_engine()
-        with _blas_threads.split(engine) as engine, engine.workspace():
+        with blas_threads.split(engine) as engine, engine.workspace():
             return self._network.forward(engine, seqs.values, seqs.lengths)
 
     def score(self, X, y, sample_weight=None):
@@ -896,77 +663,3 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True
         return tags
-
-
-def _to_host(engine, value):
-    """``value`` where the host can read it: copied from the engine's memory."""
-    return value if engine.memory is None else engine.memory.to_host(value)
-
-
-def _take(xp, a, rows):
-    """``a[rows]``, gathered where ``a`` lives (``rows`` is a host array)."""
-    return a[rows] if isinstance(a, np.ndarray) else a[xp.asarray(rows)]
-
-
-def _clip_grad_norm(grad, max_norm, xp):
-    """:func:`skrnn.optim.clip_grad_norm` on one array, computed where it lives.
-
-    The same float64 norm and scale (so the same result on the CPU), but
-    the norm never comes to the host: a GPU step waits for no transfer.
-    """
-    g64 = grad if grad.dtype == np.float64 else grad.astype(np.float64)
-    norm = xp.sqrt(g64 @ g64)
-    scale = max_norm / xp.maximum(norm, max_norm)  # 1.0 when norm <= max_norm
-    grad *= xp.where(xp.isfinite(norm), scale, 1.0).astype(grad.dtype)
-
-
-@contextmanager
-def _optimizer_state_in(optimizer, memory):
-    """Keep the optimiser's state in the engine's memory while training.
-
-    It is NumPy between fits, so that the estimator pickles and loads
-    without CuPy.
-    """
-    if memory is None:
-        yield
-        return
-    _map_state(optimizer, memory.to_device)
-    try:
-        yield
-    finally:
-        _map_state(optimizer, memory.to_host)
-
-
-def _map_state(optimizer, convert):
-    for state in optimizer.state.values():
-        for key, value in state.items():
-            if hasattr(value, "shape"):
-                state[key] = convert(value)
-
-
-@contextmanager
-def _progress_bar(total, show):
-    """A progress bar over an epoch's ``total`` batches, for ``verbose=2``.
-
-    Yields a function to call after each batch. tqdm draws the bar when it
-    is installed; otherwise a one-line text bar is printed.
-    """
-    if not show:
-        yield lambda: None
-        return
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        done = [0]
-
-        def advance(width=30):
-            done[0] += 1
-            filled = width * done[0] // total
-            end = "\n" if done[0] == total else ""
-            print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done[0]}/{total}",
-                  end=end, file=sys.stdout, flush=True)
-
-        yield advance
-        return
-    with tqdm(total=total, unit="batch", leave=False) as bar:
-        yield bar.update

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 from sklearn.utils import check_array
+from sklearn.utils.validation import _check_feature_names, _get_feature_names
 
 
 class Sequences(NamedTuple):
@@ -239,6 +240,71 @@ def _check_sequence(x, i):
     if a.size == 0:
         raise ValueError(f"Sample {i} of X has 0 features per step.")
     return a
+
+
+def _with_names(X):
+    """What scikit-learn's feature-name checks read for X: for a list of
+    DataFrames that all have the same columns, the first; otherwise X."""
+    if is_sequence_list(X) and hasattr(X[0], "columns"):
+        columns = X[0].columns
+        if all(columns.equals(getattr(x, "columns", None)) for x in X[1:]):
+            return X[0]
+    return X
+
+
+class SequenceInputMixin:
+    """Validation of sequence input shared by the estimators and the scaler.
+
+    A fitted table of width n sets ``n_features_in_ = n``; fitted 3-D or list
+    input sets it to the features per step. A model fitted on a table takes
+    tables of the same width and 3-D/list input with one feature per step;
+    one fitted on 3-D/list input takes that number of features per step, and
+    tables when it is 1.
+    """
+
+    def _validate_X(self, X, reset, dtype=None):
+        """Validate X against SPEC section 2.
+
+        On reset, ``dtype`` (None: keep float32, else float64) sets the
+        precision and the attributes X defines are returned, not set, so that
+        a later failure leaves the estimator as it was (see
+        :meth:`_set_input_attrs`). Otherwise X must fit what was fitted.
+        """
+        name = type(self).__name__
+        if reset:
+            seqs = check_sequences(X, dtype=dtype)
+            D = seqs.values.shape[2]
+            attrs = {
+                "n_features_in_": seqs.values.shape[1] if seqs.form == "table" else D,
+                "_n_step_features": D,
+                "_fit_form_is_table": seqs.form == "table",
+                "_dtype": seqs.values.dtype.name,  # a str: skops trusts it
+                "feature_names_in_": _get_feature_names(_with_names(X)),
+            }
+            return seqs, attrs
+        _check_feature_names(self, _with_names(X), reset=False)
+        seqs = check_sequences(X, dtype=self._dtype)
+        width = seqs.values.shape[1] if seqs.form == "table" else seqs.values.shape[2]
+        if seqs.form == "table" and self._fit_form_is_table:
+            expected = self.n_features_in_
+        elif seqs.form == "table":
+            # a table is univariate: it fits a model with one feature per step
+            width, expected = 1, self._n_step_features
+        else:
+            expected = self._n_step_features
+        if width != expected:
+            raise ValueError(
+                f"X has {width} features, but {name} is expecting {expected} "
+                "features as input."
+            )
+        return seqs, {}
+
+    def _set_input_attrs(self, attrs):
+        for name, value in attrs.items():
+            if name == "feature_names_in_" and value is None:
+                self.__dict__.pop(name, None)
+            else:
+                setattr(self, name, value)
 
 
 def split_step_targets(y, seqs):

@@ -85,6 +85,13 @@ class DeviceParams:
             net.flat[...] = self.memory.to_host(self.flat)
 
 
+def take(xp, a, rows, steps=None):
+    """``a[rows]`` (``a[rows, steps]`` with a slice ``steps``) as an array of
+    ``xp``, gathered where ``a`` lives (``rows`` is a host array)."""
+    index = rows if isinstance(a, np.ndarray) else xp.asarray(rows)
+    return xp.asarray(a[index] if steps is None else a[index, steps])
+
+
 def _views_of(flat, layout):
     return {name: flat[start : start + size].reshape(shape) for name, start, size, shape in layout}
 
@@ -300,20 +307,13 @@ class Network:
             return lengths
         return np.clip(lengths - t0, 0, t1 - t0)
 
-    @staticmethod
-    def _take(xp, a, rows, steps=None):
-        """``a[rows]`` (``a[rows, steps]`` with a slice ``steps``) as an array
-        of ``xp``, gathered where ``a`` lives."""
-        index = rows if isinstance(a, np.ndarray) else xp.asarray(rows)
-        return xp.asarray(a[index] if steps is None else a[index, steps])
-
     def _prepare(self, xp, values, rows, steps):
         """The ``steps`` (a slice) of the sequences ``rows`` time-major, as
         engines want them.
 
         ``values`` may be a host array or one of ``xp`` already.
         """
-        x = self._take(xp, values, rows, steps).transpose(1, 0, 2)
+        x = take(xp, values, rows, steps).transpose(1, 0, 2)
         return xp.ascontiguousarray(x, dtype=self.dtype)
 
     def _final_states(self, xp, states):
@@ -363,6 +363,15 @@ class Network:
         steps may be split into (see MIN_SHARE)."""
         return max(1, min(int(n_sequences) // MIN_SHARE,
                           self.work_shares(n_sequences, n_steps)))
+
+    def training_split(self, batch_size, n_steps):
+        """``(shares, serial)`` for :meth:`skrnn._engine._threads.BlasThreads.split`
+        during a fit in batches of ``batch_size`` sequences of up to
+        ``n_steps`` steps: the threads are shared out only when full batches
+        are computed in TRAINING_SHARES shares, and batches without the
+        work for two shares run on one thread."""
+        shares = TRAINING_SHARES if self.max_shares(batch_size, n_steps) >= TRAINING_SHARES else 1
+        return shares, self.work_shares(batch_size, n_steps) < TRAINING_SHARES
 
     def work_shares(self, n_sequences, n_steps):
         """How many times MIN_SHARE_WORK the forward pass of ``n_sequences``
@@ -493,7 +502,7 @@ class Network:
         grad_views = p.grad_views if grad is p.grad else _views_of(grad, self._layout)
         lengths, states = lengths[rows], self._zero_states(xp, len(rows))
         x = self._prepare(xp, values, rows, slice(0, lengths[0]))
-        targets, weights = self._take(xp, targets, rows), self._take(xp, weights, rows)
+        targets, weights = take(xp, targets, rows), take(xp, weights, rows)
         if self.output == "sequence":
             targets = targets.swapaxes(0, 1)
         W, b = p.views["head.weight"], p.views["head.bias"]

@@ -23,7 +23,7 @@ protocols (such as CuPy) are updated on their own device.
 """
 
 import math
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 
@@ -403,15 +403,26 @@ def clip_grad_norm(grads, max_norm):
     """
     max_norm = _check_real("max_norm", max_norm, low=0.0, low_open=True)
     arrays = list(grads.values()) if isinstance(grads, dict) else list(grads)
-    norms = []
+    return float(_clip_grad_norm(arrays, max_norm, np))
+
+
+def _clip_grad_norm(arrays, max_norm, xp):
+    """:func:`clip_grad_norm` with the array module ``xp`` of ``arrays``.
+
+    The norm is returned as a 0-d float64 array of ``xp``, where the arrays
+    live: the estimators' training step on a GPU waits for no transfer.
+    """
+    norm = xp.sqrt(sum(_squared_norm(g) for g in arrays))
+    scale = max_norm / xp.maximum(norm, max_norm)  # 1.0 when norm <= max_norm
+    scale = xp.where(xp.isfinite(norm), scale, 1.0)
     for g in arrays:
-        flat = g.ravel()
-        if flat.dtype != np.float64:
-            flat = flat.astype(np.float64)
-        norms.append(math.sqrt(float(flat @ flat)))
-    norm = math.hypot(*norms) if norms else 0.0
-    if math.isfinite(norm) and norm > max_norm:
-        scale = max_norm / norm
-        for g in arrays:
-            g *= scale
+        g *= scale.astype(g.dtype)
     return norm
+
+
+def _squared_norm(g):
+    """The squared L2 norm of ``g``, accumulated in float64."""
+    flat = g.ravel()
+    if flat.dtype != np.float64:
+        flat = flat.astype(np.float64)
+    return flat @ flat

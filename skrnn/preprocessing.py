@@ -5,7 +5,7 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils._set_output import ADAPTERS_MANAGER, _get_output_config
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
-from ._base import SequenceInputMixin
+from ._data import SequenceInputMixin
 
 __all__ = ["SequenceScaler"]
 

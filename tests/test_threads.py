@@ -213,13 +213,13 @@ class _FakeBlas:
 def test_a_hold_sets_only_the_counts_that_differ_and_gives_them_back():
     from types import SimpleNamespace
 
-    from skrnn._base import _held
+    from skrnn._engine._threads import held
 
     two, one = _FakeBlas(2), _FakeBlas(1)
     libraries = SimpleNamespace(lib_controllers=[two, one])
-    with _held(libraries, 1):
+    with held(libraries, 1):
         assert (two.num_threads, one.num_threads) == (1, 1)
-        with _held(libraries, 1):  # nested: nothing left to set
+        with held(libraries, 1):  # nested: nothing left to set
             pass
         assert two.set_to == [1] and one.set_to == []
     assert (two.num_threads, one.num_threads) == (2, 1)
