@@ -38,7 +38,7 @@ _GRU_ACTIVATIONS = ("tanh", "logistic")
 
 
 class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta):
-    """Base class of the recurrent estimators; see SPEC section 1.
+    """Base class of the recurrent estimators.
 
     Subclasses provide ``_loss``, ``_validate_targets`` and
     ``_score_targets``.

@@ -1,7 +1,7 @@
 """Every accepted form of X and y, turned into one padded batch.
 
 The estimators accept tables (one univariate sequence per row), 3-D arrays,
-NaN-padded 3-D arrays and lists of variable-length arrays (SPEC section 2).
+NaN-padded 3-D arrays and lists of variable-length sequences.
 This module turns each into :class:`Sequences` — values (N, T, D) with
 zeros at padded steps, and lengths (N,) — and refuses bad input with an
 error that names the sample and step, before any model is touched.
@@ -263,7 +263,7 @@ class SequenceInputMixin:
     """
 
     def _validate_X(self, X, reset, dtype=None):
-        """Validate X against SPEC section 2.
+        """Validate X in any accepted form.
 
         On reset, ``dtype`` (None: keep float32, else float64) sets the
         precision and the attributes X defines are returned, not set, so that

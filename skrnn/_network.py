@@ -33,10 +33,7 @@ INFERENCE_WINDOW = 128
 INFERENCE_BYTES = 8 << 20
 # Work is split between threads only in shares of at least MIN_SHARE
 # sequences and MIN_SHARE_WORK multiply-adds of the recurrent layers'
-# forward pass: below, handing a share to a thread costs more than it saves
-# (measured on 2 cores: training RNN 2000,50,8,32 at 2.0M per share of a
-# batch of 64 took 26 ms / epoch whole and 34 ms in two shares; GRU at
-# 6.1M, 67 ms and 57 ms).
+# forward pass: below, handing a share to a thread costs more than it saves.
 MIN_SHARE = 32
 MIN_SHARE_WORK = 4_000_000
 # A training batch's gradient is the sum of this many shares' (on the host,
@@ -183,7 +180,7 @@ class Network:
         self._active = None
 
     def sync(self):
-        """Take in arrays a user assigned into ``coefs`` (SPEC: writes are live)."""
+        """Take in arrays a user assigned into ``coefs`` (writes into them are live)."""
         for name, view in self._views.items():
             value = self.coefs[name]
             if value is not view:

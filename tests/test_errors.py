@@ -1,4 +1,4 @@
-"""SPEC section 3: bad input gets a clear error, and nothing is lost.
+"""Bad input gets a clear error, and nothing is lost.
 
 Each test makes the bad call on an already fitted model and checks, besides
 the error type and message, that the model still predicts exactly as before

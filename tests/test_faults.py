@@ -1,6 +1,6 @@
 """Faults during training: divergence, interrupts, and concurrent use.
 
-SPEC §1 "Divergence": if an update would make the loss or a weight
+The divergence rule: if an update would make the loss or a weight
 non-finite, training stops, the weights from before that update are kept,
 and a ConvergenceWarning says so. ``_train`` also rolls an epoch back when
 a KeyboardInterrupt arrives in it.
@@ -337,7 +337,7 @@ def test_concurrent_predict_equals_serial(config):
 def test_concurrent_fits_equal_sequential_fits():
     """Two estimators fitted in two threads at once get the weights that the
     same fits get one after the other. Fits outside the main thread hold
-    BLAS to one thread (SPEC: bit-identical at the same thread count), so
+    BLAS to one thread (bit-identical at the same thread count), so
     the sequential fits also run in a worker thread, one at a time."""
     rng = np.random.RandomState(0)
     X = rng.normal(size=(60, 12, 3))

@@ -1,4 +1,4 @@
-"""Every input form of SPEC section 2, for both estimators and both outputs.
+"""Every input form, for both estimators and both outputs.
 
 Fits here are tiny (hidden_size 4, two epochs): the tests are about shapes,
 forms, dtypes and bookkeeping, not about what the models learn. Two epochs
@@ -40,7 +40,7 @@ def _forms(rng):
         padded[i, L:] = np.nan
     return {
         "table": (table, [T] * N, 1, False),
-        # a list of lists of scalars is a table (SPEC section 2): array out
+        # a list of lists of scalars is a table: array out
         "list_of_lists": ([list(row) for row in table], [T] * N, 1, False),
         "array3d": (arr, [T] * N, D, False),
         "list_1d": ([rng.normal(size=L) for L in LENGTHS], LENGTHS, 1, True),

@@ -1,4 +1,4 @@
-"""The public building blocks ``skrnn.layers.RNN`` and ``skrnn.layers.GRU`` (SPEC §4)."""
+"""The public building blocks ``skrnn.layers.RNN`` and ``skrnn.layers.GRU``."""
 
 import numpy as np
 import pytest

@@ -1,7 +1,7 @@
 """skrnn inside scikit-learn's model selection: Pipeline, GridSearchCV,
 cross_val_score, clone, and SequenceScaler as the pipeline's first step.
 
-Every X form of SPEC §2 goes through the same machinery: a table, a 3-D
+Every X form goes through the same machinery: a table, a 3-D
 array, a list of variable-length arrays and a NaN-padded 3-D array.
 
 The models are tiny and train for a few epochs, far too few to meet the
@@ -187,7 +187,7 @@ def _take(a, idx):
 
 
 def _r2_over_valid_steps(y, pred):
-    """SPEC §1: R² with every valid time step as one row."""
+    """R² with every valid time step as one row."""
     y_rows = np.concatenate([np.asarray(v).ravel() for v in y])
     p_rows = np.concatenate([np.asarray(v).ravel() for v in pred])
     valid = ~np.isnan(y_rows)
@@ -202,7 +202,7 @@ def test_sequence_regressor_cross_val_score(form):
     scores = cross_val_score(_seq_regressor(), X, y, cv=cv)
     assert scores.shape == (3,)
     assert np.isfinite(scores).all()
-    # each fold's score is R² over the valid steps of its test set (SPEC §1)
+    # each fold's score is R² over the valid steps of its test set
     for score, (train, test) in zip(scores, cv.split(X, y)):
         model = _seq_regressor().fit(_take(X, train), _take(y, train))
         pred = model.predict(_take(X, test))
@@ -244,7 +244,7 @@ def test_sequence_classifier_cross_val_score(form):
     clf = SequenceClassifier(hidden_size=4, output="sequence", max_iter=5,
                              learning_rate_init=0.05, random_state=0)
     scores = cross_val_score(clf, X, labels, cv=cv)
-    # accuracy over the valid steps of each test fold (SPEC §1)
+    # accuracy over the valid steps of each test fold
     for score, (train, test) in zip(scores, cv.split(X)):
         model = clone(clf).fit(_take(X, train), _take(labels, train))
         pred = model.predict(_take(X, test))

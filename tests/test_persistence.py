@@ -1,7 +1,7 @@
 """Saving and loading: pickle, joblib and skops.io.
 
 A loaded model predicts exactly what the saved one did, keeps its dtype,
-keeps ``coefs_`` live (SPEC §1: writing into them changes ``predict``) and
+keeps ``coefs_`` live (writing into them changes ``predict``) and
 goes on training (``partial_fit``, ``warm_start``) exactly as the saved one
 would have.
 

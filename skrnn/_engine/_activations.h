@@ -4,8 +4,7 @@
  * uses: odd degree 13 over even degree 6, argument clamped to +-7.9053),
  * within a few ulp of tanhf, so the loops vectorise; on x86-64 they are
  * compiled for AVX-512F, AVX2 and the SSE2 baseline, and the loader picks
- * the widest the CPU has (AVX-512F over AVX2: forward passes at H=16 8-13 %
- * faster on a CPU with both).
+ * the widest the CPU has.
  * float64 keeps libm's accuracy (the compiled engine must equal the
  * reference to 1e-10 there).
  */

@@ -4,10 +4,9 @@
  * Every step of a pass multiplies a few live rows by the same recurrent
  * weights: h @ W_hh.T forward, dG @ W_hh backward. A BLAS GEMM repacks the
  * weights into its own panel layout at every call, which at 32-64 rows costs
- * about as much as a third of the product (measured: OpenBLAS, 32 x 128 by
- * 128 x 384, 39 us of which 11 us packing). Here they are packed once per
- * pass, into panels of 16 columns, and each step's product runs a small
- * register-blocked kernel over those panels: 30 us for the same product.
+ * about a third of the product. Here they are packed once per pass, into
+ * panels of 16 columns, and each step's product runs a small
+ * register-blocked kernel over those panels.
  *
  * The kernel is compiled for AVX-512F and for AVX2 + FMA, chosen at run time
  * from what the CPU supports; elsewhere (no GCC, not x86-64, or an older CPU)

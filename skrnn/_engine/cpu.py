@@ -9,6 +9,7 @@ it checks cheaply, because validating the user's data is done above it.
 
 import contextvars
 import math
+import os
 import threading
 from collections import deque
 from contextlib import contextmanager
@@ -16,7 +17,32 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import _recurrent
+
+
+def _not_built_message():
+    """What to say when the compiled kernels cannot be imported (the error
+    itself is chained: Python's wording blames a circular import)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(package)
+    if os.path.exists(os.path.join(root, "setup.py")):
+        return (
+            f"skrnn is being imported from its source folder {package}, where its "
+            "compiled kernels are not built. Run Python from another folder to use "
+            "the installed skrnn, or build the kernels here with "
+            "'pip install -e .' or 'python setup.py build_ext --inplace' "
+            f"in {root}."
+        )
+    return (
+        f"skrnn's compiled kernels could not be loaded from {package}. Reinstall "
+        "skrnn with 'pip install --force-reinstall skrnn' (a C compiler is "
+        "needed where no wheel fits)."
+    )
+
+
+try:
+    from . import _recurrent
+except ImportError as exc:
+    raise ImportError(_not_built_message()) from exc
 
 _CELLS = {
     ("rnn", False): _recurrent.Cell.RNN,
@@ -72,21 +98,14 @@ def _unused(dtype, ndim):
 # each request (glibc: from 128 KiB, a threshold raised to the largest
 # array freed since, so that arrays of one size freed and asked for again
 # are mapped anew each time), and the kernels pay a page fault for every
-# 4 KiB they first write: training GRU 4000, 100, 16, 128 took 350,000
-# faults and 0.85 s of system time per epoch of 1.6 s. Smaller arrays the
-# allocator serves from memory it keeps, and faster than the workspace
-# (about 0.2 against 2.4 us a request): with 64 KiB here instead, epochs at
-# 1000, 20, 1, 16 took 7-10 % longer, those at the larger shapes as long.
+# 4 KiB they first write. Smaller arrays the allocator serves from memory
+# it keeps, faster than the workspace would.
 WORKSPACE_MIN_BYTES = 1 << 18
 
 # Inference projects the inputs in windows of steps whose gates take at
 # most this many bytes (at least one step), so that the window stays in
 # cache from its GEMM to its gate loops: the GRU always, the RNN (which
-# projects into its outputs) where its outputs are not kept. One thread,
-# GRU, per pass without cache, against windows of a third of the steps:
-# 1000 x 50 steps at H=32 11.6 -> 8.5 ms, 2000 x 100 at H=128 407 -> 304
-# ms, 2048 x 100 at H=512 4.83 -> 4.61 s; 64 KiB or a single step gave the
-# same within 3 %.
+# projects into its outputs) where its outputs are not kept.
 INFERENCE_GATES_BYTES = 1 << 18
 
 _WORKSPACE = contextvars.ContextVar("skrnn_cpu_workspace", default=None)
@@ -189,9 +208,7 @@ def _empty(shape, dtype):
 
 
 # Above this many rows a step's GEMM is as fast through BLAS, whose own
-# repacking of the weights is then spread over the rows (one thread, GRU
-# H=128, per pass: 256 rows 3 % faster packed, 1024 rows even, 2000 rows
-# 9 % slower).
+# repacking of the weights is then spread over the rows.
 PACKED_MAX_ROWS = 512
 
 
