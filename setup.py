@@ -35,7 +35,8 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
         # -fno-trapping-math lets the gate loops' clamps vectorise; nothing
         # here reads floating-point exception flags.
-        extra_compile_args=(["-O0", "-g"] if DEBUG else ["-O3"]) + ["-fno-trapping-math"],
+        extra_compile_args=(["-O0", "-g"] if DEBUG else ["-O3"])
+        + ["-fno-trapping-math"],
     )
     for path in sorted(glob.glob(os.path.join("skrnn", "_engine", "*.pyx")))
 ]

@@ -57,8 +57,12 @@ class Skrnn:
         from skrnn import SequenceRegressor
 
         self.model = SequenceRegressor(
-            cell=cell, hidden_size=H, batch_size=batch, dtype="float32",
-            learning_rate_init=1e-3, random_state=0,
+            cell=cell,
+            hidden_size=H,
+            batch_size=batch,
+            dtype="float32",
+            learning_rate_init=1e-3,
+            random_state=0,
         )
         if engine == "reference":
             from skrnn._engine import get_engine
@@ -170,12 +174,22 @@ def measure(impls, cell, shape, repeats, threads):
     for _ in range(repeats):
         for impl in impls:
             out = subprocess.run(
-                [sys.executable, __file__, "--child", json.dumps([impl, cell, list(shape)]),
-                 "--threads", str(threads)],
-                capture_output=True, text=True, check=True,
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    json.dumps([impl, cell, list(shape)]),
+                    "--threads",
+                    str(threads),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
             )
             runs[impl].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    return {impl: tuple(float(v) for v in np.median(runs[impl], axis=0)) for impl in impls}
+    return {
+        impl: tuple(float(v) for v in np.median(runs[impl], axis=0)) for impl in impls
+    }
 
 
 def main():
@@ -205,11 +219,16 @@ def main():
 
     impls = args.impls or available_impls()
     shapes = SHAPES[:2] if args.quick else SHAPES
-    print(f"# {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, {args.threads} threads, Python {platform.python_version()}, "
-          f"numpy {np.__version__}, skrnn {skrnn.__version__}, torch {torch_version}")
-    print("| cell | N, T, D, H (batch) | impl | s / epoch | predict s | peak MiB "
-          "| epoch ÷ torch | predict ÷ torch | memory ÷ torch |")
+    print(
+        f"# {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, {args.threads} threads, "
+        f"Python {platform.python_version()}, "
+        f"numpy {np.__version__}, skrnn {skrnn.__version__}, torch {torch_version}"
+    )
+    print(
+        "| cell | N, T, D, H (batch) | impl | s / epoch | predict s | peak MiB "
+        "| epoch ÷ torch | predict ÷ torch | memory ÷ torch |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for cell in args.cells:
         for shape in shapes:
@@ -221,8 +240,11 @@ def main():
                 if ref is not None and impl != "torch":
                     ratios = [f"{a / b:.3f}" for a, b in zip(results[impl], ref)]
                 N, T, D, H, batch = shape
-                print(f"| {cell} | {N}, {T}, {D}, {H} ({batch}) | {impl} | {fit_s:.4f} "
-                      f"| {pred_s:.4f} | {mem:.1f} | {' | '.join(ratios)} |", flush=True)
+                print(
+                    f"| {cell} | {N}, {T}, {D}, {H} ({batch}) | {impl} | {fit_s:.4f} "
+                    f"| {pred_s:.4f} | {mem:.1f} | {' | '.join(ratios)} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,10 @@ from skrnn._engine import get_engine
 from skrnn._engine.reference import CellSpec
 
 SHAPES = [(64, 20, 1, 16), (64, 50, 8, 32), (64, 100, 16, 128), (256, 100, 64, 512)]
-CELLS = {"gru": CellSpec("gru", "tanh", True, True), "rnn": CellSpec("rnn", "tanh", False, True)}
+CELLS = {
+    "gru": CellSpec("gru", "tanh", True, True),
+    "rnn": CellSpec("rnn", "tanh", False, True),
+}
 
 
 def _best(fn, repeat):
@@ -83,21 +86,32 @@ def main():
         torch = None
     rng = np.random.default_rng(0)
     print(f"forward + backward, float32, {args.threads} threads, best of {args.repeat}")
-    print(f"{'cell':4} {'N':>4} {'T':>4} {'D':>3} {'H':>4} {'cpu s':>10} {'reference s':>12}"
-          f" {'torch s':>10} {'cpu/torch':>9} {'ref/torch':>9}")
+    print(
+        f"{'cell':4} {'N':>4} {'T':>4} {'D':>3} {'H':>4} {'cpu s':>10}"
+        f" {'reference s':>12} {'torch s':>10} {'cpu/torch':>9} {'ref/torch':>9}"
+    )
     with threadpool_limits(args.threads):
         for cell, spec in CELLS.items():
             for N, T, D, H in SHAPES:
                 times = {
-                    name: _best(_skrnn_step(get_engine(name), spec, N, T, D, H, rng), args.repeat)
+                    name: _best(
+                        _skrnn_step(get_engine(name), spec, N, T, D, H, rng),
+                        args.repeat,
+                    )
                     for name in ("cpu", "reference")
                 }
-                line = (f"{cell:4} {N:4d} {T:4d} {D:3d} {H:4d} {times['cpu']:10.6f}"
-                        f" {times['reference']:12.6f}")
+                line = (
+                    f"{cell:4} {N:4d} {T:4d} {D:3d} {H:4d} {times['cpu']:10.6f}"
+                    f" {times['reference']:12.6f}"
+                )
                 if torch is not None:
-                    t_torch = _best(_torch_step(torch, cell, N, T, D, H, rng), args.repeat)
-                    line += (f" {t_torch:10.6f} {times['cpu'] / t_torch:9.3f}"
-                             f" {times['reference'] / t_torch:9.3f}")
+                    t_torch = _best(
+                        _torch_step(torch, cell, N, T, D, H, rng), args.repeat
+                    )
+                    line += (
+                        f" {t_torch:10.6f} {times['cpu'] / t_torch:9.3f}"
+                        f" {times['reference'] / t_torch:9.3f}"
+                    )
                 print(line, flush=True)
 
 

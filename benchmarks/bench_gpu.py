@@ -44,12 +44,18 @@ TARGETS = {(4000, 100, 16, 128, 64): 1.5, (4096, 100, 64, 512, 256): 1.5}
 class Skrnn:
     def __init__(self, cell, H, batch, epochs, graphs=True):
         from sklearn.exceptions import ConvergenceWarning
-        from skrnn import SequenceRegressor
 
         warnings.simplefilter("ignore", ConvergenceWarning)
         self.params = dict(
-            cell=cell, hidden_size=H, batch_size=batch, dtype="float32", device="cuda",
-            learning_rate_init=1e-3, random_state=0, tol=0.0, n_iter_no_change=10**9,
+            cell=cell,
+            hidden_size=H,
+            batch_size=batch,
+            dtype="float32",
+            device="cuda",
+            learning_rate_init=1e-3,
+            random_state=0,
+            tol=0.0,
+            n_iter_no_change=10**9,
         )
         self.epochs = epochs
         self.graphs = graphs
@@ -70,14 +76,18 @@ class Skrnn:
         from skrnn import SequenceRegressor
 
         with self._graphs():
-            model = SequenceRegressor(**{**self.params, "max_iter": 2}).fit(X[:256], y[:256])
+            model = SequenceRegressor(**{**self.params, "max_iter": 2}).fit(
+                X[:256], y[:256]
+            )
             model.predict(X[:256])
 
     def fit(self, X, y):
         from skrnn import SequenceRegressor
 
         with self._graphs():
-            self.model = SequenceRegressor(**{**self.params, "max_iter": self.epochs}).fit(X, y)
+            self.model = SequenceRegressor(
+                **{**self.params, "max_iter": self.epochs}
+            ).fit(X, y)
 
     def predict(self, X):
         with self._graphs():
@@ -151,10 +161,14 @@ def _torch_cuda():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cells", nargs="+", default=["gru", "rnn"], choices=["gru", "rnn"])
+    parser.add_argument(
+        "--cells", nargs="+", default=["gru", "rnn"], choices=["gru", "rnn"]
+    )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--quick", action="store_true", help="only the two small shapes")
+    parser.add_argument(
+        "--quick", action="store_true", help="only the two small shapes"
+    )
     args = parser.parse_args()
 
     import cupy
@@ -162,13 +176,22 @@ def main():
     props = cupy.cuda.runtime.getDeviceProperties(0)
     gpu = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
     torch = _torch_cuda()
-    versions = f"CuPy {cupy.__version__}, CUDA runtime {cupy.cuda.runtime.runtimeGetVersion()}"
+    versions = (
+        f"CuPy {cupy.__version__}, CUDA runtime {cupy.cuda.runtime.runtimeGetVersion()}"
+    )
     if torch is not None:
-        versions += f", PyTorch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}"
-    print(f"# skrnn on the GPU vs cuDNN — {gpu}\n\n{versions}; float32, Adam, one layer + "
-          f"linear head, {args.epochs} epochs per fit, median of {args.repeats}.\n")
-    header = ("| cell | N, T, D, H, batch | skrnn s/epoch | eager s/epoch | cuDNN s/epoch | "
-              "ratio | skrnn predict s | cuDNN predict s | ratio |")
+        versions += (
+            f", PyTorch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}"
+        )
+    print(
+        f"# skrnn on the GPU vs cuDNN — {gpu}\n\n{versions}; float32, Adam, "
+        f"one layer + linear head, {args.epochs} epochs per fit, "
+        f"median of {args.repeats}.\n"
+    )
+    header = (
+        "| cell | N, T, D, H, batch | skrnn s/epoch | eager s/epoch | cuDNN s/epoch | "
+        "ratio | skrnn predict s | cuDNN predict s | ratio |"
+    )
     print(header)
     print("|" + "---|" * 9)
     shapes = SHAPES[:2] if args.quick else SHAPES
@@ -176,8 +199,10 @@ def main():
         for shape in shapes:
             N, T, D, H, batch = shape
             X, y = make_data(N, T, D)
-            runners = {"skrnn": Skrnn(cell, H, batch, args.epochs),
-                       "eager": Skrnn(cell, H, batch, args.epochs, graphs=False)}
+            runners = {
+                "skrnn": Skrnn(cell, H, batch, args.epochs),
+                "eager": Skrnn(cell, H, batch, args.epochs, graphs=False),
+            }
             if torch is not None:
                 runners["cudnn"] = Cudnn(cell, D, H, batch, args.epochs)
             times = {name: {"fit": [], "predict": []} for name in runners}
@@ -187,20 +212,35 @@ def main():
                 for name, r in runners.items():  # alternate, so that drift hits both
                     times[name]["fit"].append(_timed(r.fit, X, y) / args.epochs)
                     times[name]["predict"].append(_timed(r.predict, X))
-            med = {n: {k: statistics.median(v) for k, v in t.items()} for n, t in times.items()}
+            med = {
+                n: {k: statistics.median(v) for k, v in t.items()}
+                for n, t in times.items()
+            }
             s = med["skrnn"]
             c = med.get("cudnn")
             fmt = lambda v: f"{v:.4f}"  # noqa: E731
             if c:
                 fit_ratio, pred_ratio = s["fit"] / c["fit"], s["predict"] / c["predict"]
                 target = TARGETS.get(shape)
-                mark = "" if target is None else (" ✓" if fit_ratio <= target else f" (target ≤ {target})")
-                row = [fmt(c["fit"]), f"{fit_ratio:.2f}{mark}", fmt(s["predict"]),
-                       fmt(c["predict"]), f"{pred_ratio:.2f}"]
+                mark = (
+                    ""
+                    if target is None
+                    else (" ✓" if fit_ratio <= target else f" (target ≤ {target})")
+                )
+                row = [
+                    fmt(c["fit"]),
+                    f"{fit_ratio:.2f}{mark}",
+                    fmt(s["predict"]),
+                    fmt(c["predict"]),
+                    f"{pred_ratio:.2f}",
+                ]
             else:
                 row = ["—", "—", fmt(s["predict"]), "—", "—"]
-            print(f"| {cell} | {', '.join(map(str, shape))} | {fmt(s['fit'])} | "
-                  f"{fmt(med['eager']['fit'])} | " + " | ".join(row) + " |", flush=True)
+            print(
+                f"| {cell} | {', '.join(map(str, shape))} | {fmt(s['fit'])} | "
+                f"{fmt(med['eager']['fit'])} | " + " | ".join(row) + " |",
+                flush=True,
+            )
     if torch is None:
         print("\nPyTorch with CUDA is not installed here: no cuDNN column.")
 

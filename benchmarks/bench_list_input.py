@@ -55,8 +55,11 @@ def main():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model = SequenceRegressor(hidden_size=args.hidden, max_iter=2, random_state=0)
         model.fit(X_fit, X_fit.sum(axis=(1, 2)))
-    blas = ", ".join(f"{i['internal_api']} {i['num_threads']} threads"
-                     for i in threadpool_info() if i["user_api"] == "blas")
+    blas = ", ".join(
+        f"{i['internal_api']} {i['num_threads']} threads"
+        for i in threadpool_info()
+        if i["user_api"] == "blas"
+    )
     print(f"GRU, H={args.hidden}, D=2, float32; BLAS: {blas}; best of {args.repeat}")
     print(f"{'lengths':>8} {'N':>8} {'array s':>9} {'list s':>9} {'list/array':>10}")
     for ragged in (False, True):
@@ -65,7 +68,8 @@ def main():
             t_array = _best(lambda: model.predict(as_array), args.repeat)
             t_list = _best(lambda: model.predict(as_list), args.repeat)
             label = "5-15" if ragged else "10"
-            print(f"{label:>8} {n:>8} {t_array:9.5f} {t_list:9.5f} {t_list / t_array:10.2f}")
+            ratio = t_list / t_array
+            print(f"{label:>8} {n:>8} {t_array:9.5f} {t_list:9.5f} {ratio:10.2f}")
 
 
 if __name__ == "__main__":

@@ -87,7 +87,11 @@ def measure(shape):
     env = dict(os.environ, PYTHONPATH=ROOT)
     out = subprocess.run(
         [sys.executable, "-c", _CHILD, json.dumps(shape)],
-        capture_output=True, text=True, cwd=ROOT, env=env, check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -97,9 +101,11 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="small shapes only")
     args = parser.parse_args(argv)
     mib = 2.0**20
-    header = (f"{'cell':>4} {'N':>5} {'T':>6} {'D':>3} {'H':>4} {'B':>4} {'bptt':>5} "
-              f"{'L':>2} | {'input':>8} | {'fit':>8} {'theory':>8} {'ratio':>6} | "
-              f"{'predict':>8} {'theory':>8} {'ratio':>6}")
+    header = (
+        f"{'cell':>4} {'N':>5} {'T':>6} {'D':>3} {'H':>4} {'B':>4} {'bptt':>5} "
+        f"{'L':>2} | {'input':>8} | {'fit':>8} {'theory':>8} {'ratio':>6} | "
+        f"{'predict':>8} {'theory':>8} {'ratio':>6}"
+    )
     print("peak allocations above the process's baseline, MiB (tracemalloc)")
     print(header)
     print("-" * len(header))
@@ -107,11 +113,14 @@ def main(argv=None):
         r = measure(shape)
         t_fit, t_pred = theory(*shape, r["window"])
         cell, N, T, D, H, batch, bptt, layers = shape
-        print(f"{cell:>4} {N:>5} {T:>6} {D:>3} {H:>4} {batch:>4} {str(bptt):>5} "
-              f"{layers:>2} | {r['input'] / mib:8.2f} | {r['fit'] / mib:8.2f} "
-              f"{t_fit / mib:8.2f} {r['fit'] / t_fit:6.2f} | "
-              f"{r['predict'] / mib:8.2f} {t_pred / mib:8.2f} "
-              f"{r['predict'] / t_pred:6.2f}", flush=True)
+        print(
+            f"{cell:>4} {N:>5} {T:>6} {D:>3} {H:>4} {batch:>4} {str(bptt):>5} "
+            f"{layers:>2} | {r['input'] / mib:8.2f} | {r['fit'] / mib:8.2f} "
+            f"{t_fit / mib:8.2f} {r['fit'] / t_fit:6.2f} | "
+            f"{r['predict'] / mib:8.2f} {t_pred / mib:8.2f} "
+            f"{r['predict'] / t_pred:6.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

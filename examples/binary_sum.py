@@ -112,8 +112,8 @@ for n_steps in (10, 50):
     X_test = X_test[:, :, None]
     exact = np.mean(np.round(model.predict(X_test)) == y_test)
     print(
-        f"  fresh sequences of {n_steps} bits: R^2 = {model.score(X_test, y_test):.6f}, "
-        f"exact count for {exact:.1%}"
+        f"  fresh sequences of {n_steps} bits: "
+        f"R^2 = {model.score(X_test, y_test):.6f}, exact count for {exact:.1%}"
     )
 
 # ---------------------------------------------------------------- the figure
@@ -145,8 +145,12 @@ else:
     ax_loss.grid(True, which="both", alpha=0.3)
 
     log_surface = np.log10(surface)
-    levels = np.arange(np.floor(log_surface.min()), np.ceil(log_surface.max()) + 0.25, 0.25)
-    filled = ax_surf.contourf(wx_grid, w_rec_grid, log_surface, levels=levels, cmap="viridis")
+    levels = np.arange(
+        np.floor(log_surface.min()), np.ceil(log_surface.max()) + 0.25, 0.25
+    )
+    filled = ax_surf.contourf(
+        wx_grid, w_rec_grid, log_surface, levels=levels, cmap="viridis"
+    )
     colorbar = fig.colorbar(filled, ax=ax_surf, label="log10 MSE")
     colorbar.set_ticks(np.arange(levels[0], levels[-1] + 1))
     ax_surf.axhline(1.0, color="white", lw=0.8, ls=":")
@@ -154,7 +158,9 @@ else:
         path[:, 0], path[:, 1], ".-", color="red", lw=1.0, ms=3, label="Rprop path"
     )
     ax_surf.plot(*path[0], "o", color="red", ms=7, label="start (-1.5, 2)")
-    ax_surf.plot(1.0, 1.0, "*", color="white", mec="black", ms=14, label="solution (1, 1)")
+    ax_surf.plot(
+        1.0, 1.0, "*", color="white", mec="black", ms=14, label="solution (1, 1)"
+    )
     ax_surf.set_xlim(wx_grid[0], wx_grid[-1])
     ax_surf.set_ylim(w_rec_grid[0], w_rec_grid[-1])
     ax_surf.set_xlabel("wx (input weight)")

@@ -83,7 +83,10 @@ matrix = confusion_matrix(y_test, y_pred)
 worst = max(
     ((i, j) for i in range(10) for j in range(10) if i != j), key=lambda ij: matrix[ij]
 )
-print(f"most frequent confusion: a {worst[0]} read as a {worst[1]} ({matrix[worst]} times)")
+print(
+    f"most frequent confusion: a {worst[0]} read as a {worst[1]} "
+    f"({matrix[worst]} times)"
+)
 
 try:
     from matplotlib.figure import Figure
@@ -95,7 +98,9 @@ else:
     ConfusionMatrixDisplay(matrix, display_labels=model.classes_).plot(
         ax=ax, cmap="Blues", colorbar=True
     )
-    ax.set_title(f"GRU reading digit images row by row\nheld-out accuracy {accuracy:.3f}")
+    ax.set_title(
+        f"GRU reading digit images row by row\nheld-out accuracy {accuracy:.3f}"
+    )
     os.makedirs(OUTPUT, exist_ok=True)
     out = os.path.join(OUTPUT, "digits_as_sequences.png")
     fig.savefig(out, dpi=100)

@@ -118,7 +118,10 @@ def main():
     )
     client = Client(cluster)
     try:
-        print(f"Dask cluster: {client.scheduler.address} with {len(cluster.workers)} workers")
+        print(
+            f"Dask cluster: {client.scheduler.address} "
+            f"with {len(cluster.workers)} workers"
+        )
         # A short training run may stop at max_iter before meeting the
         # stopping rule; that is expected here and says nothing about the
         # comparison between candidates.

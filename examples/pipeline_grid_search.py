@@ -55,7 +55,9 @@ def make_oscillations(n_samples, random_state=None):
         length = rng.randint(12, 31)
         t = np.arange(length)
         amplitude = rng.uniform(7.0, 13.0)
-        signal = 50.0 + amplitude * np.sin(2 * np.pi * t / period + rng.uniform(0, 2 * np.pi))
+        signal = 50.0 + amplitude * np.sin(
+            2 * np.pi * t / period + rng.uniform(0, 2 * np.pi)
+        )
         X.append(signal + rng.normal(scale=4.0, size=length))
         y.append("fast" if fast else "slow")
     return X, np.array(y)
@@ -113,4 +115,7 @@ print(
     f"\nbest: cell={best['rnn__cell']!r}, hidden_size={best['rnn__hidden_size']}, "
     f"cross-validated accuracy {search.best_score_:.3f}"
 )
-print(f"held-out accuracy of the refitted best pipeline: {search.score(X_test, y_test):.3f}")
+print(
+    "held-out accuracy of the refitted best pipeline: "
+    f"{search.score(X_test, y_test):.3f}"
+)

@@ -6,4 +6,9 @@ from ._regressor import SequenceRegressor
 
 __version__ = "0.1.0"
 
-__all__ = ["CudaUnavailableError", "SequenceClassifier", "SequenceRegressor", "__version__"]
+__all__ = [
+    "CudaUnavailableError",
+    "SequenceClassifier",
+    "SequenceRegressor",
+    "__version__",
+]

@@ -28,9 +28,9 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 from . import optim
 from ._data import SequenceInputMixin, Sequences, unpack
 from ._engine import CudaUnavailableError, get_engine
-from ._engine.reference import CellSpec
 from ._engine._device import optimizer_state_in, place_training_data, to_host
 from ._engine._threads import blas_threads
+from ._engine.reference import CellSpec
 from ._network import Network, take
 from ._progress import progress_bar
 
@@ -62,7 +62,10 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         "epsilon": [Interval(Real, 0, None, closed="neither")],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "clip_norm": [Interval(Real, 0, None, closed="neither"), None],
-        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "batch_size": [
+            StrOptions({"auto"}),
+            Interval(Integral, 1, None, closed="left"),
+        ],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
@@ -236,13 +239,17 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             self._initialize(early_stopping=self.early_stopping and not incremental)
         else:
             self._continue_optimizer()
-            if not incremental and self.early_stopping != (self.validation_scores_ is not None):
+            if not incremental and self.early_stopping != (
+                self.validation_scores_ is not None
+            ):
                 self._start_stopping_rule(self.early_stopping)
         if self.early_stopping and not incremental:
             train, val = self._validation_split(seqs, targets)
         else:
             train, val = np.arange(len(seqs.lengths)), None
-        split = self._network.training_split(self._batch_size(len(train)), seqs.lengths.max())
+        split = self._network.training_split(
+            self._batch_size(len(train)), seqs.lengths.max()
+        )
         with blas_threads.split(engine, *split) as engine:
             self._train(engine, seqs, targets, sample_weight, train, val, incremental)
         return self
@@ -332,10 +339,14 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
     def _make_optimizer(self):
         lr = self.learning_rate_init
         if self.solver == "sgd":
-            return optim.SGD(lr, momentum=self.momentum, nesterov=self.nesterovs_momentum)
+            return optim.SGD(
+                lr, momentum=self.momentum, nesterov=self.nesterovs_momentum
+            )
         if self.solver == "rprop":
             return optim.Rprop(lr)
-        return optim.Adam(lr, beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
+        return optim.Adam(
+            lr, beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon
+        )
 
     def _validation_split(self, seqs, targets):
         idx = np.arange(len(seqs.lengths))
@@ -383,11 +394,28 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             engine.workspace(),
         ):
             self._train_epochs(
-                engine, params, data, seqs, targets, sample_weight, train, val, incremental
+                engine,
+                params,
+                data,
+                seqs,
+                targets,
+                sample_weight,
+                train,
+                val,
+                incremental,
             )
 
     def _train_epochs(
-        self, engine, params, data, seqs, targets, sample_weight, train, val, incremental
+        self,
+        engine,
+        params,
+        data,
+        seqs,
+        targets,
+        sample_weight,
+        train,
+        val,
+        incremental,
     ):
         """The epochs of :meth:`_train`; ``data`` is (values, targets) where the
         engine reads them, ``seqs`` and ``targets`` the host copies."""
@@ -402,14 +430,26 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         # On the host, checking every step for divergence costs nothing; on a
         # device it would make the host wait for the device at every step.
         deferred = engine.memory is not None
-        epoch = partial(self._epoch, engine, params, data, seqs.lengths, sample_weight, train,
-                        previous)
+        epoch = partial(
+            self._epoch,
+            engine,
+            params,
+            data,
+            seqs.lengths,
+            sample_weight,
+            train,
+            previous,
+        )
         for _ in range(1 if incremental else self.max_iter):
             start = time.perf_counter()
             epoch_start[...] = params.flat
             previous_start[...] = previous
-            snapshot = (epoch_start, previous_start, copy.deepcopy(self._optimizer.state),
-                        self._random_state.get_state())
+            snapshot = (
+                epoch_start,
+                previous_start,
+                copy.deepcopy(self._optimizer.state),
+                self._random_state.get_state(),
+            )
             try:
                 # Overflow is expected when training diverges: it is detected
                 # (non-finite loss or weights) and handled, not warned about.
@@ -431,8 +471,9 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
                 if len(self.loss_curve_) == first_epoch:
                     # no epoch of this call completed: the loss of the weights kept
                     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                        self.loss_ = self._loss_at(engine, params, data, seqs.lengths,
-                                                   sample_weight, train)
+                        self.loss_ = self._loss_at(
+                            engine, params, data, seqs.lengths, sample_weight, train
+                        )
                 warnings.warn(
                     "Training diverged (the loss or a weight became NaN or "
                     "infinite, or the loss grew past what the weights' precision "
@@ -482,8 +523,19 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         self._optimizer.state = copy.deepcopy(optimizer_state)
         self._random_state.set_state(random_state)
 
-    def _epoch(self, engine, params, data, lengths, sample_weight, train, previous, peak, *,
-               checked):
+    def _epoch(
+        self,
+        engine,
+        params,
+        data,
+        lengths,
+        sample_weight,
+        train,
+        previous,
+        peak,
+        *,
+        checked,
+    ):
         """One pass over ``train``: the weighted sum of the batches' losses.
 
         ``peak``: the largest loss seen before the epoch in this call to
@@ -505,8 +557,17 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         with progress_bar(len(batches), self.verbose >= 2) as advance:
             for batch in batches:
                 idx = train[batch]
-                loss = self._step(engine, params, data, lengths, sample_weight, idx, previous,
-                                  peak, checked=checked)
+                loss = self._step(
+                    engine,
+                    params,
+                    data,
+                    lengths,
+                    sample_weight,
+                    idx,
+                    previous,
+                    peak,
+                    checked=checked,
+                )
                 if loss is None:
                     return None
                 accumulated = accumulated + loss * float(sample_weight[idx].sum())
@@ -514,8 +575,19 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
                 advance()
         return float(to_host(engine, accumulated))
 
-    def _step(self, engine, params, data, lengths, sample_weight, idx, previous, peak, *,
-              checked):
+    def _step(
+        self,
+        engine,
+        params,
+        data,
+        lengths,
+        sample_weight,
+        idx,
+        previous,
+        peak,
+        *,
+        checked,
+    ):
         """One update on the samples ``idx``: the batch's loss.
 
         The divergence rule: when the loss or the gradient at the current
@@ -587,12 +659,15 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             idx = train[batch]
             w = float(sample_weight[idx].sum())
             if w > 0:
-                loss = self._loss_grad(engine, params, data, lengths, sample_weight, idx)
+                loss = self._loss_grad(
+                    engine, params, data, lengths, sample_weight, idx
+                )
                 total, weight = total + float(to_host(engine, loss)) * w, weight + w
         return total / weight if weight > 0 else 0.0
 
-    def _update_no_improvement_count(self, seqs, targets, sample_weight, val, params,
-                                     best_flat):
+    def _update_no_improvement_count(
+        self, seqs, targets, sample_weight, val, params, best_flat
+    ):
         """MLP's stopping rule; returns whether to stop."""
         if val is not None:
             val_seqs = Sequences(seqs.values[val], seqs.lengths[val], seqs.form)
@@ -656,7 +731,9 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         check_is_fitted(self)
         seqs, _ = self._validate_X(X, reset=False)
         targets, _ = self._validate_targets(y, seqs, reset=False, scoring=True)
-        sample_weight = _check_sample_weight(sample_weight, seqs.values, dtype=np.float64)
+        sample_weight = _check_sample_weight(
+            sample_weight, seqs.values, dtype=np.float64
+        )
         return self._score_targets(seqs, targets, sample_weight)
 
     def __sklearn_tags__(self):

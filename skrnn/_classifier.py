@@ -107,7 +107,9 @@ best_loss_, validation_scores_, best_validation_score_
                     f"partial_fit, {found!r}."
                 )
         codes = np.searchsorted(found, labels)
-        unknown = (codes >= len(found)) | (found[np.minimum(codes, len(found) - 1)] != labels)
+        unknown = (codes >= len(found)) | (
+            found[np.minimum(codes, len(found) - 1)] != labels
+        )
         if scoring:
             codes[unknown] = -1  # no prediction has this code: counted as wrong
         elif unknown.any():
@@ -117,7 +119,9 @@ best_loss_, validation_scores_, best_validation_score_
             )
         if output == "sequence":
             splits = np.cumsum(seqs.lengths)[:-1]
-            codes = pack(np.split(codes, splits), seqs.lengths, seqs.values.shape[1], np.intp)
+            codes = pack(
+                np.split(codes, splits), seqs.lengths, seqs.values.shape[1], np.intp
+            )
         attrs = {}
         if reset:
             n_head = 1 if len(found) == 2 else len(found)
@@ -150,7 +154,9 @@ best_loss_, validation_scores_, best_validation_score_
         if not hasattr(self, "_network"):
             self._validate_params()
             if classes is None:
-                raise ValueError("classes must be passed on the first call to partial_fit.")
+                raise ValueError(
+                    "classes must be passed on the first call to partial_fit."
+                )
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
     def _log_proba(self, raw):

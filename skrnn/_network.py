@@ -90,7 +90,10 @@ def take(xp, a, rows, steps=None):
 
 
 def _views_of(flat, layout):
-    return {name: flat[start : start + size].reshape(shape) for name, start, size, shape in layout}
+    return {
+        name: flat[start : start + size].reshape(shape)
+        for name, start, size, shape in layout
+    }
 
 
 class Network:
@@ -149,7 +152,10 @@ class Network:
                     initial[name + self._suffix(k, d)] = value
         fan_in = hidden_size * self.n_dirs
         bound = 1.0 / np.sqrt(fan_in)
-        for name, shape in (("head.weight", (n_outputs, fan_in)), ("head.bias", (n_outputs,))):
+        for name, shape in (
+            ("head.weight", (n_outputs, fan_in)),
+            ("head.bias", (n_outputs,)),
+        ):
             initial[name] = rng.uniform(-bound, bound, size=shape).astype(self.dtype)
         self.coefs = initial
         self._build_flat()
@@ -196,8 +202,15 @@ class Network:
     def __getstate__(self):
         self.sync()
         state = self.__dict__.copy()
-        for name in ("flat", "grad", "weight_mask", "_views", "_grad_views", "_layout",
-                     "_active"):
+        for name in (
+            "flat",
+            "grad",
+            "weight_mask",
+            "_views",
+            "_grad_views",
+            "_layout",
+            "_active",
+        ):
             state.pop(name, None)
         return state
 
@@ -250,8 +263,14 @@ class Network:
             outs = []
             for d in range(self.n_dirs):
                 out, states[k][d], cache = engine.forward(
-                    self.spec, self._params(p, k, d), x, lengths, states[k][d],
-                    reverse=bool(d), keep_cache=keep_cache, keep_outputs=keep,
+                    self.spec,
+                    self._params(p, k, d),
+                    x,
+                    lengths,
+                    states[k][d],
+                    reverse=bool(d),
+                    keep_cache=keep_cache,
+                    keep_outputs=keep,
                 )
                 outs.append(out)
                 caches.append(cache)
@@ -271,12 +290,18 @@ class Network:
             d_below = None
             for d in range(self.n_dirs):
                 cols = slice(d * H, (d + 1) * H)
-                d_out = None if d_top is None else xp.ascontiguousarray(d_top[:, :, cols])
+                d_out = (
+                    None if d_top is None else xp.ascontiguousarray(d_top[:, :, cols])
+                )
                 # the inputs' gradient only where a layer below needs it;
                 # each cache is used once
                 dx, _, grads = engine.backward(
-                    self.spec, self._params(p, k, d), caches[k * self.n_dirs + d], d_out,
-                    None if d_last is None else d_last[:, cols], need_dx=k > 0,
+                    self.spec,
+                    self._params(p, k, d),
+                    caches[k * self.n_dirs + d],
+                    d_out,
+                    None if d_last is None else d_last[:, cols],
+                    need_dx=k > 0,
                     consume_cache=True,
                 )
                 for name, g in grads.items():
@@ -347,9 +372,14 @@ class Network:
         """
         p = self._device_params(engine)
         order = np.argsort(-lengths, kind="stable")
-        shares = _shares(order, min(engine.workers, self.max_shares(len(lengths), lengths.max())))
-        parts = _map(engine.workers, lambda rows: self._forward_blocks(
-            engine, p, values, lengths, rows), shares)
+        shares = _shares(
+            order, min(engine.workers, self.max_shares(len(lengths), lengths.max()))
+        )
+        parts = _map(
+            engine.workers,
+            lambda rows: self._forward_blocks(engine, p, values, lengths, rows),
+            shares,
+        )
         raw = np.empty((len(order),) + parts[0].shape[1:], dtype=parts[0].dtype)
         for rows, part in zip(shares, parts):
             raw[rows] = part
@@ -358,8 +388,10 @@ class Network:
     def max_shares(self, n_sequences, n_steps):
         """How many shares ``n_sequences`` sequences of up to ``n_steps``
         steps may be split into (see MIN_SHARE)."""
-        return max(1, min(int(n_sequences) // MIN_SHARE,
-                          self.work_shares(n_sequences, n_steps)))
+        return max(
+            1,
+            min(int(n_sequences) // MIN_SHARE, self.work_shares(n_sequences, n_steps)),
+        )
 
     def training_split(self, batch_size, n_steps):
         """``(shares, serial)`` for :meth:`skrnn._engine._threads.BlasThreads.split`
@@ -367,7 +399,11 @@ class Network:
         ``n_steps`` steps: the threads are shared out only when full batches
         are computed in TRAINING_SHARES shares, and batches without the
         work for two shares run on one thread."""
-        shares = TRAINING_SHARES if self.max_shares(batch_size, n_steps) >= TRAINING_SHARES else 1
+        shares = (
+            TRAINING_SHARES
+            if self.max_shares(batch_size, n_steps) >= TRAINING_SHARES
+            else 1
+        )
         return shares, self.work_shares(batch_size, n_steps) < TRAINING_SHARES
 
     def work_shares(self, n_sequences, n_steps):
@@ -421,8 +457,9 @@ class Network:
             # the inputs too are gathered window by window
             x = self._prepare(xp, values, rows, slice(t0, t1))
             lens = self._window_lengths(lengths, t0, t1)
-            top, _ = self._run_layers(engine, p, x, lens, states, False,
-                                      keep_top=not reads_states)
+            top, _ = self._run_layers(
+                engine, p, x, lens, states, False, keep_top=not reads_states
+            )
             if not reads_states:
                 feats, where = self._sequence_rows(xp, top, lengths, t0, t1)
                 raw[t0:t1][where] = feats @ W.T + b
@@ -472,16 +509,24 @@ class Network:
         """
         p = self._device_params(engine, training=True)
         order = np.argsort(-lengths, kind="stable")
-        split = (p.memory is None
-                 and self.max_shares(len(lengths), lengths.max()) >= TRAINING_SHARES)
+        split = (
+            p.memory is None
+            and self.max_shares(len(lengths), lengths.max()) >= TRAINING_SHARES
+        )
         shares = _shares(order, TRAINING_SHARES if split else 1)
         # the first share's gradient goes into p.grad, the others' into
         # their own vectors, added in a fixed order
         grads = [p.grad] + [np.zeros_like(p.grad) for _ in shares[1:]]
         p.grad[...] = 0
         batch = (values, lengths, targets, weights)
-        totals = _map(engine.workers, lambda rows, grad: self._loss_grad_sorted(
-            engine, p, grad, batch, rows, loss, bptt_steps), shares, grads)
+        totals = _map(
+            engine.workers,
+            lambda rows, grad: self._loss_grad_sorted(
+                engine, p, grad, batch, rows, loss, bptt_steps
+            ),
+            shares,
+            grads,
+        )
         total = totals[0]
         for grad, value in zip(grads[1:], totals[1:]):
             p.grad += grad
@@ -509,8 +554,9 @@ class Network:
         total = 0.0
         for t0, t1 in windows:
             lens = self._window_lengths(lengths, t0, t1)
-            top, caches = self._run_layers(engine, p, x[t0:t1], lens, states, True,
-                                           keep_top=sequence)
+            top, caches = self._run_layers(
+                engine, p, x[t0:t1], lens, states, True, keep_top=sequence
+            )
             if sequence:
                 feats, where = self._sequence_rows(xp, top, lengths, t0, t1)
                 y, w = targets[t0:t1][where], weights[where[1]]
@@ -519,8 +565,11 @@ class Network:
                 # of the sequences that end in this window (all, when it is
                 # the only one): forward, after the last step; backward
                 # (one window), after the first
-                ends = slice(None) if len(windows) == 1 else xp.asarray(
-                    np.flatnonzero((lengths > t0) & (lengths <= t1)))
+                ends = (
+                    slice(None)
+                    if len(windows) == 1
+                    else xp.asarray(np.flatnonzero((lengths > t0) & (lengths <= t1)))
+                )
                 last = self._final_states(xp, states)
                 feats, y, w = last[ends], targets[ends], weights[ends]
             z = feats @ W.T + b

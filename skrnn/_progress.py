@@ -23,8 +23,12 @@ def progress_bar(total, show):
             done[0] += 1
             filled = width * done[0] // total
             end = "\n" if done[0] == total else ""
-            print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done[0]}/{total}",
-                  end=end, file=sys.stdout, flush=True)
+            print(
+                f"\r[{'#' * filled}{'.' * (width - filled)}] {done[0]}/{total}",
+                end=end,
+                file=sys.stdout,
+                flush=True,
+            )
 
         yield advance
         return

@@ -172,7 +172,10 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
         dtype = seqs.values.dtype
         if output == "last":
             y = check_array(
-                y, ensure_2d=False, dtype="numeric", ensure_all_finite=False,
+                y,
+                ensure_2d=False,
+                dtype="numeric",
+                ensure_all_finite=False,
                 input_name="y",
             )
             if y.ndim not in (1, 2) or len(y) != N:

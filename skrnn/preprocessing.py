@@ -123,7 +123,9 @@ class SequenceScaler(
         # Chan et al.'s pairwise update of count, mean and variance
         n_new = float(weights.sum())
         mean_new = weights @ rows / n_new if n_new > 0 else np.zeros(rows.shape[1])
-        var_new = weights @ (rows - mean_new) ** 2 / n_new if n_new > 0 else mean_new * 0
+        var_new = (
+            weights @ (rows - mean_new) ** 2 / n_new if n_new > 0 else mean_new * 0
+        )
         if first:
             self._set_input_attrs(attrs)
             n, mean, var = n_new, mean_new, var_new
@@ -131,7 +133,11 @@ class SequenceScaler(
             n_old, delta = self.n_samples_seen_, mean_new - self._mean
             n = n_old + n_new
             mean = self._mean + delta * (n_new / n if n > 0 else 0.0)
-            m2 = self._var * n_old + var_new * n_new + delta**2 * (n_old * n_new / n if n > 0 else 0.0)
+            m2 = (
+                self._var * n_old
+                + var_new * n_new
+                + delta**2 * (n_old * n_new / n if n > 0 else 0.0)
+            )
             var = m2 / n if n > 0 else m2
         self.n_samples_seen_ = int(n) if float(n).is_integer() else n
         self._mean, self._var = mean, var
@@ -162,7 +168,9 @@ class SequenceScaler(
         # a table fitted as a table has its columns' names; one fitted as 3-D
         # or list input with one feature per step has none
         names = self.get_feature_names_out if self._fit_form_is_table else None
-        return ADAPTERS_MANAGER.adapters[container].create_container(out, X, columns=names)
+        return ADAPTERS_MANAGER.adapters[container].create_container(
+            out, X, columns=names
+        )
 
     def set_output(self, *, transform=None):
         """Set the output container of :meth:`transform` and ``fit_transform``.

@@ -31,21 +31,34 @@ def generate():
     """Fit the models and write the fixture (run by hand, see the module doc)."""
     import warnings
 
-    import skrnn
     from sklearn.exceptions import ConvergenceWarning
 
+    import skrnn
     from skrnn import SequenceClassifier, SequenceRegressor
 
     X, X_list = _inputs()
     y_reg = X.sum(axis=(1, 2))
-    y_clf = np.array(["low", "mid", "high"])[np.digitize(X[:, :, 0].sum(axis=1), [-1, 1])]
+    y_clf = np.array(["low", "mid", "high"])[
+        np.digitize(X[:, :, 0].sum(axis=1), [-1, 1])
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # a few epochs only
-        reg = SequenceRegressor(cell="gru", hidden_size=6, num_layers=2, max_iter=15,
-                                learning_rate_init=0.01, random_state=0).fit(X, y_reg)
-        clf = SequenceClassifier(cell="rnn", hidden_size=5, bidirectional=True,
-                                 max_iter=15, learning_rate_init=0.01,
-                                 random_state=0).fit(X, y_clf)
+        reg = SequenceRegressor(
+            cell="gru",
+            hidden_size=6,
+            num_layers=2,
+            max_iter=15,
+            learning_rate_init=0.01,
+            random_state=0,
+        ).fit(X, y_reg)
+        clf = SequenceClassifier(
+            cell="rnn",
+            hidden_size=5,
+            bidirectional=True,
+            max_iter=15,
+            learning_rate_init=0.01,
+            random_state=0,
+        ).fit(X, y_clf)
     payload = {
         "skrnn_version": getattr(skrnn, "__version__", "0.1.0"),
         "numpy_version": np.__version__,

@@ -49,8 +49,13 @@ def test_new_learning_rate_is_used(Est, how):
     1e-6 per step (Adam's step is at most about the learning rate), not by
     the earlier rate."""
     X, y = _data(Est)
-    params = dict(hidden_size=6, max_iter=5, batch_size=10, learning_rate_init=0.05,
-                  random_state=0)
+    params = dict(
+        hidden_size=6,
+        max_iter=5,
+        batch_size=10,
+        learning_rate_init=0.05,
+        random_state=0,
+    )
     model = Est(**params).fit(X, y)
     before = _flat(model)
     _continue(model.set_params(learning_rate_init=1e-6), how, X, y)
@@ -72,8 +77,12 @@ def test_same_solver_keeps_its_state_and_takes_new_settings(how):
     model.set_params(learning_rate_init=0.02, beta_1=0.5, beta_2=0.9, epsilon=1e-6)
     _continue(model, how, X, y)
     optimizer = model._optimizer
-    assert (optimizer.learning_rate, optimizer.beta_1, optimizer.beta_2,
-            optimizer.epsilon) == (0.02, 0.5, 0.9, 1e-6)
+    assert (
+        optimizer.learning_rate,
+        optimizer.beta_1,
+        optimizer.beta_2,
+        optimizer.epsilon,
+    ) == (0.02, 0.5, 0.9, 1e-6)
     assert optimizer.state["coefs"]["t"] == 9 + (9 if how == "warm_start" else 3)
 
 
@@ -82,13 +91,17 @@ def test_another_solver_starts_afresh(how):
     X, y = _data(SequenceRegressor)
     model = SequenceRegressor(hidden_size=4, max_iter=2, batch_size=10, random_state=0)
     model.fit(X, y)
-    model.set_params(solver="sgd", learning_rate_init=0.01, momentum=0.5,
-                     nesterovs_momentum=False)
+    model.set_params(
+        solver="sgd", learning_rate_init=0.01, momentum=0.5, nesterovs_momentum=False
+    )
     _continue(model, how, X, y)
     optimizer = model._optimizer
     assert isinstance(optimizer, SGD)
     assert (optimizer.learning_rate, optimizer.momentum, optimizer.nesterov) == (
-        0.01, 0.5, False)
+        0.01,
+        0.5,
+        False,
+    )
     assert set(optimizer.state["coefs"]) == {"velocity"}
 
 
@@ -97,8 +110,13 @@ def test_rprop_restarts_its_step_sizes_on_a_new_learning_rate():
     (there is no earlier gradient to compare signs with); later ones adapt
     them."""
     X, y = _data(SequenceRegressor)
-    model = SequenceRegressor(hidden_size=4, max_iter=3, solver="rprop",
-                              learning_rate_init=0.01, random_state=0).fit(X, y)
+    model = SequenceRegressor(
+        hidden_size=4,
+        max_iter=3,
+        solver="rprop",
+        learning_rate_init=0.01,
+        random_state=0,
+    ).fit(X, y)
 
     def step_sizes():
         return model._optimizer.state["coefs"]["step_size"]
@@ -135,7 +153,9 @@ def test_another_network_is_refused(Est, name, value, how):
     n_iter = model.n_iter_
     fitted_value = model.get_params()[name]
     model.set_params(**{name: value})
-    with pytest.raises(ValueError, match=rf"another network.*{name}={value!r} \(fitted: "):
+    with pytest.raises(
+        ValueError, match=rf"another network.*{name}={value!r} \(fitted: "
+    ):
         _continue(model, how, X, y)
     for key, array in coefs.items():
         np.testing.assert_array_equal(model.coefs_[key], array)
@@ -151,8 +171,9 @@ def test_what_does_not_change_the_network_is_accepted():
     """reset_after means nothing to an Elman cell, and dtype=None keeps the
     fitted precision: neither is a change of network."""
     X, y = _data(SequenceRegressor)
-    model = SequenceRegressor(cell="rnn", hidden_size=4, max_iter=2, random_state=0,
-                              dtype="float32").fit(X, y)
+    model = SequenceRegressor(
+        cell="rnn", hidden_size=4, max_iter=2, random_state=0, dtype="float32"
+    ).fit(X, y)
     model.set_params(reset_after=False, dtype=None, warm_start=True).fit(X, y)
     assert model.n_iter_ == 4
     assert model.coefs_["weight_hh_l0"].dtype == np.float32

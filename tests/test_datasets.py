@@ -89,9 +89,7 @@ def test_char_sequences_hello():
     assert alphabet == ["e", "h", "l", "o"]
     assert X.shape == (1, 4, 4) and X.dtype == np.float64
     # h, e, l, l one-hot over e, h, l, o
-    assert_array_equal(
-        X[0], [[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 1, 0]]
-    )
+    assert_array_equal(X[0], [[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 1, 0]])
     assert y.shape == (1, 4)
     assert y.dtype == np.dtype("<U1")
     assert "".join(y[0]) == "ello"

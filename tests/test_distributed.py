@@ -56,7 +56,11 @@ def _data(seed=0):
     return X, y
 
 
-GRID = {"cell": ["rnn", "gru"], "hidden_size": [4, 6], "learning_rate_init": [0.01, 0.05]}
+GRID = {
+    "cell": ["rnn", "gru"],
+    "hidden_size": [4, 6],
+    "learning_rate_init": [0.01, 0.05],
+}
 
 
 def _search():
@@ -118,7 +122,10 @@ def test_example_runs_quick():
     rows = [r for r in rows if r[0] in ("rnn", "gru")]
     # quick mode: cell x hidden_size (4, 8)
     assert {(r[0], int(r[1])) for r in rows} == {
-        ("rnn", 4), ("rnn", 8), ("gru", 4), ("gru", 8)
+        ("rnn", 4),
+        ("rnn", 8),
+        ("gru", 4),
+        ("gru", 8),
     }
     for r in rows:
         assert 0.0 <= float(r[2]) <= 1.0

@@ -26,7 +26,8 @@ TOL = {np.float64: 1e-10, np.float32: 1e-4}
 
 def _spec_id(spec):
     form = ("after" if spec.reset_after else "before") if spec.cell == "gru" else ""
-    return f"{spec.cell}-{spec.activation}{'-' + form if form else ''}-bias{int(spec.use_bias)}"
+    form = f"-{form}" if form else ""
+    return f"{spec.cell}-{spec.activation}{form}-bias{int(spec.use_bias)}"
 
 
 def _params(spec, D, H, dtype, rng):
@@ -44,7 +45,9 @@ def _params(spec, D, H, dtype, rng):
 def _relative_error(actual, expected):
     expected = np.asarray(expected, dtype=np.float64)
     scale = max(np.abs(expected).max(initial=0.0), np.finfo(np.float64).tiny)
-    return np.abs(np.asarray(actual, dtype=np.float64) - expected).max(initial=0.0) / scale
+    return (
+        np.abs(np.asarray(actual, dtype=np.float64) - expected).max(initial=0.0) / scale
+    )
 
 
 def _assert_close(actual, expected, dtype, what):
@@ -54,8 +57,19 @@ def _assert_close(actual, expected, dtype, what):
     assert err <= TOL[dtype], f"{what}: relative error {err:.3g}"
 
 
-def _compare(spec, T, N, D, H, lengths, dtype, reverse=False, with_dh_last=True, seed=0,
-             h0="random"):
+def _compare(
+    spec,
+    T,
+    N,
+    D,
+    H,
+    lengths,
+    dtype,
+    reverse=False,
+    with_dh_last=True,
+    seed=0,
+    h0="random",
+):
     """Run both engines forward and backward and compare every output.
 
     ``h0="zero-shorter"``: zero initial states for the sequences shorter
@@ -66,7 +80,8 @@ def _compare(spec, T, N, D, H, lengths, dtype, reverse=False, with_dh_last=True,
     params = _params(spec, D, H, dtype, rng)
     x = rng.normal(size=(T, N, D)).astype(dtype)
     h0 = rng.normal(scale=0.5, size=(N, H)).astype(dtype) * (
-        1 if h0 == "random" else (np.asarray(lengths) == T)[:, None])
+        1 if h0 == "random" else (np.asarray(lengths) == T)[:, None]
+    )
     d_out = rng.normal(size=(T, N, H)).astype(dtype)
     d_h_last = rng.normal(size=(N, H)).astype(dtype) if with_dh_last else None
     lengths = np.asarray(lengths)
@@ -207,9 +222,13 @@ def test_inference_without_cache(spec, T, reverse, dtype, window, monkeypatch):
     h0 = rng.normal(size=(N, H)).astype(dtype)
     shapes = []
     empty = cpu._empty
-    monkeypatch.setattr(cpu, "_empty", lambda shape, dt: shapes.append(shape) or empty(shape, dt))
+    monkeypatch.setattr(
+        cpu, "_empty", lambda shape, dt: shapes.append(shape) or empty(shape, dt)
+    )
     out_r, h_r, _ = reference.forward(spec, params, x, lengths, h0, reverse)
-    out, h_last, cache = cpu.forward(spec, params, x, lengths, h0, reverse, keep_cache=False)
+    out, h_last, cache = cpu.forward(
+        spec, params, x, lengths, h0, reverse, keep_cache=False
+    )
     assert cache is None
     _assert_close(out, out_r, dtype, "outputs")
     _assert_close(h_last, h_r, dtype, "h_last")
@@ -233,20 +252,26 @@ def test_inference_without_outputs(spec, T, reverse, window, monkeypatch):
     params = _params(spec, D, H, np.float32, rng)
     x = rng.normal(size=(T, N, D)).astype(np.float32)
     h0 = rng.normal(size=(N, H)).astype(np.float32)
-    out, h_kept, _ = cpu.forward(spec, params, x, lengths, h0, reverse, keep_cache=False)
+    out, h_kept, _ = cpu.forward(
+        spec, params, x, lengths, h0, reverse, keep_cache=False
+    )
     shapes = []
     empty = cpu._empty
-    monkeypatch.setattr(cpu, "_empty", lambda shape, dt: shapes.append(shape) or empty(shape, dt))
-    none, h_last, cache = cpu.forward(spec, params, x, lengths, h0, reverse, keep_cache=False,
-                                      keep_outputs=False)
+    monkeypatch.setattr(
+        cpu, "_empty", lambda shape, dt: shapes.append(shape) or empty(shape, dt)
+    )
+    none, h_last, cache = cpu.forward(
+        spec, params, x, lengths, h0, reverse, keep_cache=False, keep_outputs=False
+    )
     assert none is None and cache is None
     np.testing.assert_array_equal(h_last, h_kept)
     assert (min(T, window or T), N, H) in shapes
     if window is not None and window < T:
         assert (T, N, H) not in shapes
     # the reference engine returns no outputs either, and the same state
-    none, h_ref, _ = reference.forward(spec, params, x, lengths, h0, reverse, keep_cache=False,
-                                       keep_outputs=False)
+    none, h_ref, _ = reference.forward(
+        spec, params, x, lengths, h0, reverse, keep_cache=False, keep_outputs=False
+    )
     assert none is None
     _assert_close(h_ref, h_last, np.float32, "h_last")
 
@@ -324,6 +349,7 @@ def test_backward_consuming_the_cache(spec, reverse):
         again = cpu.backward(spec, params, cache, d_out, d_h_last)
         np.testing.assert_array_equal(again[1], kept[1])
 
+
 def test_non_contiguous_inputs():
     """Strided views are accepted and give the same result."""
     spec = CellSpec("gru", "tanh", True, True)
@@ -340,14 +366,17 @@ def test_non_contiguous_inputs():
 
 
 def _blas_operand(rng, shape, dtype, pad):
-    """A (rows, cols) block of columns of a wider array, so its row stride exceeds cols."""
+    """A (rows, cols) block of columns of a wider array: its row stride
+    exceeds cols."""
     wide = rng.normal(size=(shape[0], shape[1] + pad)).astype(dtype)
     return wide[:, pad:]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("pad", [0, 3])
-@pytest.mark.parametrize("transa, transb", list(itertools.product([b"N", b"T"], repeat=2)))
+@pytest.mark.parametrize(
+    "transa, transb", list(itertools.product([b"N", b"T"], repeat=2))
+)
 def test_gemm_wrapper(transa, transb, pad, dtype):
     m, n, k = 4, 5, 3
     rng = np.random.default_rng(5)
@@ -366,21 +395,34 @@ def test_gemm_wrapper(transa, transb, pad, dtype):
 
 @pytest.fixture(params=[2, 1, 0], ids=["avx512", "avx2", "blas"])
 def packed_level(request):
-    """Run the float32 per-step GEMMs on each packed kernel this CPU has, and on BLAS."""
+    """Run the float32 per-step GEMMs on each packed kernel this CPU has,
+    and on BLAS."""
     best = _recurrent.set_packed_level(2)
     if request.param > best:
-        pytest.skip(f"this CPU has no {['', 'AVX2 + FMA', 'AVX-512F'][request.param]} kernel")
+        pytest.skip(
+            f"this CPU has no {['', 'AVX2 + FMA', 'AVX-512F'][request.param]} kernel"
+        )
     _recurrent.set_packed_level(request.param)
     yield request.param
     _recurrent.set_packed_level(best)
 
 
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("shape", [
-    (5, 13, 3, 21, [5, 5, 4, 4, 4, 3, 3, 2, 2, 1, 1, 1, 0]),  # blocks + rows, panels + columns
-    (3, 20, 2, 40, [3] * 20),
-    (4, 3, 2, 1, [4, 2, 1]),
-], ids=["13x21", "20x40", "3x1"])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (
+            5,
+            13,
+            3,
+            21,
+            [5, 5, 4, 4, 4, 3, 3, 2, 2, 1, 1, 1, 0],
+        ),  # blocks + rows, panels + columns
+        (3, 20, 2, 40, [3] * 20),
+        (4, 3, 2, 1, [4, 2, 1]),
+    ],
+    ids=["13x21", "20x40", "3x1"],
+)
 @pytest.mark.parametrize("spec", CELL_SPECS, ids=_spec_id)
 def test_packed_kernels_match_reference(spec, shape, reverse, packed_level):
     _compare(spec, *shape, np.float32, reverse)
@@ -391,18 +433,27 @@ def test_packed_kernels_match_reference(spec, shape, reverse, packed_level):
 def test_packed_gemm(trans, accumulate, packed_level):
     if packed_level == 0:
         with pytest.raises(RuntimeError, match="no packed kernel"):
-            _recurrent._packed_gemm(trans, np.ones((1, 1), np.float32),
-                                    np.ones((1, 1), np.float32), False, np.ones((1, 1), np.float32))
+            _recurrent._packed_gemm(
+                trans,
+                np.ones((1, 1), np.float32),
+                np.ones((1, 1), np.float32),
+                False,
+                np.ones((1, 1), np.float32),
+            )
         return
     rng = np.random.default_rng(7)
     pad = 3
-    shapes = list(itertools.product([1, 5, 8, 13, 17], [1, 15, 16, 17, 40], [1, 3, 16, 33]))
+    shapes = list(
+        itertools.product([1, 5, 8, 13, 17], [1, 15, 16, 17, 40], [1, 3, 16, 33])
+    )
     shapes.append((70, 20, 300))  # rows in several chunks (see _packed_kernel.h)
     for m, n, k in shapes:
         a = _blas_operand(rng, (m, k), np.float32, pad)  # row stride k + pad
         b = rng.normal(size=(n, k) if trans else (k, n)).astype(np.float32)
         c = _blas_operand(rng, (m, n), np.float32, pad)
-        expected = a.astype(np.float64) @ (b.T if trans else b) + (c if accumulate else 0)
+        expected = a.astype(np.float64) @ (b.T if trans else b) + (
+            c if accumulate else 0
+        )
         base = c.base.copy()
         _recurrent._packed_gemm(trans, a, b, accumulate, c)
         _assert_close(c, expected, np.float32, f"packed gemm {m}x{n}x{k}")
@@ -410,7 +461,9 @@ def test_packed_gemm(trans, accumulate, packed_level):
         # a row's result does not depend on the rows computed with it
         for i in range(m):
             row = np.zeros((1, n), np.float32)
-            _recurrent._packed_gemm(trans, np.ascontiguousarray(a[i : i + 1]), b, False, row)
+            _recurrent._packed_gemm(
+                trans, np.ascontiguousarray(a[i : i + 1]), b, False, row
+            )
             single = row[0] + (base[i, pad:] if accumulate else 0)
             np.testing.assert_array_equal(c[i], single)
 
@@ -425,7 +478,12 @@ def _forward_args(T=4, N=3, D=2, H=3, dtype=np.float64):
     spec = CellSpec("gru", "tanh", True, True)
     rng = np.random.default_rng(6)
     params = _params(spec, D, H, dtype, rng)
-    return spec, params, rng.normal(size=(T, N, D)).astype(dtype), rng.normal(size=(N, H)).astype(dtype)
+    return (
+        spec,
+        params,
+        rng.normal(size=(T, N, D)).astype(dtype),
+        rng.normal(size=(N, H)).astype(dtype),
+    )
 
 
 @pytest.mark.parametrize(
@@ -607,13 +665,17 @@ def test_a_fit_from_the_workspace_equals_one_without(monkeypatch, params):
     rng = np.random.RandomState(0)
     lengths = rng.randint(2, 9, size=70)
     X = [rng.normal(size=(n, 3)) for n in lengths]
-    estimator = SequenceClassifier if params.get("output") == "sequence" else SequenceRegressor
+    estimator = (
+        SequenceClassifier if params.get("output") == "sequence" else SequenceRegressor
+    )
     y = (
         [(x[:, 0] > 0).astype(int) for x in X]
         if estimator is SequenceClassifier
         else np.array([x[:, 0].sum() for x in X])
     )
-    model_args = dict(hidden_size=5, max_iter=6, batch_size=64, random_state=0, **params)
+    model_args = dict(
+        hidden_size=5, max_iter=6, batch_size=64, random_state=0, **params
+    )
     pooled = estimator(**model_args).fit(X, y)
     assert counting.requests > 3 * len(counting.blocks)
 
@@ -638,7 +700,11 @@ def test_a_prediction_reuses_its_windows_memory(monkeypatch, output):
     X = rng.normal(size=(40, 24, 3))
     y = X.sum(axis=2) if output == "sequence" else X.sum(axis=(1, 2))
     model = SequenceRegressor(
-        cell="gru", num_layers=2, hidden_size=5, output=output, max_iter=1,
+        cell="gru",
+        num_layers=2,
+        hidden_size=5,
+        output=output,
+        max_iter=1,
         random_state=0,
     )
     with pytest.warns(ConvergenceWarning):

@@ -28,7 +28,11 @@ def _data(Est, output="last", n_features=D, seed=0):
         y = rng.normal(size=N) if output == "last" else rng.normal(size=(N, T))
     else:
         labels = np.array(["no", "yes"])
-        y = labels[np.arange(N) % 2] if output == "last" else labels[np.indices((N, T)).sum(0) % 2]
+        y = (
+            labels[np.arange(N) % 2]
+            if output == "last"
+            else labels[np.indices((N, T)).sum(0) % 2]
+        )
     return X, y
 
 
@@ -55,7 +59,9 @@ def _assert_refused(est, X_check, call, exc, match=None):
     """``call()`` raises ``exc`` (message matching ``match``); est is unchanged."""
     before = _predictions(est, X_check)
     coefs = copy.deepcopy(est.coefs_)
-    state = {k: copy.deepcopy(getattr(est, k)) for k in ("n_iter_", "t_", "loss_curve_")}
+    state = {
+        k: copy.deepcopy(getattr(est, k)) for k in ("n_iter_", "t_", "loss_curve_")
+    }
     with pytest.raises(exc, match=match) as info:
         call()
     assert set(est.coefs_) == set(coefs)
@@ -155,7 +161,9 @@ def test_nonfinite_X_names_sample_and_step(Est, case, method):
 
 # ----------------------------------------------------------- NaN / inf in y
 @pytest.mark.parametrize("method", ["fit", "partial_fit"])
-@pytest.mark.parametrize("value, kind", [(np.nan, "NaN"), (np.inf, "infinity"), (-np.inf, "infinity")])
+@pytest.mark.parametrize(
+    "value, kind", [(np.nan, "NaN"), (np.inf, "infinity"), (-np.inf, "infinity")]
+)
 def test_nonfinite_y_last_names_sample(value, kind, method):
     est, X, y, X_check = _fitted(SequenceRegressor)
     y_bad = y.copy()
@@ -207,8 +215,12 @@ BAD_SHAPE_X = {
     "0_timesteps_3d": lambda: np.ones((N, 0, 1)),
     "empty_list": lambda: [],
     "sample_of_length_0": lambda: [np.ones(T)] + [np.ones(0)] + [np.ones(T)] * (N - 2),
-    "sample_of_length_0_2d": lambda: [np.ones((T, 1))] + [np.ones((0, 1))] + [np.ones((T, 1))] * (N - 2),
-    "all_nan_sample": lambda: np.where(np.arange(N)[:, None, None] == 1, np.nan, np.ones((N, T, 1))),
+    "sample_of_length_0_2d": lambda: (
+        [np.ones((T, 1))] + [np.ones((0, 1))] + [np.ones((T, 1))] * (N - 2)
+    ),
+    "all_nan_sample": lambda: np.where(
+        np.arange(N)[:, None, None] == 1, np.nan, np.ones((N, T, 1))
+    ),
     "sample_3d_in_list": lambda: [np.ones((T, 1))] + [np.ones((T, 1, 1))] * (N - 1),
 }
 
@@ -269,7 +281,9 @@ def test_non_numeric_X_is_refused(Est, case, method):
 @pytest.mark.parametrize("Est", ESTIMATORS)
 def test_sparse_X_is_refused(Est, make_sparse, method):
     est, _, y, X_check = _fitted(Est, warm_start=True)
-    info = _assert_refused(est, X_check, _call(est, method, make_sparse(), y), (TypeError, ValueError))
+    info = _assert_refused(
+        est, X_check, _call(est, method, make_sparse(), y), (TypeError, ValueError)
+    )
     assert "parse" in str(info.value)
 
 
@@ -333,9 +347,7 @@ def test_predict_with_other_n_features_uses_sklearn_wording(Est):
     with pytest.warns(ConvergenceWarning):
         est.fit(X, y)
     X_check = rng.normal(size=(3, 4))
-    expected = (
-        f"X has 3 features, but {Est.__name__} is expecting 4 features as input."
-    )
+    expected = f"X has 3 features, but {Est.__name__} is expecting 4 features as input."
     for method in ("predict", "partial_fit", "score"):
         bad = rng.normal(size=(N, 3))
         call = {
@@ -347,7 +359,10 @@ def test_predict_with_other_n_features_uses_sklearn_wording(Est):
     if Est is SequenceClassifier:
         for method in (est.predict_proba, est.predict_log_proba):
             _assert_refused(
-                est, X_check, lambda: method(rng.normal(size=(2, 3))), ValueError,
+                est,
+                X_check,
+                lambda: method(rng.normal(size=(2, 3))),
+                ValueError,
                 match=re.escape(expected),
             )
 
@@ -356,10 +371,20 @@ def test_predict_with_other_n_features_uses_sklearn_wording(Est):
 def test_predict_with_other_step_features(Est):
     est, _, y, X_check = _fitted(Est, n_features=4)
     expected = f"X has 3 features, but {Est.__name__} is expecting 4 features as input."
-    _assert_refused(est, X_check, lambda: est.predict(np.ones((2, 6, 3))), ValueError,
-                    match=re.escape(expected))
-    _assert_refused(est, X_check, lambda: est.predict([np.ones((6, 3))]), ValueError,
-                    match=re.escape(expected))
+    _assert_refused(
+        est,
+        X_check,
+        lambda: est.predict(np.ones((2, 6, 3))),
+        ValueError,
+        match=re.escape(expected),
+    )
+    _assert_refused(
+        est,
+        X_check,
+        lambda: est.predict([np.ones((6, 3))]),
+        ValueError,
+        match=re.escape(expected),
+    )
 
 
 @pytest.mark.parametrize("Est", ESTIMATORS)
@@ -387,7 +412,9 @@ def test_classifier_with_one_class(output):
     with pytest.raises(ValueError, match="class"):
         SequenceClassifier(hidden_size=4, max_iter=2, output=output).fit(X, y_one)
     with pytest.raises(ValueError, match="class"):
-        SequenceClassifier(hidden_size=4, output=output).partial_fit(X, y_one, classes=["yes"])
+        SequenceClassifier(hidden_size=4, output=output).partial_fit(
+            X, y_one, classes=["yes"]
+        )
 
 
 @pytest.mark.parametrize("output", ["last", "sequence"])
@@ -404,12 +431,17 @@ def test_partial_fit_label_outside_classes(output):
     assert "maybe" in str(info.value)
     # also when classes is passed again
     _assert_refused(
-        est, X_check, lambda: est.partial_fit(X, y_bad, classes=["no", "yes"]), ValueError,
+        est,
+        X_check,
+        lambda: est.partial_fit(X, y_bad, classes=["no", "yes"]),
+        ValueError,
         match="maybe",
     )
     # and classes that differ from the first call's
     _assert_refused(
-        est, X_check, lambda: est.partial_fit(X, y, classes=["no", "yes", "maybe"]),
+        est,
+        X_check,
+        lambda: est.partial_fit(X, y, classes=["no", "yes", "maybe"]),
         ValueError,
     )
 
@@ -451,7 +483,9 @@ BAD_PARAMS = [
 ]
 
 
-@pytest.mark.parametrize("params", BAD_PARAMS, ids=lambda p: "-".join(f"{k}={v}" for k, v in p.items()))
+@pytest.mark.parametrize(
+    "params", BAD_PARAMS, ids=lambda p: "-".join(f"{k}={v}" for k, v in p.items())
+)
 @pytest.mark.parametrize("Est", ESTIMATORS)
 def test_bad_hyperparameter_raises_invalid_parameter_error_from_fit(Est, params):
     X, y = _data(Est)
@@ -490,16 +524,30 @@ def test_negative_sample_weight_refused(Est, method):
     est, X, y, X_check = _fitted(Est, warm_start=True)
     w = np.ones(len(X))
     w[3] = -1.0
-    kwargs = {"classes": est.classes_} if method == "partial_fit" and Est is SequenceClassifier else {}
-    _assert_refused(est, X_check, lambda: getattr(est, method)(X, y, sample_weight=w, **kwargs),
-                    ValueError, "Negative values in data passed to `sample_weight`")
+    kwargs = (
+        {"classes": est.classes_}
+        if method == "partial_fit" and Est is SequenceClassifier
+        else {}
+    )
+    _assert_refused(
+        est,
+        X_check,
+        lambda: getattr(est, method)(X, y, sample_weight=w, **kwargs),
+        ValueError,
+        "Negative values in data passed to `sample_weight`",
+    )
 
 
 @pytest.mark.parametrize("Est", ESTIMATORS)
 def test_all_zero_sample_weight_refused(Est):
     est, X, y, X_check = _fitted(Est, warm_start=True)
-    _assert_refused(est, X_check, lambda: est.fit(X, y, sample_weight=np.zeros(len(X))),
-                    ValueError, "at least one non-zero")
+    _assert_refused(
+        est,
+        X_check,
+        lambda: est.fit(X, y, sample_weight=np.zeros(len(X))),
+        ValueError,
+        "at least one non-zero",
+    )
 
 
 # ------------------------------------------------------------- divergence
@@ -508,8 +556,14 @@ def _diverging(Est):
     X = rng.normal(size=(20, 6, 2)) * 3
     y = rng.normal(size=20) * 100 if Est is SequenceRegressor else np.arange(20) % 2
     est = Est(
-        cell="rnn", activation="relu", solver="sgd", learning_rate_init=1e6,
-        clip_norm=None, hidden_size=8, max_iter=20, random_state=0,
+        cell="rnn",
+        activation="relu",
+        solver="sgd",
+        learning_rate_init=1e6,
+        clip_norm=None,
+        hidden_size=8,
+        max_iter=20,
+        random_state=0,
     )
     return est, X, y
 

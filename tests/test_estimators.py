@@ -76,7 +76,10 @@ def test_string_labels_per_step_round_trip():
     # the label of each step: the sign of the input at that step
     y = [np.where(x[:, 0] > 0, "up", "down") for x in X]
     clf = SequenceClassifier(
-        hidden_size=8, learning_rate_init=0.05, max_iter=40, random_state=0,
+        hidden_size=8,
+        learning_rate_init=0.05,
+        max_iter=40,
+        random_state=0,
         output="sequence",
     ).fit(X, y)
     np.testing.assert_array_equal(clf.classes_, ["down", "up"])
@@ -86,7 +89,9 @@ def test_string_labels_per_step_round_trip():
     assert np.mean(np.concatenate(pred) == np.concatenate(y)) >= 0.9
 
 
-@pytest.mark.parametrize("labels", [[-1, 1], [0.0, 2.0, 5.0], [True, False], ["b", "a", "c"]])
+@pytest.mark.parametrize(
+    "labels", [[-1, 1], [0.0, 2.0, 5.0], [True, False], ["b", "a", "c"]]
+)
 def test_other_label_types(labels):
     X, codes = _data(SequenceClassifier, n_classes=len(labels))
     y = np.asarray(labels)[codes]
@@ -103,11 +108,15 @@ def test_probabilities(n_classes, output):
     if output == "sequence":
         y = np.tile(y[:, None], (1, X.shape[1]))
     clf = _fit(
-        SequenceClassifier(hidden_size=4, max_iter=3, random_state=0, output=output), X, y
+        SequenceClassifier(hidden_size=4, max_iter=3, random_state=0, output=output),
+        X,
+        y,
     )
     proba = clf.predict_proba(X)
     log_proba = clf.predict_log_proba(X)
-    expected_shape = X.shape[:2] + (n_classes,) if output == "sequence" else (len(X), n_classes)
+    expected_shape = (
+        X.shape[:2] + (n_classes,) if output == "sequence" else (len(X), n_classes)
+    )
     assert proba.shape == log_proba.shape == expected_shape
     assert proba.dtype == log_proba.dtype == np.float64
     assert (proba >= 0).all() and (proba <= 1).all()
@@ -120,7 +129,9 @@ def test_probabilities(n_classes, output):
 def test_binary_head_is_logistic():
     # one output: P(classes_[1]) = expit(head), computed from coefs_ by hand
     X, y = _data(SequenceClassifier)
-    clf = _fit(SequenceClassifier(cell="rnn", hidden_size=4, max_iter=2, random_state=0), X, y)
+    clf = _fit(
+        SequenceClassifier(cell="rnn", hidden_size=4, max_iter=2, random_state=0), X, y
+    )
     z = _numpy_forward(clf, X)[:, 0]
     np.testing.assert_allclose(clf.predict_proba(X)[:, 1], expit(z), rtol=1e-10)
 
@@ -140,8 +151,12 @@ def test_log_proba_is_finite_for_saturated_outputs():
     [
         {},
         {"cell": "rnn", "solver": "sgd", "batch_size": 5},
-        {"bidirectional": True, "num_layers": 2, "early_stopping": True,
-         "n_iter_no_change": 100},
+        {
+            "bidirectional": True,
+            "num_layers": 2,
+            "early_stopping": True,
+            "n_iter_no_change": 100,
+        },
     ],
 )
 @pytest.mark.parametrize("Est", ESTIMATORS)
@@ -156,7 +171,11 @@ def test_random_state_reproducible(Est, params):
     assert a.loss_curve_ == b.loss_curve_
     assert any(not np.array_equal(a.coefs_[k], c.coefs_[k]) for k in a.coefs_)
     # a RandomState instance seeded alike gives the same model as the int
-    d = _fit(Est(hidden_size=4, max_iter=3, random_state=np.random.RandomState(0), **params), X, y)
+    d = _fit(
+        Est(hidden_size=4, max_iter=3, random_state=np.random.RandomState(0), **params),
+        X,
+        y,
+    )
     _assert_coefs_equal(a.coefs_, d.coefs_)
 
 
@@ -173,8 +192,13 @@ def test_refit_starts_afresh():
 @pytest.mark.parametrize("Est", ESTIMATORS)
 def test_warm_start_continues(Est):
     X, y = _data(Est, n=40)
-    est = Est(hidden_size=6, max_iter=5, learning_rate_init=0.02, random_state=0,
-              warm_start=True)
+    est = Est(
+        hidden_size=6,
+        max_iter=5,
+        learning_rate_init=0.02,
+        random_state=0,
+        warm_start=True,
+    )
     _fit(est, X, y)
     first_curve = list(est.loss_curve_)
     _fit(est, X, y)
@@ -192,14 +216,23 @@ def test_warm_start_equals_one_long_fit_without_shuffle(Est):
     # shuffle=False and sgd without momentum: nothing but the weights carries
     # over between epochs, so 3 + 3 warm epochs are 6 epochs
     X, y = _data(Est, n=20)
-    params = dict(hidden_size=4, random_state=0, shuffle=False, solver="sgd",
-                  momentum=0.0, learning_rate_init=0.05, batch_size=5)
+    params = dict(
+        hidden_size=4,
+        random_state=0,
+        shuffle=False,
+        solver="sgd",
+        momentum=0.0,
+        learning_rate_init=0.05,
+        batch_size=5,
+    )
     warm = Est(max_iter=3, warm_start=True, **params)
     _fit(warm, X, y)
     _fit(warm, X, y)
     cold = _fit(Est(max_iter=6, **params), X, y)
     for k in cold.coefs_:
-        np.testing.assert_allclose(warm.coefs_[k], cold.coefs_[k], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            warm.coefs_[k], cold.coefs_[k], rtol=1e-10, atol=1e-12
+        )
     np.testing.assert_allclose(warm.loss_curve_, cold.loss_curve_, rtol=1e-10)
 
 
@@ -249,8 +282,16 @@ def test_early_stopping_keeps_the_best_weights():
     # same weights, split and shuffles) and ends on the best weights. So A
     # keeps its best weights iff A's final weights are B's.
     X, y = make_binary_sum(n_samples=200, n_timesteps=10, random_state=0)
-    params = dict(cell="rnn", hidden_size=8, learning_rate_init=0.05, batch_size=20,
-                  random_state=0, early_stopping=True, tol=0.0, n_iter_no_change=2)
+    params = dict(
+        cell="rnn",
+        hidden_size=8,
+        learning_rate_init=0.05,
+        batch_size=20,
+        random_state=0,
+        early_stopping=True,
+        tol=0.0,
+        n_iter_no_change=2,
+    )
     a = SequenceRegressor(max_iter=100, **params).fit(X, y)
     assert a.n_iter_ < 100  # it stopped early, without a ConvergenceWarning
     scores = a.validation_scores_
@@ -269,8 +310,14 @@ def test_early_stopping_keeps_the_best_weights():
 
 def test_early_stopping_classifier_records_accuracy():
     X, y = _data(SequenceClassifier, n=60)
-    clf = SequenceClassifier(hidden_size=4, max_iter=5, random_state=0, early_stopping=True,
-                             n_iter_no_change=50, validation_fraction=0.2)
+    clf = SequenceClassifier(
+        hidden_size=4,
+        max_iter=5,
+        random_state=0,
+        early_stopping=True,
+        n_iter_no_change=50,
+        validation_fraction=0.2,
+    )
     _fit(clf, X, y)
     scores = clf.validation_scores_
     assert len(scores) == 5
@@ -296,7 +343,9 @@ def test_trained_on_length_10_predicts_length_50(Est, output):
         y = (y > 5).astype(int)
     if output == "sequence":
         y = np.tile(y[:, None], (1, 10))
-    est = _fit(Est(hidden_size=4, max_iter=2, random_state=0, output=output), X[:, :, None], y)
+    est = _fit(
+        Est(hidden_size=4, max_iter=2, random_state=0, output=output), X[:, :, None], y
+    )
     X_long, _ = make_binary_sum(n_samples=5, n_timesteps=50, random_state=1)
     pred = est.predict(X_long[:, :, None])
     assert pred.shape == ((5,) if output == "last" else (5, 50))
@@ -332,17 +381,30 @@ def _expected_shapes(cell, D, H, num_layers, bidirectional, use_bias, n_head):
 @pytest.mark.parametrize("cell", ["gru", "rnn"])
 @pytest.mark.parametrize(
     "num_layers, bidirectional, use_bias",
-    [(1, False, True), (2, False, True), (1, True, True), (2, True, True), (2, True, False),
-     (1, False, False)],
+    [
+        (1, False, True),
+        (2, False, True),
+        (1, True, True),
+        (2, True, True),
+        (2, True, False),
+        (1, False, False),
+    ],
 )
 def test_coefs_pytorch_layout(cell, num_layers, bidirectional, use_bias):
     X, y = _data(SequenceRegressor, D=3)
     H = 5
     est = _fit(
-        SequenceRegressor(cell=cell, hidden_size=H, num_layers=num_layers,
-                          bidirectional=bidirectional, use_bias=use_bias, max_iter=2,
-                          random_state=0),
-        X, y,
+        SequenceRegressor(
+            cell=cell,
+            hidden_size=H,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            use_bias=use_bias,
+            max_iter=2,
+            random_state=0,
+        ),
+        X,
+        y,
     )
     expected = _expected_shapes(cell, 3, H, num_layers, bidirectional, use_bias, 1)
     assert set(est.coefs_) == set(expected)
@@ -352,8 +414,9 @@ def test_coefs_pytorch_layout(cell, num_layers, bidirectional, use_bias):
         assert value.shape == shape, name
         assert value.dtype == np.float64, name
     # and the weights compute what PyTorch's nn.RNN / nn.GRU would
-    np.testing.assert_allclose(est.predict(X), _numpy_forward(est, X)[:, 0], rtol=1e-9,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        est.predict(X), _numpy_forward(est, X)[:, 0], rtol=1e-9, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize(
@@ -385,8 +448,12 @@ def _numpy_forward(est, X):
     """
     c = est.coefs_
     H = est.hidden_size
-    act = {"tanh": np.tanh, "relu": lambda a: np.maximum(a, 0), "identity": lambda a: a,
-           "logistic": expit}[est.activation]
+    act = {
+        "tanh": np.tanh,
+        "relu": lambda a: np.maximum(a, 0),
+        "identity": lambda a: a,
+        "logistic": expit,
+    }[est.activation]
     dirs = 2 if est.bidirectional else 1
 
     def run(x, k, suffix):
@@ -397,15 +464,15 @@ def _numpy_forward(est, X):
         h = np.zeros((x.shape[0], H))
         outs = []
         steps = range(x.shape[1])
-        for t in (reversed(steps) if suffix else steps):
+        for t in reversed(steps) if suffix else steps:
             gi = x[:, t] @ W_ih.T + b_ih
             gh = h @ W_hh.T + b_hh
             if est.cell == "rnn":
                 h = act(gi + gh)
             else:
                 r = expit(gi[:, :H] + gh[:, :H])
-                z = expit(gi[:, H:2 * H] + gh[:, H:2 * H])
-                n = act(gi[:, 2 * H:] + r * gh[:, 2 * H:])
+                z = expit(gi[:, H : 2 * H] + gh[:, H : 2 * H])
+                n = act(gi[:, 2 * H :] + r * gh[:, 2 * H :])
                 h = z * h + (1 - z) * n
             outs.append(h)
         if suffix:
@@ -418,7 +485,9 @@ def _numpy_forward(est, X):
     for k in range(est.num_layers):
         results = [run(x, k, s) for s in ["", "_reverse"][:dirs]]
         x = np.concatenate([r[0] for r in results], axis=2)
-        last = np.concatenate([r[1] if i else r[0][:, -1] for i, r in enumerate(results)], axis=1)
+        last = np.concatenate(
+            [r[1] if i else r[0][:, -1] for i, r in enumerate(results)], axis=1
+        )
     return last @ c["head.weight"].T + c["head.bias"]
 
 
@@ -426,10 +495,16 @@ def _numpy_forward(est, X):
 def test_coefs_are_live(Est):
     X, y = _data(Est)
     est = _fit(Est(hidden_size=4, max_iter=2, random_state=0), X, y)
-    out = (lambda: est.predict(X)) if Est is SequenceRegressor else (
-        lambda: est.predict_proba(X)[:, 1])
-    shift = (lambda p: p) if Est is SequenceRegressor else (
-        lambda p: np.log(p) - np.log1p(-p))  # the logit of P(classes_[1])
+    out = (
+        (lambda: est.predict(X))
+        if Est is SequenceRegressor
+        else (lambda: est.predict_proba(X)[:, 1])
+    )
+    shift = (
+        (lambda p: p)
+        if Est is SequenceRegressor
+        else (lambda p: np.log(p) - np.log1p(-p))
+    )  # the logit of P(classes_[1])
     p0 = out()
 
     # writing in place
@@ -461,8 +536,11 @@ def _numpy_forward_any(est, X):
 
 def test_assigned_coefs_are_trained_from():
     X, y = _data(SequenceRegressor)
-    est = _fit(SequenceRegressor(hidden_size=4, max_iter=2, random_state=0,
-                                 warm_start=True), X, y)
+    est = _fit(
+        SequenceRegressor(hidden_size=4, max_iter=2, random_state=0, warm_start=True),
+        X,
+        y,
+    )
     new = {k: np.full_like(v, 0.01) for k, v in est.coefs_.items()}
     for k, v in new.items():
         est.coefs_[k] = v.copy()
@@ -485,13 +563,20 @@ def test_assigned_coefs_are_trained_from():
 def test_integer_sample_weight_equals_repeated_rows(Est, solver):
     X, y = _data(Est, n=12)
     w = np.array([2, 1, 3, 1, 1, 1, 1, 1, 1, 2, 1, 1])
-    params = dict(hidden_size=4, max_iter=4, random_state=0, shuffle=False, solver=solver,
-                  learning_rate_init=0.01)
+    params = dict(
+        hidden_size=4,
+        max_iter=4,
+        random_state=0,
+        shuffle=False,
+        solver=solver,
+        learning_rate_init=0.01,
+    )
     weighted = _fit(Est(**params), X, y, sample_weight=w)
     repeated = _fit(Est(**params), np.repeat(X, w, axis=0), np.repeat(y, w))
     for k in weighted.coefs_:
-        np.testing.assert_allclose(weighted.coefs_[k], repeated.coefs_[k], rtol=1e-7,
-                                   atol=1e-10, err_msg=k)
+        np.testing.assert_allclose(
+            weighted.coefs_[k], repeated.coefs_[k], rtol=1e-7, atol=1e-10, err_msg=k
+        )
     np.testing.assert_allclose(weighted.loss_curve_, repeated.loss_curve_, rtol=1e-9)
 
 
@@ -509,14 +594,24 @@ def test_zero_sample_weight_equals_absent_sample(Est, output):
     w = np.ones(12)
     w[[0, 4]] = 0
     keep = w > 0
-    params = dict(hidden_size=4, max_iter=3, random_state=0, shuffle=False, solver="rprop",
-                  output=output)
+    params = dict(
+        hidden_size=4,
+        max_iter=3,
+        random_state=0,
+        shuffle=False,
+        solver="rprop",
+        output=output,
+    )
     weighted = _fit(Est(**params), X, y, sample_weight=w)
-    absent = _fit(Est(**params), [x for x, k in zip(X, keep) if k],
-                  [t for t, k in zip(y, keep) if k])
+    absent = _fit(
+        Est(**params),
+        [x for x, k in zip(X, keep) if k],
+        [t for t, k in zip(y, keep) if k],
+    )
     for k in weighted.coefs_:
-        np.testing.assert_allclose(weighted.coefs_[k], absent.coefs_[k], rtol=1e-7,
-                                   atol=1e-10, err_msg=k)
+        np.testing.assert_allclose(
+            weighted.coefs_[k], absent.coefs_[k], rtol=1e-7, atol=1e-10, err_msg=k
+        )
     np.testing.assert_allclose(weighted.loss_curve_, absent.loss_curve_, rtol=1e-9)
 
 
@@ -525,7 +620,9 @@ def test_zero_sample_weight_equals_absent_sample(Est, output):
 @pytest.mark.parametrize("Est", ESTIMATORS)
 def test_loss_curve_and_t(Est, batch_size):
     X, y = _data(Est, n=23)
-    est = _fit(Est(hidden_size=4, max_iter=4, batch_size=batch_size, random_state=0), X, y)
+    est = _fit(
+        Est(hidden_size=4, max_iter=4, batch_size=batch_size, random_state=0), X, y
+    )
     assert est.n_iter_ == 4
     assert len(est.loss_curve_) == est.n_iter_
     assert est.t_ == est.n_iter_ * len(X)
@@ -538,8 +635,14 @@ def test_loss_curve_when_converged():
     # a constant target is learned to within tol quickly: no warning
     X = np.random.RandomState(0).normal(size=(20, 4, 1))
     y = np.zeros(20)
-    est = SequenceRegressor(hidden_size=4, max_iter=200, tol=1e-2, n_iter_no_change=2,
-                            learning_rate_init=0.01, random_state=0).fit(X, y)
+    est = SequenceRegressor(
+        hidden_size=4,
+        max_iter=200,
+        tol=1e-2,
+        n_iter_no_change=2,
+        learning_rate_init=0.01,
+        random_state=0,
+    ).fit(X, y)
     assert est.n_iter_ < 200
     assert len(est.loss_curve_) == est.n_iter_
     assert est.t_ == est.n_iter_ * 20
@@ -565,8 +668,18 @@ def test_verbose(Est, capsys):
     assert len(lines) == 3
     assert all("loss" in line for line in lines)
 
-    _fit(Est(hidden_size=4, max_iter=3, random_state=0, verbose=1, early_stopping=True,
-             n_iter_no_change=50), X, y)
+    _fit(
+        Est(
+            hidden_size=4,
+            max_iter=3,
+            random_state=0,
+            verbose=1,
+            early_stopping=True,
+            n_iter_no_change=50,
+        ),
+        X,
+        y,
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3
     assert all("loss" in line and "validation" in line for line in lines)
@@ -591,7 +704,9 @@ def test_verbose_2_progress_bar(capsys, monkeypatch):
 def test_verbose_does_not_change_the_model():
     X, y = _data(SequenceRegressor)
     quiet = _fit(SequenceRegressor(hidden_size=4, max_iter=3, random_state=0), X, y)
-    loud = _fit(SequenceRegressor(hidden_size=4, max_iter=3, random_state=0, verbose=2), X, y)
+    loud = _fit(
+        SequenceRegressor(hidden_size=4, max_iter=3, random_state=0, verbose=2), X, y
+    )
     _assert_coefs_equal(quiet.coefs_, loud.coefs_)
 
 
@@ -611,14 +726,26 @@ def test_binary_sum_gru(binary_sum):
     X, y, X_test, y_test = binary_sum
     # n_iter_no_change=30 carries training over the early plateau where the
     # model predicts the mean count
-    model = SequenceRegressor(hidden_size=16, learning_rate_init=0.01, batch_size=20,
-                              max_iter=300, n_iter_no_change=30, random_state=0).fit(X, y)
+    model = SequenceRegressor(
+        hidden_size=16,
+        learning_rate_init=0.01,
+        batch_size=20,
+        max_iter=300,
+        n_iter_no_change=30,
+        random_state=0,
+    ).fit(X, y)
     assert _exact_count_rate(model, X_test, y_test) >= 0.95
 
 
 def test_binary_sum_rnn(binary_sum):
     X, y, X_test, y_test = binary_sum
-    model = SequenceRegressor(cell="rnn", hidden_size=16, learning_rate_init=0.01,
-                              batch_size=10, max_iter=300, n_iter_no_change=30,
-                              random_state=0).fit(X, y)
+    model = SequenceRegressor(
+        cell="rnn",
+        hidden_size=16,
+        learning_rate_init=0.01,
+        batch_size=10,
+        max_iter=300,
+        n_iter_no_change=30,
+        random_state=0,
+    ).fit(X, y)
     assert _exact_count_rate(model, X_test, y_test) >= 0.95

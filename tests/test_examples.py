@@ -53,7 +53,9 @@ runpy.run_path(script, run_name="__main__")
 
 def run_example(args, tmp_path, timeout=60):
     env = os.environ.copy()
-    entries = [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    entries = [
+        os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p
+    ]
     env["PYTHONPATH"] = os.pathsep.join([str(SKRNN_ROOT), *entries])
     env["SKRNN_EXAMPLES_QUICK"] = "1"
     env["SKRNN_EXAMPLES_OUTPUT"] = str(tmp_path)
@@ -103,7 +105,10 @@ def check_output(script, stdout):
             r"^(rnn|gru)\s+(\d+)\s+(\d\.\d+) \+/- (\d\.\d+)\s+(\d+)$", stdout, re.M
         )
         assert sorted((cell, int(h)) for cell, h, *_ in rows) == [
-            ("gru", 4), ("gru", 16), ("rnn", 4), ("rnn", 16)
+            ("gru", 4),
+            ("gru", 16),
+            ("rnn", 4),
+            ("rnn", 16),
         ]
         ranks = [int(rank) for *_, rank in rows]
         assert ranks == sorted(ranks) and ranks[0] == 1
@@ -140,7 +145,9 @@ def test_example_runs(script, tmp_path):
 
 
 def test_binary_sum_without_matplotlib(tmp_path):
-    result = run_example(["-c", NO_MATPLOTLIB, str(EXAMPLES / "binary_sum.py")], tmp_path)
+    result = run_example(
+        ["-c", NO_MATPLOTLIB, str(EXAMPLES / "binary_sum.py")], tmp_path
+    )
     assert "matplotlib is not installed: plot skipped" in result.stdout
     check_output("binary_sum.py", result.stdout)
     assert not list(tmp_path.glob("*.png"))

@@ -45,7 +45,8 @@ def _data(n=40, T=8, D=2, seed=0):
 
 
 class _Stop(Exception):
-    """Ends a twin's training after its last good step (no rollback: not a KeyboardInterrupt)."""
+    """Ends a twin's training after its last good step (no rollback: not
+    a KeyboardInterrupt)."""
 
 
 def _twin_for_steps(make, X, y, steps):
@@ -84,9 +85,15 @@ def test_huge_learning_rate_keeps_the_last_finite_weights():
     def make(max_iter=50):
         # full batch: one step per epoch, so a twin is a shorter max_iter
         return SequenceRegressor(
-            cell="rnn", activation="relu", hidden_size=4, solver="sgd",
-            learning_rate_init=1e6, clip_norm=None, batch_size=20,
-            max_iter=max_iter, random_state=0,
+            cell="rnn",
+            activation="relu",
+            hidden_size=4,
+            solver="sgd",
+            learning_rate_init=1e6,
+            clip_norm=None,
+            batch_size=20,
+            max_iter=max_iter,
+            random_state=0,
         )
 
     model = make()
@@ -112,8 +119,14 @@ def test_exploding_gradients_relu_without_clipping():
     X = rng.uniform(0, 1, size=(6, 1000, 1))
     y = rng.normal(size=6)
     model = SequenceRegressor(
-        cell="rnn", activation="relu", hidden_size=4, solver="sgd",
-        learning_rate_init=1e-3, clip_norm=None, max_iter=20, random_state=0,
+        cell="rnn",
+        activation="relu",
+        hidden_size=4,
+        solver="sgd",
+        learning_rate_init=1e-3,
+        clip_norm=None,
+        max_iter=20,
+        random_state=0,
         warm_start=True,
     )
     with pytest.warns(ConvergenceWarning, match="Stochastic Optimizer"):
@@ -142,8 +155,9 @@ def test_nan_loss_mid_epoch(monkeypatch, k):
     X, y = _data()
 
     def make():
-        return SequenceRegressor(hidden_size=5, batch_size=10, max_iter=10,
-                                 random_state=0)
+        return SequenceRegressor(
+            hidden_size=5, batch_size=10, max_iter=10, random_state=0
+        )
 
     model = make()
     calls = {"n": 0}
@@ -174,8 +188,9 @@ def test_non_finite_weight_after_update(monkeypatch):
     X, y = _data()
 
     def make():
-        return SequenceRegressor(hidden_size=5, batch_size=10, max_iter=10,
-                                 random_state=0)
+        return SequenceRegressor(
+            hidden_size=5, batch_size=10, max_iter=10, random_state=0
+        )
 
     model = make()
     real_initialize = model._initialize
@@ -204,7 +219,9 @@ def test_nan_in_classifier_loss_keeps_predict_proba_finite(monkeypatch):
     rng = np.random.RandomState(1)
     X = rng.normal(size=(30, 6, 2))
     y = np.where(X[:, :, 0].sum(axis=1) > 0, "up", "down")
-    model = SequenceClassifier(hidden_size=4, batch_size=10, max_iter=10, random_state=0)
+    model = SequenceClassifier(
+        hidden_size=4, batch_size=10, max_iter=10, random_state=0
+    )
     calls = {"n": 0}
     loss = type(model)._loss
 
@@ -294,10 +311,13 @@ def test_interrupted_refit_keeps_the_new_fits_last_epoch(monkeypatch):
 
 # ------------------------------------------------------------------ threads
 @_MAX_ITER_WARNING
-@pytest.mark.parametrize("config", [
-    dict(cell="gru"),
-    dict(cell="rnn", num_layers=2, bidirectional=True, output="sequence"),
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        dict(cell="gru"),
+        dict(cell="rnn", num_layers=2, bidirectional=True, output="sequence"),
+    ],
+)
 def test_concurrent_predict_equals_serial(config):
     rng = np.random.RandomState(0)
     X = [rng.normal(size=(t, 3)) for t in rng.randint(1, 300, size=40)]
@@ -309,8 +329,10 @@ def test_concurrent_predict_equals_serial(config):
     model.fit(X, y)
     # each thread its own inputs (overlapping subsets in other orders), so
     # that state shared between calls would show as another thread's result
-    subsets = [[X[j] for j in np.random.RandomState(i).permutation(40)[: 10 + 3 * i]]
-               for i in range(8)]
+    subsets = [
+        [X[j] for j in np.random.RandomState(i).permutation(40)[: 10 + 3 * i]]
+        for i in range(8)
+    ]
     serial = [model.predict(s) for s in subsets]
     results = [None] * 8
     barrier = threading.Barrier(8)
@@ -346,11 +368,20 @@ def test_concurrent_fits_equal_sequential_fits():
 
     def makes():
         return [
-            (SequenceRegressor(hidden_size=6, max_iter=3, batch_size=16, random_state=0), y_reg),
+            (
+                SequenceRegressor(
+                    hidden_size=6, max_iter=3, batch_size=16, random_state=0
+                ),
+                y_reg,
+            ),
             # the same architecture (so the same flat parameter size) as
             # the regressor: state wrongly shared between fits would fit both
-            (SequenceClassifier(hidden_size=6, max_iter=3, batch_size=16,
-                                random_state=1), y_clf),
+            (
+                SequenceClassifier(
+                    hidden_size=6, max_iter=3, batch_size=16, random_state=1
+                ),
+                y_clf,
+            ),
         ]
 
     def fit(model, y):
@@ -396,9 +427,14 @@ def test_loss_is_set_when_the_first_epoch_diverges(monkeypatch, k):
     with _divergence_warning():
         model.fit(X, y)
     assert model.n_iter_ == 0 and model.loss_curve_ == []
-    squares = sum((v.astype(np.float64) ** 2).sum() for name, v in model.coefs_.items()
-                  if "weight" in name)
-    expected = 0.5 * np.mean((model.predict(X) - y) ** 2) + model.alpha / 2 * squares / 10
+    squares = sum(
+        (v.astype(np.float64) ** 2).sum()
+        for name, v in model.coefs_.items()
+        if "weight" in name
+    )
+    expected = (
+        0.5 * np.mean((model.predict(X) - y) ** 2) + model.alpha / 2 * squares / 10
+    )
     np.testing.assert_allclose(model.loss_, expected, rtol=1e-12)
 
 
@@ -412,9 +448,16 @@ def test_a_finite_loss_past_the_precision_is_divergence():
 
     def make(max_iter=10):
         return SequenceRegressor(
-            cell="rnn", activation="identity", hidden_size=4, solver="sgd",
-            momentum=0.0, learning_rate_init=1.0, clip_norm=None, batch_size=20,
-            max_iter=max_iter, random_state=0,
+            cell="rnn",
+            activation="identity",
+            hidden_size=4,
+            solver="sgd",
+            momentum=0.0,
+            learning_rate_init=1.0,
+            clip_norm=None,
+            batch_size=20,
+            max_iter=max_iter,
+            random_state=0,
         )
 
     model = make()

@@ -25,7 +25,6 @@ import threading
 import types
 import warnings
 from functools import partial
-from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +32,17 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 import skrnn._base
-import skrnn._engine._device
 import skrnn._engine as engines
-from skrnn._engine import cuda as cuda_engine
+import skrnn._engine._device
 from skrnn import SequenceClassifier, SequenceRegressor
-from skrnn._engine import CudaUnavailableError, Engine, HostCopyMemory, get_engine, reference
+from skrnn._engine import (
+    CudaUnavailableError,
+    Engine,
+    HostCopyMemory,
+    get_engine,
+    reference,
+)
+from skrnn._engine import cuda as cuda_engine
 from skrnn._engine.reference import CellSpec
 from skrnn._losses import squared_error
 from skrnn._network import Network
@@ -115,14 +120,19 @@ def _graphed_passes(budget=cuda_engine.GRAPH_BYTES, capture=None):
     capture = capture or TapeCapture()
     graphs = cuda_engine.StepGraphs(np, capture, budget)
     passes = dict(xp=np, kernels=TapedKernels(capture), graphs=graphs)
-    return partial(cuda_engine.forward, **passes), partial(cuda_engine.backward, **passes)
+    return partial(cuda_engine.forward, **passes), partial(
+        cuda_engine.backward, **passes
+    )
 
 
 def _mirror_engine(memory, graphs=False):
     if graphs:
         return Engine("mirror", np, *_graphed_passes(), memory)
     return Engine(
-        "mirror", np, partial(reference.forward, xp=np), partial(reference.backward, xp=np),
+        "mirror",
+        np,
+        partial(reference.forward, xp=np),
+        partial(reference.backward, xp=np),
         memory,
     )
 
@@ -185,9 +195,13 @@ def _targets(Est, X, y, params):
 
 
 # ----------------------------------------------- the device path, on the CPU
-@pytest.mark.parametrize("params", CONFIGS, ids=lambda p: "-".join(f"{k}={v}" for k, v in p.items()))
+@pytest.mark.parametrize(
+    "params", CONFIGS, ids=lambda p: "-".join(f"{k}={v}" for k, v in p.items())
+)
 @pytest.mark.parametrize("Est", [SequenceRegressor, SequenceClassifier])
-@pytest.mark.parametrize("fits", [True, False], ids=["data-on-device", "data-per-batch"])
+@pytest.mark.parametrize(
+    "fits", [True, False], ids=["data-on-device", "data-per-batch"]
+)
 def test_device_path_equals_cpu_bit_for_bit(mirror, Est, params, fits):
     mirror.memory.free = 1 << 40 if fits else 0
     X, y = _data()
@@ -210,7 +224,9 @@ def test_device_path_equals_cpu_bit_for_bit(mirror, Est, params, fits):
 def test_device_copies_once_per_fit_and_per_predict(mirror):
     X, y = _data()
     memory = mirror.memory
-    model = _fit(SequenceRegressor, X, y, device="cuda", batch_size=5)  # 8 batches x 4 epochs
+    model = _fit(
+        SequenceRegressor, X, y, device="cuda", batch_size=5
+    )  # 8 batches x 4 epochs
     # flat, weight mask, values, targets up; each epoch's loss, then flat and
     # the two Adam moments (created on the device) down: nothing per batch,
     # not even whether its step diverged
@@ -230,7 +246,9 @@ def test_writes_into_coefs_reach_the_device(mirror):
     dev = _fit(SequenceRegressor, X, y, device="cuda", warm_start=True)
     for model in (cpu, dev):
         model.coefs_["head.bias"][:] = 3.0  # in place
-        model.coefs_["weight_hh_l0"] = np.zeros_like(model.coefs_["weight_hh_l0"])  # assigned
+        model.coefs_["weight_hh_l0"] = np.zeros_like(
+            model.coefs_["weight_hh_l0"]
+        )  # assigned
     np.testing.assert_array_equal(dev.predict(X), cpu.predict(X))
     for model in (cpu, dev):
         with warnings.catch_warnings():
@@ -246,8 +264,15 @@ def test_divergence_on_the_device_keeps_the_last_finite_weights(mirror):
     models = []
     for device in ("cpu", "cuda"):
         model = SequenceRegressor(
-            cell="rnn", activation="relu", hidden_size=5, learning_rate_init=1e10,
-            solver="sgd", clip_norm=None, max_iter=50, random_state=0, device=device,
+            cell="rnn",
+            activation="relu",
+            hidden_size=5,
+            learning_rate_init=1e10,
+            solver="sgd",
+            clip_norm=None,
+            max_iter=50,
+            random_state=0,
+            device=device,
         )
         with pytest.warns(ConvergenceWarning, match="diverged"):
             model.fit(X, y)
@@ -306,8 +331,11 @@ class _Fault:
 
 
 def _optimizer_state(model):
-    return {(key, name): np.asarray(value).copy()
-            for key, state in model._optimizer.state.items() for name, value in state.items()}
+    return {
+        (key, name): np.asarray(value).copy()
+        for key, state in model._optimizer.state.items()
+        for name, value in state.items()
+    }
 
 
 @pytest.mark.parametrize("kind", ["loss", "gradient", "weight"])
@@ -319,8 +347,9 @@ def test_divergence_on_the_device_stops_where_the_cpu_does(mirror, kind, epoch, 
     X, y = _data()
     fits = []
     for device in ("cpu", "cuda"):
-        model = SequenceRegressor(hidden_size=5, batch_size=5, max_iter=6, random_state=0,
-                                  device=device)
+        model = SequenceRegressor(
+            hidden_size=5, batch_size=5, max_iter=6, random_state=0, device=device
+        )
         fault = _Fault(model, kind, epoch, step)
         with pytest.warns(ConvergenceWarning, match="diverged"):
             model.fit(X, y)
@@ -343,8 +372,9 @@ def test_interrupt_while_an_epoch_is_run_again_rolls_it_back(mirror):
     """A KeyboardInterrupt in the checked second run of an epoch leaves the
     model as it was before the epoch's first run."""
     X, y = _data()
-    model = SequenceRegressor(hidden_size=5, batch_size=5, max_iter=6, random_state=0,
-                              device="cuda")
+    model = SequenceRegressor(
+        hidden_size=5, batch_size=5, max_iter=6, random_state=0, device="cuda"
+    )
     fault = _Fault(model, "loss", 1, 6)
     run_epoch, run_step = model._epoch, model._step
     before = {}
@@ -398,9 +428,17 @@ def test_network_loss_grad_outside_a_fit_fills_the_host_gradient():
 
     seqs = check_sequences(X)
     nets = [
-        Network(CellSpec("gru", "tanh", True, True), input_size=2, hidden_size=3,
-                num_layers=1, bidirectional=True, output="last", n_outputs=1,
-                dtype="float64", random_state=0)
+        Network(
+            CellSpec("gru", "tanh", True, True),
+            input_size=2,
+            hidden_size=3,
+            num_layers=1,
+            bidirectional=True,
+            output="last",
+            n_outputs=1,
+            dtype="float64",
+            random_state=0,
+        )
         for _ in range(2)
     ]
     w = np.full(9, 1 / 9)
@@ -419,8 +457,10 @@ def _layer(cell, act, reset_after, use_bias, T=5, N=4, D=3, H=6, seed=0):
     rng = np.random.RandomState(seed)
     G = reference.N_GATES[cell]
     # scaled as in test_engine_cpu, so that float32 can be held to 1e-4
-    params = {"weight_ih": rng.normal(scale=0.6, size=(G * H, D)),
-              "weight_hh": rng.normal(scale=0.6 / np.sqrt(H), size=(G * H, H))}
+    params = {
+        "weight_ih": rng.normal(scale=0.6, size=(G * H, D)),
+        "weight_hh": rng.normal(scale=0.6 / np.sqrt(H), size=(G * H, H)),
+    }
     if use_bias:
         params["bias_ih"] = rng.normal(scale=0.3, size=G * H)
         params["bias_hh"] = rng.normal(scale=0.3, size=G * H)
@@ -430,14 +470,22 @@ def _layer(cell, act, reset_after, use_bias, T=5, N=4, D=3, H=6, seed=0):
         lengths = np.sort(r.randint(1, T + 1, N))[::-1].copy()
         x = r.normal(size=(T, N, D))
         x[np.arange(T)[:, None] >= lengths[None, :]] = 0
-        return x, lengths, r.normal(size=(N, H)), r.normal(size=(T, N, H)), r.normal(size=(N, H))
+        return (
+            x,
+            lengths,
+            r.normal(size=(N, H)),
+            r.normal(size=(T, N, H)),
+            r.normal(size=(N, H)),
+        )
 
     return CellSpec(cell, act, reset_after, use_bias), params, draw
 
 
 def _passes(forward, backward, spec, params, inputs, keep_cache=True, reverse=False):
     x, lengths, h0, d_out, d_h_last = inputs
-    out, h, cache = forward(spec, params, x, lengths, h0, reverse=reverse, keep_cache=keep_cache)
+    out, h, cache = forward(
+        spec, params, x, lengths, h0, reverse=reverse, keep_cache=keep_cache
+    )
     if cache is None:
         return out, h
     return (out, h) + backward(spec, params, cache, d_out, d_h_last)
@@ -457,8 +505,9 @@ def _assert_same(actual, expected):
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("use_bias", [True, False], ids=["bias", "nobias"])
 @pytest.mark.parametrize("cell, act, reset_after", CELLS, ids=lambda v: str(v))
-def test_replayed_time_loops_equal_the_reference(cell, act, reset_after, use_bias, reverse,
-                                                 keep_cache):
+def test_replayed_time_loops_equal_the_reference(
+    cell, act, reset_after, use_bias, reverse, keep_cache
+):
     spec, params, draw = _layer(cell, act, reset_after, use_bias)
     capture = TapeCapture()
     forward, backward = _graphed_passes(capture=capture)
@@ -466,10 +515,21 @@ def test_replayed_time_loops_equal_the_reference(cell, act, reset_after, use_bia
     results = []
     for call in range(4):
         inputs = draw(call)
-        expected = _passes(reference.forward, reference.backward, spec, params, inputs,
-                           keep_cache, reverse)
-        results.append((_passes(forward, backward, spec, params, inputs, keep_cache, reverse),
-                        expected))
+        expected = _passes(
+            reference.forward,
+            reference.backward,
+            spec,
+            params,
+            inputs,
+            keep_cache,
+            reverse,
+        )
+        results.append(
+            (
+                _passes(forward, backward, spec, params, inputs, keep_cache, reverse),
+                expected,
+            )
+        )
         # seen once: eager; twice: captured, then replayed every time
         assert capture.captures == (0 if call == 0 else passes)
         assert capture.launches == passes * max(0, call)
@@ -485,8 +545,10 @@ def test_graphs_stay_within_their_budget():
         for call in range(calls):
             reverse = bool(call % 2)  # alternating directions: two keys
             x, lengths, h0, _, _ = draw(call)
-            _assert_same(forward(spec, params, x, lengths, h0, reverse=reverse)[:2],
-                         reference.forward(spec, params, x, lengths, h0, reverse=reverse)[:2])
+            _assert_same(
+                forward(spec, params, x, lengths, h0, reverse=reverse)[:2],
+                reference.forward(spec, params, x, lengths, h0, reverse=reverse)[:2],
+            )
         return forward.keywords["graphs"]
 
     ample = check(_graphed_passes()[0], 4)
@@ -533,8 +595,12 @@ def test_threads_do_not_share_graphs():
                 together.wait(timeout=30)
             inputs = draw(seed)
             for _ in range(3):
-                _assert_same(_passes(forward, backward, spec, params, inputs),
-                             _passes(reference.forward, reference.backward, spec, params, inputs))
+                _assert_same(
+                    _passes(forward, backward, spec, params, inputs),
+                    _passes(
+                        reference.forward, reference.backward, spec, params, inputs
+                    ),
+                )
         except Exception as exc:  # reported below, from the main thread
             errors.append(exc)
 
@@ -576,7 +642,9 @@ def test_cuda_without_cupy_says_how_to_install_it(Est, fresh_cuda, monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy -> ModuleNotFoundError
     X, y = _data()
     model = Est(device="cuda")
-    with pytest.raises(CudaUnavailableError, match=r"CuPy is not installed: pip install skrnn\[gpu\]") as info:
+    with pytest.raises(
+        CudaUnavailableError, match=r"CuPy is not installed: pip install skrnn\[gpu\]"
+    ) as info:
         model.fit(X, _targets(Est, X, y, {}))
     assert "cupy-cuda12x" in str(info.value) and "cupy-cuda13x" in str(info.value)
     assert isinstance(info.value, RuntimeError)
@@ -587,8 +655,12 @@ def test_cuda_without_cupy_says_how_to_install_it(Est, fresh_cuda, monkeypatch):
     "count, reason",
     [
         (lambda: 0, "no CUDA device is visible"),
-        (_raise(RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")),
-         "cudaErrorNoDevice"),
+        (
+            _raise(
+                RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
+            ),
+            "cudaErrorNoDevice",
+        ),
     ],
     ids=["no-device", "no-driver"],
 )
@@ -596,7 +668,9 @@ def test_cuda_without_a_device_says_so(count, reason, fresh_cuda, monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(count))
     X, y = _data()
     model = SequenceRegressor(device="cuda")
-    with pytest.raises(CudaUnavailableError, match="CuPy is installed but found no usable CUDA device") as info:
+    with pytest.raises(
+        CudaUnavailableError, match="CuPy is installed but found no usable CUDA device"
+    ) as info:
         model.fit(X, y)
     assert reason in str(info.value)
     assert not hasattr(model, "coefs_")
@@ -615,11 +689,15 @@ def test_broken_cupy_install_is_told_apart(fresh_cuda, monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", failing_import)
-    with pytest.raises(CudaUnavailableError, match="installed but could not be imported.*libcudart"):
+    with pytest.raises(
+        CudaUnavailableError, match="installed but could not be imported.*libcudart"
+    ):
         get_engine("cuda")
 
 
-def test_model_fitted_for_cuda_predicts_on_the_cpu_without_one(mirror, fresh_cuda, monkeypatch):
+def test_model_fitted_for_cuda_predicts_on_the_cpu_without_one(
+    mirror, fresh_cuda, monkeypatch
+):
     X, y = _data()
     cpu = _fit(SequenceRegressor, X, y)
     dev = _fit(SequenceRegressor, X, y, device="cuda")
@@ -645,8 +723,12 @@ def cuda():
 
 
 def _close(actual, expected, rtol=1e-4, what=""):
-    """Relative to the largest magnitude: ||a - e||_inf <= rtol * max(||e||_inf, 1e-3)."""
-    actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    """Relative to the largest magnitude:
+    ||a - e||_inf <= rtol * max(||e||_inf, 1e-3)."""
+    actual, expected = (
+        np.asarray(actual, dtype=np.float64),
+        np.asarray(expected, dtype=np.float64),
+    )
     assert actual.shape == expected.shape, what
     scale = max(np.abs(expected).max(initial=0.0), 1e-3)
     err = np.abs(actual - expected).max(initial=0.0)
@@ -657,19 +739,25 @@ def _close(actual, expected, rtol=1e-4, what=""):
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("use_bias", [True, False], ids=["bias", "nobias"])
 @pytest.mark.parametrize("cell, act, reset_after", CELLS, ids=lambda v: str(v))
-def test_cuda_engine_matches_reference(cuda, cell, act, reset_after, use_bias, reverse, variable):
+def test_cuda_engine_matches_reference(
+    cuda, cell, act, reset_after, use_bias, reverse, variable
+):
     cupy, engine = cuda
     T, N, D, H = 9, 13, 3, 29  # N * H > one block of threads
     rng = np.random.RandomState(0)
     G = 3 if cell == "gru" else 1
     spec = CellSpec(cell, act, reset_after, use_bias)
-    params = {"weight_ih": rng.uniform(-0.5, 0.5, (G * H, D)),
-              "weight_hh": rng.uniform(-0.5, 0.5, (G * H, H))}
+    params = {
+        "weight_ih": rng.uniform(-0.5, 0.5, (G * H, D)),
+        "weight_hh": rng.uniform(-0.5, 0.5, (G * H, H)),
+    }
     if use_bias:
         params["bias_ih"] = rng.uniform(-0.5, 0.5, G * H)
         params["bias_hh"] = rng.uniform(-0.5, 0.5, G * H)
     params = {k: v.astype(np.float32) for k, v in params.items()}
-    lengths = np.sort(rng.randint(1, T + 1, N))[::-1].copy() if variable else np.full(N, T)
+    lengths = (
+        np.sort(rng.randint(1, T + 1, N))[::-1].copy() if variable else np.full(N, T)
+    )
     x = rng.normal(size=(T, N, D)).astype(np.float32)
     x[np.arange(T)[:, None] >= lengths[None, :]] = 0
     h0 = rng.normal(size=(N, H)).astype(np.float32) * 0.5
@@ -681,9 +769,21 @@ def test_cuda_engine_matches_reference(cuda, cell, act, reset_after, use_bias, r
     dx, dh0, grads = ref.backward(spec, params, cache, d_out, d_h_last)
 
     dev = {k: cupy.asarray(v) for k, v in params.items()}
-    g_out, g_h, g_cache = engine.forward(spec, dev, cupy.asarray(x), lengths, cupy.asarray(h0), reverse=reverse)
-    g_dx, g_dh0, g_grads = engine.backward(spec, dev, g_cache, cupy.asarray(d_out), cupy.asarray(d_h_last))
-    i_out, i_h, none = engine.forward(spec, dev, cupy.asarray(x), lengths, cupy.asarray(h0), reverse=reverse, keep_cache=False)
+    g_out, g_h, g_cache = engine.forward(
+        spec, dev, cupy.asarray(x), lengths, cupy.asarray(h0), reverse=reverse
+    )
+    g_dx, g_dh0, g_grads = engine.backward(
+        spec, dev, g_cache, cupy.asarray(d_out), cupy.asarray(d_h_last)
+    )
+    i_out, i_h, none = engine.forward(
+        spec,
+        dev,
+        cupy.asarray(x),
+        lengths,
+        cupy.asarray(h0),
+        reverse=reverse,
+        keep_cache=False,
+    )
     assert none is None
     host = cupy.asnumpy
     _close(host(g_out), out, what="outputs")
@@ -710,30 +810,52 @@ def test_cuda_graphs_replay_the_time_loops(cuda, cell, act, reset_after, reverse
     results = []
     for call in range(4):
         inputs = draw(call)
-        expected = _passes(reference.forward, reference.backward, spec, params, inputs,
-                           reverse=reverse)
+        expected = _passes(
+            reference.forward, reference.backward, spec, params, inputs, reverse=reverse
+        )
         x, lengths, h0, d_out, d_h_last = (
-            a if a.dtype.kind == "i" else cupy.asarray(a, dtype=np.float32) for a in inputs)
-        results.append((_passes(forward, backward, spec, dev, (x, lengths, h0, d_out, d_h_last),
-                                reverse=reverse), expected))
+            a if a.dtype.kind == "i" else cupy.asarray(a, dtype=np.float32)
+            for a in inputs
+        )
+        results.append(
+            (
+                _passes(
+                    forward,
+                    backward,
+                    spec,
+                    dev,
+                    (x, lengths, h0, d_out, d_h_last),
+                    reverse=reverse,
+                ),
+                expected,
+            )
+        )
     # captured (a failed capture would have warned, an error here)
     assert graphs.enabled and len(graphs._graphs) == 2 and all(graphs._graphs.values())
     for actual, expected in results:  # each call's own results, right
-        for what, a, e in zip(["outputs", "h_last", "dx", "dh0", "grads"], actual, expected):
+        for what, a, e in zip(
+            ["outputs", "h_last", "dx", "dh0", "grads"], actual, expected
+        ):
             for name in e if isinstance(e, dict) else [what]:
                 a_, e_ = (a[name], e[name]) if isinstance(e, dict) else (a, e)
                 _close(cupy.asnumpy(a_), e_, what=name)
 
 
-@pytest.mark.parametrize("cell, reset_after", [("rnn", True), ("gru", True), ("gru", False)])
+@pytest.mark.parametrize(
+    "cell, reset_after", [("rnn", True), ("gru", True), ("gru", False)]
+)
 def test_cuda_engine_float64_matches_reference(cuda, cell, reset_after):
     cupy, engine = cuda
     T, N, D, H = 5, 4, 2, 3
     rng = np.random.RandomState(1)
     G = 3 if cell == "gru" else 1
     spec = CellSpec(cell, "tanh", reset_after, True)
-    params = {"weight_ih": rng.normal(size=(G * H, D)), "weight_hh": rng.normal(size=(G * H, H)),
-              "bias_ih": rng.normal(size=G * H), "bias_hh": rng.normal(size=G * H)}
+    params = {
+        "weight_ih": rng.normal(size=(G * H, D)),
+        "weight_hh": rng.normal(size=(G * H, H)),
+        "bias_ih": rng.normal(size=G * H),
+        "bias_hh": rng.normal(size=G * H),
+    }
     lengths = np.array([5, 4, 2, 1])
     x = rng.normal(size=(T, N, D))
     h0 = np.zeros((N, H))
@@ -742,7 +864,9 @@ def test_cuda_engine_float64_matches_reference(cuda, cell, reset_after):
     out, h_last, cache = ref.forward(spec, params, x, lengths, h0)
     dx, dh0, grads = ref.backward(spec, params, cache, d_out)
     dev = {k: cupy.asarray(v) for k, v in params.items()}
-    g_out, g_h, g_cache = engine.forward(spec, dev, cupy.asarray(x), lengths, cupy.asarray(h0))
+    g_out, g_h, g_cache = engine.forward(
+        spec, dev, cupy.asarray(x), lengths, cupy.asarray(h0)
+    )
     g_dx, g_dh0, g_grads = engine.backward(spec, dev, g_cache, cupy.asarray(d_out))
     for a, b in [(g_out, out), (g_h, h_last), (g_dx, dx), (g_dh0, dh0)] + [
         (g_grads[k], grads[k]) for k in grads
@@ -760,7 +884,9 @@ GPU_CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("params", GPU_CONFIGS, ids=lambda p: "-".join(f"{k}={v}" for k, v in p.items()))
+@pytest.mark.parametrize(
+    "params", GPU_CONFIGS, ids=lambda p: "-".join(f"{k}={v}" for k, v in p.items())
+)
 @pytest.mark.parametrize("Est", [SequenceRegressor, SequenceClassifier])
 def test_fit_on_gpu_equals_fit_on_cpu_after_one_epoch(cuda, Est, params):
     X, y = _data(n=60, T=8, D=3)
@@ -769,8 +895,15 @@ def test_fit_on_gpu_equals_fit_on_cpu_after_one_epoch(cuda, Est, params):
     for device in ("cpu", "cuda"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            model = Est(hidden_size=16, max_iter=1, batch_size=16, random_state=0,
-                        learning_rate_init=1e-2, device=device, **params).fit(X, y)
+            model = Est(
+                hidden_size=16,
+                max_iter=1,
+                batch_size=16,
+                random_state=0,
+                learning_rate_init=1e-2,
+                device=device,
+                **params,
+            ).fit(X, y)
         models.append(model)
     cpu, gpu = models
     for name, value in cpu.coefs_.items():
@@ -806,12 +939,15 @@ def test_gpu_model_writes_pickles_and_predicts_without_cupy(cuda, tmp_path):
     script = (
         "import sys, pickle, numpy as np; sys.modules['cupy'] = None; "
         f"m = pickle.loads(open({str(path)!r}, 'rb').read()); "
-        f"np.save({str(tmp_path / 'p.npy')!r}, m.predict(np.load({str(tmp_path / 'X.npy')!r})))"
+        f"X = np.load({str(tmp_path / 'X.npy')!r}); "
+        f"np.save({str(tmp_path / 'p.npy')!r}, m.predict(X))"
     )
     # the child imports the skrnn under test (installed, or a checkout built in place)
     skrnn_root = str(Path(skrnn._base.__file__).resolve().parents[1])
     subprocess.run(
-        [sys.executable, "-c", script], check=True, cwd=tmp_path,
+        [sys.executable, "-c", script],
+        check=True,
+        cwd=tmp_path,
         env=dict(os.environ, PYTHONPATH=skrnn_root),
     )
     _close(np.load(tmp_path / "p.npy"), before + 1.0, what="predictions without CuPy")

@@ -15,10 +15,10 @@ function is what the tests differentiate numerically.
 import numpy as np
 import pytest
 
+from skrnn import _network as network
 from skrnn._engine import Engine, HostCopyMemory, get_engine, reference
 from skrnn._engine.reference import CellSpec
 from skrnn._losses import binary_log_loss, multi_log_loss, squared_error
-from skrnn import _network as network
 from skrnn._network import MIN_SHARE, TRAINING_SHARES, Network
 from skrnn.layers import GRU, RNN
 
@@ -85,7 +85,12 @@ def _run_stack(net, x, lengths, h0s):
         for d in range(net.n_dirs):
             params = _layer_params(net, k, d)
             out, _, _ = reference.forward(
-                net.spec, params, x, lengths, h0s[k][d], reverse=bool(d),
+                net.spec,
+                params,
+                x,
+                lengths,
+                h0s[k][d],
+                reverse=bool(d),
                 keep_cache=False,
             )
             record.append((params, bool(d), x, out, h0s[k][d]))
@@ -117,7 +122,9 @@ def _head_loss(net, top, lengths, targets, weights, loss, t0=0):
 
 
 def _zero_states(net, n):
-    return [[np.zeros((n, net.hidden_size))] * net.n_dirs for _ in range(net.num_layers)]
+    return [
+        [np.zeros((n, net.hidden_size))] * net.n_dirs for _ in range(net.num_layers)
+    ]
 
 
 def _full_loss(net, X, lengths, targets, weights, loss):
@@ -248,17 +255,31 @@ def _check_elementwise(net, f, grad):
 # --------------------------------------------------------------------------
 
 
-def _make_problem(cell, use_bias, num_layers, bidirectional, output, variable,
-                  loss=squared_error, seed=0):
+def _make_problem(
+    cell,
+    use_bias,
+    num_layers,
+    bidirectional,
+    output,
+    variable,
+    loss=squared_error,
+    seed=0,
+):
     """A small network and a batch for it (padding filled with garbage)."""
     name, act, reset_after = cell
     rng = np.random.RandomState(seed)
     spec = CellSpec(name, act, reset_after, use_bias)
     n_outputs = {squared_error: 2, binary_log_loss: 1, multi_log_loss: 3}[loss]
     net = Network(
-        spec, input_size=D, hidden_size=H, num_layers=num_layers,
-        bidirectional=bidirectional, output=output, n_outputs=n_outputs,
-        dtype=np.float64, random_state=rng,
+        spec,
+        input_size=D,
+        hidden_size=H,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        output=output,
+        n_outputs=n_outputs,
+        dtype=np.float64,
+        random_state=rng,
     )
     lengths = VARIABLE_LENGTHS.copy() if variable else np.full(N, T)
     X = rng.normal(size=(N, T, D))
@@ -327,10 +348,13 @@ def test_loss_grad_matches_finite_differences(
         cell, use_bias, num_layers, bidirectional, output, variable
     )
     f = _objective(net, X, lengths, targets, weights, squared_error, bptt_steps)
-    value, grad = _loss_grad(net, X, lengths, targets, weights, squared_error, bptt_steps)
+    value, grad = _loss_grad(
+        net, X, lengths, targets, weights, squared_error, bptt_steps
+    )
     # truncation changes the gradient, never the loss
-    assert value == pytest.approx(_full_loss(net, X, lengths, targets, weights,
-                                             squared_error), rel=1e-12)
+    assert value == pytest.approx(
+        _full_loss(net, X, lengths, targets, weights, squared_error), rel=1e-12
+    )
     assert value == pytest.approx(f(), rel=1e-12)
     err, worst = _check_directional(net, f, grad, np.random.RandomState(1))
     assert err < RTOL, f"relative error {err:.3g}, worst array {worst}"
@@ -353,8 +377,9 @@ def test_loss_grad_elementwise(cell, num_layers, bidirectional, output, bptt_ste
     assert _check_elementwise(net, f, grad) < RTOL
 
 
-@pytest.mark.parametrize("loss", [binary_log_loss, multi_log_loss],
-                         ids=["binary", "multi"])
+@pytest.mark.parametrize(
+    "loss", [binary_log_loss, multi_log_loss], ids=["binary", "multi"]
+)
 @pytest.mark.parametrize(
     "cell, bidirectional, output, bptt_steps",
     [
@@ -369,8 +394,9 @@ def test_log_loss_grad(loss, cell, bidirectional, output, bptt_steps):
     )
     f = _objective(net, X, lengths, targets, weights, loss, bptt_steps)
     value, grad = _loss_grad(net, X, lengths, targets, weights, loss, bptt_steps)
-    assert value == pytest.approx(_full_loss(net, X, lengths, targets, weights, loss),
-                                  rel=1e-12)
+    assert value == pytest.approx(
+        _full_loss(net, X, lengths, targets, weights, loss), rel=1e-12
+    )
     assert _check_elementwise(net, f, grad) < RTOL
 
 
@@ -400,10 +426,18 @@ LAYER_CELLS = [(cell, use_bias) for cell in CELLS for use_bias in (True, False)]
 def _make_layer(cell, use_bias, seed):
     name, act, reset_after = cell
     if name == "rnn":
-        return RNN(D, 3, activation=act, use_bias=use_bias, dtype="float64",
-                   random_state=seed)
-    return GRU(D, 3, activation=act, reset_after=reset_after, use_bias=use_bias,
-               dtype="float64", random_state=seed)
+        return RNN(
+            D, 3, activation=act, use_bias=use_bias, dtype="float64", random_state=seed
+        )
+    return GRU(
+        D,
+        3,
+        activation=act,
+        reset_after=reset_after,
+        use_bias=use_bias,
+        dtype="float64",
+        random_state=seed,
+    )
 
 
 def _layer_objective(layer, X, h0, lengths, d_out, d_h_last):
@@ -413,7 +447,8 @@ def _layer_objective(layer, X, h0, lengths, d_out, d_h_last):
 
 
 def _numeric_gradient(f, array):
-    """Elementwise central differences of ``f()`` with respect to ``array`` (in place)."""
+    """Elementwise central differences of ``f()`` with respect to ``array``
+    (perturbed in place)."""
     grad = np.empty_like(array)
     flat = array.reshape(-1)
     for i in range(flat.size):
@@ -439,8 +474,13 @@ def _layer_problem(cell, use_bias, variable):
             break
         outputs, _ = layer.forward(X, h0=h0, lengths=lengths)
         a = _elman_preactivations(
-            layer.spec, layer.params, False, X.transpose(1, 0, 2),
-            outputs.transpose(1, 0, 2), h0, lengths,
+            layer.spec,
+            layer.params,
+            False,
+            X.transpose(1, 0, 2),
+            outputs.transpose(1, 0, 2),
+            h0,
+            lengths,
         )
         if np.abs(a).min() > RELU_MARGIN:
             break
@@ -449,7 +489,8 @@ def _layer_problem(cell, use_bias, variable):
 
 @pytest.mark.parametrize("variable", [False, True], ids=["equal", "variable"])
 @pytest.mark.parametrize(
-    "cell, use_bias", LAYER_CELLS,
+    "cell, use_bias",
+    LAYER_CELLS,
     ids=[f"{_cell_id(c)}-{'bias' if b else 'nobias'}" for c, b in LAYER_CELLS],
 )
 def test_layer_backward_matches_finite_differences(cell, use_bias, variable):
@@ -524,8 +565,11 @@ def _fill_padding(X, lengths, value):
     return X
 
 
-@pytest.mark.parametrize("cell", [("rnn", "tanh", True), ("gru", "tanh", True),
-                                  ("gru", "logistic", False)], ids=_cell_id)
+@pytest.mark.parametrize(
+    "cell",
+    [("rnn", "tanh", True), ("gru", "tanh", True), ("gru", "logistic", False)],
+    ids=_cell_id,
+)
 def test_layer_padding_never_leaks(cell):
     rng = np.random.RandomState(3)
     lengths = np.array([2, 5, 1, 3])
@@ -537,8 +581,9 @@ def test_layer_padding_never_leaks(cell):
     results = []
     for fill, d_fill in ((0.0, 0.0), (1e3, 5.0), (-np.pi, -1e3)):
         layer = _make_layer(cell, True, 0)
-        outputs, h_last = layer.forward(_fill_padding(X, lengths, fill), h0=h0,
-                                        lengths=lengths)
+        outputs, h_last = layer.forward(
+            _fill_padding(X, lengths, fill), h0=h0, lengths=lengths
+        )
         d = d_out.copy()
         d[padded] = d_fill  # gradients at padded steps must be ignored too
         dX = layer.backward(d, d_h_last)
@@ -554,8 +599,9 @@ def test_layer_padding_never_leaks(cell):
 
 
 @pytest.mark.parametrize("output", ["last", "sequence"])
-@pytest.mark.parametrize("bidirectional, bptt_steps", STRUCTURES,
-                         ids=["uni", "uni-bptt2", "bidir"])
+@pytest.mark.parametrize(
+    "bidirectional, bptt_steps", STRUCTURES, ids=["uni", "uni-bptt2", "bidir"]
+)
 def test_network_padding_never_leaks(bidirectional, bptt_steps, output):
     net, X, lengths, targets, weights = _make_problem(
         ("gru", "tanh", True), True, 2, bidirectional, output, True, seed=4
@@ -564,8 +610,9 @@ def test_network_padding_never_leaks(bidirectional, bptt_steps, output):
     results = []
     for fill in (0.0, 1e3, -7.5):
         Xf = _fill_padding(X, lengths, fill)
-        value, grad = _loss_grad(net, Xf, lengths, targets, weights, squared_error,
-                                 bptt_steps)
+        value, grad = _loss_grad(
+            net, Xf, lengths, targets, weights, squared_error, bptt_steps
+        )
         raw = net.forward(ENGINE, Xf, lengths)
         results.append((value, grad, raw))
     if output == "sequence":
@@ -581,7 +628,8 @@ def test_network_padding_never_leaks(bidirectional, bptt_steps, output):
 @pytest.mark.parametrize("fill", [np.nan, np.inf], ids=["nan", "inf"])
 @pytest.mark.parametrize("cls", [RNN, GRU])
 def test_layer_nonfinite_padding_never_leaks(cls, fill):
-    """NaN padding is the tslearn convention: padded values must be ignored, even NaN."""
+    """NaN padding is the tslearn convention: padded values must be ignored,
+    even NaN."""
     rng = np.random.RandomState(5)
     lengths = np.array([4, 2])
     X = rng.normal(size=(2, 4, D))
@@ -589,8 +637,9 @@ def test_layer_nonfinite_padding_never_leaks(cls, fill):
     results = []
     for value in (0.0, fill):
         layer = cls(D, 3, dtype="float64", random_state=0)
-        outputs, h_last = layer.forward(_fill_padding(X, lengths, value),
-                                        lengths=lengths)
+        outputs, h_last = layer.forward(
+            _fill_padding(X, lengths, value), lengths=lengths
+        )
         dX = layer.backward(d_out, np.ones_like(h_last))
         results.append((outputs, h_last, dX, layer.dh0, layer.grads))
     for a, b in zip(results[0][:4], results[1][:4]):
@@ -601,9 +650,15 @@ def test_layer_nonfinite_padding_never_leaks(cls, fill):
 
 def _two_layer_gru(bidirectional, output, rng):
     return Network(
-        CellSpec("gru", "tanh", True, True), input_size=D, hidden_size=H,
-        num_layers=2, bidirectional=bidirectional, output=output, n_outputs=2,
-        dtype=np.float64, random_state=rng,
+        CellSpec("gru", "tanh", True, True),
+        input_size=D,
+        hidden_size=H,
+        num_layers=2,
+        bidirectional=bidirectional,
+        output=output,
+        n_outputs=2,
+        dtype=np.float64,
+        random_state=rng,
     )
 
 
@@ -626,8 +681,9 @@ def test_network_forward_over_inference_windows(bidirectional, output):
     else:
         valid = (np.arange(300)[:, None] < lengths[None, :])[:, :, None]
         expected = np.where(valid, top @ W.T + b, 0.0).transpose(1, 0, 2)
-    np.testing.assert_allclose(net.forward(ENGINE, X, lengths), expected,
-                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        net.forward(ENGINE, X, lengths), expected, rtol=1e-10, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("output", ["last", "sequence"])
@@ -667,14 +723,18 @@ def test_loss_grad_in_shares(bidirectional, bptt_steps, output, monkeypatch):
     assert net.max_shares(N, lengths.max()) == TRAINING_SHARES
 
     def loss_grad(engine):
-        value = net.loss_grad(engine, X, lengths, targets, weights, squared_error, bptt_steps)
+        value = net.loss_grad(
+            engine, X, lengths, targets, weights, squared_error, bptt_steps
+        )
         return value, net.grad.copy()
 
     # an engine with its own memory computes the batch whole
     whole = Engine("reference", np, ENGINE.forward, ENGINE.backward, HostCopyMemory())
     value, grad = loss_grad(whole)
     cpu = get_engine("cpu")
-    results = [loss_grad(ENGINE)] + [loss_grad(cpu._replace(workers=w)) for w in (1, 2, 4)]
+    results = [loss_grad(ENGINE)] + [
+        loss_grad(cpu._replace(workers=w)) for w in (1, 2, 4)
+    ]
     for v, g in results:
         assert v == pytest.approx(value, rel=1e-12)
         np.testing.assert_allclose(g, grad, rtol=1e-10, atol=1e-14)

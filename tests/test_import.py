@@ -11,17 +11,25 @@ import skrnn
 
 
 def _import_error(folder):
-    """stderr of ``import skrnn`` run in ``folder``, which shadows any installed skrnn."""
-    result = subprocess.run([sys.executable, "-c", "import skrnn"], cwd=folder,
-                            capture_output=True, text=True)
+    """The last line of what ``import skrnn`` in ``folder`` writes to stderr
+    (the folder shadows any installed skrnn)."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import skrnn"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode != 0
     return result.stderr.strip().splitlines()[-1]
 
 
 def _copy_without_kernels(dest):
     source = Path(skrnn.__file__).parent
-    shutil.copytree(source, dest / "skrnn",
-                    ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
+    shutil.copytree(
+        source,
+        dest / "skrnn",
+        ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"),
+    )
 
 
 @pytest.mark.parametrize("source_tree", [True, False])

@@ -435,7 +435,9 @@ def test_ragged_list_of_dataframes_reads_like_arrays_and_keeps_names(Est):
 def test_list_of_dataframes_with_different_columns_records_no_names():
     pd = pytest.importorskip("pandas")
     rng = np.random.RandomState(0)
-    frames = [pd.DataFrame(rng.normal(size=(L, D)), columns=["a", "b"]) for L in LENGTHS]
+    frames = [
+        pd.DataFrame(rng.normal(size=(L, D)), columns=["a", "b"]) for L in LENGTHS
+    ]
     frames[2].columns = ["a", "c"]
     est = _fit(_make(SequenceRegressor), frames, rng.normal(size=N))
     assert not hasattr(est, "feature_names_in_")
@@ -451,8 +453,9 @@ def test_list_of_series_is_univariate_sequences(ragged):
     est = _fit(_make(SequenceRegressor), [pd.Series(a) for a in arrays], y)
     from_arrays = _fit(_make(SequenceRegressor), arrays, y)
     assert est.n_features_in_ == 1
-    np.testing.assert_array_equal(est.predict([pd.Series(a) for a in arrays]),
-                                  from_arrays.predict(arrays))
+    np.testing.assert_array_equal(
+        est.predict([pd.Series(a) for a in arrays]), from_arrays.predict(arrays)
+    )
 
 
 # ----------------------------------------------- lists checked in bulk
@@ -482,8 +485,16 @@ def test_list_of_arrays_is_checked_without_a_call_per_sequence(monkeypatch):
 def test_bulk_check_names_the_sample_and_step(sample, step, value, kind):
     rng = np.random.RandomState(0)
     X = [rng.normal(size=(L, D)) for L in rng.randint(1, 9, size=51)]
-    X[3], X[4], X[49], X[50] = np.ones((1, D)), np.ones((3, D)), np.ones((7, D)), np.ones((1, D))
+    X[3], X[4], X[49], X[50] = (
+        np.ones((1, D)),
+        np.ones((3, D)),
+        np.ones((7, D)),
+        np.ones((1, D)),
+    )
     X[sample][step, 1] = value
-    with pytest.raises(ValueError, match=rf"^Input X contains {kind} at sample {sample}, "
-                                         rf"step {step}\.$"):
+    with pytest.raises(
+        ValueError,
+        match=rf"^Input X contains {kind} at sample {sample}, "
+        rf"step {step}\.$",
+    ):
         _make(SequenceRegressor).fit(X, np.ones(51))

@@ -173,8 +173,9 @@ def test_stateful_equals_one_long_forward(cls, kwargs, gates):
         dX = layer.backward(np.ones_like(out))  # truncated BPTT: backward per chunk
         assert dX.shape == (2, min(4, 9 - t0), D)
         chunks.append(out)
-    np.testing.assert_allclose(np.concatenate(chunks, axis=1), out_whole,
-                               rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(
+        np.concatenate(chunks, axis=1), out_whole, rtol=1e-12, atol=1e-14
+    )
     np.testing.assert_allclose(h_last, h_whole, rtol=1e-12, atol=1e-14)
 
 
@@ -248,8 +249,18 @@ def test_backward_before_forward_raises(cls):
         (np.zeros((2, 3, D)), {"lengths": [3, 0]}),
         (np.zeros((2, 3, D)), {"lengths": [4, 1]}),
     ],
-    ids=["2d", "4d", "wrong-D", "no-samples", "no-steps", "h0-H", "h0-N",
-         "lengths-count", "lengths-zero", "lengths-too-long"],
+    ids=[
+        "2d",
+        "4d",
+        "wrong-D",
+        "no-samples",
+        "no-steps",
+        "h0-H",
+        "h0-N",
+        "lengths-count",
+        "lengths-zero",
+        "lengths-too-long",
+    ],
 )
 @pytest.mark.parametrize("cls", [RNN, GRU])
 def test_bad_forward_shapes_raise(cls, X, kwargs):
@@ -327,7 +338,11 @@ def test_float32_close_to_float64():
 
 @pytest.mark.parametrize("cls", [RNN, GRU])
 def test_random_state_reproducible(cls):
-    a, b, c = cls(D, H, random_state=7), cls(D, H, random_state=7), cls(D, H, random_state=8)
+    a, b, c = (
+        cls(D, H, random_state=7),
+        cls(D, H, random_state=7),
+        cls(D, H, random_state=8),
+    )
     for name in a.params:
         np.testing.assert_array_equal(a.params[name], b.params[name])
     assert any(not np.array_equal(a.params[n], c.params[n]) for n in a.params)
@@ -357,8 +372,9 @@ def _torch_module(layer, torch):
     if isinstance(layer, GRU):
         module = torch.nn.GRU(D, H, batch_first=True, bias=use_bias)
     else:
-        module = torch.nn.RNN(D, H, batch_first=True, bias=use_bias,
-                              nonlinearity=layer.spec.activation)
+        module = torch.nn.RNN(
+            D, H, batch_first=True, bias=use_bias, nonlinearity=layer.spec.activation
+        )
     module = module.double()
     with torch.no_grad():
         for name, value in layer.params.items():

@@ -78,7 +78,8 @@ _PREDICT_SCRIPT = textwrap.dedent(
     rng = np.random.RandomState(0)
     warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter=1
     model = SequenceRegressor(hidden_size=64, max_iter=1, dtype="float64",
-                              random_state=0).fit(rng.normal(size=(8, 5, 1)), np.ones(8))
+                              random_state=0)
+    model.fit(rng.normal(size=(8, 5, 1)), np.ones(8))
     X = rng.normal(size=(N, T, 1))
     model.predict(X[:2])  # warm-up
     tracemalloc.start()
@@ -94,9 +95,16 @@ _PREDICT_SCRIPT = textwrap.dedent(
 def _start(script, *args):
     return subprocess.Popen(
         [sys.executable, "-c", script, *map(str, args)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=SKRNN_ROOT,
-        env={"PYTHONPATH": str(SKRNN_ROOT), "PATH": "/usr/bin:/bin",
-             "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=SKRNN_ROOT,
+        env={
+            "PYTHONPATH": str(SKRNN_ROOT),
+            "PATH": "/usr/bin:/bin",
+            "OPENBLAS_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
+        },
     )
 
 
@@ -152,8 +160,9 @@ def test_measure_sees_full_bptt_storage(measurements):
     assert short["none"] > 5 * short["50"]
 
 
-@pytest.mark.parametrize("case, saving", [("predict", 20), ("predict_many", 5)],
-                         ids=["long", "many"])
+@pytest.mark.parametrize(
+    "case, saving", [("predict", 20), ("predict_many", 5)], ids=["long", "many"]
+)
 def test_predict_memory_is_bounded_whatever_n_and_t(measurements, case, saving):
     """Long sequences (4,000 of 300 steps) and many short ones (40,000 of
     10 steps, where windows of steps alone would not bound anything)."""
@@ -193,7 +202,8 @@ _LEAK_SCRIPT = textwrap.dedent(
     sizes = {}
     for i in range(1, 101):
         SequenceRegressor(cell="gru", hidden_size=10, num_layers=2, max_iter=2,
-                          batch_size=10, bptt_steps=7, random_state=i).fit(X, y).predict(X)
+                          batch_size=10, bptt_steps=7,
+                          random_state=i).fit(X, y).predict(X)
         SequenceClassifier(cell="rnn", hidden_size=10, bidirectional=True,
                            reset_after=False, max_iter=2,
                            random_state=i).fit(X, labels).predict_proba(X)

@@ -14,13 +14,13 @@ import joblib
 import numpy as np
 import pytest
 from sklearn.base import clone
+from sklearn.metrics import r2_score
 from sklearn.model_selection import (
     GridSearchCV,
     KFold,
     StratifiedKFold,
     cross_val_score,
 )
-from sklearn.metrics import r2_score
 from sklearn.pipeline import Pipeline
 
 from skrnn import SequenceClassifier, SequenceRegressor
@@ -64,7 +64,8 @@ def _make_X(form, n=24, seed=0, D=2, T=7):
 
 
 def _labels(seqs):
-    """Whether the first feature's mean is above 3 (the shift): two balanced-ish classes."""
+    """Whether the first feature's mean is above 3 (the shift): two
+    balanced-ish classes."""
     s = np.array([x[:, 0].mean() for x in seqs])
     return np.where(s > np.median(s), "up", "down")
 
@@ -103,8 +104,14 @@ def _assert_cv_results_complete(search, grid, n_splits):
     res = search.cv_results_
     n = _n_candidates(grid)
     assert len(res["params"]) == n
-    for key in ("mean_test_score", "std_test_score", "rank_test_score",
-                "mean_fit_time", "std_fit_time", "mean_score_time"):
+    for key in (
+        "mean_test_score",
+        "std_test_score",
+        "rank_test_score",
+        "mean_fit_time",
+        "std_fit_time",
+        "mean_score_time",
+    ):
         assert key in res, key
         assert len(res[key]) == n, key
     for k in range(n_splits):
@@ -150,9 +157,7 @@ def test_cross_val_score_stratified_on_variable_length_list():
     # the same folds by hand give the same scores: the list is indexed per sample
     by_hand = []
     for train, test in cv.split(X, y):
-        model = _pipeline(learning_rate_init=0.05).fit(
-            [X[i] for i in train], y[train]
-        )
+        model = _pipeline(learning_rate_init=0.05).fit([X[i] for i in train], y[train])
         by_hand.append(model.score([X[i] for i in test], y[test]))
     np.testing.assert_allclose(scores, by_hand, rtol=1e-12)
 
@@ -176,8 +181,13 @@ def _sequence_regression(form, n=24, seed=2):
 
 
 def _seq_regressor(**params):
-    kw = dict(hidden_size=4, output="sequence", max_iter=5,
-              learning_rate_init=0.05, random_state=0)
+    kw = dict(
+        hidden_size=4,
+        output="sequence",
+        max_iter=5,
+        learning_rate_init=0.05,
+        random_state=0,
+    )
     kw.update(params)
     return SequenceRegressor(**kw)
 
@@ -241,8 +251,13 @@ def test_sequence_classifier_cross_val_score(form):
     else:
         labels = np.where(np.isnan(y), "lo", np.where(y > 3, "hi", "lo"))
     cv = KFold(n_splits=3, shuffle=True, random_state=0)
-    clf = SequenceClassifier(hidden_size=4, output="sequence", max_iter=5,
-                             learning_rate_init=0.05, random_state=0)
+    clf = SequenceClassifier(
+        hidden_size=4,
+        output="sequence",
+        max_iter=5,
+        learning_rate_init=0.05,
+        random_state=0,
+    )
     scores = cross_val_score(clf, X, labels, cv=cv)
     # accuracy over the valid steps of each test fold
     for score, (train, test) in zip(scores, cv.split(X)):
@@ -259,8 +274,14 @@ def test_sequence_classifier_cross_val_score(form):
 
 # ------------------------------------------------------------------ clone
 def test_clone_keeps_params():
-    pipe = _pipeline(cell="rnn", hidden_size=5, learning_rate_init=0.02,
-                     output="last", bidirectional=True, dtype="float64")
+    pipe = _pipeline(
+        cell="rnn",
+        hidden_size=5,
+        learning_rate_init=0.02,
+        output="last",
+        bidirectional=True,
+        dtype="float64",
+    )
     pipe.set_params(scale__with_mean=False)
     cloned = clone(pipe)
     assert cloned is not pipe
@@ -270,8 +291,13 @@ def test_clone_keeps_params():
         if key in ("steps", "scale", "clf"):
             continue
         assert copied[key] == value, key
-    reg = SequenceRegressor(cell="gru", hidden_size=7, bptt_steps=3, clip_norm=None,
-                            random_state=np.random.RandomState(3))
+    reg = SequenceRegressor(
+        cell="gru",
+        hidden_size=7,
+        bptt_steps=3,
+        clip_norm=None,
+        random_state=np.random.RandomState(3),
+    )
     assert clone(reg).get_params()["hidden_size"] == 7
     assert clone(reg).get_params()["bptt_steps"] == 3
     assert clone(reg).get_params()["clip_norm"] is None
@@ -404,8 +430,13 @@ def test_score_counts_unseen_labels_as_wrong(output):
     pred = np.asarray(clf.predict(X))
     w = np.arange(1.0, 21.0)
     for weights in (None, w):
-        rows = None if weights is None else np.broadcast_to(
-            weights.reshape((20,) + (1,) * (pred.ndim - 1)), pred.shape).ravel()
+        rows = (
+            None
+            if weights is None
+            else np.broadcast_to(
+                weights.reshape((20,) + (1,) * (pred.ndim - 1)), pred.shape
+            ).ravel()
+        )
         expected = np.average(pred.ravel() == y_new.ravel(), weights=rows)
         assert clf.score(X, y_new, sample_weight=weights) == pytest.approx(expected)
     # training on an unseen label is still refused
@@ -444,7 +475,9 @@ def test_scaler_with_pandas_output(form, how):
     X, seqs = _make_X(form)
     y = _labels(seqs)
     default = SequenceScaler().fit_transform(X)
-    with sklearn.config_context(transform_output="pandas" if how == "set_config" else "default"):
+    with sklearn.config_context(
+        transform_output="pandas" if how == "set_config" else "default"
+    ):
         scaler = SequenceScaler()
         if how == "set_output":
             scaler.set_output(transform="pandas")

@@ -31,7 +31,9 @@ CONFIGS = [
     pytest.param(dict(cell="rnn"), id="rnn"),
     pytest.param(dict(cell="gru", bidirectional=True), id="gru-bidirectional"),
     pytest.param(dict(cell="rnn", num_layers=2), id="rnn-2-layers"),
-    pytest.param(dict(cell="gru", num_layers=2, bidirectional=True), id="gru-2-layers-bi"),
+    pytest.param(
+        dict(cell="gru", num_layers=2, bidirectional=True), id="gru-2-layers-bi"
+    ),
 ]
 OUTPUTS = ["last", "sequence"]
 
@@ -53,8 +55,13 @@ def _targets(kind, output, X):
 
 def _make(kind, output, **params):
     Est = SequenceRegressor if kind == "regressor" else SequenceClassifier
-    kw = dict(hidden_size=4, max_iter=3, learning_rate_init=0.05, random_state=0,
-              output=output)
+    kw = dict(
+        hidden_size=4,
+        max_iter=3,
+        learning_rate_init=0.05,
+        random_state=0,
+        output=output,
+    )
     kw.update(params)
     return Est(**kw)
 
@@ -93,8 +100,10 @@ def _outputs(model, X):
 
 def _identical(a, b):
     if isinstance(a, list):
-        return isinstance(b, list) and len(a) == len(b) and all(
-            _identical(u, v) for u, v in zip(a, b)
+        return (
+            isinstance(b, list)
+            and len(a) == len(b)
+            and all(_identical(u, v) for u, v in zip(a, b))
         )
     a, b = np.asarray(a), np.asarray(b)
     if a.dtype != b.dtype or a.shape != b.shape:

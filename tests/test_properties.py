@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from skrnn import SequenceClassifier, SequenceRegressor
+from skrnn import _network as network_module
 from skrnn._engine import cpu, get_engine, reference
 from skrnn._engine.reference import CellSpec
-from skrnn import _network as network_module
 from skrnn._network import Network
 
 settings.register_profile(
@@ -96,11 +96,20 @@ def engine_cases(draw):
     D = draw(st.integers(1, 6))
     H = draw(st.integers(1, 12))
     # sorted longest first (the engines' contract), padding and empty rows allowed
-    lengths = sorted(draw(st.lists(st.integers(0, T), min_size=N, max_size=N)), reverse=True)
+    lengths = sorted(
+        draw(st.lists(st.integers(0, T), min_size=N, max_size=N)), reverse=True
+    )
     return dict(
-        spec=spec, T=T, N=N, D=D, H=H, lengths=np.array(lengths, dtype=np.intp),
-        reverse=draw(st.booleans()), with_dh_last=draw(st.booleans()),
-        with_h0=draw(st.booleans()), dtype=draw(DTYPES),
+        spec=spec,
+        T=T,
+        N=N,
+        D=D,
+        H=H,
+        lengths=np.array(lengths, dtype=np.intp),
+        reverse=draw(st.booleans()),
+        with_dh_last=draw(st.booleans()),
+        with_h0=draw(st.booleans()),
+        dtype=draw(DTYPES),
         seed=draw(st.integers(0, 2**32 - 1)),
     )
 
@@ -122,7 +131,7 @@ def test_engine_matches_reference(case):
         params["bias_hh"] = rng.uniform(-bound, bound, size=G * H)
     params = {k: v.astype(dtype) for k, v in params.items()}
     x = rng.normal(size=(T, N, D)).astype(dtype)
-    h0 = (rng.normal(scale=0.5, size=(N, H)) if case["with_h0"] else np.zeros((N, H)))
+    h0 = rng.normal(scale=0.5, size=(N, H)) if case["with_h0"] else np.zeros((N, H))
     h0 = h0.astype(dtype)
     d_out = rng.normal(size=(T, N, H)).astype(dtype)
     d_h_last = rng.normal(size=(N, H)).astype(dtype) if case["with_dh_last"] else None
@@ -131,25 +140,30 @@ def test_engine_matches_reference(case):
         return None if a is None else a.astype(np.float64)
 
     ref_params = {k: f64(v) for k, v in params.items()}
-    out_r, h_r, cache_r = reference.forward(spec, ref_params, f64(x), lengths, f64(h0),
-                                            case["reverse"])
+    out_r, h_r, cache_r = reference.forward(
+        spec, ref_params, f64(x), lengths, f64(h0), case["reverse"]
+    )
     out_c, h_c, cache_c = cpu.forward(spec, params, x, lengths, h0, case["reverse"])
     _assert_close(out_c, out_r, dtype, "outputs")
     _assert_close(h_c, h_r, dtype, "h_last")
     # inference (no cache) gives the same outputs as training
-    out_i, h_i, cache_i = cpu.forward(spec, params, x, lengths, h0, case["reverse"],
-                                      keep_cache=False)
+    out_i, h_i, cache_i = cpu.forward(
+        spec, params, x, lengths, h0, case["reverse"], keep_cache=False
+    )
     assert cache_i is None
     np.testing.assert_array_equal(out_i, out_c)
     np.testing.assert_array_equal(h_i, h_c)
 
-    dx_r, dh0_r, grads_r = reference.backward(spec, ref_params, cache_r, f64(d_out),
-                                              f64(d_h_last))
+    dx_r, dh0_r, grads_r = reference.backward(
+        spec, ref_params, cache_r, f64(d_out), f64(d_h_last)
+    )
     dx_c, dh0_c, grads_c = cpu.backward(spec, params, cache_c, d_out, d_h_last)
     numpy_f32 = {}
     if dtype == np.float32:  # the reference engine run in float32 itself
         cache_32 = reference.forward(spec, params, x, lengths, h0, case["reverse"])[2]
-        dx_32, dh0_32, numpy_f32 = reference.backward(spec, params, cache_32, d_out, d_h_last)
+        dx_32, dh0_32, numpy_f32 = reference.backward(
+            spec, params, cache_32, d_out, d_h_last
+        )
         numpy_f32.update(dx=dx_32, dh0=dh0_32)
     _assert_close(dx_c, dx_r, dtype, "dx", numpy_f32.get("dx"))
     _assert_close(dh0_c, dh0_r, dtype, "dh0", numpy_f32.get("dh0"))
@@ -167,9 +181,14 @@ def network_cases(draw):
     T = draw(st.integers(1, 30))
     lengths = np.array(draw(st.lists(st.integers(1, T), min_size=N, max_size=N)))
     return dict(
-        spec=spec, N=N, T=T, lengths=lengths,
-        D=draw(st.integers(1, 6)), H=draw(st.integers(1, 12)),
-        num_layers=draw(st.integers(1, 2)), bidirectional=bidirectional,
+        spec=spec,
+        N=N,
+        T=T,
+        lengths=lengths,
+        D=draw(st.integers(1, 6)),
+        H=draw(st.integers(1, 12)),
+        num_layers=draw(st.integers(1, 2)),
+        bidirectional=bidirectional,
         output=draw(st.sampled_from(["last", "sequence"])),
         n_outputs=draw(st.integers(1, 3)),
         bptt_steps=None if bidirectional else draw(st.none() | st.integers(1, 30)),
@@ -191,9 +210,14 @@ def test_network_engines_agree(case):
     the engine-level test)."""
     rng = np.random.default_rng(case["seed"])
     net = Network(
-        case["spec"], input_size=case["D"], hidden_size=case["H"],
-        num_layers=case["num_layers"], bidirectional=case["bidirectional"],
-        output=case["output"], n_outputs=case["n_outputs"], dtype="float64",
+        case["spec"],
+        input_size=case["D"],
+        hidden_size=case["H"],
+        num_layers=case["num_layers"],
+        bidirectional=case["bidirectional"],
+        output=case["output"],
+        n_outputs=case["n_outputs"],
+        dtype="float64",
         random_state=int(case["seed"] % 2**31),
     )
     N, T, lengths = case["N"], case["T"], case["lengths"]
@@ -211,19 +235,22 @@ def test_network_engines_agree(case):
     assert np.isfinite(out_c).all()
     _assert_close(out_c, out_r, np.dtype(np.float64), "forward")
 
-    loss_c = net.loss_grad(compiled, values, lengths, targets, weights, _squared_error,
-                           case["bptt_steps"])
+    loss_c = net.loss_grad(
+        compiled, values, lengths, targets, weights, _squared_error, case["bptt_steps"]
+    )
     grad_c = net.grad.copy()
-    loss_r = net.loss_grad(ref, values, lengths, targets, weights, _squared_error,
-                           case["bptt_steps"])
+    loss_r = net.loss_grad(
+        ref, values, lengths, targets, weights, _squared_error, case["bptt_steps"]
+    )
     assert np.isfinite(loss_c) and np.isfinite(grad_c).all()
     assert abs(loss_c - loss_r) <= 1e-10 * max(abs(loss_r), 1e-300)
     _assert_close(grad_c, net.grad, np.dtype(np.float64), "gradient")
 
     # Windows change memory, not values: the state is carried unbroken
     # across inference windows and bptt windows (only gradients are cut).
-    full_loss = net.loss_grad(compiled, values, lengths, targets, weights,
-                              _squared_error, None)
+    full_loss = net.loss_grad(
+        compiled, values, lengths, targets, weights, _squared_error, None
+    )
     assert abs(loss_c - full_loss) <= 1e-10 * max(abs(full_loss), 1e-300)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(network_module, "INFERENCE_WINDOW", case["window"])
@@ -249,16 +276,22 @@ def estimator_cases(draw):
     kind = draw(st.sampled_from(["regressor", "classifier"]))
     return dict(
         params=dict(
-            cell=spec.cell, activation=spec.activation, reset_after=spec.reset_after,
-            use_bias=spec.use_bias, hidden_size=draw(st.integers(1, 12)),
-            num_layers=draw(st.integers(1, 2)), bidirectional=bidirectional,
+            cell=spec.cell,
+            activation=spec.activation,
+            reset_after=spec.reset_after,
+            use_bias=spec.use_bias,
+            hidden_size=draw(st.integers(1, 12)),
+            num_layers=draw(st.integers(1, 2)),
+            bidirectional=bidirectional,
             output=draw(st.sampled_from(["last", "sequence"])),
             bptt_steps=None if bidirectional else draw(st.none() | st.integers(1, 30)),
             solver=draw(st.sampled_from(["adam", "sgd", "rprop"])),
             batch_size=draw(st.sampled_from(["auto", 1, 7])),
             max_iter=2,
         ),
-        kind=kind, lengths=lengths, D=D,
+        kind=kind,
+        lengths=lengths,
+        D=D,
         form=draw(st.sampled_from(["list", "padded"])),
         dtype=draw(st.sampled_from(["float32", "float64"])),
         n_classes=draw(st.integers(2, 3)),
@@ -295,8 +328,11 @@ def test_estimator_fit_predict_never_crash(case):
         y = flat if p["output"] == "last" else np.split(flat, np.cumsum(lengths)[:-1])
         model = SequenceClassifier(random_state=0, **p)
     else:
-        y = (rng.normal(size=n) if p["output"] == "last"
-             else [rng.normal(size=t) for t in lengths])
+        y = (
+            rng.normal(size=n)
+            if p["output"] == "last"
+            else [rng.normal(size=t) for t in lengths]
+        )
         model = SequenceRegressor(random_state=0, **p)
     if p["output"] == "sequence" and not isinstance(X, list):
         # an array y for an array X; its padded steps are ignored
@@ -311,12 +347,20 @@ def test_estimator_fit_predict_never_crash(case):
     pred = model.predict(X)
     if classifier:
         proba = model.predict_proba(X)
-        flat = (np.concatenate(proba) if isinstance(proba, list)
-                else proba[~np.isnan(proba).any(axis=-1)] if proba.ndim == 3 else proba)
+        flat = (
+            np.concatenate(proba)
+            if isinstance(proba, list)
+            else proba[~np.isnan(proba).any(axis=-1)]
+            if proba.ndim == 3
+            else proba
+        )
         assert np.isfinite(flat).all()
         np.testing.assert_allclose(flat.sum(axis=-1), 1.0, rtol=1e-6)
-        labels_seen = set(np.concatenate(pred) if isinstance(pred, list) else
-                          [v for v in np.ravel(pred) if v is not None])
+        labels_seen = set(
+            np.concatenate(pred)
+            if isinstance(pred, list)
+            else [v for v in np.ravel(pred) if v is not None]
+        )
         assert labels_seen <= set(model.classes_)
     else:
         if p["output"] == "last":

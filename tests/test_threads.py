@@ -82,7 +82,9 @@ def test_main_thread_fit_shares_the_blas_threads(monkeypatch):
             model.seen_, model.threads_ = [], set()
             model.fit(X, y)
             assert _blas_threads() == before
-        kernels = [max(1, threads // TRAINING_SHARES)] * len(_blas_threads(_kernels_blas))
+        kernels = [max(1, threads // TRAINING_SHARES)] * len(
+            _blas_threads(_kernels_blas)
+        )
         numpys = [1] * len(_blas_threads(_numpy_blas))
         # two epochs of one batch, each computed in TRAINING_SHARES shares
         assert len(model.seen_) == 2 * TRAINING_SHARES
@@ -92,7 +94,9 @@ def test_main_thread_fit_shares_the_blas_threads(monkeypatch):
             assert _blas_threads(_numpy_blas, counts) == numpys
         fits[threads] = model
     # the fit does not depend on the number of threads
-    np.testing.assert_array_equal(fits[1].predict(X), fits[2 * TRAINING_SHARES].predict(X))
+    np.testing.assert_array_equal(
+        fits[1].predict(X), fits[2 * TRAINING_SHARES].predict(X)
+    )
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 2 epochs
@@ -114,7 +118,9 @@ def test_main_thread_fit_in_one_share_keeps_blas_threads_for_work_enough(
     threads = 2 * TRAINING_SHARES
     with threadpool_limits(limits=threads, user_api="blas"):
         before = _blas_threads()
-        model = _Recording(hidden_size=4, max_iter=2, batch_size=MIN_SHARE, random_state=0)
+        model = _Recording(
+            hidden_size=4, max_iter=2, batch_size=MIN_SHARE, random_state=0
+        )
         model.seen_, model.threads_ = [], set()
         model.fit(X, X.sum(axis=(1, 2)))
         assert _blas_threads() == before

@@ -53,52 +53,59 @@ cdef extern from "_gates.h" nogil:
         IDENTITY "SKRNN_IDENTITY"
 
     # The gate loops, in C so that they vectorise (see _gates.h).
-    void skrnn_rnn_forward_f32(int act, Py_ssize_t nt, Py_ssize_t H, const float* b_ih,
-                               const float* b_hh, float* g, float* h, float* out)
-    void skrnn_rnn_forward_f64(int act, Py_ssize_t nt, Py_ssize_t H, const double* b_ih,
-                               const double* b_hh, double* g, double* h, double* out)
+    void skrnn_rnn_forward_f32(int act, Py_ssize_t nt, Py_ssize_t H,
+                               const float* b_ih, const float* b_hh, float* g,
+                               float* h, float* out)
+    void skrnn_rnn_forward_f64(int act, Py_ssize_t nt, Py_ssize_t H,
+                               const double* b_ih, const double* b_hh, double* g,
+                               double* h, double* out)
     void skrnn_gru_after_forward_f32(int act, Py_ssize_t nt, Py_ssize_t H,
-                                     const float* b_ih, const float* b_hh, const float* gh,
-                                     float* g, float* hn, float* pre, float* h, float* out)
+                                     const float* b_ih, const float* b_hh,
+                                     const float* gh, float* g, float* hn, float* pre,
+                                     float* h, float* out)
     void skrnn_gru_after_forward_f64(int act, Py_ssize_t nt, Py_ssize_t H,
                                      const double* b_ih, const double* b_hh,
-                                     const double* gh, double* g, double* hn, double* pre,
-                                     double* h, double* out)
-    void skrnn_gru_before_forward_r_f32(Py_ssize_t nt, Py_ssize_t H, const float* b_ih,
-                                        const float* b_hh, const float* grz, const float* g,
-                                        float* pre, const float* h, float* rh)
-    void skrnn_gru_before_forward_r_f64(Py_ssize_t nt, Py_ssize_t H, const double* b_ih,
-                                        const double* b_hh, const double* grz,
-                                        const double* g, double* pre, const double* h,
-                                        double* rh)
+                                     const double* gh, double* g, double* hn,
+                                     double* pre, double* h, double* out)
+    void skrnn_gru_before_forward_r_f32(Py_ssize_t nt, Py_ssize_t H,
+                                        const float* b_ih, const float* b_hh,
+                                        const float* grz, const float* g, float* pre,
+                                        const float* h, float* rh)
+    void skrnn_gru_before_forward_r_f64(Py_ssize_t nt, Py_ssize_t H,
+                                        const double* b_ih, const double* b_hh,
+                                        const double* grz, const double* g,
+                                        double* pre, const double* h, double* rh)
     void skrnn_gru_before_forward_n_f32(int act, Py_ssize_t nt, Py_ssize_t H,
-                                        const float* b_ih, const float* b_hh, float* g,
-                                        float* pre, float* h, float* out)
+                                        const float* b_ih, const float* b_hh,
+                                        float* g, float* pre, float* h, float* out)
     void skrnn_gru_before_forward_n_f64(int act, Py_ssize_t nt, Py_ssize_t H,
-                                        const double* b_ih, const double* b_hh, double* g,
-                                        double* pre, double* h, double* out)
+                                        const double* b_ih, const double* b_hh,
+                                        double* g, double* pre, double* h, double* out)
     void skrnn_rnn_back_f32(int act, Py_ssize_t nt, Py_ssize_t H, const float* out,
-                            const float* d_out, const float* dh, float* dg, float* db)
+                            const float* d_out, const float* dh, float* dg,
+                            float* db)
     void skrnn_rnn_back_f64(int act, Py_ssize_t nt, Py_ssize_t H, const double* out,
-                            const double* d_out, const double* dh, double* dg, double* db)
+                            const double* d_out, const double* dh, double* dg,
+                            double* db)
     void skrnn_gru_after_back_f32(int act, Py_ssize_t nt, Py_ssize_t H, float* g,
                                   const float* h_prev, float* hn, const float* d_out,
                                   float* dh, float* db_ih, float* db_hh)
     void skrnn_gru_after_back_f64(int act, Py_ssize_t nt, Py_ssize_t H, double* g,
-                                  const double* h_prev, double* hn, const double* d_out,
-                                  double* dh, double* db_ih, double* db_hh)
+                                  const double* h_prev, double* hn,
+                                  const double* d_out, double* dh, double* db_ih,
+                                  double* db_hh)
     void skrnn_gru_before_back_zn_f32(int act, Py_ssize_t nt, Py_ssize_t H, float* g,
-                                      const float* h_prev, const float* d_out, float* dh,
-                                      float* db)
-    void skrnn_gru_before_back_zn_f64(int act, Py_ssize_t nt, Py_ssize_t H, double* g,
-                                      const double* h_prev, const double* d_out,
-                                      double* dh, double* db)
+                                      const float* h_prev, const float* d_out,
+                                      float* dh, float* db)
+    void skrnn_gru_before_back_zn_f64(int act, Py_ssize_t nt, Py_ssize_t H,
+                                      double* g, const double* h_prev,
+                                      const double* d_out, double* dh, double* db)
     void skrnn_gru_before_back_r_f32(Py_ssize_t nt, Py_ssize_t H, float* g,
-                                     const float* h_prev, const float* d_rh, float* dh,
-                                     float* db)
+                                     const float* h_prev, const float* d_rh,
+                                     float* dh, float* db)
     void skrnn_gru_before_back_r_f64(Py_ssize_t nt, Py_ssize_t H, double* g,
-                                     const double* h_prev, const double* d_rh, double* dh,
-                                     double* db)
+                                     const double* h_prev, const double* d_rh,
+                                     double* dh, double* db)
 
 
 cdef extern from "_packed.h" nogil:
@@ -290,7 +297,7 @@ def forward(int cell, int act, bint reverse,
         Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2]
         Py_ssize_t H = w_hh.shape[1], GH = w_hh.shape[0], W = gates.shape[0]
         bint all_out = out.shape[0] == T
-        Py_ssize_t n_full, n_win, w, w0, w1, k, t, o, nt, i, j
+        Py_ssize_t n_full, n_win, w, w0, w1, k, t, o, nt
         floating* p_h_prev = NULL
         floating* p_hn = NULL
         floating* p_work = NULL
@@ -308,7 +315,8 @@ def forward(int cell, int act, bint reverse,
         if cell == GRU_RESET_BEFORE:
             # W_hh[:2H].T and W_hh[2H:].T
             wp = _pack(packed, 0, 1, H, 2 * H, &w_hh[0, 0], H)
-            wp2 = _pack(packed, skrnn_packed_size(H, 2 * H), 1, H, H, &w_hh[2 * H, 0], H)
+            wp2 = _pack(packed, skrnn_packed_size(H, 2 * H), 1, H, H,
+                        &w_hh[2 * H, 0], H)
         else:
             wp = _pack(packed, 0, 1, H, GH, &w_hh[0, 0], H)  # W_hh.T
         n_full = _n_full(&n_live[0], T, N)
@@ -590,8 +598,8 @@ cdef void _gru_after_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
     else:
         skrnn_gru_after_back_f64(act, nt, H, dgh, h_prev, dan, d_out, dh, db_ih, db_hh)
     # dh += dG_t @ W_hh
-    _step_gemm(c'N', <int> nt, <int> H, <int> (3 * H), dgh, <int> (3 * H), w_hh, <int> H,
-               wp, 1, dh, <int> H)
+    _step_gemm(c'N', <int> nt, <int> H, <int> (3 * H), dgh, <int> (3 * H), w_hh,
+               <int> H, wp, 1, dh, <int> H)
 
 
 cdef void _gru_before_step_back(int act, Py_ssize_t nt, Py_ssize_t H,

@@ -53,7 +53,9 @@ class BlasThreads:
             self._blas = (
                 controller,
                 controller.select(filepath=sorted(scipy_paths)),
-                controller.select(filepath=sorted(owners.get("numpy", set()) - scipy_paths)),
+                controller.select(
+                    filepath=sorted(owners.get("numpy", set()) - scipy_paths)
+                ),
             )
         return self._blas
 
@@ -96,9 +98,14 @@ class BlasThreads:
         the gate loops and whatever runs next need it. Otherwise ``engine``
         itself, under the rules of :meth:`limit`.
         """
-        if engine.name == "cpu" and threading.current_thread() is threading.main_thread():
+        if (
+            engine.name == "cpu"
+            and threading.current_thread() is threading.main_thread()
+        ):
             every, scipy_blas, numpy_blas = self._libraries()
-            threads = max((lib.num_threads for lib in scipy_blas.lib_controllers), default=1)
+            threads = max(
+                (lib.num_threads for lib in scipy_blas.lib_controllers), default=1
+            )
             workers = threads if shares is None else min(shares, threads)
             if workers > 1:
                 with held(every, threads // workers), held(numpy_blas, 1):

@@ -18,7 +18,6 @@ from functools import lru_cache
 import numpy as np
 
 
-
 def _not_built_message():
     """What to say when the compiled kernels cannot be imported (the error
     itself is chained: Python's wording blames a circular import)."""
@@ -59,8 +58,10 @@ _ACTIVATIONS = {
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # The kernels' specialisations by dtype, skipping the fused-type dispatch.
 _KERNELS = {
-    dtype: (_recurrent.forward.__signatures__[name],
-            _recurrent.backward.__signatures__[name])
+    dtype: (
+        _recurrent.forward.__signatures__[name],
+        _recurrent.backward.__signatures__[name],
+    )
     for dtype, name in zip(_DTYPES, ("float", "double"))
 }
 # BLAS takes 32-bit sizes; a GEMM over all steps has up to T*N rows.
@@ -173,7 +174,10 @@ class _Block:
     def __init__(self, workspace, block, shape, dtype):
         """``block``: (uint8 array, its address)."""
         self.__array_interface__ = {
-            "version": 3, "shape": shape, "typestr": dtype.str, "data": (block[1], False)
+            "version": 3,
+            "shape": shape,
+            "typestr": dtype.str,
+            "data": (block[1], False),
         }
         self._workspace, self._block = workspace, block
 
@@ -219,7 +223,11 @@ def _packed(cell, N, H, dtype):
     size = 0
     if dtype == np.float32 and N <= PACKED_MAX_ROWS:
         size = _recurrent.packed_size(cell, H)
-    return _empty((size,), np.dtype(np.float32)) if size else _unused(np.dtype(np.float32), 1)
+    return (
+        _empty((size,), np.dtype(np.float32))
+        if size
+        else _unused(np.dtype(np.float32), 1)
+    )
 
 
 def _copy(a):
@@ -274,14 +282,14 @@ def _live_rows(lengths, N, T):
     n_live = np.empty(T, dtype=np.intp)
     if not _recurrent.live_rows(np.ascontiguousarray(lengths, dtype=np.intp), n_live):
         raise ValueError(
-            f"lengths must be sorted longest first and within [0, {T}], "
-            f"got {lengths!r}"
+            f"lengths must be sorted longest first and within [0, {T}], got {lengths!r}"
         )
     return n_live
 
 
-def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True,
-            keep_outputs=True):
+def forward(
+    spec, params, x, lengths, h0, reverse=False, keep_cache=True, keep_outputs=True
+):
     """Run one direction of one layer over a chunk of time steps.
 
     See :func:`skrnn._engine.reference.forward`; ``lengths`` must be sorted
@@ -315,9 +323,11 @@ def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True,
     # in h_prev[t + 1]. Backward in time, those of out[t + 1] are h_prev[t]
     # of the sequences that start at step t, from h0: shared when their
     # rows of h0 are zero, as in the network's passes.
-    if keep_cache and (not reverse or T == 0 or not h0[n_live[T - 1]:].any()):
+    if keep_cache and (not reverse or T == 0 or not h0[n_live[T - 1] :].any()):
         states = _empty((T + 1, N, H), dtype)
-        h_prev, outputs = (states[1:], states[:-1]) if reverse else (states[:-1], states[1:])
+        h_prev, outputs = (
+            (states[1:], states[:-1]) if reverse else (states[:-1], states[1:])
+        )
     else:
         # outputs that no one reads: a window's, each overwriting the last's
         outputs = _empty((T if keep_outputs or keep_cache else window, N, H), dtype)
@@ -333,8 +343,22 @@ def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True,
         if keep_cache:
             hn = _empty((T, N, H), dtype)
     _KERNELS[dtype][0](
-        cell, act, bool(reverse), x, n_live, w_ih, w_hh, b_ih, b_hh,
-        h, outputs, gates, h_prev, hn, work, _packed(cell, N, H, dtype),
+        cell,
+        act,
+        bool(reverse),
+        x,
+        n_live,
+        w_ih,
+        w_hh,
+        b_ih,
+        b_hh,
+        h,
+        outputs,
+        gates,
+        h_prev,
+        hn,
+        work,
+        _packed(cell, N, H, dtype),
     )
     cache = None
     if keep_cache:
@@ -342,8 +366,9 @@ def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True,
     return (outputs if keep_outputs else None), h, cache
 
 
-def backward(spec, params, cache, d_outputs, d_h_last=None, need_dx=True,
-             consume_cache=False):
+def backward(
+    spec, params, cache, d_outputs, d_h_last=None, need_dx=True, consume_cache=False
+):
     """Backpropagate through one direction of one layer.
 
     See :func:`skrnn._engine.reference.backward`. ``cache`` comes from
@@ -398,9 +423,27 @@ def backward(spec, params, cache, d_outputs, d_h_last=None, need_dx=True,
     dw_hh = _empty(w_hh.shape, dtype)
     db = np.zeros((2, GH), dtype=dtype)
     _KERNELS[dtype][1](
-        cell, act, cache.reverse, x, cache.n_live, w_ih, w_hh,
-        cache.outputs, cache.h_prev, hn, d_outputs, dh,
-        dg, dan, dx, dw_ih, dw_hh, db[0], db[1], work, _packed(cell, N, H, dtype),
+        cell,
+        act,
+        cache.reverse,
+        x,
+        cache.n_live,
+        w_ih,
+        w_hh,
+        cache.outputs,
+        cache.h_prev,
+        hn,
+        d_outputs,
+        dh,
+        dg,
+        dan,
+        dx,
+        dw_ih,
+        dw_hh,
+        db[0],
+        db[1],
+        work,
+        _packed(cell, N, H, dtype),
     )
     grads = {"weight_ih": dw_ih, "weight_hh": dw_hh}
     if spec.use_bias:

@@ -259,10 +259,15 @@ class CudaKernels(reference.StepKernels):
 
         self._cublas = cublas
         self._functions = {}
-        self._gemm = {np.dtype(np.float32): cublas.sgemm, np.dtype(np.float64): cublas.dgemm}
+        self._gemm = {
+            np.dtype(np.float32): cublas.sgemm,
+            np.dtype(np.float64): cublas.dgemm,
+        }
         # alpha = 1, beta = 0, read by cuBLAS from host memory: the arrays and
         # their addresses (reading ``.ctypes.data`` costs microseconds a step)
-        self._scalar_arrays = [(np.ones(1, dtype=dt), np.zeros(1, dtype=dt)) for dt in self._gemm]
+        self._scalar_arrays = [
+            (np.ones(1, dtype=dt), np.zeros(1, dtype=dt)) for dt in self._gemm
+        ]
         self._scalars = {
             dt: (one.ctypes.data, zero.ctypes.data)
             for dt, (one, zero) in zip(self._gemm, self._scalar_arrays)
@@ -272,10 +277,13 @@ class CudaKernels(reference.StepKernels):
         key = (name, dtype, act)
         fn = self._functions.get(key)
         if fn is None:
-            ctype = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}[dtype]
+            ctype = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}[
+                dtype
+            ]
             act_expr, grad_expr = _ACTIVATIONS[act or "identity"]
             header = (
-                f"typedef {ctype} T;\n#define ACT(a) {act_expr}\n#define DACT(y) {grad_expr}\n"
+                f"typedef {ctype} T;\n#define ACT(a) {act_expr}\n"
+                f"#define DACT(y) {grad_expr}\n"
             )
             module = self.xp.RawModule(code=header + _SOURCE)
             fn = self._functions[key] = module.get_function(name)
@@ -328,52 +336,126 @@ class CudaKernels(reference.StepKernels):
         cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
         one, zero = self._scalars[dtype]
         self._gemm[dtype](
-            handle, op_b, op_a, m, n, k, one, b.data.ptr, ld_b, a.data.ptr, ld_a, zero,
-            out.data.ptr, ld_c,
+            handle,
+            op_b,
+            op_a,
+            m,
+            n,
+            k,
+            one,
+            b.data.ptr,
+            ld_b,
+            a.data.ptr,
+            ld_a,
+            zero,
+            out.data.ptr,
+            ld_c,
         )
 
     # --------------------------------------------------------------- forward
     def rnn_forward(self, act, t, c, gi, gh, b_hh, mask, h, out, h_prev, h_new):
         N, H = h.shape
-        self._launch("rnn_forward", act, h.dtype, N, H, (
-            t, c, gi, gh, *self._bias(b_hh, gh), mask, h, out, h_prev, h_new))
+        self._launch(
+            "rnn_forward",
+            act,
+            h.dtype,
+            N,
+            H,
+            (t, c, gi, gh, *self._bias(b_hh, gh), mask, h, out, h_prev, h_new),
+        )
 
-    def gru_forward(self, act, t, c, gi, gh, b_hh, mask, h, out, h_prev, r, z, n, hn_term):
+    def gru_forward(
+        self, act, t, c, gi, gh, b_hh, mask, h, out, h_prev, r, z, n, hn_term
+    ):
         N, H = h.shape
-        self._launch("gru_forward", act, h.dtype, N, H, (
-            t, c, gi, gh, *self._bias(b_hh, gh), mask, h, out, h_prev, r, z, n, hn_term))
+        self._launch(
+            "gru_forward",
+            act,
+            h.dtype,
+            N,
+            H,
+            (
+                t,
+                c,
+                gi,
+                gh,
+                *self._bias(b_hh, gh),
+                mask,
+                h,
+                out,
+                h_prev,
+                r,
+                z,
+                n,
+                hn_term,
+            ),
+        )
 
     def gru_forward_rz(self, t, c, gi, gh, b_hh, h, h_prev, r, z, hn_term):
         N, H = h.shape
-        self._launch("gru_forward_rz", None, h.dtype, N, H, (
-            t, c, gi, gh, *self._bias(b_hh, gh), h, h_prev, r, z, hn_term))
+        self._launch(
+            "gru_forward_rz",
+            None,
+            h.dtype,
+            N,
+            H,
+            (t, c, gi, gh, *self._bias(b_hh, gh), h, h_prev, r, z, hn_term),
+        )
 
     def gru_forward_n(self, act, t, c, gi, gn, b_hh, mask, h, out, z, n):
         N, H = h.shape
-        self._launch("gru_forward_n", act, h.dtype, N, H, (
-            t, c, gi, gn, *self._bias(b_hh, gn), mask, h, out, z, n))
+        self._launch(
+            "gru_forward_n",
+            act,
+            h.dtype,
+            N,
+            H,
+            (t, c, gi, gn, *self._bias(b_hh, gn), mask, h, out, z, n),
+        )
 
     # -------------------------------------------------------------- backward
     def rnn_backward(self, act, t, mask, d_out, h_new, dh, dh_rec, d_gi):
         N, H = dh.shape
-        self._launch("rnn_backward", act, dh.dtype, N, H, (
-            t, mask, d_out, h_new, dh, dh_rec, d_gi))
+        self._launch(
+            "rnn_backward",
+            act,
+            dh.dtype,
+            N,
+            H,
+            (t, mask, d_out, h_new, dh, dh_rec, d_gi),
+        )
 
-    def gru_backward(self, act, t, mask, d_out, h_prev, r, z, n, hn_term, dh, dh_rec,
-                     d_gi, d_gh):
+    def gru_backward(
+        self, act, t, mask, d_out, h_prev, r, z, n, hn_term, dh, dh_rec, d_gi, d_gh
+    ):
         N, H = dh.shape
-        self._launch("gru_backward", act, dh.dtype, N, H, (
-            t, mask, d_out, h_prev, r, z, n, hn_term, dh, dh_rec, d_gi, d_gh))
+        self._launch(
+            "gru_backward",
+            act,
+            dh.dtype,
+            N,
+            H,
+            (t, mask, d_out, h_prev, r, z, n, hn_term, dh, dh_rec, d_gi, d_gh),
+        )
 
-    def gru_backward_zn(self, act, t, mask, d_out, h_prev, z, n, dh, dh_rec, d_gi, da_n):
+    def gru_backward_zn(
+        self, act, t, mask, d_out, h_prev, z, n, dh, dh_rec, d_gi, da_n
+    ):
         N, H = dh.shape
-        self._launch("gru_backward_zn", act, dh.dtype, N, H, (
-            t, mask, d_out, h_prev, z, n, dh, dh_rec, d_gi, da_n))
+        self._launch(
+            "gru_backward_zn",
+            act,
+            dh.dtype,
+            N,
+            H,
+            (t, mask, d_out, h_prev, z, n, dh, dh_rec, d_gi, da_n),
+        )
 
     def gru_backward_r(self, t, h_prev, r, d_rh, dh, d_gi):
         N, H = dh.shape
-        self._launch("gru_backward_r", None, dh.dtype, N, H, (
-            t, h_prev, r, d_rh, dh, d_gi))
+        self._launch(
+            "gru_backward_r", None, dh.dtype, N, H, (t, h_prev, r, d_rh, dh, d_gi)
+        )
 
 
 # Bytes of buffers that the graphs of one engine may hold (the least
@@ -466,9 +548,11 @@ class StepGraphs:
                 with self._lock:
                     self.enabled = False
                 warnings.warn(
-                    f"skrnn could not capture a CUDA graph ({type(exc).__name__}: {exc}); "
+                    "skrnn could not capture a CUDA graph "
+                    f"({type(exc).__name__}: {exc}); "
                     "the GPU engine goes on without graphs, which is slower.",
-                    RuntimeWarning, stacklevel=2,
+                    RuntimeWarning,
+                    stacklevel=2,
                 )
                 return None
         with self._lock:
@@ -513,8 +597,20 @@ def _copy(a):
     return a.copy()
 
 
-def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True, keep_outputs=True,
-            *, xp, kernels, graphs):
+def forward(
+    spec,
+    params,
+    x,
+    lengths,
+    h0,
+    reverse=False,
+    keep_cache=True,
+    keep_outputs=True,
+    *,
+    xp,
+    kernels,
+    graphs,
+):
     """:func:`skrnn._engine.reference.forward`, its time loop run by ``graphs``."""
     inputs = reference.forward_inputs(spec, params, x, lengths, h0, xp)
     shape = inputs["gi"].shape
@@ -524,16 +620,38 @@ def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True, keep_o
         lambda: reference.forward_buffers(spec, shape, keep_cache, x.dtype, xp),
         lambda work: reference.forward_steps(kernels, spec, work, reverse, keep_cache),
     )
-    return reference.forward_results(spec, work, x, reverse, keep_cache, keep_outputs,
-                                     take=_copy if replayed else None)
+    return reference.forward_results(
+        spec,
+        work,
+        x,
+        reverse,
+        keep_cache,
+        keep_outputs,
+        take=_copy if replayed else None,
+    )
 
 
-def backward(spec, params, cache, d_outputs, d_h_last=None, need_dx=True,
-             consume_cache=False, *, xp, kernels, graphs):
+def backward(
+    spec,
+    params,
+    cache,
+    d_outputs,
+    d_h_last=None,
+    need_dx=True,
+    consume_cache=False,
+    *,
+    xp,
+    kernels,
+    graphs,
+):
     """:func:`skrnn._engine.reference.backward`, its time loop run by ``graphs``
     (which leaves the cache intact, whatever ``consume_cache``)."""
     inputs = reference.backward_inputs(spec, params, cache, d_outputs, d_h_last, xp)
-    shape, GH, dtype = inputs["h_prev"].shape, inputs["W_hh"].shape[0], inputs["dh"].dtype
+    shape, GH, dtype = (
+        inputs["h_prev"].shape,
+        inputs["W_hh"].shape[0],
+        inputs["dh"].dtype,
+    )
     reverse = not cache["reverse"]
     work, _ = graphs.run(
         graphs.key("backward", spec, shape, GH, dtype.char, reverse),
@@ -547,7 +665,13 @@ def backward(spec, params, cache, d_outputs, d_h_last=None, need_dx=True,
 def make_engine():
     """The ``"cuda"`` engine; raises CudaUnavailableError when it cannot run."""
     cupy = import_cupy()
-    passes = dict(xp=cupy, kernels=CudaKernels(cupy), graphs=StepGraphs(cupy, CupyCapture(cupy)))
+    passes = dict(
+        xp=cupy, kernels=CudaKernels(cupy), graphs=StepGraphs(cupy, CupyCapture(cupy))
+    )
     return Engine(
-        "cuda", cupy, partial(forward, **passes), partial(backward, **passes), CupyMemory(cupy),
+        "cuda",
+        cupy,
+        partial(forward, **passes),
+        partial(backward, **passes),
+        CupyMemory(cupy),
     )

@@ -112,7 +112,9 @@ class StepKernels:
         out[t] = xp.where(mask[t], h_new[c], 0)
         h[...] = xp.where(mask[t], h_new[c], h)
 
-    def gru_forward(self, act, t, c, gi, gh, b_hh, mask, h, out, h_prev, r, z, n, hn_term):
+    def gru_forward(
+        self, act, t, c, gi, gh, b_hh, mask, h, out, h_prev, r, z, n, hn_term
+    ):
         """A GRU step, ``reset_after=True``; ``gh`` (N, 3H) holds W_hh h."""
         xp = self.xp
         H = h.shape[1]
@@ -129,7 +131,8 @@ class StepKernels:
         h[...] = xp.where(mask[t], h_new, h)
 
     def gru_forward_rz(self, t, c, gi, gh, b_hh, h, h_prev, r, z, hn_term):
-        """The gates of a GRU step, ``reset_after=False``; ``gh`` (N, 2H) holds W_hr,z h."""
+        """The gates of a GRU step, ``reset_after=False``; ``gh`` (N, 2H)
+        holds W_hr,z h."""
         xp = self.xp
         H = h.shape[1]
         if b_hh is not None:
@@ -169,8 +172,9 @@ class StepKernels:
         d_gi[t] = g_step * activation_grad(act, h_new[t])
         dh[...] = g - g_step
 
-    def gru_backward(self, act, t, mask, d_out, h_prev, r, z, n, hn_term, dh, dh_rec,
-                     d_gi, d_gh):
+    def gru_backward(
+        self, act, t, mask, d_out, h_prev, r, z, n, hn_term, dh, dh_rec, d_gi, d_gh
+    ):
         """``reset_after=True``: fills ``d_gi[t]``, ``d_gh[t]`` and ``dh``."""
         H = dh.shape[1]
         g, g_step = self._incoming(t, mask, d_out, dh, dh_rec)
@@ -180,10 +184,16 @@ class StepKernels:
         da_z = g_step * (h_prev[t] - n) * z * (1.0 - z)
         da_r = da_n * hn_term * r * (1.0 - r)
         d_gi[t, :, :H], d_gi[t, :, H : 2 * H], d_gi[t, :, 2 * H :] = da_r, da_z, da_n
-        d_gh[t, :, :H], d_gh[t, :, H : 2 * H], d_gh[t, :, 2 * H :] = da_r, da_z, da_n * r
+        d_gh[t, :, :H], d_gh[t, :, H : 2 * H], d_gh[t, :, 2 * H :] = (
+            da_r,
+            da_z,
+            da_n * r,
+        )
         dh[...] = (g - g_step) + g_step * z
 
-    def gru_backward_zn(self, act, t, mask, d_out, h_prev, z, n, dh, dh_rec, d_gi, da_n):
+    def gru_backward_zn(
+        self, act, t, mask, d_out, h_prev, z, n, dh, dh_rec, d_gi, da_n
+    ):
         """``reset_after=False``, first half: the z and n parts of ``d_gi[t]``,
         ``da_n`` (contiguous, for the GEMM into d(r * h)) and ``dh``."""
         H = dh.shape[1]
@@ -215,8 +225,18 @@ def step_kernels(xp):
 _CACHE_NAMES = {"rnn": ("h_prev", "h_new"), "gru": ("h_prev", "r", "z", "n", "hn_term")}
 
 
-def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True,
-            keep_outputs=True, xp=np, kernels=None):
+def forward(
+    spec,
+    params,
+    x,
+    lengths,
+    h0,
+    reverse=False,
+    keep_cache=True,
+    keep_outputs=True,
+    xp=np,
+    kernels=None,
+):
     """Run one direction of one layer over a chunk of time steps.
 
     Parameters
@@ -270,6 +290,7 @@ def forward(spec, params, x, lengths, h0, reverse=False, keep_cache=True,
 # else, so that the CUDA engine can replay it from a captured graph on
 # buffers of its own (:mod:`skrnn._engine.cuda`).
 
+
 def forward_inputs(spec, params, x, lengths, h0, xp):
     """What the forward time loop reads: ``gi`` (the input projections of
     every step), ``mask``, the state ``h`` (a copy of ``h0``), ``W_hh`` and,
@@ -296,10 +317,16 @@ def forward_buffers(spec, gi_shape, keep_cache, dtype, xp):
     T, N, GH = gi_shape
     H = GH // N_GATES[spec.cell]
     steps_kept = T if keep_cache else 1
-    work = {name: xp.empty((steps_kept, N, H), dtype=dtype) for name in _CACHE_NAMES[spec.cell]}
+    work = {
+        name: xp.empty((steps_kept, N, H), dtype=dtype)
+        for name in _CACHE_NAMES[spec.cell]
+    }
     work["outputs"] = xp.empty((T, N, H), dtype=dtype)
     if spec.cell == "gru" and not spec.reset_after:
-        work["gh"], work["gn"] = xp.empty((N, 2 * H), dtype=dtype), xp.empty((N, H), dtype=dtype)
+        work["gh"], work["gn"] = (
+            xp.empty((N, 2 * H), dtype=dtype),
+            xp.empty((N, H), dtype=dtype),
+        )
     else:
         work["gh"] = xp.empty((N, GH), dtype=dtype)
     return work
@@ -314,12 +341,16 @@ def forward_steps(k, spec, work, reverse, keep_cache):
     H = h.shape[1]
     if spec.cell == "gru" and not spec.reset_after:
         W_rz_T, W_n_T, gn = W_hh[: 2 * H].T, W_hh[2 * H :].T, work["gn"]
-    gru_buf = tuple(work[name] for name in _CACHE_NAMES["gru"]) if spec.cell == "gru" else ()
+    gru_buf = (
+        tuple(work[name] for name in _CACHE_NAMES["gru"]) if spec.cell == "gru" else ()
+    )
     for t in _steps(gi.shape[0], reverse):
         c = t if keep_cache else 0
         if spec.cell == "rnn":
             k.matmul(h, W_hh.T, gh)
-            k.rnn_forward(act, t, c, gi, gh, b_hh, mask, h, outputs, work["h_prev"], work["h_new"])
+            k.rnn_forward(
+                act, t, c, gi, gh, b_hh, mask, h, outputs, work["h_prev"], work["h_new"]
+            )
         elif spec.reset_after:
             # r, z, n as in PyTorch / cuDNN: one GEMM for the three gates
             k.matmul(h, W_hh.T, gh)
@@ -327,10 +358,22 @@ def forward_steps(k, spec, work, reverse, keep_cache):
         else:
             # Cho et al. (2014): W_hn multiplies r * h, a second GEMM
             k.matmul(h, W_rz_T, gh)
-            k.gru_forward_rz(t, c, gi, gh, b_hh, h, work["h_prev"], work["r"], work["z"],
-                             work["hn_term"])
+            k.gru_forward_rz(
+                t,
+                c,
+                gi,
+                gh,
+                b_hh,
+                h,
+                work["h_prev"],
+                work["r"],
+                work["z"],
+                work["hn_term"],
+            )
             k.matmul(work["hn_term"][c], W_n_T, gn)
-            k.gru_forward_n(act, t, c, gi, gn, b_hh, mask, h, outputs, work["z"], work["n"])
+            k.gru_forward_n(
+                act, t, c, gi, gn, b_hh, mask, h, outputs, work["z"], work["n"]
+            )
 
 
 def forward_results(spec, work, x, reverse, keep_cache, keep_outputs, take=None):
@@ -344,8 +387,17 @@ def forward_results(spec, work, x, reverse, keep_cache, keep_outputs, take=None)
     return outputs, take(work["h"]), {"x": x, "reverse": reverse, **cache}
 
 
-def backward(spec, params, cache, d_outputs, d_h_last=None, need_dx=True,
-             consume_cache=False, xp=np, kernels=None):
+def backward(
+    spec,
+    params,
+    cache,
+    d_outputs,
+    d_h_last=None,
+    need_dx=True,
+    consume_cache=False,
+    xp=np,
+    kernels=None,
+):
     """Backpropagate through one direction of one layer.
 
     Parameters
@@ -385,8 +437,11 @@ def backward(spec, params, cache, d_outputs, d_h_last=None, need_dx=True,
     """
     k = kernels if kernels is not None else step_kernels(xp)
     work = backward_inputs(spec, params, cache, d_outputs, d_h_last, xp)
-    work.update(backward_buffers(spec, work["h_prev"].shape, work["W_hh"].shape[0],
-                                 work["dh"].dtype, xp))
+    work.update(
+        backward_buffers(
+            spec, work["h_prev"].shape, work["W_hh"].shape[0], work["dh"].dtype, xp
+        )
+    )
     backward_steps(k, spec, work, not cache["reverse"])
     return backward_results(spec, params, work, cache["x"], need_dx, xp)
 
@@ -422,7 +477,10 @@ def backward_buffers(spec, cache_shape, GH, dtype, xp):
     if spec.cell == "gru" and spec.reset_after:
         work["d_gh"] = xp.empty_like(d_gi)
     elif spec.cell == "gru":
-        work["da_n"], work["d_rh"] = xp.empty((N, H), dtype=dtype), xp.empty((N, H), dtype=dtype)
+        work["da_n"], work["d_rh"] = (
+            xp.empty((N, H), dtype=dtype),
+            xp.empty((N, H), dtype=dtype),
+        )
     return work
 
 
@@ -430,7 +488,9 @@ def backward_steps(k, spec, work, reverse):
     """The backward time loop (``reverse``: from the last step to the
     first), on the arrays of ``work`` only."""
     act = spec.activation
-    mask, d_outputs, dh, dh_rec = (work[n] for n in ("mask", "d_outputs", "dh", "dh_rec"))
+    mask, d_outputs, dh, dh_rec = (
+        work[n] for n in ("mask", "d_outputs", "dh", "dh_rec")
+    )
     d_gi, d_gh, W_hh, h_prev = work["d_gi"], work["d_gh"], work["W_hh"], work["h_prev"]
     T, _, H = h_prev.shape
     for t in _steps(T, reverse):
@@ -438,13 +498,37 @@ def backward_steps(k, spec, work, reverse):
             k.rnn_backward(act, t, mask, d_outputs, work["h_new"], dh, dh_rec, d_gi)
             k.matmul(d_gi[t], W_hh, dh_rec)
         elif spec.reset_after:
-            k.gru_backward(act, t, mask, d_outputs, h_prev, work["r"], work["z"], work["n"],
-                           work["hn_term"], dh, dh_rec, d_gi, d_gh)
+            k.gru_backward(
+                act,
+                t,
+                mask,
+                d_outputs,
+                h_prev,
+                work["r"],
+                work["z"],
+                work["n"],
+                work["hn_term"],
+                dh,
+                dh_rec,
+                d_gi,
+                d_gh,
+            )
             k.matmul(d_gh[t], W_hh, dh_rec)
         else:
             da_n, d_rh = work["da_n"], work["d_rh"]
-            k.gru_backward_zn(act, t, mask, d_outputs, h_prev, work["z"], work["n"], dh, dh_rec,
-                              d_gi, da_n)
+            k.gru_backward_zn(
+                act,
+                t,
+                mask,
+                d_outputs,
+                h_prev,
+                work["z"],
+                work["n"],
+                dh,
+                dh_rec,
+                d_gi,
+                da_n,
+            )
             k.matmul(da_n, W_hh[2 * H :], d_rh)  # d(r * h) = da_n W_hn
             k.gru_backward_r(t, h_prev, work["r"], d_rh, dh, d_gi)
             k.matmul(d_gi[t, :, : 2 * H], W_hh[: 2 * H], dh_rec)
