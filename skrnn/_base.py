@@ -18,23 +18,23 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state, gen_batches
-from sklearn.utils._param_validation import (
-    Interval,
-    InvalidParameterError,
-    StrOptions,
-)
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
 from . import optim
 from ._data import SequenceInputMixin, Sequences, unpack
 from ._engine import CudaUnavailableError, get_engine
 from ._engine._device import optimizer_state_in, place_training_data, to_host
 from ._engine._threads import blas_threads
-from ._engine.reference import CellSpec
+from ._engine.reference import ACTIVATIONS, CellSpec
 from ._network import Network, take
 from ._progress import progress_bar
-
-_GRU_ACTIVATIONS = ("tanh", "logistic")
+from ._sklearn_compat import (
+    Interval,
+    InvalidParameterError,
+    StrOptions,
+    _check_sample_weight,
+    _fit_context,
+)
 
 
 class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta):
@@ -49,7 +49,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         "hidden_size": [Interval(Integral, 1, None, closed="left")],
         "num_layers": [Interval(Integral, 1, None, closed="left")],
         "bidirectional": ["boolean"],
-        "activation": [StrOptions({"tanh", "relu", "identity", "logistic"})],
+        "activation": [StrOptions(set().union(*ACTIVATIONS.values()))],
         "reset_after": ["boolean"],
         "use_bias": ["boolean"],
         "output": [StrOptions({"last", "sequence"})],
@@ -163,10 +163,11 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
 
     # ------------------------------------------------------------ validation
     def _check_param_combination(self):
-        if self.cell == "gru" and self.activation not in _GRU_ACTIVATIONS:
+        allowed = ACTIVATIONS[self.cell]
+        if self.activation not in allowed:
             raise InvalidParameterError(
                 f"The 'activation' parameter of {type(self).__name__} must be one of "
-                f"{_GRU_ACTIVATIONS} when cell='gru'. Got {self.activation!r} instead."
+                f"{allowed} when cell={self.cell!r}. Got {self.activation!r} instead."
             )
         if self.bidirectional and self.bptt_steps is not None:
             raise InvalidParameterError(
@@ -190,6 +191,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         return get_engine(self.device)
 
     # ------------------------------------------------------------- training
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
         """Fit the model to sequences X and targets y.
 
@@ -212,7 +214,6 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         self : object
             The fitted estimator.
         """
-        self._validate_params()
         return self._fit(X, y, sample_weight, incremental=False)
 
     def _fit(self, X, y, sample_weight, incremental, classes=None):

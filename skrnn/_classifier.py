@@ -10,6 +10,7 @@ from sklearn.utils.validation import column_or_1d
 from ._base import BaseSequenceEstimator
 from ._data import check_finite_targets, pack, split_step_targets
 from ._losses import binary_log_loss, multi_log_loss
+from ._sklearn_compat import _fit_context
 
 
 class SequenceClassifier(ClassifierMixin, BaseSequenceEstimator):
@@ -131,6 +132,7 @@ best_loss_, validation_scores_, best_validation_score_
     def _stratify_split(self):
         return self._output == "last"
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Run one epoch over X, y, starting from the current weights.
 
@@ -151,12 +153,8 @@ best_loss_, validation_scores_, best_validation_score_
         self : object
             The updated estimator.
         """
-        if not hasattr(self, "_network"):
-            self._validate_params()
-            if classes is None:
-                raise ValueError(
-                    "classes must be passed on the first call to partial_fit."
-                )
+        if classes is None and not hasattr(self, "_network"):
+            raise ValueError("classes must be passed on the first call to partial_fit.")
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
     def _log_proba(self, raw):

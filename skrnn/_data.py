@@ -13,7 +13,8 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 from sklearn.utils import check_array
-from sklearn.utils.validation import _check_feature_names, _get_feature_names
+
+from ._sklearn_compat import _check_feature_names, _get_feature_names
 
 
 class Sequences(NamedTuple):

@@ -8,6 +8,7 @@ from sklearn.utils import check_array
 from ._base import BaseSequenceEstimator
 from ._data import check_finite_targets, pack, split_step_targets
 from ._losses import squared_error
+from ._sklearn_compat import _fit_context
 
 
 class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
@@ -210,6 +211,7 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
             )
         return targets, {}
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None):
         """Run one epoch over X, y, starting from the current weights.
 
@@ -227,8 +229,6 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
         self : object
             The updated estimator.
         """
-        if not hasattr(self, "_network"):
-            self._validate_params()
         return self._fit(X, y, sample_weight, incremental=True)
 
     def predict(self, X):

@@ -5,18 +5,18 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils import check_random_state
 
+from ._sklearn_compat import Number, validate_params
+
 __all__ = ["make_binary_sum", "make_char_sequences"]
 
 
-def _check_int(name, value, low):
-    """Raise a ValueError unless ``value`` is an integer >= ``low``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value!r}")
-    return int(value)
+_COUNT = Number(Integral, 1, None, closed="left")
 
 
+@validate_params(
+    {"n_samples": [_COUNT], "n_timesteps": [_COUNT], "random_state": ["random_state"]},
+    prefer_skip_nested_validation=True,
+)
 def make_binary_sum(n_samples=100, n_timesteps=10, random_state=None):
     """Random bit sequences and their number of ones ("count the ones").
 
@@ -56,14 +56,16 @@ def make_binary_sum(n_samples=100, n_timesteps=10, random_state=None):
     >>> y
     array([1., 1., 2.])
     """
-    n_samples = _check_int("n_samples", n_samples, 1)
-    n_timesteps = _check_int("n_timesteps", n_timesteps, 1)
     rng = check_random_state(random_state)
-    X = np.round(rng.random_sample((n_samples, n_timesteps)))
+    X = np.round(rng.random_sample((int(n_samples), int(n_timesteps))))
     y = X.sum(axis=1)
     return X, y
 
 
+@validate_params(
+    {"text": [str], "seq_length": [_COUNT], "step": [_COUNT, None]},
+    prefer_skip_nested_validation=True,
+)
 def make_char_sequences(text, seq_length=25, step=None):
     """Windows of a text for next-character prediction (a char language model).
 
@@ -112,10 +114,8 @@ def make_char_sequences(text, seq_length=25, step=None):
     >>> y
     array([['e', 'l', 'l', 'o']], dtype='<U1')
     """
-    if not isinstance(text, str):
-        raise ValueError(f"text must be a str, got {type(text).__name__}")
-    seq_length = _check_int("seq_length", seq_length, 1)
-    step = seq_length if step is None else _check_int("step", step, 1)
+    seq_length = int(seq_length)
+    step = seq_length if step is None else int(step)
     if len(text) < seq_length + 1:
         raise ValueError(
             f"text has {len(text)} characters, but a window of seq_length="

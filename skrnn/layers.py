@@ -7,15 +7,32 @@ and gradients in dicts, ``forward`` and ``backward`` over a whole batch of
 sequences, and a ``stateful`` mode for truncated BPTT over a long stream.
 """
 
+from numbers import Integral
+
 import numpy as np
 from sklearn.utils import check_random_state
 
 from ._engine import get_engine
-from ._engine.reference import N_GATES, CellSpec
+from ._engine.reference import ACTIVATIONS, N_GATES, CellSpec
+from ._sklearn_compat import Number, Options, StrOptions, validate_parameter_constraints
 
 __all__ = ["RNN", "GRU"]
 
 PARAM_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+# the constructor's arguments but the activation, whose choices are the cell's
+_CONSTRAINTS = {
+    "input_size": [Number(Integral, 1, None, closed="left")],
+    "hidden_size": [Number(Integral, 1, None, closed="left")],
+    "reset_after": ["boolean"],
+    "use_bias": ["boolean"],
+    "stateful": ["boolean"],
+    "dtype": [
+        StrOptions({"float32", "float64"}),
+        Options(type, {np.float32, np.float64}),
+    ],
+    "random_state": ["random_state"],
+}
 
 
 def init_params(spec, input_size, hidden_size, dtype, rng):
@@ -74,25 +91,27 @@ class _RecurrentLayer:
         dtype="float32",
         random_state=None,
     ):
-        if int(input_size) < 1 or int(hidden_size) < 1:
-            raise ValueError(
-                f"input_size and hidden_size must be >= 1, got {input_size} and "
-                f"{hidden_size}."
-            )
-        allowed = {"rnn": ("tanh", "relu", "identity", "logistic")}.get(
-            self._cell, ("tanh", "logistic")
+        validate_parameter_constraints(
+            {
+                **_CONSTRAINTS,
+                "activation": [StrOptions(set(ACTIVATIONS[self._cell]))],
+            },
+            dict(
+                input_size=input_size,
+                hidden_size=hidden_size,
+                activation=activation,
+                reset_after=reset_after,
+                use_bias=use_bias,
+                stateful=stateful,
+                dtype=dtype,
+                random_state=random_state,
+            ),
+            caller_name=type(self).__name__,
         )
-        if activation not in allowed:
-            raise ValueError(
-                f"activation must be one of {allowed} for {type(self).__name__}, "
-                f"got {activation!r}."
-            )
         self.input_size = int(input_size)
         self.hidden_size = int(hidden_size)
         self.stateful = stateful
         self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}.")
         self.spec = CellSpec(self._cell, activation, bool(reset_after), bool(use_bias))
         rng = check_random_state(random_state)
         self.params = init_params(

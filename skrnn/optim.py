@@ -27,25 +27,18 @@ from numbers import Real
 
 import numpy as np
 
+from ._sklearn_compat import (
+    InvalidParameterError,
+    Number,
+    validate_parameter_constraints,
+    validate_params,
+)
+
 __all__ = ["SGD", "Adam", "Rprop", "clip_grad_norm"]
 
 
-def _check_real(name, value, low=None, high=None, low_open=False, high_open=False):
-    """Raise a ValueError unless ``value`` is a real number in range."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    too_low = low is not None and (value <= low if low_open else value < low)
-    too_high = high is not None and (value >= high if high_open else value > high)
-    if too_low or too_high:
-        left = "(" if low_open else "["
-        right = ")" if high_open else "]"
-        lo = "-inf" if low is None else repr(low)
-        hi = "inf" if high is None else repr(high)
-        raise ValueError(f"{name} must be in {left}{lo}, {hi}{right}, got {value!r}")
-    return value
+# the learning rate, epsilon and clip_grad_norm's max_norm
+_POSITIVE = Number(Real, 0, np.inf, closed="neither")
 
 
 class _Optimizer:
@@ -59,13 +52,19 @@ class _Optimizer:
 
     _param_names = ()
     _ref_key = None
+    _parameter_constraints = {"learning_rate": [_POSITIVE]}
 
     def __init__(self, learning_rate):
-        self.learning_rate = _check_real(
-            "learning_rate", learning_rate, low=0.0, low_open=True
-        )
+        self.learning_rate = float(learning_rate)
         #: dict: key of the params dict -> that array's optimizer state.
         self.state = {}
+
+    def _validate(self, **params):
+        """Raise scikit-learn's InvalidParameterError (a ValueError) for a
+        value outside ``_parameter_constraints``."""
+        validate_parameter_constraints(
+            self._parameter_constraints, params, caller_name=type(self).__name__
+        )
 
     def __repr__(self):
         args = ", ".join(f"{n}={getattr(self, n)!r}" for n in self._param_names)
@@ -176,12 +175,18 @@ class SGD(_Optimizer):
 
     _param_names = ("learning_rate", "momentum", "nesterov")
     _ref_key = "velocity"
+    _parameter_constraints = {
+        **_Optimizer._parameter_constraints,
+        "momentum": [Number(Real, 0, 1, closed="both")],
+        "nesterov": ["boolean"],
+    }
 
     def __init__(self, learning_rate=1e-3, momentum=0.9, nesterov=True):
+        self._validate(
+            learning_rate=learning_rate, momentum=momentum, nesterov=nesterov
+        )
         super().__init__(learning_rate)
-        self.momentum = _check_real("momentum", momentum, low=0.0, high=1.0)
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise ValueError(f"nesterov must be a bool, got {nesterov!r}")
+        self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
 
     def _init_state(self, param):
@@ -247,12 +252,23 @@ class Adam(_Optimizer):
 
     _param_names = ("learning_rate", "beta_1", "beta_2", "epsilon")
     _ref_key = "m"
+    _parameter_constraints = {
+        **_Optimizer._parameter_constraints,
+        "beta_1": [Number(Real, 0, 1, closed="left")],
+        "beta_2": [Number(Real, 0, 1, closed="left")],
+        "epsilon": [_POSITIVE],
+    }
 
     def __init__(self, learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-8):
+        self._validate(
+            learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon
+        )
         super().__init__(learning_rate)
-        self.beta_1 = _check_real("beta_1", beta_1, low=0.0, high=1.0, high_open=True)
-        self.beta_2 = _check_real("beta_2", beta_2, low=0.0, high=1.0, high_open=True)
-        self.epsilon = _check_real("epsilon", epsilon, low=0.0, low_open=True)
+        self.beta_1, self.beta_2, self.epsilon = (
+            float(beta_1),
+            float(beta_2),
+            float(epsilon),
+        )
 
     def _init_state(self, param):
         return {"t": 0, "m": np.zeros_like(param), "v": np.zeros_like(param)}
@@ -322,27 +338,39 @@ class Rprop(_Optimizer):
 
     _param_names = ("learning_rate", "etas", "step_sizes")
     _ref_key = "prev"
+    _parameter_constraints = {
+        **_Optimizer._parameter_constraints,
+        "etas[0]": [Number(Real, 0, 1, closed="neither")],
+        "etas[1]": [Number(Real, 1, np.inf, closed="neither")],
+        "step_sizes[0]": [Number(Real, 0, np.inf, closed="left")],
+    }
 
     def __init__(self, learning_rate=1e-3, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0)):
-        super().__init__(learning_rate)
         etaminus, etaplus = self._pair("etas", etas)
-        etaminus = _check_real(
-            "etas[0]", etaminus, low=0.0, high=1.0, low_open=True, high_open=True
-        )
-        etaplus = _check_real("etas[1]", etaplus, low=1.0, low_open=True)
         lo, hi = self._pair("step_sizes", step_sizes)
-        lo = _check_real("step_sizes[0]", lo, low=0.0)
-        hi = _check_real("step_sizes[1]", hi, low=lo)
-        self.etas = (etaminus, etaplus)
-        self.step_sizes = (lo, hi)
+        self._validate(
+            learning_rate=learning_rate,
+            **{"etas[0]": etaminus, "etas[1]": etaplus, "step_sizes[0]": lo},
+        )
+        # the largest step size is bounded by the smallest
+        validate_parameter_constraints(
+            {"step_sizes[1]": [Number(Real, lo, np.inf, closed="left")]},
+            {"step_sizes[1]": hi},
+            caller_name="Rprop",
+        )
+        super().__init__(learning_rate)
+        self.etas = (float(etaminus), float(etaplus))
+        self.step_sizes = (float(lo), float(hi))
 
     @staticmethod
     def _pair(name, value):
         try:
             first, second = value
         except (TypeError, ValueError):
-            msg = f"{name} must be a pair of numbers, got {value!r}"
-            raise ValueError(msg) from None
+            raise InvalidParameterError(
+                f"The {name!r} parameter of Rprop must be a pair of numbers. "
+                f"Got {value!r} instead."
+            ) from None
         return first, second
 
     def _init_state(self, param):
@@ -367,6 +395,10 @@ class Rprop(_Optimizer):
         param -= np.sign(prev) * step_size
 
 
+@validate_params(
+    {"grads": "no_validation", "max_norm": [_POSITIVE]},
+    prefer_skip_nested_validation=True,
+)
 def clip_grad_norm(grads, max_norm):
     """Scale gradients in place so that their global L2 norm is at most ``max_norm``.
 
@@ -401,7 +433,6 @@ def clip_grad_norm(grads, max_norm):
     >>> grads["a"], grads["b"]
     (array([0.6]), array([[0.8]]))
     """
-    max_norm = _check_real("max_norm", max_norm, low=0.0, low_open=True)
     arrays = list(grads.values()) if isinstance(grads, dict) else list(grads)
     return float(_clip_grad_norm(arrays, max_norm, np))
 

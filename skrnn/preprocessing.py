@@ -2,10 +2,15 @@
 
 import numpy as np
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
-from sklearn.utils._set_output import ADAPTERS_MANAGER, _get_output_config
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
 from ._data import SequenceInputMixin
+from ._sklearn_compat import (
+    ADAPTERS_MANAGER,
+    _check_sample_weight,
+    _fit_context,
+    _get_output_config,
+)
 
 __all__ = ["SequenceScaler"]
 
@@ -76,6 +81,7 @@ class SequenceScaler(
         self.with_mean = with_mean
         self.with_std = with_std
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, sample_weight=None):
         """Compute the mean and scale of each feature.
 
@@ -93,11 +99,11 @@ class SequenceScaler(
         self : object
             The fitted scaler.
         """
-        self._validate_params()
         for name in ("mean_", "var_", "scale_", "n_samples_seen_"):
             self.__dict__.pop(name, None)
         return self.partial_fit(X, y, sample_weight)
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None, sample_weight=None):
         """Update the mean and scale with more sequences.
 
@@ -116,8 +122,6 @@ class SequenceScaler(
             The updated scaler.
         """
         first = not hasattr(self, "n_samples_seen_")
-        if first:
-            self._validate_params()
         seqs, attrs = self._validate_X(X, reset=first)
         rows, weights = _valid_rows(seqs, sample_weight)
         # Chan et al.'s pairwise update of count, mean and variance

@@ -32,6 +32,13 @@ CellSpec = namedtuple("CellSpec", ["cell", "activation", "reset_after", "use_bia
 
 N_GATES = {"rnn": 1, "gru": 3}
 
+# The activations each cell takes: the Elman cell's nonlinearity, the GRU
+# candidate's (its gates are always logistic).
+ACTIVATIONS = {
+    "rnn": ("tanh", "relu", "identity", "logistic"),
+    "gru": ("tanh", "logistic"),
+}
+
 
 def activate(name, a, xp):
     """Apply the activation ``name`` to the pre-activation ``a``."""
