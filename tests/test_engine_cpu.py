@@ -726,3 +726,14 @@ def test_a_prediction_reuses_its_windows_memory(monkeypatch, output):
     plain = get_engine("cpu")._replace(workspace=nullcontext)
     monkeypatch.setattr(skrnn._base, "get_engine", lambda name="cpu": plain)
     np.testing.assert_array_equal(pooled, model.predict(X))
+
+
+@pytest.mark.parametrize("kernel", ["forward", "backward"])
+def test_kernels_take_their_arrays_by_name_only(kernel):
+    """Many of a kernel's arrays share a type, so a positional call with two
+    of them swapped would compile and run: the kernels refuse positions."""
+    from skrnn._engine import _recurrent
+
+    for specialisation in getattr(_recurrent, kernel).__signatures__.values():
+        with pytest.raises(TypeError, match="positional"):
+            specialisation(0, 0, False)

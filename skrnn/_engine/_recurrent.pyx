@@ -249,7 +249,7 @@ def live_rows(const Py_ssize_t[::1] lengths, Py_ssize_t[::1] n_live):
     return True
 
 
-def forward(int cell, int act, bint reverse,
+def forward(*, int cell, int act, bint reverse,
             const floating[:, :, ::1] x, const Py_ssize_t[::1] n_live,
             const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
             const floating[::1] b_ih, const floating[::1] b_hh,
@@ -427,7 +427,7 @@ cdef void _gru_before_step(int act, Py_ssize_t nt, Py_ssize_t H,
         skrnn_gru_before_forward_n_f64(act, nt, H, b_ih, b_hh, g, pre, h, out)
 
 
-def backward(int cell, int act, bint reverse,
+def backward(*, int cell, int act, bint reverse,
              const floating[:, :, ::1] x, const Py_ssize_t[::1] n_live,
              const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
              const floating[:, :, ::1] out, const floating[:, :, ::1] h_prev,

@@ -13,6 +13,7 @@ import os
 import threading
 from collections import deque
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -68,16 +69,20 @@ _KERNELS = {
 _INT_MAX = 2**31 - 1
 
 
+@dataclass(slots=True, kw_only=True)
 class _Cache:
     """What backward needs from forward; opaque to callers. ``gates`` and
     ``hn`` are None once a backward with ``consume_cache`` has written over
     them."""
 
-    __slots__ = ("cell", "reverse", "x", "n_live", "outputs", "h_prev", "gates", "hn")
-
-    def __init__(self, *values):
-        for name, value in zip(self.__slots__, values):
-            setattr(self, name, value)
+    cell: int
+    reverse: bool
+    x: np.ndarray
+    n_live: np.ndarray
+    outputs: np.ndarray
+    h_prev: np.ndarray
+    gates: np.ndarray
+    hn: np.ndarray
 
 
 @lru_cache(maxsize=64)
@@ -343,26 +348,35 @@ def forward(
         if keep_cache:
             hn = _empty((T, N, H), dtype)
     _KERNELS[dtype][0](
-        cell,
-        act,
-        bool(reverse),
-        x,
-        n_live,
-        w_ih,
-        w_hh,
-        b_ih,
-        b_hh,
-        h,
-        outputs,
-        gates,
-        h_prev,
-        hn,
-        work,
-        _packed(cell, N, H, dtype),
+        cell=cell,
+        act=act,
+        reverse=bool(reverse),
+        x=x,
+        n_live=n_live,
+        w_ih=w_ih,
+        w_hh=w_hh,
+        b_ih=b_ih,
+        b_hh=b_hh,
+        h=h,
+        out=outputs,
+        gates=gates,
+        h_prev=h_prev,
+        hn=hn,
+        work=work,
+        packed=_packed(cell, N, H, dtype),
     )
     cache = None
     if keep_cache:
-        cache = _Cache(cell, bool(reverse), x, n_live, outputs, h_prev, gates, hn)
+        cache = _Cache(
+            cell=cell,
+            reverse=bool(reverse),
+            x=x,
+            n_live=n_live,
+            outputs=outputs,
+            h_prev=h_prev,
+            gates=gates,
+            hn=hn,
+        )
     return (outputs if keep_outputs else None), h, cache
 
 
@@ -423,27 +437,27 @@ def backward(
     dw_hh = _empty(w_hh.shape, dtype)
     db = np.zeros((2, GH), dtype=dtype)
     _KERNELS[dtype][1](
-        cell,
-        act,
-        cache.reverse,
-        x,
-        cache.n_live,
-        w_ih,
-        w_hh,
-        cache.outputs,
-        cache.h_prev,
-        hn,
-        d_outputs,
-        dh,
-        dg,
-        dan,
-        dx,
-        dw_ih,
-        dw_hh,
-        db[0],
-        db[1],
-        work,
-        _packed(cell, N, H, dtype),
+        cell=cell,
+        act=act,
+        reverse=cache.reverse,
+        x=x,
+        n_live=cache.n_live,
+        w_ih=w_ih,
+        w_hh=w_hh,
+        out=cache.outputs,
+        h_prev=cache.h_prev,
+        hn=hn,
+        d_out=d_outputs,
+        dh=dh,
+        dg=dg,
+        dan=dan,
+        dx=dx,
+        dw_ih=dw_ih,
+        dw_hh=dw_hh,
+        db_ih=db[0],
+        db_hh=db[1],
+        work=work,
+        packed=_packed(cell, N, H, dtype),
     )
     grads = {"weight_ih": dw_ih, "weight_hh": dw_hh}
     if spec.use_bias:
