@@ -728,6 +728,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         Returns
         -------
         score : float
+            R² (regressor) or accuracy (classifier).
         """
         check_is_fitted(self)
         seqs, _ = self._validate_X(X, reset=False)

@@ -70,10 +70,12 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
     n_iter_no_change : int, default=10
         Stop after this many epochs without an improvement of ``tol``.
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the data, stop on its score and
-        keep the best weights. Ignored by ``partial_fit``.
+        Hold out ``validation_fraction`` of the data, stop on its score (R²
+        for the regressor, accuracy for the classifier) and keep the best
+        weights. Ignored by ``partial_fit``.
     validation_fraction : float, default=0.1
-        Share of the data held out for early stopping.
+        Share of the data held out for early stopping; the classifier's
+        split is stratified when ``output="last"``.
     bptt_steps : int or None, default=None
         Truncated BPTT over windows of this many steps: the state is carried
         across windows, gradients stop at the start of their window. Not
@@ -126,7 +128,7 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
     t_ : int
         Samples seen during training.
     loss_ : float
-        The last epoch's loss (squared error / 2 plus the L2 penalty). When
+        The last epoch's loss: squared error / 2 plus the L2 penalty. When
         training diverges before a call's first epoch completes, the loss
         at the weights kept. Training diverges when the loss or a weight
         becomes NaN or infinite, or the loss exceeds 1/eps times the largest

@@ -18,7 +18,7 @@ _COUNT = Number(Integral, 1, None, closed="left")
     prefer_skip_nested_validation=True,
 )
 def make_binary_sum(n_samples=100, n_timesteps=10, random_state=None):
-    """Random bit sequences and their number of ones ("count the ones").
+    """Generate random bit sequences and their number of ones ("count the ones").
 
     Each bit is ``round(u)`` with ``u`` uniform on [0, 1), drawn row by row:
     the same data as the seed write-up's
@@ -45,6 +45,11 @@ def make_binary_sum(n_samples=100, n_timesteps=10, random_state=None):
     y : ndarray of shape (n_samples,), dtype float64
         The number of ones of each row.
 
+    See Also
+    --------
+    make_char_sequences : The other data set, of text.
+    skrnn.SequenceRegressor : Learns the count (``examples/binary_sum.py``).
+
     Examples
     --------
     >>> from skrnn.datasets import make_binary_sum
@@ -67,7 +72,7 @@ def make_binary_sum(n_samples=100, n_timesteps=10, random_state=None):
     prefer_skip_nested_validation=True,
 )
 def make_char_sequences(text, seq_length=25, step=None):
-    """Windows of a text for next-character prediction (a char language model).
+    """Cut a text into windows for next-character prediction (a char language model).
 
     Window ``k`` reads ``text[k * step : k * step + seq_length]`` and its
     target is the same slice shifted by one character,
@@ -95,6 +100,12 @@ def make_char_sequences(text, seq_length=25, step=None):
     alphabet : list of str
         The distinct characters of the whole ``text``, sorted; feature ``j``
         of ``X`` is ``alphabet[j]``.
+
+    See Also
+    --------
+    make_binary_sum : The other data set, of bits.
+    skrnn.SequenceClassifier : Learns the next character with
+        ``output="sequence"`` (``examples/char_rnn_hello.py``).
 
     Examples
     --------

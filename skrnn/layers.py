@@ -232,6 +232,10 @@ class _RecurrentLayer:
 class RNN(_RecurrentLayer):
     """Elman recurrent layer: h' = act(W_ih x + b_ih + W_hh h + b_hh).
 
+    One direction of one layer, run over a batch of sequences by
+    :meth:`forward` and backpropagated through time by :meth:`backward`;
+    the building block of the estimators' ``cell="rnn"``.
+
     Parameters
     ----------
     input_size : int
@@ -258,6 +262,11 @@ class RNN(_RecurrentLayer):
         Gradients of the same shapes, filled by :meth:`backward`.
     dh0 : ndarray of shape (N, H)
         Gradient with respect to the initial state, filled by :meth:`backward`.
+
+    See Also
+    --------
+    GRU : The gated layer.
+    skrnn.optim.SGD : An optimizer for ``params`` and ``grads``.
 
     Examples
     --------
@@ -331,6 +340,11 @@ class GRU(_RecurrentLayer):
         Gradients of the same shapes, filled by :meth:`backward`.
     dh0 : ndarray of shape (N, H)
         Gradient with respect to the initial state, filled by :meth:`backward`.
+
+    See Also
+    --------
+    RNN : The Elman layer.
+    skrnn.optim.Adam : An optimizer for ``params`` and ``grads``.
 
     Examples
     --------

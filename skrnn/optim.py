@@ -90,6 +90,7 @@ class _Optimizer:
         Returns
         -------
         None
+            The arrays of ``params`` are changed in place.
         """
         for key in grads:
             if key not in params:
@@ -158,6 +159,12 @@ class SGD(_Optimizer):
     state : dict
         Per key of the params dict: ``{"velocity": ndarray}``, of the
         weight's shape and dtype.
+
+    See Also
+    --------
+    Adam, Rprop : The other optimizers.
+    clip_grad_norm : Gradient clipping before an update.
+    sklearn.neural_network.MLPRegressor : Whose ``solver="sgd"`` this is.
 
     Examples
     --------
@@ -235,6 +242,12 @@ class Adam(_Optimizer):
     state : dict
         Per key of the params dict: ``{"t": int, "m": ndarray, "v": ndarray}``,
         the arrays of the weight's shape and dtype.
+
+    See Also
+    --------
+    SGD, Rprop : The other optimizers.
+    clip_grad_norm : Gradient clipping before an update.
+    sklearn.neural_network.MLPRegressor : Whose ``solver="adam"`` this is.
 
     Examples
     --------
@@ -321,6 +334,10 @@ class Rprop(_Optimizer):
     state : dict
         Per key of the params dict: ``{"prev": ndarray, "step_size":
         ndarray}``, of the weight's shape and dtype.
+
+    See Also
+    --------
+    SGD, Adam : The mini-batch optimizers.
 
     Examples
     --------
@@ -422,6 +439,10 @@ def clip_grad_norm(grads, max_norm):
     -------
     norm : float
         The global norm before clipping.
+
+    See Also
+    --------
+    SGD, Adam, Rprop : The optimizers whose gradients this clips.
 
     Examples
     --------

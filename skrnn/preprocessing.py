@@ -63,6 +63,10 @@ class SequenceScaler(
     feature_names_in_ : ndarray of str
         Column names of a fitted DataFrame (only then).
 
+    See Also
+    --------
+    sklearn.preprocessing.StandardScaler : The same for tables of features.
+
     Examples
     --------
     >>> import numpy as np

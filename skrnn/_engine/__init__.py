@@ -53,7 +53,21 @@ Engine = namedtuple(
 class CudaUnavailableError(RuntimeError):
     """``device="cuda"`` was asked for, but CuPy or a usable CUDA device is missing.
 
-    The message says which of the two, and how to install CuPy.
+    The message says which of the two, and how to install CuPy. It is a
+    ``RuntimeError``, raised by ``fit`` and ``partial_fit`` before anything
+    changes.
+
+    See Also
+    --------
+    skrnn.SequenceRegressor, skrnn.SequenceClassifier : Their ``device``.
+
+    Examples
+    --------
+    >>> from skrnn import CudaUnavailableError, SequenceRegressor
+    >>> try:
+    ...     SequenceRegressor(device="cuda").fit([[0.0, 1.0]] * 4, [0.0] * 4)
+    ... except CudaUnavailableError as exc:
+    ...     print("no GPU here:", type(exc).__name__)  # doctest: +SKIP
     """
 
 
