@@ -10,8 +10,8 @@ import copy
 import time
 import warnings
 from abc import ABCMeta, abstractmethod
-from functools import partial
 from numbers import Integral, Real
+from typing import NamedTuple
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -35,6 +35,20 @@ from ._sklearn_compat import (
     _check_sample_weight,
     _fit_context,
 )
+
+
+class _Run(NamedTuple):
+    """What the epochs of one call to ``fit`` or ``partial_fit`` share."""
+
+    engine: object  # the Engine, with its workers for this call
+    params: object  # DeviceParams: the parameters where the engine computes
+    data: tuple  # the training set's (values, targets) where the engine reads them
+    seqs: Sequences  # the training set on the host
+    targets: np.ndarray
+    sample_weight: np.ndarray
+    train: np.ndarray  # the samples trained on
+    val: object  # the samples held out for early stopping, or None
+    previous: np.ndarray  # the weights before the latest update
 
 
 class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta):
@@ -379,14 +393,10 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         """Run ``max_iter`` epochs (one when ``incremental``) on the samples ``train``.
 
         On an engine with its own memory (the GPU), the parameters, the
-        optimiser's state and — when it fits — the training set are copied
-        there once, batches are sliced there, and only each epoch's loss
-        comes back; the parameters are copied back when training ends,
-        however it ends.
-
-        An interrupted epoch (KeyboardInterrupt) is rolled back: the model
-        keeps the weights, the optimiser's state and the random state of the
-        last completed epoch, as if the interrupted epoch had not begun.
+        optimiser's state and, when it fits, the training set stay there
+        for the whole call; each epoch brings back only its loss. An
+        interrupted epoch (KeyboardInterrupt) is rolled back: the model
+        keeps what the last completed epoch left.
         """
         data = place_training_data(engine, seqs.values, targets)
         with (
@@ -394,7 +404,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             optimizer_state_in(self._optimizer, engine.memory),
             engine.workspace(),
         ):
-            self._train_epochs(
+            run = _Run(
                 engine,
                 params,
                 data,
@@ -403,78 +413,53 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
                 sample_weight,
                 train,
                 val,
-                incremental,
+                previous=params.flat.copy(),
             )
+            self._train_epochs(run, incremental)
 
-    def _train_epochs(
-        self,
-        engine,
-        params,
-        data,
-        seqs,
-        targets,
-        sample_weight,
-        train,
-        val,
-        incremental,
-    ):
-        """The epochs of :meth:`_train`; ``data`` is (values, targets) where the
-        engine reads them, ``seqs`` and ``targets`` the host copies."""
-        total_weight = float(sample_weight[train].sum())
-        # the weights before the latest update, restored if training diverges
-        previous = params.flat.copy()
+    def _train_epochs(self, run, incremental):
+        """The epochs of :meth:`_train`."""
+        params = run.params
+        total_weight = float(run.sample_weight[run.train].sum())
         epoch_start = params.flat.copy()
         previous_start = params.flat.copy()
-        best_flat = params.flat.copy() if val is not None else None
+        best_flat = params.flat.copy() if run.val is not None else None
         converged = incremental  # partial_fit runs one epoch and never warns
         first_epoch = len(self.loss_curve_)
         # On the host, checking every step for divergence costs nothing; on a
         # device it would make the host wait for the device at every step.
-        deferred = engine.memory is not None
-        epoch = partial(
-            self._epoch,
-            engine,
-            params,
-            data,
-            seqs.lengths,
-            sample_weight,
-            train,
-            previous,
-        )
+        deferred = run.engine.memory is not None
         for _ in range(1 if incremental else self.max_iter):
             start = time.perf_counter()
             epoch_start[...] = params.flat
-            previous_start[...] = previous
+            previous_start[...] = run.previous
             snapshot = (
                 epoch_start,
                 previous_start,
                 copy.deepcopy(self._optimizer.state),
                 self._random_state.get_state(),
             )
+            # the largest loss of this call's epochs bounds the next (see _step)
+            peak = max(self.loss_curve_[first_epoch:], default=0.0)
             try:
                 # Overflow is expected when training diverges: it is detected
                 # (non-finite loss or weights) and handled, not warned about.
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                    # the largest loss of this call's epochs bounds the next (see _step)
-                    peak = max(self.loss_curve_[first_epoch:], default=0.0)
-                    loss = epoch(peak, checked=not deferred)
+                    loss = self._epoch(run, peak, checked=not deferred)
                     if deferred and not np.isfinite(loss):
-                        # A step's loss, gradient or update was not finite
-                        # (or the sum overflowed): run the epoch again from
-                        # its start, checking each step, to stop where the
-                        # host would.
-                        self._roll_back(params, previous, snapshot)
-                        loss = epoch(peak, checked=True)
+                        # A step diverged (or the sum overflowed): run the
+                        # epoch again from its start, checking each step, to
+                        # stop where the host would.
+                        self._roll_back(run, snapshot)
+                        loss = self._epoch(run, peak, checked=True)
             except KeyboardInterrupt:
-                self._roll_back(params, previous, snapshot)
+                self._roll_back(run, snapshot)
                 raise
             if loss is None:
                 if len(self.loss_curve_) == first_epoch:
                     # no epoch of this call completed: the loss of the weights kept
                     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                        self.loss_ = self._loss_at(
-                            engine, params, data, seqs.lengths, sample_weight, train
-                        )
+                        self.loss_ = self._loss_at(run)
                 warnings.warn(
                     "Training diverged (the loss or a weight became NaN or "
                     "infinite, or the loss grew past what the weights' precision "
@@ -485,16 +470,14 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
                 converged = True
                 break
             self.n_iter_ += 1
-            self.t_ += len(train)
+            self.t_ += len(run.train)
             self.loss_ = loss / total_weight if total_weight > 0 else 0.0
             self.loss_curve_.append(self.loss_)
-            stop = self._update_no_improvement_count(
-                seqs, targets, sample_weight, val, params, best_flat
-            )
+            stop = self._update_no_improvement_count(run, best_flat)
             if self.verbose:
                 score = (
                     f", validation score = {self.validation_scores_[-1]:.6f}"
-                    if val is not None
+                    if run.val is not None
                     else ""
                 )
                 print(
@@ -510,134 +493,92 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
                 "reached and the optimization hasn't converged yet.",
                 ConvergenceWarning,
             )
-        if val is not None:
+        if run.val is not None:
             params.flat[...] = best_flat
 
-    def _roll_back(self, params, previous, snapshot):
-        """Put training back to the start of an epoch: ``snapshot`` holds the
-        weights, the weights before the latest update, the optimiser's state
-        and the random state as they were then (left intact, so that the
-        same epoch can be rolled back again)."""
-        flat, previous_flat, optimizer_state, random_state = snapshot
-        params.flat[...] = flat
-        previous[...] = previous_flat
+    def _roll_back(self, run, snapshot):
+        """Put training back to the start of an epoch, as ``snapshot`` (the
+        weights, ``run.previous``, the optimiser's state and the random
+        state) holds it; the snapshot stays intact for another roll-back."""
+        flat, previous, optimizer_state, random_state = snapshot
+        run.params.flat[...] = flat
+        run.previous[...] = previous
         self._optimizer.state = copy.deepcopy(optimizer_state)
         self._random_state.set_state(random_state)
 
-    def _epoch(
-        self,
-        engine,
-        params,
-        data,
-        lengths,
-        sample_weight,
-        train,
-        previous,
-        peak,
-        *,
-        checked,
-    ):
-        """One pass over ``train``: the weighted sum of the batches' losses.
+    def _epoch(self, run, peak, *, checked):
+        """One pass over ``run.train``: the weighted sum of the batches' losses.
 
-        ``peak``: the largest loss seen before the epoch in this call to
-        ``fit`` or ``partial_fit`` (0 for none), which bounds each step's
-        loss (see :meth:`_step`) with the largest seen since.
-
-        ``checked``: each step is checked for divergence as it is made, and
-        None is returned at the first that diverges (see :meth:`_step`).
-        Unchecked, nothing waits for the engine until the epoch's loss comes
-        back (the one transfer of the epoch from a GPU); it is NaN if any
-        step diverged.
+        ``peak`` is the largest loss seen before the epoch in this call (0
+        for none). ``checked``: each step is checked for divergence and None
+        returned at the first that diverges (see :meth:`_step`); unchecked,
+        nothing waits for the engine until the epoch's loss, NaN if a step
+        diverged, comes back.
         """
-        n_samples = len(train)
+        xp = run.engine.xp
+        n_samples = len(run.train)
+        train = run.train
         if self.shuffle:
             train = train[self._random_state.permutation(n_samples)]
         batches = list(gen_batches(n_samples, self._batch_size(n_samples)))
         accumulated = 0.0
-        peak = engine.xp.asarray(peak)
+        peak = xp.asarray(peak)
         with progress_bar(len(batches), self.verbose >= 2) as advance:
             for batch in batches:
                 idx = train[batch]
-                loss = self._step(
-                    engine,
-                    params,
-                    data,
-                    lengths,
-                    sample_weight,
-                    idx,
-                    previous,
-                    peak,
-                    checked=checked,
-                )
+                loss = self._step(run, idx, peak, checked=checked)
                 if loss is None:
                     return None
-                accumulated = accumulated + loss * float(sample_weight[idx].sum())
-                peak = engine.xp.maximum(peak, loss)
+                accumulated = accumulated + loss * float(run.sample_weight[idx].sum())
+                peak = xp.maximum(peak, loss)
                 advance()
-        return float(to_host(engine, accumulated))
+        return float(to_host(run.engine, accumulated))
 
-    def _step(
-        self,
-        engine,
-        params,
-        data,
-        lengths,
-        sample_weight,
-        idx,
-        previous,
-        peak,
-        *,
-        checked,
-    ):
+    def _step(self, run, idx, peak, *, checked):
         """One update on the samples ``idx``: the batch's loss.
 
         The divergence rule: when the loss or the gradient at the current
-        weights is not finite, or the loss is more than 1/eps times ``peak``
-        (the largest loss seen before in this call; eps is the machine
-        epsilon of the weights' dtype, so that every earlier loss is below
-        its rounding error), the update that led to these weights is undone
-        (``previous`` holds the weights from before it); when an update
-        makes a weight not finite, it is undone. ``checked``: the rule is
-        applied here and None returned when it undoes an update. Unchecked,
-        the update is made whatever happens, and the loss returned is NaN if
-        the rule would have applied: the caller runs the epoch again,
-        checked, from its start.
-
-        ``data`` is the whole training set's (values, targets), on the host
-        or in the engine's memory; lengths and weights stay on the host.
+        weights is not finite, or the loss is over 1/eps times ``peak`` (eps:
+        the weights' machine epsilon, below whose share of it every earlier
+        loss is rounding), the update that led to these weights is undone
+        (``run.previous`` holds the weights from before it); an update that
+        makes a weight not finite is undone. ``checked``: the rule is
+        applied here, and None returned when it undoes an update. Unchecked,
+        the update is made whatever happens and the loss is NaN where the
+        rule would have applied.
         """
-        xp = engine.xp
-        if sample_weight[idx].sum() <= 0:
+        params, xp = run.params, run.engine.xp
+        if run.sample_weight[idx].sum() <= 0:
             return 0.0  # only zero-weight samples: nothing to learn from
-        loss = self._loss_grad(engine, params, data, lengths, sample_weight, idx)
+        loss = self._loss_grad(run, idx)
         bounded = (peak <= 0) | (loss <= peak / np.finfo(params.flat.dtype).eps)
         sound = xp.isfinite(loss) & xp.isfinite(params.grad).all() & bounded
-        if checked and not to_host(engine, sound):
-            params.flat[...] = previous
+        if checked and not to_host(run.engine, sound):
+            params.flat[...] = run.previous
             return None
         if self.clip_norm is not None:
             optim._clip_grad_norm([params.grad], self.clip_norm, xp)
-        previous[...] = params.flat
+        run.previous[...] = params.flat
         self._optimizer.update({"coefs": params.flat}, {"coefs": params.grad})
         updated = xp.isfinite(params.flat).all()
         if checked:
-            if not to_host(engine, updated):
-                params.flat[...] = previous
+            if not to_host(run.engine, updated):
+                params.flat[...] = run.previous
                 return None
             return loss
         return xp.where(sound & updated, loss, np.nan)
 
-    def _loss_grad(self, engine, params, data, lengths, sample_weight, idx):
+    def _loss_grad(self, run, idx):
         """The loss of the samples ``idx`` (of positive total weight) at the
         current weights, L2 penalty included; its gradient goes into
-        ``params.grad``."""
-        values, targets = data
-        xp = engine.xp
-        lengths = lengths[idx]
-        w = sample_weight[idx]
+        ``run.params.grad``."""
+        params, xp = run.params, run.engine.xp
+        values, targets = run.data
+        lengths = run.seqs.lengths[idx]
+        w = run.sample_weight[idx]
         rows = w.sum() if self._output == "last" else (w * lengths).sum()
         loss = self._network.loss_grad(
-            engine,
+            run.engine,
             take(xp, values, idx),
             lengths,
             take(xp, targets, idx),
@@ -652,27 +593,26 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         params.grad += penalty_scale * masked
         return loss
 
-    def _loss_at(self, engine, params, data, lengths, sample_weight, train):
-        """The loss over ``train`` at the current weights, as an epoch
+    def _loss_at(self, run):
+        """The loss over ``run.train`` at the current weights, as an epoch
         computes it but with no update."""
         total, weight = 0.0, 0.0
-        for batch in gen_batches(len(train), self._batch_size(len(train))):
-            idx = train[batch]
-            w = float(sample_weight[idx].sum())
+        for batch in gen_batches(len(run.train), self._batch_size(len(run.train))):
+            idx = run.train[batch]
+            w = float(run.sample_weight[idx].sum())
             if w > 0:
-                loss = self._loss_grad(
-                    engine, params, data, lengths, sample_weight, idx
-                )
-                total, weight = total + float(to_host(engine, loss)) * w, weight + w
+                loss = float(to_host(run.engine, self._loss_grad(run, idx)))
+                total, weight = total + loss * w, weight + w
         return total / weight if weight > 0 else 0.0
 
-    def _update_no_improvement_count(
-        self, seqs, targets, sample_weight, val, params, best_flat
-    ):
+    def _update_no_improvement_count(self, run, best_flat):
         """MLP's stopping rule; returns whether to stop."""
-        if val is not None:
+        if run.val is not None:
+            seqs, val = run.seqs, run.val
             val_seqs = Sequences(seqs.values[val], seqs.lengths[val], seqs.form)
-            score = self._score_targets(val_seqs, targets[val], sample_weight[val])
+            score = self._score_targets(
+                val_seqs, run.targets[val], run.sample_weight[val]
+            )
             self.validation_scores_.append(score)
             if score < self.best_validation_score_ + self.tol:
                 self._no_improvement_count += 1
@@ -680,7 +620,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
                 self._no_improvement_count = 0
             if score > self.best_validation_score_:
                 self.best_validation_score_ = score
-                best_flat[...] = params.flat
+                best_flat[...] = run.params.flat
         else:
             # best_loss_ is None after a fit with early stopping (MLP's convention)
             best = np.inf if self.best_loss_ is None else self.best_loss_

@@ -464,9 +464,9 @@ def _clip_grad_norm(arrays, max_norm, xp):
     The norm is returned as a 0-d float64 array of ``xp``, where the arrays
     live: the estimators' training step on a GPU waits for no transfer.
     """
-    norm = xp.sqrt(sum(_squared_norm(g) for g in arrays))
-    scale = max_norm / xp.maximum(norm, max_norm)  # 1.0 when norm <= max_norm
-    scale = xp.where(xp.isfinite(norm), scale, 1.0)
+    norm = xp.sqrt(sum([_squared_norm(g) for g in arrays]))
+    # 1.0 when norm <= max_norm, and where the norm is not finite
+    scale = xp.where(xp.isfinite(norm), max_norm / xp.maximum(norm, max_norm), 1.0)
     for g in arrays:
         g *= scale.astype(g.dtype)
     return norm

@@ -381,7 +381,9 @@ def test_interrupt_while_an_epoch_is_run_again_rolls_it_back(mirror):
 
     def epoch(*args, checked):
         if model.n_iter_ == 1 and not checked:  # epoch 1's first run
-            before["flat"] = np.array(args[1].flat)  # the weights on the "device"
+            before["flat"] = np.array(
+                args[0].params.flat
+            )  # the weights on the "device"
             before["optimizer"] = _optimizer_state(model)
         return run_epoch(*args, checked=checked)
 
