@@ -273,7 +273,9 @@ class CudaKernels(reference.StepKernels):
             for dt, (one, zero) in zip(self._gemm, self._scalar_arrays)
         }
 
-    def _launch(self, name, act, dtype, N, H, args):
+    def _launch(self, name, act, like, args):
+        """Run kernel ``name`` over the (N, H) elements of ``like``, in its dtype."""
+        (N, H), dtype = like.shape, like.dtype
         key = (name, dtype, act)
         fn = self._functions.get(key)
         if fn is None:
@@ -354,108 +356,43 @@ class CudaKernels(reference.StepKernels):
 
     # --------------------------------------------------------------- forward
     def rnn_forward(self, act, t, c, gi, gh, b_hh, mask, h, out, h_prev, h_new):
-        N, H = h.shape
-        self._launch(
-            "rnn_forward",
-            act,
-            h.dtype,
-            N,
-            H,
-            (t, c, gi, gh, *self._bias(b_hh, gh), mask, h, out, h_prev, h_new),
-        )
+        args = (t, c, gi, gh, *self._bias(b_hh, gh), mask, h, out, h_prev, h_new)
+        self._launch("rnn_forward", act, h, args)
 
     def gru_forward(
         self, act, t, c, gi, gh, b_hh, mask, h, out, h_prev, r, z, n, hn_term
     ):
-        N, H = h.shape
-        self._launch(
-            "gru_forward",
-            act,
-            h.dtype,
-            N,
-            H,
-            (
-                t,
-                c,
-                gi,
-                gh,
-                *self._bias(b_hh, gh),
-                mask,
-                h,
-                out,
-                h_prev,
-                r,
-                z,
-                n,
-                hn_term,
-            ),
-        )
+        bias = self._bias(b_hh, gh)
+        args = (t, c, gi, gh, *bias, mask, h, out, h_prev, r, z, n, hn_term)
+        self._launch("gru_forward", act, h, args)
 
     def gru_forward_rz(self, t, c, gi, gh, b_hh, h, h_prev, r, z, hn_term):
-        N, H = h.shape
-        self._launch(
-            "gru_forward_rz",
-            None,
-            h.dtype,
-            N,
-            H,
-            (t, c, gi, gh, *self._bias(b_hh, gh), h, h_prev, r, z, hn_term),
-        )
+        args = (t, c, gi, gh, *self._bias(b_hh, gh), h, h_prev, r, z, hn_term)
+        self._launch("gru_forward_rz", None, h, args)
 
     def gru_forward_n(self, act, t, c, gi, gn, b_hh, mask, h, out, z, n):
-        N, H = h.shape
-        self._launch(
-            "gru_forward_n",
-            act,
-            h.dtype,
-            N,
-            H,
-            (t, c, gi, gn, *self._bias(b_hh, gn), mask, h, out, z, n),
-        )
+        args = (t, c, gi, gn, *self._bias(b_hh, gn), mask, h, out, z, n)
+        self._launch("gru_forward_n", act, h, args)
 
     # -------------------------------------------------------------- backward
     def rnn_backward(self, act, t, mask, d_out, h_new, dh, dh_rec, d_gi):
-        N, H = dh.shape
-        self._launch(
-            "rnn_backward",
-            act,
-            dh.dtype,
-            N,
-            H,
-            (t, mask, d_out, h_new, dh, dh_rec, d_gi),
-        )
+        args = (t, mask, d_out, h_new, dh, dh_rec, d_gi)
+        self._launch("rnn_backward", act, dh, args)
 
     def gru_backward(
         self, act, t, mask, d_out, h_prev, r, z, n, hn_term, dh, dh_rec, d_gi, d_gh
     ):
-        N, H = dh.shape
-        self._launch(
-            "gru_backward",
-            act,
-            dh.dtype,
-            N,
-            H,
-            (t, mask, d_out, h_prev, r, z, n, hn_term, dh, dh_rec, d_gi, d_gh),
-        )
+        args = (t, mask, d_out, h_prev, r, z, n, hn_term, dh, dh_rec, d_gi, d_gh)
+        self._launch("gru_backward", act, dh, args)
 
     def gru_backward_zn(
         self, act, t, mask, d_out, h_prev, z, n, dh, dh_rec, d_gi, da_n
     ):
-        N, H = dh.shape
-        self._launch(
-            "gru_backward_zn",
-            act,
-            dh.dtype,
-            N,
-            H,
-            (t, mask, d_out, h_prev, z, n, dh, dh_rec, d_gi, da_n),
-        )
+        args = (t, mask, d_out, h_prev, z, n, dh, dh_rec, d_gi, da_n)
+        self._launch("gru_backward_zn", act, dh, args)
 
     def gru_backward_r(self, t, h_prev, r, d_rh, dh, d_gi):
-        N, H = dh.shape
-        self._launch(
-            "gru_backward_r", None, dh.dtype, N, H, (t, h_prev, r, d_rh, dh, d_gi)
-        )
+        self._launch("gru_backward_r", None, dh, (t, h_prev, r, d_rh, dh, d_gi))
 
 
 # Bytes of buffers that the graphs of one engine may hold (the least
