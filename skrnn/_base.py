@@ -21,7 +21,7 @@ from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils.validation import check_is_fitted
 
 from . import optim
-from ._data import SequenceInputMixin, Sequences, unpack
+from ._data import SequenceInputMixin, Sequences, unpack, warn_if_channels_first
 from ._engine import CudaUnavailableError, get_engine
 from ._engine._device import optimizer_state_in, place_training_data, to_host
 from ._engine._threads import blas_threads
@@ -250,6 +250,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             get_engine("cuda")  # CudaUnavailableError, naming what is missing
         engine = self._get_engine()
         if reset:
+            warn_if_channels_first(seqs)
             self._set_input_attrs({**x_attrs, **y_attrs, "_output": self.output})
             self._initialize(early_stopping=self.early_stopping and not incremental)
         else:

@@ -184,7 +184,14 @@ class SequenceClassifier(ClassifierMixin, BaseSequenceEstimator):
         output = self.output if reset else self._output
         N = len(seqs.lengths)
         if output == "last":
-            labels = column_or_1d(y, warn=True)
+            try:
+                labels = column_or_1d(y, warn=True)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{exc} With output='last', {type(self).__name__} takes one "
+                    "label per sequence; for one label per time step, use "
+                    "output='sequence'."
+                ) from exc
             if len(labels) != N:
                 raise ValueError(f"y has {len(labels)} samples, but X has {N}.")
             ys = labels

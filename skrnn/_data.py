@@ -1,12 +1,13 @@
 """Every accepted form of X and y, turned into one padded batch.
 
 The estimators accept tables (one univariate sequence per row), 3-D arrays,
-NaN-padded 3-D arrays and lists of variable-length sequences.
+both NaN-padded or not, and lists of variable-length sequences.
 This module turns each into :class:`Sequences` — values (N, T, D) with
 zeros at padded steps, and lengths (N,) — and refuses bad input with an
 error that names the sample and step, before any model is touched.
 """
 
+import warnings
 from operator import attrgetter
 from typing import NamedTuple
 
@@ -94,8 +95,8 @@ def check_sequences(X, dtype=None):
     Parameters
     ----------
     X : array-like or list of array-like
-        A table (N, T), a 3-D array (N, T, D) whose trailing all-NaN steps
-        are padding, or a list of arrays (T_i,) or (T_i, D).
+        A table (N, T) or a 3-D array (N, T, D), whose trailing all-NaN
+        steps are padding, or a list of arrays (T_i,) or (T_i, D).
     dtype : {"float32", "float64"} or None
         The dtype of the result; None keeps float32 and turns anything
         else into float64.
@@ -127,21 +128,18 @@ def check_sequences(X, dtype=None):
     out_dtype = _float_dtype(dtype, [arr.dtype])
     arr = arr.astype(out_dtype, copy=False)
     N = arr.shape[0]
+    form = "table" if arr.ndim == 2 else "array"
     if arr.ndim == 2:
-        bad = _first_nonfinite(arr)
-        if bad is not None:
-            (i, t), kind = bad
-            _raise_nonfinite(kind, i, t)
-        return Sequences(arr[:, :, None], np.full(N, arr.shape[1], np.intp), "table")
-    if 0 in arr.shape[1:]:
+        arr = arr[:, :, None]
+    elif 0 in arr.shape[1:]:
         raise ValueError(
             f"Found array with shape {arr.shape}: every sample needs at least one "
             "time step and one feature."
         )
     T = arr.shape[1]
     if _all_finite(arr):
-        return Sequences(arr, np.full(N, T, np.intp), "array")  # no padding
-    # tslearn's convention: trailing time steps that are all NaN are padding.
+        return Sequences(arr, np.full(N, T, np.intp), form)  # no padding
+    # tslearn's convention, in tables too: trailing all-NaN steps are padding.
     step_is_nan = np.isnan(arr).all(axis=2)
     n_trailing = np.argmin(step_is_nan[:, ::-1], axis=1)
     n_trailing[step_is_nan.all(axis=1)] = T
@@ -156,7 +154,7 @@ def check_sequences(X, dtype=None):
     if bad is not None:
         (i, t, _), kind = bad
         _raise_nonfinite(kind, i, t)
-    return Sequences(arr, lengths, "array")
+    return Sequences(arr, lengths, form)
 
 
 def _check_list(X, dtype):
@@ -294,9 +292,16 @@ class SequenceInputMixin:
         else:
             expected = self._n_step_features
         if width != expected:
+            hint = ""
+            if seqs.form == "table" and self._fit_form_is_table:
+                hint = (
+                    " A table's columns are time steps: pass univariate sequences "
+                    "of another length as X[:, :, None], or pad the shorter rows "
+                    "with trailing NaN."
+                )
             raise ValueError(
                 f"X has {width} features, but {name} is expecting {expected} "
-                "features as input."
+                f"features as input.{hint}"
             )
         return seqs, {}
 
@@ -306,6 +311,27 @@ class SequenceInputMixin:
                 self.__dict__.pop(name, None)
             else:
                 setattr(self, name, value)
+
+
+def warn_if_channels_first(seqs):
+    """Warn where a 3-D X has fewer time steps than features per step, the
+    sign of aeon's and sktime's (n_cases, n_channels, n_timepoints) layout,
+    unless every step is one-hot: an encoding (of characters, say) whose
+    categories may well outnumber the steps."""
+    values = seqs.values
+    _, T, D = values.shape
+    if seqs.form != "array" or T >= D:
+        return
+    valid = values[np.arange(T)[None, :] < seqs.lengths[:, None]]
+    one_hot = ((valid == 0) | (valid == 1)).all() and (valid.sum(axis=1) == 1).all()
+    if not one_hot:
+        warnings.warn(
+            f"X has {T} time steps of {D} features each. If it is an aeon or "
+            "sktime collection, (n_cases, n_channels, n_timepoints), pass "
+            "X.transpose(0, 2, 1): skrnn reads (n_samples, n_timesteps, "
+            "n_features).",
+            UserWarning,
+        )
 
 
 def split_step_targets(y, seqs):

@@ -1,5 +1,7 @@
 """SequenceRegressor: squared-error loss, R² score."""
 
+import warnings
+
 import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
@@ -187,6 +189,15 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
                     f"n_samples={N} as in X; got {y.shape}."
                 )
             check_finite_targets(y)
+            T = seqs.values.shape[1]
+            if reset and y.ndim == 2 and y.shape[1] == T > 1:
+                warnings.warn(
+                    f"y has one column per time step of X ({T}): with "
+                    f"output='last' they are {T} targets of each sequence, read "
+                    "at its last step. For one target per time step, use "
+                    "output='sequence'.",
+                    UserWarning,
+                )
             targets = y.reshape(N, -1).astype(dtype)
             step_ndim = y.ndim - 1
         else:

@@ -224,8 +224,6 @@ class SequenceScaler(
         dtype = values.dtype
         mean, scale = mean.astype(dtype), scale.astype(dtype)
         out = values * scale + mean if inverse else (values - mean) / scale
-        if seqs.form == "table":
-            return out[:, :, 0]
         if seqs.form == "list":
             return [
                 o[:L] if np.ndim(x) == 2 else o[:L, 0]
@@ -233,7 +231,7 @@ class SequenceScaler(
             ]
         valid = np.arange(values.shape[1])[None, :] < seqs.lengths[:, None]
         out[~valid] = np.nan
-        return out
+        return out[:, :, 0] if seqs.form == "table" else out
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -498,3 +498,75 @@ def test_bulk_check_names_the_sample_and_step(sample, step, value, kind):
         rf"step {step}\.$",
     ):
         _make(SequenceRegressor).fit(X, np.ones(51))
+
+
+# ------------------------------------------------- ways in: tables, hints
+@pytest.mark.parametrize("output", OUTPUTS)
+@pytest.mark.parametrize("Est", ESTIMATORS)
+def test_nan_padded_table_equals_list_of_the_same_sequences(Est, output):
+    rng = np.random.RandomState(0)
+    seqs = [rng.normal(size=L) for L in LENGTHS]
+    table = np.full((N, T), np.nan)
+    for i, s in enumerate(seqs):
+        table[i, : len(s)] = s
+    y = _targets(Est, output, seqs, LENGTHS, rng)
+    from_list = _fit(_make(Est, output), seqs, y)
+    from_table = _fit(_make(Est, output), table, y)
+    assert from_table.n_features_in_ == T
+    for name, value in from_list.coefs_.items():
+        np.testing.assert_array_equal(from_table.coefs_[name], value)
+    pred_list, pred_table = from_list.predict(seqs), from_table.predict(table)
+    if output == "last":
+        np.testing.assert_array_equal(pred_table, pred_list)
+    else:  # per step, in X's form: padding at the table's padded steps
+        for i, L in enumerate(LENGTHS):
+            np.testing.assert_array_equal(pred_table[i, :L], pred_list[i])
+            assert all(v is None or np.isnan(v) for v in pred_table[i, L:])
+
+
+def test_nan_inside_a_table_row_is_still_an_error():
+    X = np.ones((N, T))
+    X[2, 1] = np.nan  # step 2 is not NaN: no padding
+    with pytest.raises(ValueError, match="NaN at sample 2, step 1"):
+        _make(SequenceRegressor).fit(X, np.ones(N))
+
+
+def test_table_width_error_says_how_to_pass_other_lengths():
+    rng = np.random.RandomState(0)
+    est = _fit(_make(SequenceRegressor), rng.normal(size=(N, T)), rng.normal(size=N))
+    with pytest.raises(ValueError, match=r"expecting 6 features.*X\[:, :, None\]"):
+        est.predict(rng.normal(size=(3, T + 2)))
+    assert est.predict(rng.normal(size=(3, T + 2))[:, :, None]).shape == (3,)
+
+
+def test_per_step_looking_y_with_output_last_warns_or_says_what_to_do():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(N, T, D))
+    with pytest.warns(UserWarning, match="use output='sequence'"):
+        with pytest.warns(ConvergenceWarning):
+            reg = _make(SequenceRegressor).fit(X, rng.normal(size=(N, T)))
+    assert reg.n_outputs_ == T  # still legal multi-output regression
+    with pytest.raises(ValueError, match="use output='sequence'"):
+        _make(SequenceClassifier).fit(X, np.arange(N * T).reshape(N, T) % 2)
+
+
+def test_channels_first_arrays_get_a_hint():
+    rng = np.random.RandomState(0)
+    aeon_like = rng.normal(size=(N, 3, 50))  # (n_cases, n_channels, n_timepoints)
+    with pytest.warns(UserWarning, match=r"aeon or sktime.*X\.transpose\(0, 2, 1\)"):
+        with pytest.warns(ConvergenceWarning):
+            _make(SequenceRegressor).fit(aeon_like, rng.normal(size=N))
+    # as skrnn reads it: no hint; one-hot steps (an alphabet longer than the
+    # sequences) are no channels either
+    _fit(_make(SequenceRegressor), aeon_like.transpose(0, 2, 1), rng.normal(size=N))
+    one_hot = np.eye(30)[rng.randint(0, 30, size=(N, 5))]
+    _fit(_make(SequenceRegressor), one_hot, rng.normal(size=N))
+
+
+def test_scaler_keeps_nan_padding_of_tables():
+    from skrnn.preprocessing import SequenceScaler
+
+    X = np.arange(12.0).reshape(3, 4)
+    X[0, 2:] = np.nan
+    out = SequenceScaler().fit_transform(X)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(X))
