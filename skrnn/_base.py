@@ -175,6 +175,11 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
     def _score_targets(self, seqs, targets, sample_weight):
         """The score of the current model on encoded targets."""
 
+    def _target_weights(self, targets, y_attrs, incremental):
+        """Factors of the sample weights that the targets decide (the
+        classifier's ``class_weight``); ``y_attrs`` are those of a first fit."""
+        return 1.0
+
     # ------------------------------------------------------------ validation
     def _check_param_combination(self):
         allowed = ACTIVATIONS[self.cell]
@@ -245,7 +250,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         targets, y_attrs = self._validate_targets(y, seqs, reset, classes)
         sample_weight = _check_sample_weight(
             sample_weight, seqs.values, dtype=np.float64, ensure_non_negative=True
-        )
+        ) * self._target_weights(targets, y_attrs, incremental)
         if self.device == "cuda":
             get_engine("cuda")  # CudaUnavailableError, naming what is missing
         engine = self._get_engine()

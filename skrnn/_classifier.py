@@ -4,13 +4,14 @@ import numpy as np
 from scipy.special import expit, log_expit, log_softmax, softmax
 from sklearn.base import ClassifierMixin
 from sklearn.metrics import accuracy_score
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 
 from ._base import BaseSequenceEstimator
 from ._data import check_finite_targets, pack, split_step_targets
 from ._losses import binary_log_loss, multi_log_loss
-from ._sklearn_compat import _fit_context
+from ._sklearn_compat import StrOptions, _fit_context
 
 
 class SequenceClassifier(ClassifierMixin, BaseSequenceEstimator):
@@ -112,6 +113,13 @@ class SequenceClassifier(ClassifierMixin, BaseSequenceEstimator):
         are NumPy arrays. ``predict`` and ``score`` run on the GPU when one is
         usable and otherwise on the CPU, so a model fitted on a GPU loads
         and predicts on a machine without one.
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes, which multiply ``sample_weight``, as in
+        :class:`~sklearn.linear_model.LogisticRegression`: a dict label ->
+        weight (a label that is not in the data raises), or "balanced",
+        ``n_samples / (n_classes * np.bincount(y))`` over the labels given
+        to ``fit`` (``partial_fit`` takes a dict only). With
+        ``output="last"`` only.
 
     Attributes
     ----------
@@ -171,9 +179,114 @@ class SequenceClassifier(ClassifierMixin, BaseSequenceEstimator):
     True
     """
 
+    _parameter_constraints = {
+        **BaseSequenceEstimator._parameter_constraints,
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+
+    def __init__(
+        self,
+        cell="gru",
+        hidden_size=32,
+        num_layers=1,
+        bidirectional=False,
+        activation="tanh",
+        reset_after=True,
+        use_bias=True,
+        output="last",
+        solver="adam",
+        learning_rate_init=1e-3,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        alpha=1e-4,
+        clip_norm=5.0,
+        batch_size="auto",
+        max_iter=200,
+        tol=1e-4,
+        n_iter_no_change=10,
+        early_stopping=False,
+        validation_fraction=0.1,
+        bptt_steps=None,
+        shuffle=True,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        dtype=None,
+        device="cpu",
+        class_weight=None,
+    ):
+        super().__init__(
+            cell=cell,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            activation=activation,
+            reset_after=reset_after,
+            use_bias=use_bias,
+            output=output,
+            solver=solver,
+            learning_rate_init=learning_rate_init,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            alpha=alpha,
+            clip_norm=clip_norm,
+            batch_size=batch_size,
+            max_iter=max_iter,
+            tol=tol,
+            n_iter_no_change=n_iter_no_change,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            bptt_steps=bptt_steps,
+            shuffle=shuffle,
+            random_state=random_state,
+            warm_start=warm_start,
+            verbose=verbose,
+            dtype=dtype,
+            device=device,
+        )
+        self.class_weight = class_weight
+
+    def __setstate__(self, state):
+        # models saved before class_weight existed load with its default
+        state.setdefault("class_weight", None)
+        super().__setstate__(state)
+
     # The mixin's score would sit first in the MRO; ours scores every valid
     # step of output="sequence" models and takes every input form.
     score = BaseSequenceEstimator.score
+
+    def _target_weights(self, codes, y_attrs, incremental):
+        """Each sample's weight from ``class_weight`` (1.0 without)."""
+        if self.class_weight is None:
+            return 1.0
+        if codes.ndim > 1:
+            raise ValueError(
+                "class_weight needs one label per sequence (output='last'); "
+                "with output='sequence', weigh the sequences with sample_weight."
+            )
+        if incremental and self.class_weight == "balanced":
+            raise ValueError(
+                "class_weight='balanced' needs every label at once, which "
+                "partial_fit does not see; pass a dict of class weights."
+            )
+        classes = y_attrs.get("classes_", getattr(self, "classes_", None))
+        if isinstance(self.class_weight, dict):
+            unknown = set(self.class_weight) - set(classes.tolist())
+            if unknown:
+                raise ValueError(
+                    f"class_weight names classes that are not in the data: "
+                    f"{sorted(unknown, key=repr)}; the classes are {classes.tolist()}."
+                )
+        weights = compute_class_weight(
+            self.class_weight, classes=classes, y=classes[codes]
+        )
+        return weights[codes]
 
     def _loss(self, z, y, w, xp=np):
         if len(self.classes_) == 2:

@@ -64,6 +64,7 @@ def test_the_estimators_describe_what_they_share_alike():
     assert_docstring_consistency(
         [SequenceRegressor, SequenceClassifier],
         include_params=True,
+        exclude_params=["class_weight"],  # the classifier's only
         include_attrs=True,
         # what the loss, the head and the validation score are differs;
         # only the classifier has classes
