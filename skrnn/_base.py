@@ -47,7 +47,7 @@ class _Run(NamedTuple):
     targets: np.ndarray
     sample_weight: np.ndarray
     train: np.ndarray  # the samples trained on
-    val: object  # the samples held out for early stopping, or None
+    val: object  # (sequences, targets, weights) for early stopping, or None
     previous: np.ndarray  # the weights before the latest update
 
 
@@ -211,7 +211,16 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
 
     # ------------------------------------------------------------- training
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(
+        self,
+        X,
+        y,
+        sample_weight=None,
+        *,
+        X_val=None,
+        y_val=None,
+        sample_weight_val=None,
+    ):
         """Fit the model to sequences X and targets y.
 
         Parameters
@@ -227,15 +236,24 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative per-sample weights; an integer weight counts as
             repetitions.
+        X_val, y_val : array-like, default=None
+            A validation set for early stopping (``early_stopping=True``), in
+            any form X and y take, used instead of the ``validation_fraction``
+            split: ``validation_scores_`` are its scores, and the weights kept
+            are those of its best epoch. In a :class:`~sklearn.pipeline.Pipeline`,
+            ``transform_input=["X_val"]`` passes it through the steps before.
+        sample_weight_val : array-like of shape (n_val_samples,), default=None
+            Weights of the validation samples.
 
         Returns
         -------
         self : object
             The fitted estimator.
         """
-        return self._fit(X, y, sample_weight, incremental=False)
+        validation = (X_val, y_val, sample_weight_val)
+        return self._fit(X, y, sample_weight, incremental=False, validation=validation)
 
-    def _fit(self, X, y, sample_weight, incremental, classes=None):
+    def _fit(self, X, y, sample_weight, incremental, classes=None, validation=None):
         self._check_param_combination()
         reset = not (incremental or self.warm_start) or not hasattr(self, "_network")
         if not reset:
@@ -251,6 +269,9 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         sample_weight = _check_sample_weight(
             sample_weight, seqs.values, dtype=np.float64, ensure_non_negative=True
         ) * self._target_weights(targets, y_attrs, incremental)
+        given_val = None
+        if validation is not None and any(v is not None for v in validation[:2]):
+            given_val = self._validation_set(*validation, {**x_attrs, **y_attrs})
         if self.device == "cuda":
             get_engine("cuda")  # CudaUnavailableError, naming what is missing
         engine = self._get_engine()
@@ -264,10 +285,14 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
                 self.validation_scores_ is not None
             ):
                 self._start_stopping_rule(self.early_stopping)
-        if self.early_stopping and not incremental:
-            train, val = self._validation_split(seqs, targets)
-        else:
-            train, val = np.arange(len(seqs.lengths)), None
+        train, val = np.arange(len(seqs.lengths)), given_val
+        if self.early_stopping and not incremental and val is None:
+            train, held_out = self._validation_split(seqs, targets)
+            val = (
+                Sequences(seqs.values[held_out], seqs.lengths[held_out], seqs.form),
+                targets[held_out],
+                sample_weight[held_out],
+            )
         split = self._network.training_split(
             self._batch_size(len(train)), seqs.lengths.max()
         )
@@ -368,6 +393,27 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         return optim.Adam(
             lr, beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon
         )
+
+    def _validation_set(self, X_val, y_val, sample_weight_val, attrs):
+        """(sequences, targets, weights) of a validation set given to ``fit``,
+        checked as X and y are, against the model as this fit leaves it
+        (``attrs``: the attributes a first fit sets, else empty)."""
+        if X_val is None or y_val is None:
+            given, missing = ("X_val", "y_val") if y_val is None else ("y_val", "X_val")
+            raise ValueError(f"{given} is provided, but {missing} was not provided.")
+        if not self.early_stopping:
+            raise ValueError(
+                "X_val and y_val are for early stopping: set early_stopping=True "
+                "to use them."
+            )
+        fitted = copy.copy(self)  # the checks read the fitted attributes
+        fitted._set_input_attrs({**attrs, "_output": self.output} if attrs else {})
+        seqs, _ = fitted._validate_X(X_val, reset=False)
+        targets, _ = fitted._validate_targets(y_val, seqs, reset=False)
+        weights = _check_sample_weight(
+            sample_weight_val, seqs.values, dtype=np.float64, ensure_non_negative=True
+        )
+        return seqs, targets, weights
 
     def _validation_split(self, seqs, targets):
         idx = np.arange(len(seqs.lengths))
@@ -614,11 +660,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
     def _update_no_improvement_count(self, run, best_flat):
         """MLP's stopping rule; returns whether to stop."""
         if run.val is not None:
-            seqs, val = run.seqs, run.val
-            val_seqs = Sequences(seqs.values[val], seqs.lengths[val], seqs.form)
-            score = self._score_targets(
-                val_seqs, run.targets[val], run.sample_weight[val]
-            )
+            score = self._score_targets(*run.val)
             self.validation_scores_.append(score)
             if score < self.best_validation_score_ + self.tol:
                 self._no_improvement_count += 1

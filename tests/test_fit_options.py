@@ -24,7 +24,9 @@ def _coefs(model):
 
 
 def _clf(**params):
-    return SequenceClassifier(hidden_size=4, max_iter=3, random_state=0, **params)
+    return SequenceClassifier(
+        **{"hidden_size": 4, "max_iter": 3, "random_state": 0, **params}
+    )
 
 
 # ------------------------------------------------------------ class_weight
@@ -68,3 +70,78 @@ def test_class_weight_needs_one_label_per_sequence():
     y = np.where(X[:, :, 0] > 0, "up", "down")
     with pytest.raises(ValueError, match="output='last'"):
         _clf(class_weight="balanced", output="sequence").fit(X, y)
+
+
+# ------------------------------------------------- a validation set of one's own
+def _split(seed=0):
+    rng = np.random.RandomState(seed)
+    X = [rng.normal(size=(L, 2)) for L in rng.randint(3, 9, size=60)]
+    y = np.array(["up" if x[:, 0].sum() > 0 else "down" for x in X])
+    return X[:40], y[:40], X[40:], y[40:]
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_given_validation_set_is_what_early_stopping_scores(weighted):
+    X, y, X_val, y_val = _split()
+    w_val = np.linspace(1.0, 3.0, len(y_val)) if weighted else None
+    model = _clf(early_stopping=True, max_iter=6, learning_rate_init=0.05)
+    model.fit(X, y, X_val=X_val, y_val=y_val, sample_weight_val=w_val)
+    assert len(model.validation_scores_) == model.n_iter_ == 6
+    # the weights kept are the best epoch's, scored on the given set
+    assert model.best_validation_score_ == max(model.validation_scores_)
+    assert model.best_validation_score_ == model.score(X_val, y_val, w_val)
+    # and every training sample was trained on (no split held out)
+    assert model.t_ == 6 * len(y)
+
+
+def test_given_validation_set_through_a_pipeline():
+    import sklearn
+    from sklearn.pipeline import Pipeline
+
+    from skrnn.preprocessing import SequenceScaler
+
+    X, y, X_val, y_val = _split()
+    with sklearn.config_context(enable_metadata_routing=True):
+        clf = _clf(early_stopping=True, max_iter=4).set_fit_request(
+            X_val=True, y_val=True
+        )
+        pipe = Pipeline(
+            [("scale", SequenceScaler()), ("clf", clf)], transform_input=["X_val"]
+        )
+        pipe.fit(X, y, X_val=X_val, y_val=y_val)
+    assert pipe[-1].best_validation_score_ == pipe.score(X_val, y_val)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"X_val": "same", "y_val": None}, "X_val is provided, but y_val"),
+        ({"X_val": None, "y_val": "same"}, "y_val is provided, but X_val"),
+        ({"X_val": [np.ones((3, 5))], "y_val": ["up"]}, "X has 5 features"),
+        ({"X_val": [np.ones((3, 2)), np.ones(0)], "y_val": ["up"] * 2}, "length 0"),
+        ({"X_val": [np.ones((3, 2))], "y_val": ["sideways"]}, "not seen in classes_"),
+        (
+            {"X_val": [np.ones((3, 2))] * 2, "y_val": ["up"]},
+            "y has 1 samples, but X has 2",
+        ),
+    ],
+)
+def test_bad_validation_sets_get_the_errors_of_x_and_y(bad, match):
+    X, y, X_val, y_val = _split()
+    kwargs = {
+        k: (X_val if k == "X_val" else y_val) if v == "same" else v
+        for k, v in bad.items()
+    }
+    model = _clf(early_stopping=True, warm_start=True).fit(X, y)
+    before = _coefs(model)
+    with pytest.raises(ValueError, match=match):
+        model.fit(X, y, **kwargs)
+    np.testing.assert_array_equal(_coefs(model), before)
+    with pytest.raises(ValueError, match=match):  # and before any fit
+        _clf(early_stopping=True).fit(X, y, **kwargs)
+
+
+def test_validation_set_needs_early_stopping():
+    X, y, X_val, y_val = _split()
+    with pytest.raises(ValueError, match="early_stopping=True"):
+        _clf().fit(X, y, X_val=X_val, y_val=y_val)
