@@ -1,4 +1,8 @@
-"""SequenceScaler: standardisation for sequences, in every input form."""
+"""Preparing data for the recurrent estimators: SequenceScaler (standardising
+sequences in every input form), CharacterEncoder (raw text to one-hot
+sequences) and sliding_windows (a series to forecasting windows)."""
+
+from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
@@ -7,12 +11,15 @@ from sklearn.utils.validation import check_is_fitted
 from ._data import SequenceInputMixin
 from ._sklearn_compat import (
     ADAPTERS_MANAGER,
+    Number,
+    StrOptions,
     _check_sample_weight,
     _fit_context,
     _get_output_config,
+    validate_params,
 )
 
-__all__ = ["SequenceScaler"]
+__all__ = ["CharacterEncoder", "SequenceScaler", "sliding_windows"]
 
 
 # Output containers (set_output) are applied by transform itself, to tables
@@ -246,3 +253,226 @@ def _valid_rows(seqs, sample_weight):
     rows = seqs.values[valid].astype(np.float64)
     w = _check_sample_weight(sample_weight, seqs.values, dtype=np.float64)
     return rows, np.broadcast_to(w[:, None], valid.shape)[valid]
+
+
+class CharacterEncoder(TransformerMixin, BaseEstimator):
+    """Encode strings as sequences of one-hot characters.
+
+    The first step of a :class:`~sklearn.pipeline.Pipeline` that fits a
+    recurrent estimator on raw text: ``fit`` learns the alphabet of the
+    texts, and ``transform`` turns each text into an array (len(text),
+    n_characters) with a 1 at each character's column, the list form every
+    estimator takes. A character outside the alphabet becomes an all-zero
+    row (``handle_unknown="ignore"``) or an error (``"error"``).
+
+    Parameters
+    ----------
+    lowercase : bool, default=False
+        Lower-case the texts first, in ``fit`` and ``transform``.
+    handle_unknown : {"ignore", "error"}, default="ignore"
+        What ``transform`` does with a character ``fit`` did not see: an
+        all-zero row, or a ValueError naming it.
+
+    Attributes
+    ----------
+    categories_ : ndarray of str of shape (n_characters,)
+        The alphabet, sorted; column ``j`` of an encoded text is
+        ``categories_[j]``.
+
+    See Also
+    --------
+    skrnn.datasets.make_char_sequences : Windows of one text, for a
+        character language model.
+    sklearn.preprocessing.OneHotEncoder : The same for columns of a table.
+
+    Examples
+    --------
+    >>> from skrnn.preprocessing import CharacterEncoder
+    >>> encoder = CharacterEncoder().fit(["hello", "world"])
+    >>> encoder.categories_.tolist()
+    ['d', 'e', 'h', 'l', 'o', 'r', 'w']
+    >>> encoder.transform(["held"])[0]
+    array([[0., 0., 1., 0., 0., 0., 0.],
+           [0., 1., 0., 0., 0., 0., 0.],
+           [0., 0., 0., 1., 0., 0., 0.],
+           [1., 0., 0., 0., 0., 0., 0.]])
+    >>> encoder.inverse_transform(encoder.transform(["dew", "a low"]))
+    ['dew', 'low']
+    """
+
+    _parameter_constraints = {
+        "lowercase": ["boolean"],
+        "handle_unknown": [StrOptions({"ignore", "error"})],
+    }
+
+    def __init__(self, *, lowercase=False, handle_unknown="ignore"):
+        self.lowercase = lowercase
+        self.handle_unknown = handle_unknown
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Learn the alphabet of the texts.
+
+        Parameters
+        ----------
+        X : iterable of str
+            The texts, one per sample.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            The fitted encoder.
+        """
+        texts = self._texts(X)
+        self.categories_ = np.array(sorted(set().union(*texts)))
+        return self
+
+    def transform(self, X):
+        """Encode each text as a one-hot sequence.
+
+        Parameters
+        ----------
+        X : iterable of str
+            The texts, one per sample.
+
+        Returns
+        -------
+        X_encoded : list of ndarray of shape (len(text), n_characters)
+            One float64 array per text.
+        """
+        check_is_fitted(self)
+        identity = np.eye(len(self.categories_))
+        encoded = []
+        for i, text in enumerate(self._texts(X)):
+            chars = np.array(list(text))
+            codes = np.searchsorted(self.categories_, chars)
+            known = (
+                self.categories_[np.minimum(codes, len(self.categories_) - 1)] == chars
+            )
+            if not known.all() and self.handle_unknown == "error":
+                raise ValueError(
+                    f"Sample {i} of X has characters that fit did not see: "
+                    f"{sorted(set(chars[~known].tolist()))}."
+                )
+            encoded.append(
+                np.where(known[:, None], identity[np.where(known, codes, 0)], 0.0)
+            )
+        return encoded
+
+    def inverse_transform(self, X):
+        """The texts back from their encodings (unknown characters are lost).
+
+        Parameters
+        ----------
+        X : list of array-like of shape (len(text), n_characters)
+            Encoded texts.
+
+        Returns
+        -------
+        texts : list of str
+            The texts.
+        """
+        check_is_fitted(self)
+        texts = []
+        for x in X:
+            x = np.asarray(x)
+            texts.append("".join(self.categories_[x.argmax(axis=1)[x.max(axis=1) > 0]]))
+        return texts
+
+    def _texts(self, X):
+        """X as a list of non-empty strings, lower-cased if asked."""
+        if isinstance(X, (str, bytes)) or not hasattr(X, "__iter__"):
+            raise ValueError(
+                f"X must be an iterable of strings, one per sample; got "
+                f"{type(X).__name__}."
+            )
+        texts = list(X)
+        if not texts:
+            raise ValueError(
+                "Found array with 0 sample(s) (shape=(0,)) while a minimum of 1 "
+                "is required."
+            )
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise ValueError(
+                    f"Sample {i} of X is a {type(text).__name__}, not a str."
+                )
+            if not text:
+                raise ValueError(f"Sample {i} of X has length 0.")
+        return [text.lower() for text in texts] if self.lowercase else texts
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.requires_fit = True
+        return tags
+
+
+_COUNT = Number(Integral, 1, None, closed="left")
+
+
+@validate_params(
+    {"series": ["array-like"], "window": [_COUNT], "horizon": [_COUNT]},
+    prefer_skip_nested_validation=True,
+)
+def sliding_windows(series, window, *, horizon=1):
+    """Cut a series into windows and the value to forecast after each.
+
+    Window ``i`` is ``series[i : i + window]`` and its target is the value
+    ``horizon`` steps after the window's last step,
+    ``series[i + window + horizon - 1]``: no window sees its own target.
+
+    Parameters
+    ----------
+    series : array-like of shape (T,) or (T, D)
+        The series, oldest step first.
+    window : int
+        Steps per window, >= 1.
+    horizon : int, default=1
+        How many steps ahead of the window's last step the target is.
+
+    Returns
+    -------
+    X : ndarray of shape (n_windows, window, D)
+        The windows, with D = 1 for a 1-D series; n_windows = T - window -
+        horizon + 1.
+    y : ndarray of shape (n_windows,) or (n_windows, D)
+        The targets: one value per window for a 1-D series, a row of D
+        values otherwise.
+
+    See Also
+    --------
+    skrnn.SequenceRegressor : Forecasts y from X.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skrnn.preprocessing import sliding_windows
+    >>> X, y = sliding_windows(np.arange(6.0), window=3)
+    >>> X[:, :, 0]
+    array([[0., 1., 2.],
+           [1., 2., 3.],
+           [2., 3., 4.]])
+    >>> y
+    array([3., 4., 5.])
+    >>> sliding_windows(np.arange(6.0), window=3, horizon=2)[1]
+    array([4., 5.])
+    """
+    series = np.asarray(series)
+    if series.ndim not in (1, 2):
+        raise ValueError(f"series must be (T,) or (T, D); got shape {series.shape}.")
+    values = series.reshape(len(series), -1)
+    n_windows = len(values) - window - horizon + 1
+    if n_windows < 1:
+        raise ValueError(
+            f"A series of {len(values)} steps is too short for windows of {window} "
+            f"steps and a horizon of {horizon}: it needs at least "
+            f"{window + horizon} steps."
+        )
+    starts = np.arange(n_windows)
+    X = values[starts[:, None] + np.arange(window)]
+    y = values[starts + window + horizon - 1]
+    return X, (y[:, 0] if series.ndim == 1 else y)

@@ -11,7 +11,7 @@ numpydoc_validation = pytest.importorskip("numpydoc.validate")
 
 PUBLIC = {
     "skrnn": ["SequenceRegressor", "SequenceClassifier", "CudaUnavailableError"],
-    "skrnn.preprocessing": ["SequenceScaler"],
+    "skrnn.preprocessing": ["SequenceScaler", "CharacterEncoder", "sliding_windows"],
     "skrnn.datasets": ["make_binary_sum", "make_char_sequences"],
     "skrnn.layers": ["RNN", "GRU"],
     "skrnn.optim": ["SGD", "Adam", "Rprop", "clip_grad_norm"],

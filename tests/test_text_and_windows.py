@@ -1,0 +1,125 @@
+"""Raw text (CharacterEncoder) and forecasting windows (sliding_windows)."""
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+
+from skrnn import SequenceClassifier
+from skrnn.preprocessing import CharacterEncoder, sliding_windows
+
+TEXTS = ["hello", "world", "held", "lower", "row"]
+
+
+# -------------------------------------------------------- CharacterEncoder
+def test_encoding_is_one_hot_over_the_sorted_alphabet():
+    encoder = CharacterEncoder().fit(TEXTS)
+    alphabet = sorted(set("".join(TEXTS)))
+    assert encoder.categories_.tolist() == alphabet
+    for text, x in zip(TEXTS, encoder.transform(TEXTS)):
+        assert x.shape == (len(text), len(alphabet)) and x.dtype == np.float64
+        expected = np.array([[float(c == a) for a in alphabet] for c in text])
+        np.testing.assert_array_equal(x, expected)
+    assert encoder.inverse_transform(encoder.transform(TEXTS)) == TEXTS
+
+
+def test_unknown_characters():
+    ignore = CharacterEncoder().fit(TEXTS)
+    x = ignore.transform(["hex!"])[0]
+    np.testing.assert_array_equal(x.sum(axis=1), [1, 1, 0, 0])  # x and ! are unknown
+    assert ignore.inverse_transform([x]) == ["he"]
+    strict = CharacterEncoder(handle_unknown="error").fit(TEXTS)
+    with pytest.raises(ValueError, match=r"Sample 1 of X .* \['!', 'x'\]"):
+        strict.transform(["hello", "hex!"])
+
+
+def test_lowercase():
+    encoder = CharacterEncoder(lowercase=True).fit(["Hello", "WORLD"])
+    assert encoder.categories_.tolist() == sorted(set("helloworld"))
+    assert encoder.inverse_transform(encoder.transform(["HeLD"])) == ["held"]
+
+
+@pytest.mark.parametrize(
+    "X, match",
+    [
+        ("hello", "iterable of strings"),
+        (["hello", ""], "Sample 1 of X has length 0"),
+        (["hello", 3], "Sample 1 of X is a int"),
+        ([], "0 sample"),
+    ],
+)
+def test_bad_texts(X, match):
+    with pytest.raises(ValueError, match=match):
+        CharacterEncoder().fit(X)
+
+
+def test_pickles():
+    encoder = CharacterEncoder().fit(TEXTS)
+    loaded = pickle.loads(pickle.dumps(encoder))
+    for a, b in zip(loaded.transform(TEXTS), encoder.transform(TEXTS)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_grid_search_on_raw_strings():
+    rng = np.random.RandomState(0)
+    words = [
+        "".join(rng.choice(list("abcde"), size=rng.randint(2, 7))) for _ in range(60)
+    ]
+    labels = np.array(["has-e" if "e" in w else "no-e" for w in words])
+    pipe = make_pipeline(
+        CharacterEncoder(), SequenceClassifier(max_iter=5, random_state=0)
+    )
+    search = GridSearchCV(pipe, {"sequenceclassifier__hidden_size": [4, 8]}, cv=3)
+    search.fit(words, labels)
+    assert set(search.predict(["eee", "abc"])) <= {"has-e", "no-e"}
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+# --------------------------------------------------------- sliding_windows
+def _by_hand(series, window, horizon):
+    X, y = [], []
+    for i in range(len(series) - window - horizon + 1):
+        X.append(series[i : i + window])
+        y.append(series[i + window + horizon - 1])
+    return np.array(X), np.array(y)
+
+
+@pytest.mark.parametrize("horizon", [1, 3])
+@pytest.mark.parametrize("D", [None, 2])
+def test_windows_and_targets(D, horizon):
+    rng = np.random.RandomState(0)
+    series = rng.normal(size=20) if D is None else rng.normal(size=(20, D))
+    X, y = sliding_windows(series, 5, horizon=horizon)
+    X_hand, y_hand = _by_hand(series, 5, horizon)
+    assert X.shape == (20 - 5 - horizon + 1, 5, 1 if D is None else D)
+    np.testing.assert_array_equal(X.reshape(X_hand.shape), X_hand)
+    np.testing.assert_array_equal(y, y_hand)
+    # no window sees its target: the target's step is after the window's last
+    steps, _ = sliding_windows(np.arange(20.0), 5, horizon=horizon)
+    targets = sliding_windows(np.arange(20.0), 5, horizon=horizon)[1]
+    assert (steps[:, -1, 0] + horizon == targets).all()
+
+
+def test_windows_are_copies():
+    series = np.arange(10.0)
+    X, _ = sliding_windows(series, 3)
+    X[0, 0, 0] = -1.0
+    assert series[0] == 0.0
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, match",
+    [
+        ((np.arange(5.0), 5), {}, "at least 6 steps"),
+        ((np.arange(5.0), 3), {"horizon": 3}, "at least 6 steps"),
+        ((np.zeros((4, 2, 2)), 2), {}, r"\(T,\) or \(T, D\)"),
+        ((np.arange(5.0), 0), {}, "'window' parameter"),
+        ((np.arange(5.0), 2), {"horizon": 0}, "'horizon' parameter"),
+    ],
+)
+def test_bad_windows(args, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        sliding_windows(*args, **kwargs)
