@@ -11,6 +11,7 @@ The example ``examples/distributed_grid_search.py`` is run too, shrunk by
 """
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 
 distributed = pytest.importorskip("distributed")
+dask = pytest.importorskip("dask")
 
 from sklearn.model_selection import GridSearchCV  # noqa: E402
 
@@ -98,7 +100,8 @@ def test_grid_search_on_dask_matches_serial(client):
     np.testing.assert_allclose(on_dask.predict(X), serial.predict(X), rtol=1e-10)
 
 
-def test_example_runs_quick():
+def _run_example(path):
+    """Run an example in quick mode; its standard output."""
     env = dict(os.environ, SKRNN_EXAMPLES_QUICK="1")
     # the child imports the skrnn these tests import: the installed one, or
     # the source tree in a development checkout built in place
@@ -107,7 +110,7 @@ def test_example_runs_quick():
         p for p in (str(skrnn_root), env.get("PYTHONPATH", "")) if p
     )
     proc = subprocess.run(
-        [sys.executable, "-W", "error::DeprecationWarning", str(EXAMPLE)],
+        [sys.executable, "-W", "error::DeprecationWarning", str(path)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -115,7 +118,12 @@ def test_example_runs_quick():
         timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    lines = proc.stdout.splitlines()
+    return proc.stdout
+
+
+def test_example_runs_quick():
+    stdout = _run_example(EXAMPLE)
+    lines = stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if "mean_test_score" in line)
     assert lines[header].split() == ["cell", "hidden_size", "mean_test_score", "rank"]
     rows = [line.split() for line in lines[header + 1 :] if line.strip()]
@@ -130,4 +138,72 @@ def test_example_runs_quick():
     for r in rows:
         assert 0.0 <= float(r[2]) <= 1.0
     assert min(int(r[3]) for r in rows) == 1
-    assert "best:" in proc.stdout
+    assert "best:" in stdout
+
+
+def _chunk(block_id, n=30, T=8, D=2):
+    """Chunk ``block_id`` of a data set that is never whole in memory:
+    sequences and their sums, drawn from a seed of their own."""
+    rng = np.random.RandomState(100 + block_id)
+    X = rng.normal(loc=1.0, scale=2.0, size=(n, T, D))
+    return X, X.sum(axis=(1, 2))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_out_of_core_partial_fit_over_dask_chunks(client):
+    """A scaler and a regressor trained chunk by chunk from Dask arrays
+    computed on the cluster equal the same partial_fit calls on the chunks
+    made in memory."""
+    da = pytest.importorskip("dask.array")
+    from skrnn.preprocessing import SequenceScaler
+
+    n_chunks = 4
+    X = da.concatenate(
+        [
+            da.from_delayed(
+                dask.delayed(lambda i: _chunk(i)[0])(i), (30, 8, 2), dtype=float
+            )
+            for i in range(n_chunks)
+        ]
+    )
+    y = da.concatenate(
+        [
+            da.from_delayed(dask.delayed(lambda i: _chunk(i)[1])(i), (30,), dtype=float)
+            for i in range(n_chunks)
+        ]
+    )
+
+    def train(chunks):
+        scaler = SequenceScaler()
+        for X_chunk, _ in chunks():
+            scaler.partial_fit(X_chunk)
+        model = SequenceRegressor(hidden_size=6, random_state=0)
+        for _ in range(2):  # epochs
+            for X_chunk, y_chunk in chunks():
+                model.partial_fit(scaler.transform(X_chunk), y_chunk)
+        return scaler, model
+
+    def from_dask():
+        for X_block, y_block in zip(X.blocks, y.blocks):
+            yield client.compute([X_block, y_block], sync=True)
+
+    def in_memory():
+        return (_chunk(i) for i in range(n_chunks))
+
+    scaler, model = train(from_dask)
+    scaler_ref, model_ref = train(in_memory)
+    np.testing.assert_array_equal(scaler.mean_, scaler_ref.mean_)
+    np.testing.assert_array_equal(scaler.scale_, scaler_ref.scale_)
+    assert model.n_iter_ == model_ref.n_iter_ == 2 * n_chunks
+    for name, value in model_ref.coefs_.items():
+        np.testing.assert_array_equal(model.coefs_[name], value)
+
+
+def test_out_of_core_example_runs_quick():
+    stdout = _run_example(ROOT / "examples" / "out_of_core_dask.py")
+    assert "2000 sequences in 4 chunks" in stdout
+    scores = [
+        float(v) for v in re.findall(r"R\^2 on a held-out chunk = (-?\d\.\d+)", stdout)
+    ]
+    # quick mode: 3 epochs over 4 chunks, each better than the last
+    assert len(scores) == 3 and scores == sorted(scores) and scores[-1] > 0.2

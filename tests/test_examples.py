@@ -8,7 +8,8 @@ entries of ``PYTHONPATH`` made absolute (a relative one, such as ``.``,
 would point elsewhere from the temporary folder) and the folder holding the
 skrnn these tests imported put first, so that it imports the same skrnn.
 
-``distributed_grid_search.py`` has its own tests (it needs a Dask cluster).
+``distributed_grid_search.py`` and ``out_of_core_dask.py`` are run by
+``test_distributed.py`` (they need a Dask cluster).
 """
 
 import os
@@ -30,9 +31,11 @@ SCRIPTS = {
     "binary_sum.py": ("binary_sum.png",),
     "char_rnn_hello.py": ("char_rnn_hello.png",),
     "digits_as_sequences.py": ("digits_as_sequences.png",),
+    "forecasting_pendulum.py": ("forecasting_pendulum.png",),
     "pipeline_grid_search.py": (),
+    "text_brackets.py": (),
 }
-SKIPPED = {"distributed_grid_search.py"}
+SKIPPED = {"distributed_grid_search.py", "out_of_core_dask.py"}
 
 # runs `path` as __main__ with every import of matplotlib failing
 NO_MATPLOTLIB = """
@@ -99,6 +102,15 @@ def check_output(script, stdout):
     elif script == "digits_as_sequences.py":
         accuracy = number_after("held-out accuracy:", stdout)
         assert 0.3 < accuracy <= 1.0  # quick mode: a few epochs only (chance: 0.1)
+    elif script == "forecasting_pendulum.py":
+        # quick mode: 15 epochs; the forecast already beats the last value
+        assert number_after("best validation R^2 =", stdout) > 0.9
+        assert number_after("GRU error / naive error:", stdout) < 0.8
+    elif script == "text_brackets.py":
+        # the order of the characters decides: a bag of them is near chance
+        bag = number_after("bag of characters, held-out accuracy:", stdout)
+        gru = number_after("GRU on characters, held-out accuracy:", stdout)
+        assert bag < 0.6 and gru > bag + 0.1
     elif script == "pipeline_grid_search.py":
         assert "mean_test_score +/- std" in stdout and "rank" in stdout
         rows = re.findall(
