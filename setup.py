@@ -1,8 +1,15 @@
 """Build the Cython kernels.
 
-``SKRNN_DEBUG_BUILD=1`` compiles them with bounds and wrap-around checks on,
-so that an out-of-bounds access raises IndexError instead of corrupting
-memory (used by one CI step).
+Two builds for CI's checks besides the release build:
+
+- ``SKRNN_DEBUG_BUILD=1`` compiles them with Cython's bounds and wrap-around
+  checks on, so that an out-of-bounds access through a memoryview raises
+  IndexError instead of corrupting memory;
+- ``SKRNN_SANITIZE_BUILD=1`` compiles them, the C gate loops and packed
+  GEMMs included, with AddressSanitizer and UndefinedBehaviorSanitizer,
+  which stop the process at the first invalid access or undefined
+  operation. Python must then run with the sanitizers' runtimes preloaded
+  (``LD_PRELOAD``; see ``.ci/run``).
 """
 
 import glob
@@ -13,6 +20,12 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 DEBUG = os.environ.get("SKRNN_DEBUG_BUILD", "0") not in ("", "0")
+SANITIZE = os.environ.get("SKRNN_SANITIZE_BUILD", "0") not in ("", "0")
+SANITIZERS = [
+    "-fsanitize=address,undefined",
+    "-fno-sanitize-recover=all",  # the first report stops the process
+    "-fno-omit-frame-pointer",
+]
 
 directives = {
     "language_level": 3,
@@ -23,8 +36,10 @@ directives = {
 }
 
 # Each build kind keeps its generated C and objects apart, so that switching
-# SKRNN_DEBUG_BUILD on or off never reuses the other kind's output.
-BUILD_DIR = os.path.join("build", "debug" if DEBUG else "release")
+# between them never reuses another kind's output.
+KIND = "debug" if DEBUG else "sanitize" if SANITIZE else "release"
+BUILD_DIR = os.path.join("build", KIND)
+OPTIMIZE = {"debug": ["-O0", "-g"], "sanitize": ["-O2", "-g"], "release": ["-O3"]}
 
 extensions = [
     Extension(
@@ -35,8 +50,10 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
         # -fno-trapping-math lets the gate loops' clamps vectorise; nothing
         # here reads floating-point exception flags.
-        extra_compile_args=(["-O0", "-g"] if DEBUG else ["-O3"])
-        + ["-fno-trapping-math"],
+        extra_compile_args=OPTIMIZE[KIND]
+        + ["-fno-trapping-math"]
+        + (SANITIZERS if SANITIZE else []),
+        extra_link_args=SANITIZERS if SANITIZE else [],
     )
     for path in sorted(glob.glob(os.path.join("skrnn", "_engine", "*.pyx")))
 ]
