@@ -694,7 +694,8 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
     def _forward(self, seqs):
         """The network's raw outputs for validated sequences."""
         engine = self._get_engine()
-        with blas_threads.split(engine) as engine, engine.workspace():
+        work = self._network.forward_work(*seqs.values.shape[:2])
+        with blas_threads.split(engine, work=work) as engine, engine.workspace():
             return self._network.forward(engine, seqs.values, seqs.lengths)
 
     def score(self, X, y, sample_weight=None):
@@ -725,6 +726,10 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             sample_weight, seqs.values, dtype=np.float64
         )
         return self._score_targets(seqs, targets, sample_weight)
+
+    def __sklearn_is_fitted__(self):
+        # check_is_fitted's default scans every attribute's name
+        return hasattr(self, "_network")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -409,9 +409,13 @@ class Network:
     def work_shares(self, n_sequences, n_steps):
         """How many times MIN_SHARE_WORK the forward pass of ``n_sequences``
         sequences of ``n_steps`` steps is."""
-        # one multiply-add per recurrent weight, sequence and step
+        return self.forward_work(n_sequences, n_steps) // MIN_SHARE_WORK
+
+    def forward_work(self, n_sequences, n_steps):
+        """Multiply-adds of the recurrent layers' forward pass: one per
+        weight, sequence and step."""
         per_step = sum(v.size for k, v in self.coefs.items() if k.startswith("weight_"))
-        return per_step * int(n_steps) * int(n_sequences) // MIN_SHARE_WORK
+        return per_step * int(n_steps) * int(n_sequences)
 
     def _forward_blocks(self, engine, p, values, lengths, rows):
         """:meth:`_forward_sorted` of ``rows``; in host memory, in blocks of
@@ -421,7 +425,8 @@ class Network:
         if p.memory is None:
             row_bytes = self._step_bytes(values.shape[2], with_gates=True)
             n_blocks = min(len(rows), -(-len(rows) * row_bytes // INFERENCE_BYTES))
-            blocks = np.array_split(rows, max(1, n_blocks))
+            if n_blocks > 1:
+                blocks = np.array_split(rows, n_blocks)
         parts = [self._forward_sorted(engine, p, values, lengths, b) for b in blocks]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 

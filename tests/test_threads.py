@@ -139,9 +139,12 @@ def test_main_thread_predict_splits_the_sequences_between_blas_threads(monkeypat
     if not _blas_threads(_kernels_blas):
         pytest.skip("SciPy's BLAS is not a library that threadpoolctl can see")
     from skrnn import _network
+    from skrnn._engine import _threads
     from skrnn._network import MIN_SHARE, Network
 
-    monkeypatch.setattr(_network, "MIN_SHARE_WORK", 1)  # split this small net
+    # split this small net, and hold the threads for it
+    monkeypatch.setattr(_network, "MIN_SHARE_WORK", 1)
+    monkeypatch.setattr(_threads, "UNTHREADED_WORK", 0)
     seen = []
     forward_sorted = Network._forward_sorted
 
@@ -230,3 +233,29 @@ def test_a_hold_sets_only_the_counts_that_differ_and_gives_them_back():
         assert two.set_to == [1] and one.set_to == []
     assert (two.num_threads, one.num_threads) == (2, 1)
     assert two.set_to == [1, 2] and one.set_to == []
+
+
+def test_a_prediction_too_small_for_blas_threads_holds_none(monkeypatch):
+    """Predicting one short sequence sets no thread count: BLAS would run its
+    GEMMs on one thread anyway, and setting counts costs more than the
+    arithmetic. A prediction of more work does hold them."""
+    from skrnn._engine import _threads
+
+    X = np.random.RandomState(0).normal(size=(200, 50, 8))
+    model = SequenceRegressor(hidden_size=32, max_iter=1, random_state=0)
+    with pytest.warns(ConvergenceWarning):
+        model.fit(X[:20], X[:20].sum(axis=(1, 2)))
+    held = []
+    real_held = _threads.held
+
+    def recording(libraries, threads):
+        held.append(threads)
+        return real_held(libraries, threads)
+
+    monkeypatch.setattr(_threads, "held", recording)
+    assert model._network.forward_work(1, 50) < _threads.UNTHREADED_WORK
+    model.predict(X[:1])
+    assert held == []
+    assert model._network.forward_work(200, 50) >= _threads.UNTHREADED_WORK
+    model.predict(X)
+    assert held != []

@@ -13,6 +13,11 @@ from contextlib import contextmanager
 
 from threadpoolctl import OpenBLASController, ThreadpoolController
 
+# OpenBLAS computes a GEMM of fewer multiply-adds than this on one thread
+# (its GEMM_MULTITHREAD_THRESHOLD of 4, times 65536); a pass of less work
+# has no GEMM larger.
+UNTHREADED_WORK = 4 * 65536
+
 
 class BlasThreads:
     """Keep BLAS thread pools from fighting over the cores while we compute.
@@ -83,7 +88,7 @@ class BlasThreads:
             yield
 
     @contextmanager
-    def split(self, engine, shares=None, serial=False):
+    def split(self, engine, shares=None, serial=False, work=None):
         """The engine with as many ``workers`` as may each run a share of
         the sequences at once, for the duration of the block.
 
@@ -96,8 +101,13 @@ class BlasThreads:
         thread: for work too small to split, OpenBLAS's threads would win
         little and then spin on a core, waiting for the next call, while
         the gate loops and whatever runs next need it. Otherwise ``engine``
-        itself, under the rules of :meth:`limit`.
+        itself, under the rules of :meth:`limit`; and nothing is held for
+        ``work`` (multiply-adds) that BLAS computes on one thread anyway:
+        holding the counts costs more than such a prediction's arithmetic.
         """
+        if work is not None and work < UNTHREADED_WORK:
+            yield engine
+            return
         if (
             engine.name == "cpu"
             and threading.current_thread() is threading.main_thread()
