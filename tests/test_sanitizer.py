@@ -37,9 +37,14 @@ print("no report")
 """
 
 
-def test_an_out_of_bounds_write_is_reported():
+def test_an_out_of_bounds_write_is_reported(tmp_path):
+    # run elsewhere than the repository, whose source tree would shadow the
+    # installed (sanitized) skrnn
     result = subprocess.run(
-        [sys.executable, "-c", OUT_OF_BOUNDS], capture_output=True, text=True
+        [sys.executable, "-c", OUT_OF_BOUNDS],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert result.returncode != 0
     assert "no report" not in result.stdout
