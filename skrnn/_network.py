@@ -444,7 +444,11 @@ class Network:
         that order, as a NumPy array."""
         xp = engine.xp
         states = self._zero_states(xp, len(rows))
-        W, b = p.views["head.weight"], p.views["head.bias"]
+        # The head in float64, whatever the dtype: a float32 product's
+        # rounding would depend on the rows beside a sequence (BLAS picks
+        # other kernels for one row or many), and predictions are float64.
+        W = p.views["head.weight"].astype(np.float64)
+        b = p.views["head.bias"].astype(np.float64)
         N, T = len(rows), values.shape[1]
         lengths = lengths[rows]
         # read at the last steps, the head reads the top layer's final
@@ -453,7 +457,7 @@ class Network:
         # window, see _windows), it ends at the first step
         reads_states = self.output == "last"
         if not reads_states:
-            raw = xp.zeros((T, N, W.shape[0]), dtype=self.dtype)
+            raw = xp.zeros((T, N, W.shape[0]), dtype=np.float64)
         window = INFERENCE_WINDOW
         if p.memory is None:  # in host memory, a window's bytes are bounded too
             step_bytes = self._step_bytes(values.shape[2], with_gates=False)
