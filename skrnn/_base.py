@@ -124,7 +124,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         random_state=None,
         warm_start=False,
         verbose=0,
-        dtype=None,
+        dtype="float32",
         device="cpu",
     ):
         self.cell = cell

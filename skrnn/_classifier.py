@@ -98,9 +98,12 @@ class SequenceClassifier(ClassifierMixin, BaseSequenceEstimator):
         ``output``, ``dtype``) raise a ValueError; so does ``partial_fit``.
     verbose : int, default=0
         1: a line per epoch; 2: also a progress bar within each epoch.
-    dtype : {"float32", "float64"} or None, default=None
-        Precision. None: float32 input is computed in float32, anything else
-        in float64.
+    dtype : {"float32", "float64"} or None, default="float32"
+        Precision of the weights and the computation, as in PyTorch and
+        Keras; predictions and probabilities are float64 either way, and
+        ``score`` compares them with the targets as given. None is
+        scikit-learn's rule, the default up to skrnn 0.1: float32 input in
+        float32, anything else in float64.
     device : {"cpu", "cuda"}, default="cpu"
         Where the kernels run. "cuda": an NVIDIA GPU through CuPy (``pip
         install skrnn[gpu]``; ``skrnn[gpu13]`` for CUDA 13), float32 or
@@ -214,7 +217,7 @@ class SequenceClassifier(ClassifierMixin, BaseSequenceEstimator):
         random_state=None,
         warm_start=False,
         verbose=0,
-        dtype=None,
+        dtype="float32",
         device="cpu",
         class_weight=None,
     ):

@@ -96,9 +96,12 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
         ``output``, ``dtype``) raise a ValueError; so does ``partial_fit``.
     verbose : int, default=0
         1: a line per epoch; 2: also a progress bar within each epoch.
-    dtype : {"float32", "float64"} or None, default=None
-        Precision. None: float32 input is computed in float32, anything else
-        in float64.
+    dtype : {"float32", "float64"} or None, default="float32"
+        Precision of the weights and the computation, as in PyTorch and
+        Keras; predictions and probabilities are float64 either way, and
+        ``score`` compares them with the targets as given. None is
+        scikit-learn's rule, the default up to skrnn 0.1: float32 input in
+        float32, anything else in float64.
     device : {"cpu", "cuda"}, default="cpu"
         Where the kernels run. "cuda": an NVIDIA GPU through CuPy (``pip
         install skrnn[gpu]``; ``skrnn[gpu13]`` for CUDA 13), float32 or
@@ -169,12 +172,14 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
     score = BaseSequenceEstimator.score
 
     def _loss(self, z, y, w, xp=np):
-        return squared_error(z, y, w, xp=xp)
+        # the targets stay float64 (score compares with them as given); the
+        # loss is computed in the model's precision
+        return squared_error(z, y.astype(z.dtype, copy=False), w, xp=xp)
 
     def _validate_targets(self, y, seqs, reset, classes=None, scoring=False):
         output = self.output if reset else self._output
         N = len(seqs.lengths)
-        dtype = seqs.values.dtype
+        dtype = np.float64
         if output == "last":
             y = check_array(
                 y,

@@ -116,6 +116,7 @@ def test_rprop_restarts_its_step_sizes_on_a_new_learning_rate():
         solver="rprop",
         learning_rate_init=0.01,
         random_state=0,
+        dtype="float64",
     ).fit(X, y)
 
     def step_sizes():

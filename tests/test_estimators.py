@@ -130,7 +130,11 @@ def test_binary_head_is_logistic():
     # one output: P(classes_[1]) = expit(head), computed from coefs_ by hand
     X, y = _data(SequenceClassifier)
     clf = _fit(
-        SequenceClassifier(cell="rnn", hidden_size=4, max_iter=2, random_state=0), X, y
+        SequenceClassifier(
+            cell="rnn", hidden_size=4, max_iter=2, random_state=0, dtype="float64"
+        ),
+        X,
+        y,
     )
     z = _numpy_forward(clf, X)[:, 0]
     np.testing.assert_allclose(clf.predict_proba(X)[:, 1], expit(z), rtol=1e-10)
@@ -402,6 +406,7 @@ def test_coefs_pytorch_layout(cell, num_layers, bidirectional, use_bias):
             use_bias=use_bias,
             max_iter=2,
             random_state=0,
+            dtype="float64",
         ),
         X,
         y,
@@ -494,7 +499,7 @@ def _numpy_forward(est, X):
 @pytest.mark.parametrize("Est", ESTIMATORS)
 def test_coefs_are_live(Est):
     X, y = _data(Est)
-    est = _fit(Est(hidden_size=4, max_iter=2, random_state=0), X, y)
+    est = _fit(Est(hidden_size=4, max_iter=2, random_state=0, dtype="float64"), X, y)
     out = (
         (lambda: est.predict(X))
         if Est is SequenceRegressor
@@ -570,6 +575,7 @@ def test_integer_sample_weight_equals_repeated_rows(Est, solver):
         shuffle=False,
         solver=solver,
         learning_rate_init=0.01,
+        dtype="float64",
     )
     weighted = _fit(Est(**params), X, y, sample_weight=w)
     repeated = _fit(Est(**params), np.repeat(X, w, axis=0), np.repeat(y, w))
@@ -601,6 +607,7 @@ def test_zero_sample_weight_equals_absent_sample(Est, output):
         shuffle=False,
         solver="rprop",
         output=output,
+        dtype="float64",
     )
     weighted = _fit(Est(**params), X, y, sample_weight=w)
     absent = _fit(

@@ -128,6 +128,7 @@ def test_exploding_gradients_relu_without_clipping():
         max_iter=20,
         random_state=0,
         warm_start=True,
+        dtype="float64",  # 1.1**1000 overflows float32
     )
     with pytest.warns(ConvergenceWarning, match="Stochastic Optimizer"):
         model.set_params(max_iter=1).fit(X[:, :20], y)  # builds the network
@@ -414,7 +415,9 @@ def test_loss_is_set_when_the_first_epoch_diverges(monkeypatch, k):
     error / 2 plus the L2 penalty of each batch of 10, computed here from
     predict."""
     X, y = _data()
-    model = SequenceRegressor(hidden_size=5, batch_size=10, max_iter=10, random_state=0)
+    model = SequenceRegressor(
+        hidden_size=5, batch_size=10, max_iter=10, random_state=0, dtype="float64"
+    )
     calls = {"n": 0}
     loss = type(model)._loss
 

@@ -261,13 +261,16 @@ def _coef_dtypes(est):
         (np.float64, "float32", np.float32),
         (np.int64, "float32", np.float32),
         (np.float32, "float64", np.float64),
+        # the default: float32, whatever the input
+        (np.float64, "default", np.float32),
+        (np.int64, "default", np.float32),
     ],
 )
 def test_dtype_rule(Est, x_dtype, dtype, expected):
     rng = np.random.RandomState(0)
     X = (rng.normal(size=(N, 5, 2)) * 3).astype(x_dtype)
     y = _targets(Est, "last", X, None, rng)
-    est = _fit(_make(Est, dtype=dtype), X, y)
+    est = _fit(_make(Est) if dtype == "default" else _make(Est, dtype=dtype), X, y)
     assert _coef_dtypes(est) == {np.dtype(expected)}
     # predict (regressor) and predict_proba return float64 whatever dtype,
     # and whatever the dtype of the X they are given
@@ -302,7 +305,7 @@ def test_list_of_mixed_dtypes_is_float64():
     rng = np.random.RandomState(0)
     X = [rng.normal(size=(L, 2)).astype(np.float32) for L in LENGTHS]
     X[3] = X[3].astype(np.float64)
-    est = _fit(_make(SequenceRegressor), X, rng.normal(size=N))
+    est = _fit(_make(SequenceRegressor, dtype=None), X, rng.normal(size=N))
     assert _coef_dtypes(est) == {np.dtype(np.float64)}
 
 
@@ -311,7 +314,7 @@ def test_integer_and_object_arrays_are_converted_like_floats(Est):
     rng = np.random.RandomState(0)
     X_int = rng.randint(0, 3, size=(N, 5))
     y = _targets(Est, "last", X_int, None, rng)
-    ref = _fit(_make(Est), X_int.astype(np.float64), y)
+    ref = _fit(_make(Est, dtype=None), X_int.astype(np.float64), y)
     for X in (
         X_int,
         X_int.astype(object),
@@ -320,7 +323,7 @@ def test_integer_and_object_arrays_are_converted_like_floats(Est):
         [list(map(int, row)) for row in X_int],
         [row.astype(object) for row in X_int],
     ):
-        est = _fit(_make(Est), X, y)
+        est = _fit(_make(Est, dtype=None), X, y)
         assert _coef_dtypes(est) == {np.dtype(np.float64)}
         for name in ref.coefs_:
             np.testing.assert_array_equal(est.coefs_[name], ref.coefs_[name])

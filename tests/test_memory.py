@@ -47,7 +47,7 @@ _PEAK_SCRIPT = textwrap.dedent(
     for arg in sys.argv[2:]:
         bptt = None if arg == "none" else int(arg)
         model = SequenceRegressor(hidden_size=H, max_iter=1, bptt_steps=bptt,
-                                  random_state=0)
+                                  random_state=0, dtype="float64")
         model.fit(X[:, :60], y)  # warm-up: lazy imports, cached constants
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
