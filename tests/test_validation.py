@@ -92,7 +92,9 @@ def test_public_functions_and_classes_raise_invalid_parameter_error(call, name):
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@pytest.mark.parametrize("cell", sorted(ACTIVATIONS))
+# the cells the estimators and the layers offer; the LSTM is in the reference
+# engine only, until its compiled kernels exist
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
 @pytest.mark.parametrize("activation", ["tanh", "relu", "identity", "logistic"])
 def test_one_table_of_activations(cell, activation):
     """The estimators and the layers take exactly the activations that

@@ -19,8 +19,13 @@ reversed direction visits ``t = T-1, ..., 0``, so each sequence starts from
 ``h0`` at its own last valid step, as PyTorch's packed sequences do.
 
 Weights follow PyTorch's layout: ``weight_ih`` (G*H, D), ``weight_hh``
-(G*H, H), ``bias_ih``/``bias_hh`` (G*H,), with G = 1 for the Elman RNN and
-G = 3 for the GRU, gates stacked in the order r, z, n.
+(G*H, H), ``bias_ih``/``bias_hh`` (G*H,), with G = 1 for the Elman RNN,
+G = 3 for the GRU (gates stacked in the order r, z, n) and G = 4 for the
+LSTM (i, f, g, o).
+
+The LSTM's state is two arrays, h and the cell state c: where the others
+take and return a state (N, H), it takes and returns (N, 2H), h then c
+side by side (:func:`state_size`), and its outputs are h alone.
 """
 
 from collections import namedtuple
@@ -30,14 +35,20 @@ import numpy as np
 #: What defines a recurrent cell, apart from its sizes.
 CellSpec = namedtuple("CellSpec", ["cell", "activation", "reset_after", "use_bias"])
 
-N_GATES = {"rnn": 1, "gru": 3}
+N_GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
 # The activations each cell takes: the Elman cell's nonlinearity, the GRU
-# candidate's (its gates are always logistic).
+# candidate's (its gates are always logistic); the LSTM's are fixed.
 ACTIVATIONS = {
     "rnn": ("tanh", "relu", "identity", "logistic"),
     "gru": ("tanh", "logistic"),
+    "lstm": ("tanh",),
 }
+
+
+def state_size(cell, hidden_size):
+    """Width of a cell's state: H, or 2H for the LSTM's h and c."""
+    return 2 * hidden_size if cell == "lstm" else hidden_size
 
 
 def activate(name, a, xp):
@@ -162,6 +173,29 @@ class StepKernels:
         out[t] = xp.where(mask[t], h_new, 0)
         h[...] = xp.where(mask[t], h_new, h)
 
+    def lstm_forward(
+        self, t, c, gi, gh, b_hh, mask, h, cell, out, h_prev, c_prev, i, f, g, o, tc
+    ):
+        """An LSTM step; ``gh`` (N, 4H) holds W_hh h. ``cell`` is the cell
+        state, ``tc`` receives tanh of the new one."""
+        xp = self.xp
+        H = h.shape[1]
+        a = gi[t] + gh
+        if b_hh is not None:
+            a += b_hh
+        h_prev[c], c_prev[c] = h, cell
+        i[c] = _sigmoid(a[:, :H], xp)
+        f[c] = _sigmoid(a[:, H : 2 * H], xp)
+        g[c] = xp.tanh(a[:, 2 * H : 3 * H])
+        o[c] = _sigmoid(a[:, 3 * H :], xp)
+        # c' = f c + i g, h' = o tanh(c')
+        cell_new = f[c] * cell + i[c] * g[c]
+        tc[c] = xp.tanh(cell_new)
+        h_new = o[c] * tc[c]
+        out[t] = xp.where(mask[t], h_new, 0)
+        h[...] = xp.where(mask[t], h_new, h)
+        cell[...] = xp.where(mask[t], cell_new, cell)
+
     # --------------------------------------------------------------- backward
     # ``dh`` is the state's gradient carried past the steps already visited
     # and ``dh_rec`` the recurrent part from the step after this one (the
@@ -211,6 +245,25 @@ class StepKernels:
         d_gi[t, :, 2 * H :] = da_n
         dh[...] = (g - g_step) + g_step * z
 
+    def lstm_backward(
+        self, t, mask, d_out, c_prev, i, f, g, o, tc, dh, dc, dh_rec, d_gi
+    ):
+        """Fills ``d_gi[t]`` (the four gates' pre-activation gradients, also
+        those of the recurrent projection) and the carried ``dh`` and
+        ``dc`` (the cell state's gradient)."""
+        xp = self.xp
+        H = dh.shape[1]
+        g_h, g_step = self._incoming(t, mask, d_out, dh, dh_rec)
+        i, f, g, o, tc = i[t], f[t], g[t], o[t], tc[t]
+        # the cell state's gradient at this step: carried, and through h' = o tanh(c')
+        d_cell = xp.where(mask[t], dc, 0) + g_step * o * (1.0 - tc * tc)
+        d_gi[t, :, :H] = d_cell * g * i * (1.0 - i)
+        d_gi[t, :, H : 2 * H] = d_cell * c_prev[t] * f * (1.0 - f)
+        d_gi[t, :, 2 * H : 3 * H] = d_cell * i * (1.0 - g * g)
+        d_gi[t, :, 3 * H :] = g_step * tc * o * (1.0 - o)
+        dh[...] = g_h - g_step
+        dc[...] = xp.where(mask[t], d_cell * f, dc)
+
     def gru_backward_r(self, t, h_prev, r, d_rh, dh, d_gi):
         """Second half: ``d_rh`` = d(r * h) = da_n W_hn; the r part of ``d_gi[t]``."""
         H = dh.shape[1]
@@ -229,7 +282,11 @@ def step_kernels(xp):
     return _STEP_KERNELS[xp]
 
 
-_CACHE_NAMES = {"rnn": ("h_prev", "h_new"), "gru": ("h_prev", "r", "z", "n", "hn_term")}
+_CACHE_NAMES = {
+    "rnn": ("h_prev", "h_new"),
+    "gru": ("h_prev", "r", "z", "n", "hn_term"),
+    "lstm": ("h_prev", "c_prev", "i", "f", "g", "o", "tc"),
+}
 
 
 def forward(
@@ -300,18 +357,25 @@ def forward(
 
 def forward_inputs(spec, params, x, lengths, h0, xp):
     """What the forward time loop reads: ``gi`` (the input projections of
-    every step), ``mask``, the state ``h`` (a copy of ``h0``), ``W_hh`` and,
-    with biases, ``b_hh``."""
+    every step), ``mask``, the state ``h`` (a copy of ``h0``; for the LSTM,
+    ``h`` and ``cell``), ``W_hh`` and, with biases, ``b_hh``."""
     T, N, D = x.shape
     W_ih = params["weight_ih"]
     # One GEMM for every step's input projection: (T*N, D) @ (D, G*H).
     gi = (x.reshape(T * N, D) @ W_ih.T).reshape(T, N, -1)
+    state = xp.array(h0, dtype=x.dtype, order="C", copy=True)  # updated in place
     work = {
         "gi": gi,
         "mask": _mask(lengths, T, xp),
-        "h": xp.array(h0, dtype=x.dtype, order="C", copy=True),  # updated in place
+        "h": state,
         "W_hh": params["weight_hh"],
     }
+    if spec.cell == "lstm":
+        H = params["weight_hh"].shape[1]
+        work["h"], work["cell"] = (
+            xp.ascontiguousarray(state[:, :H]),
+            xp.ascontiguousarray(state[:, H:]),
+        )
     if spec.use_bias:
         gi += params["bias_ih"]
         work["b_hh"] = xp.ascontiguousarray(params["bias_hh"])
@@ -358,6 +422,10 @@ def forward_steps(k, spec, work, reverse, keep_cache):
             k.rnn_forward(
                 act, t, c, gi, gh, b_hh, mask, h, outputs, work["h_prev"], work["h_new"]
             )
+        elif spec.cell == "lstm":
+            k.matmul(h, W_hh.T, gh)  # i, f, g, o: one GEMM for the four gates
+            cache = (work[name] for name in _CACHE_NAMES["lstm"])
+            k.lstm_forward(t, c, gi, gh, b_hh, mask, h, work["cell"], outputs, *cache)
         elif spec.reset_after:
             # r, z, n as in PyTorch / cuDNN: one GEMM for the three gates
             k.matmul(h, W_hh.T, gh)
@@ -388,10 +456,14 @@ def forward_results(spec, work, x, reverse, keep_cache, keep_outputs, take=None)
     ``take(array)`` (default: the array itself) is applied to each."""
     take = take or (lambda a: a)
     outputs = take(work["outputs"]) if keep_outputs else None
+    h_last = take(work["h"])
+    if spec.cell == "lstm":
+        # (np.concatenate dispatches to the arrays' own module, CuPy's too)
+        h_last = np.concatenate([h_last, take(work["cell"])], axis=1)
     if not keep_cache:
-        return outputs, take(work["h"]), None
+        return outputs, h_last, None
     cache = {name: take(work[name]) for name in ("mask",) + _CACHE_NAMES[spec.cell]}
-    return outputs, take(work["h"]), {"x": x, "reverse": reverse, **cache}
+    return outputs, h_last, {"x": x, "reverse": reverse, **cache}
 
 
 def backward(
@@ -455,8 +527,8 @@ def backward(
 
 def backward_inputs(spec, params, cache, d_outputs, d_h_last, xp):
     """What the backward time loop reads: ``W_hh``, the forward cache,
-    ``d_outputs``, the carried gradient ``dh`` (from ``d_h_last``) and the
-    recurrent one ``dh_rec`` (zero)."""
+    ``d_outputs``, the carried gradient ``dh`` (from ``d_h_last``; for the
+    LSTM, ``dh`` and ``dc``) and the recurrent one ``dh_rec`` (zero)."""
     T, N, H = cache["h_prev"].shape
     dtype = cache["x"].dtype
     work = {name: cache[name] for name in ("mask",) + _CACHE_NAMES[spec.cell]}
@@ -466,9 +538,10 @@ def backward_inputs(spec, params, cache, d_outputs, d_h_last, xp):
     else:
         work["d_outputs"] = xp.ascontiguousarray(d_outputs, dtype=dtype)
     if d_h_last is None:
-        work["dh"] = xp.zeros((N, H), dtype=dtype)
-    else:
-        work["dh"] = xp.array(d_h_last, dtype=dtype, order="C", copy=True)
+        d_h_last = xp.zeros((N, state_size(spec.cell, H)), dtype=dtype)
+    work["dh"] = xp.array(d_h_last[:, :H], dtype=dtype, order="C", copy=True)
+    if spec.cell == "lstm":
+        work["dc"] = xp.array(d_h_last[:, H:], dtype=dtype, order="C", copy=True)
     work["dh_rec"] = xp.zeros((N, H), dtype=dtype)
     return work
 
@@ -503,6 +576,10 @@ def backward_steps(k, spec, work, reverse):
     for t in _steps(T, reverse):
         if spec.cell == "rnn":
             k.rnn_backward(act, t, mask, d_outputs, work["h_new"], dh, dh_rec, d_gi)
+            k.matmul(d_gi[t], W_hh, dh_rec)
+        elif spec.cell == "lstm":
+            cache = (work[name] for name in ("c_prev", "i", "f", "g", "o", "tc"))
+            k.lstm_backward(t, mask, d_outputs, *cache, dh, work["dc"], dh_rec, d_gi)
             k.matmul(d_gi[t], W_hh, dh_rec)
         elif spec.reset_after:
             k.gru_backward(
@@ -561,4 +638,7 @@ def backward_results(spec, params, work, x, need_dx, xp):
         grads["bias_ih"] = d_gi2.sum(axis=0)
         grads["bias_hh"] = d_gh2.sum(axis=0)
     dx = (d_gi2 @ params["weight_ih"]).reshape(T, N, D) if need_dx else None
-    return dx, work["dh"] + work["dh_rec"], grads
+    dh0 = work["dh"] + work["dh_rec"]
+    if spec.cell == "lstm":
+        dh0 = xp.concatenate([dh0, work["dc"]], axis=1)
+    return dx, dh0, grads
