@@ -12,9 +12,9 @@ ratios to PyTorch. PyTorch is only a yardstick: skrnn never imports it.
 """
 
 import argparse
-import time
 
 import numpy as np
+from _timing import best_time
 from threadpoolctl import threadpool_limits
 
 from skrnn._engine import get_engine
@@ -25,16 +25,6 @@ CELLS = {
     "gru": CellSpec("gru", "tanh", True, True),
     "rnn": CellSpec("rnn", "tanh", False, True),
 }
-
-
-def _best(fn, repeat):
-    fn()  # warm up
-    best = np.inf
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def _skrnn_step(engine, spec, N, T, D, H, rng):
@@ -94,7 +84,7 @@ def main():
         for cell, spec in CELLS.items():
             for N, T, D, H in SHAPES:
                 times = {
-                    name: _best(
+                    name: best_time(
                         _skrnn_step(get_engine(name), spec, N, T, D, H, rng),
                         args.repeat,
                     )
@@ -105,7 +95,7 @@ def main():
                     f" {times['reference']:12.6f}"
                 )
                 if torch is not None:
-                    t_torch = _best(
+                    t_torch = best_time(
                         _torch_step(torch, cell, N, T, D, H, rng), args.repeat
                     )
                     line += (

@@ -14,26 +14,16 @@ validating each sequence and packing them into one padded batch.
 """
 
 import argparse
-import time
 import warnings
 
 import numpy as np
+from _timing import best_time
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_info
 
 from skrnn import SequenceRegressor
 
 SIZES = [10, 100, 1_000, 10_000, 50_000, 200_000]
-
-
-def _best(fn, repeat):
-    fn()  # warm up
-    best = np.inf
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def _data(n, ragged, rng):
@@ -65,8 +55,8 @@ def main():
     for ragged in (False, True):
         for n in SIZES:
             as_list, as_array = _data(n, ragged, rng)
-            t_array = _best(lambda: model.predict(as_array), args.repeat)
-            t_list = _best(lambda: model.predict(as_list), args.repeat)
+            t_array = best_time(lambda: model.predict(as_array), args.repeat)
+            t_list = best_time(lambda: model.predict(as_list), args.repeat)
             label = "5-15" if ragged else "10"
             ratio = t_list / t_array
             print(f"{label:>8} {n:>8} {t_array:9.5f} {t_list:9.5f} {ratio:10.2f}")

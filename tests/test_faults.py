@@ -147,6 +147,21 @@ def test_exploding_gradients_relu_without_clipping():
     _assert_usable(model, X[:, :100])
 
 
+def _nan_at_loss(monkeypatch, model, k):
+    """Make the k-th loss that ``model`` computes NaN; the count of its
+    losses, as a dict that fills as it trains."""
+    calls = {"n": 0}
+    loss = type(model)._loss
+
+    def faulty(z, y_, w):
+        calls["n"] += 1
+        value, dz = loss(model, z, y_, w)
+        return (np.nan if calls["n"] == k else value), dz
+
+    monkeypatch.setattr(model, "_loss", faulty)
+    return calls
+
+
 @_MAX_ITER_WARNING
 @pytest.mark.parametrize("k", [1, 2, 7])
 def test_nan_loss_mid_epoch(monkeypatch, k):
@@ -161,15 +176,7 @@ def test_nan_loss_mid_epoch(monkeypatch, k):
         )
 
     model = make()
-    calls = {"n": 0}
-    loss = type(model)._loss
-
-    def faulty(z, y_, w):
-        calls["n"] += 1
-        value, dz = loss(model, z, y_, w)
-        return (np.nan if calls["n"] == k else value), dz
-
-    monkeypatch.setattr(model, "_loss", faulty)
+    calls = _nan_at_loss(monkeypatch, model, k)
     with _divergence_warning():
         model.fit(X, y)
     # training stops at the k-th loss; when no epoch completed (k <= 4), the
@@ -418,15 +425,7 @@ def test_loss_is_set_when_the_first_epoch_diverges(monkeypatch, k):
     model = SequenceRegressor(
         hidden_size=5, batch_size=10, max_iter=10, random_state=0, dtype="float64"
     )
-    calls = {"n": 0}
-    loss = type(model)._loss
-
-    def faulty(z, y_, w):
-        calls["n"] += 1
-        value, dz = loss(model, z, y_, w)
-        return (np.nan if calls["n"] == k else value), dz
-
-    monkeypatch.setattr(model, "_loss", faulty)
+    _nan_at_loss(monkeypatch, model, k)
     with _divergence_warning():
         model.fit(X, y)
     assert model.n_iter_ == 0 and model.loss_curve_ == []

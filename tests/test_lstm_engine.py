@@ -13,11 +13,15 @@ T, N, D, H = 6, 4, 3, 5
 LENGTHS = np.array([6, 3, 1, 5])
 
 
-def _params(rng, use_bias=True):
+def _case(seed, use_bias=True):
+    """(spec, params, x, state0) of one layer, drawn from ``seed``."""
+    rng = np.random.RandomState(seed)
     shapes = {"weight_ih": (4 * H, D), "weight_hh": (4 * H, H)}
     if use_bias:
         shapes.update(bias_ih=(4 * H,), bias_hh=(4 * H,))
-    return {k: rng.normal(scale=0.5, size=s) for k, s in shapes.items()}
+    params = {k: rng.normal(scale=0.5, size=s) for k, s in shapes.items()}
+    x, state0 = rng.normal(size=(T, N, D)), rng.normal(size=(N, 2 * H))
+    return CellSpec("lstm", "tanh", True, use_bias), params, x, state0
 
 
 def _sigmoid(a):
@@ -47,11 +51,7 @@ def _by_hand(params, x, lengths, state0, reverse):
 @pytest.mark.parametrize("use_bias", [True, False])
 @pytest.mark.parametrize("reverse", [False, True])
 def test_forward_is_nn_lstm(reverse, use_bias):
-    rng = np.random.RandomState(0)
-    params = _params(rng, use_bias)
-    x = rng.normal(size=(T, N, D))
-    state0 = rng.normal(size=(N, 2 * H))
-    spec = CellSpec("lstm", "tanh", True, use_bias)
+    spec, params, x, state0 = _case(0, use_bias)
     outputs, final, _ = reference.forward(spec, params, x, LENGTHS, state0, reverse)
     expected_outputs, expected_final = _by_hand(params, x, LENGTHS, state0, reverse)
     assert state_size("lstm", H) == final.shape[1] == 2 * H
@@ -80,11 +80,8 @@ def _central_differences(f, array, eps=1e-6):
 @pytest.mark.parametrize("use_bias", [True, False])
 @pytest.mark.parametrize("reverse", [False, True])
 def test_backward_matches_finite_differences(reverse, use_bias):
+    spec, params, x, state0 = _case(1, use_bias)
     rng = np.random.RandomState(1)
-    params = _params(rng, use_bias)
-    x = rng.normal(size=(T, N, D))
-    state0 = rng.normal(size=(N, 2 * H))
-    spec = CellSpec("lstm", "tanh", True, use_bias)
     weights = (rng.normal(size=(T, N, H)), rng.normal(size=(N, 2 * H)))
     _, _, cache = reference.forward(spec, params, x, LENGTHS, state0, reverse)
     dx, d_state0, grads = reference.backward(spec, params, cache, *weights)
@@ -113,14 +110,11 @@ def test_backward_matches_finite_differences(reverse, use_bias):
 def test_padding_never_leaks():
     """Whatever the padded steps hold, outputs, states and gradients are the
     same; the outputs are zero there and the state is carried through."""
+    spec, params, x, state0 = _case(2)
     rng = np.random.RandomState(2)
-    params = _params(rng)
-    spec = CellSpec("lstm", "tanh", True, True)
-    x = rng.normal(size=(T, N, D))
     padded = np.arange(T)[:, None] >= LENGTHS[None, :]
     x_other = x.copy()
     x_other[padded] = rng.normal(size=(padded.sum(), D)) * 100
-    state0 = rng.normal(size=(N, 2 * H))
     runs = [reference.forward(spec, params, xx, LENGTHS, state0) for xx in (x, x_other)]
     for a, b in zip(runs[0][:2], runs[1][:2]):
         np.testing.assert_array_equal(a, b)
