@@ -13,10 +13,10 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from ._engine import get_engine
-from ._engine.reference import ACTIVATIONS, N_GATES, CellSpec
+from ._engine.reference import ACTIVATIONS, N_GATES, CellSpec, state_size
 from ._sklearn_compat import Number, Options, StrOptions, validate_parameter_constraints
 
-__all__ = ["RNN", "GRU"]
+__all__ = ["RNN", "GRU", "LSTM"]
 
 PARAM_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
@@ -75,7 +75,12 @@ def param_names(spec):
 
 
 class _RecurrentLayer:
-    """One direction of one recurrent layer (shared by RNN and GRU)."""
+    """One direction of one recurrent layer (shared by RNN, GRU and LSTM).
+
+    The engines take the state as one array (N, S): h, or for the LSTM h
+    and c side by side. :meth:`_run` and :meth:`_backprop` work on that
+    array; each layer's public ``forward`` and ``backward`` name its parts.
+    """
 
     _cell = None
 
@@ -119,8 +124,10 @@ class _RecurrentLayer:
         )
         self.grads = {}
         self.dh0 = None
-        self.h = None
-        self._engine = get_engine("cpu")
+        self.h = None  # the state carried with stateful=True, (N, S)
+        # the LSTM runs on the reference engine until the compiled kernels
+        # have it
+        self._engine = get_engine("reference" if self._cell == "lstm" else "cpu")
         self._saved = None
 
     def reset_state(self):
@@ -147,40 +154,9 @@ class _RecurrentLayer:
         h_last : ndarray of shape (N, H)
             The state at each sequence's last valid step.
         """
-        X = np.asarray(X, dtype=self.dtype)
-        if X.ndim != 3 or X.shape[2] != self.input_size or 0 in X.shape:
-            raise ValueError(
-                f"X must have shape (N, T, {self.input_size}) with N, T >= 1, "
-                f"got {X.shape}."
-            )
-        N, T, _ = X.shape
-        H = self.hidden_size
-        lengths = np.full(N, T, dtype=np.intp) if lengths is None else lengths
-        lengths = np.asarray(lengths)
-        if lengths.shape != (N,) or lengths.min() < 1 or lengths.max() > T:
-            raise ValueError(f"lengths must be N={N} integers in [1, {T}].")
-        lengths = lengths.astype(np.intp)
-        if h0 is None:
-            h0 = self.h if self.stateful and self.h is not None else np.zeros((N, H))
-        h0 = np.asarray(h0, dtype=self.dtype)
-        if h0.shape != (N, H):
-            raise ValueError(f"h0 must have shape ({N}, {H}), got {h0.shape}.")
-        self._check_params()
-        # The engines want time-major data sorted by length, longest first,
-        # and finite values at padded steps (NaN padding would reach the
-        # gradients through 0 * NaN).
-        order = np.argsort(-lengths, kind="stable")
-        x = np.ascontiguousarray(X[order].transpose(1, 0, 2))
-        x[np.arange(T)[:, None] >= lengths[order][None, :]] = 0
-        out, h_last, cache = self._engine.forward(
-            self.spec, self.params, x, lengths[order], np.ascontiguousarray(h0[order])
-        )
-        inverse = np.argsort(order)
-        h_last = h_last[inverse]
-        self._saved = (order, inverse, T, cache)
-        if self.stateful:
-            self.h = h_last.copy()
-        return out.transpose(1, 0, 2)[inverse], h_last
+        X, lengths = self._checked_input(X, lengths)
+        state0 = None if h0 is None else self._state("h0", h0, len(X))
+        return self._run(X, lengths, state0)
 
     def backward(self, d_outputs, d_h_last=None):
         """Backpropagate through the last ``forward`` call.
@@ -200,8 +176,73 @@ class _RecurrentLayer:
         dX : ndarray of shape (N, T, D)
             Gradient with respect to ``X`` (zero at padded steps).
         """
+        N = self._forward_n()
+        d_state = None if d_h_last is None else self._state("d_h_last", d_h_last, N)
+        dx, self.dh0 = self._backprop(d_outputs, d_state)
+        return dx
+
+    def _checked_input(self, X, lengths):
+        """X (N, T, D) and lengths (N,) as the engines take them, validated."""
+        X = np.asarray(X, dtype=self.dtype)
+        if X.ndim != 3 or X.shape[2] != self.input_size or 0 in X.shape:
+            raise ValueError(
+                f"X must have shape (N, T, {self.input_size}) with N, T >= 1, "
+                f"got {X.shape}."
+            )
+        N, T, _ = X.shape
+        lengths = np.full(N, T, dtype=np.intp) if lengths is None else lengths
+        lengths = np.asarray(lengths)
+        if lengths.shape != (N,) or lengths.min() < 1 or lengths.max() > T:
+            raise ValueError(f"lengths must be N={N} integers in [1, {T}].")
+        return X, lengths.astype(np.intp)
+
+    def _state(self, name, value, N):
+        """``value`` as an (N, H) array of the layer's dtype, or an error."""
+        value = np.asarray(value, dtype=self.dtype)
+        if value.shape != (N, self.hidden_size):
+            raise ValueError(
+                f"{name} must have shape ({N}, {self.hidden_size}), got {value.shape}."
+            )
+        return value
+
+    def _forward_n(self):
+        """The number of sequences of the last ``forward`` call."""
         if self._saved is None:
             raise RuntimeError("backward() needs a forward() call first.")
+        return len(self._saved[0])
+
+    def _run(self, X, lengths, state0):
+        """Outputs (N, T, H) and the final state (N, S), from ``state0``
+        (N, S); None: zeros, or the state carried with ``stateful=True``."""
+        N, T, _ = X.shape
+        if state0 is None:
+            carried = self.stateful and self.h is not None
+            S = state_size(self._cell, self.hidden_size)
+            state0 = self.h if carried else np.zeros((N, S), dtype=self.dtype)
+        self._check_params()
+        # The engines want time-major data sorted by length, longest first,
+        # and finite values at padded steps (NaN padding would reach the
+        # gradients through 0 * NaN).
+        order = np.argsort(-lengths, kind="stable")
+        x = np.ascontiguousarray(X[order].transpose(1, 0, 2))
+        x[np.arange(T)[:, None] >= lengths[order][None, :]] = 0
+        out, last, cache = self._engine.forward(
+            self.spec,
+            self.params,
+            x,
+            lengths[order],
+            np.ascontiguousarray(state0[order]),
+        )
+        inverse = np.argsort(order)
+        last = last[inverse]
+        self._saved = (order, inverse, T, cache)
+        if self.stateful:
+            self.h = last.copy()
+        return out.transpose(1, 0, 2)[inverse], last
+
+    def _backprop(self, d_outputs, d_state):
+        """dX and the gradient of the initial state (N, S), from the
+        outputs' and the final state's (N, S, or None); fills ``grads``."""
         order, inverse, T, cache = self._saved
         N = len(order)
         d_outputs = np.asarray(d_outputs, dtype=self.dtype)
@@ -211,17 +252,13 @@ class _RecurrentLayer:
                 f"{(N, T, self.hidden_size)}, got {d_outputs.shape}."
             )
         d_out = np.ascontiguousarray(d_outputs[order].transpose(1, 0, 2))
-        if d_h_last is not None:
-            d_h_last = np.asarray(d_h_last, dtype=self.dtype)
-            if d_h_last.shape != (N, self.hidden_size):
-                raise ValueError("d_h_last must have the shape of forward's h_last.")
-            d_h_last = np.ascontiguousarray(d_h_last[order])
-        dx, dh0, grads = self._engine.backward(
-            self.spec, self.params, cache, d_out, d_h_last
+        if d_state is not None:
+            d_state = np.ascontiguousarray(d_state[order])
+        dx, d_state0, grads = self._engine.backward(
+            self.spec, self.params, cache, d_out, d_state
         )
         self.grads = grads
-        self.dh0 = dh0[inverse]
-        return dx.transpose(1, 0, 2)[inverse]
+        return dx.transpose(1, 0, 2)[inverse], d_state0[inverse]
 
     def _check_params(self):
         for name, value in self.params.items():
@@ -360,3 +397,157 @@ class GRU(_RecurrentLayer):
     """
 
     _cell = "gru"
+
+
+class LSTM(_RecurrentLayer):
+    """Long short-term memory layer, as PyTorch's ``nn.LSTM``.
+
+    i = σ(W_ii x + b_ii + W_hi h + b_hi), f = σ(W_if x + b_if + W_hf h + b_hf),
+    g = tanh(W_ig x + b_ig + W_hg h + b_hg), o = σ(W_io x + b_io + W_ho h + b_ho),
+    c' = f ⊙ c + i ⊙ g and h' = o ⊙ tanh(c'). Besides h, the layer carries the
+    cell state c: ``forward`` takes ``c0`` and leaves ``c_last``, ``backward``
+    takes ``d_c_last`` and fills ``dc0``. It computes with the NumPy reference
+    engine (its compiled kernels are still to come).
+
+    Parameters
+    ----------
+    input_size : int
+        Features per step, D.
+    hidden_size : int
+        Units, H.
+    use_bias : bool, default=True
+        Whether ``bias_ih`` and ``bias_hh`` exist.
+    stateful : bool, default=False
+        Carry the last h and c into the next ``forward`` call.
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of parameters and computation.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initial weights, drawn from U(-1/sqrt(H), 1/sqrt(H)) as
+        PyTorch draws them.
+
+    Attributes
+    ----------
+    params : dict
+        ``weight_ih`` (4H, D), ``weight_hh`` (4H, H), ``bias_ih``, ``bias_hh``
+        (4H,), gates stacked i, f, g, o as in PyTorch's ``nn.LSTM``.
+    grads : dict
+        Gradients of the same shapes, filled by :meth:`backward`.
+    c_last : ndarray of shape (N, H)
+        The cell state at each sequence's last valid step, set by
+        :meth:`forward`.
+    dh0, dc0 : ndarray of shape (N, H)
+        Gradients with respect to the initial h and c, filled by
+        :meth:`backward`.
+
+    See Also
+    --------
+    GRU : The gated layer without a cell state.
+    skrnn.optim.Adam : An optimizer for ``params`` and ``grads``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skrnn.layers import LSTM
+    >>> layer = LSTM(2, 4, random_state=0)
+    >>> outputs, h_last = layer.forward(np.ones((3, 5, 2)), lengths=[5, 2, 4])
+    >>> outputs.shape, h_last.shape, layer.c_last.shape
+    ((3, 5, 4), (3, 4), (3, 4))
+    >>> dX = layer.backward(np.ones_like(outputs), d_c_last=np.ones((3, 4)))
+    >>> dX.shape, layer.dc0.shape, layer.grads["weight_hh"].shape
+    ((3, 5, 2), (3, 4), (16, 4))
+    """
+
+    _cell = "lstm"
+
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        *,
+        use_bias=True,
+        stateful=False,
+        dtype="float32",
+        random_state=None,
+    ):
+        super().__init__(
+            input_size,
+            hidden_size,
+            use_bias=use_bias,
+            stateful=stateful,
+            dtype=dtype,
+            random_state=random_state,
+        )
+        self.c_last = self.dc0 = None
+
+    def forward(self, X, h0=None, lengths=None, *, c0=None):
+        """Run the layer over a batch of sequences.
+
+        Parameters
+        ----------
+        X : array-like of shape (N, T, D)
+            Inputs, batch first.
+        h0 : array-like of shape (N, H), default=None
+            Initial h. None: zeros, or with ``stateful=True`` the h left by
+            the previous call.
+        lengths : array-like of shape (N,), default=None
+            Valid steps per sequence (1 <= lengths <= T); None: all T.
+        c0 : array-like of shape (N, H), default=None
+            Initial cell state, as ``h0``.
+
+        Returns
+        -------
+        outputs : ndarray of shape (N, T, H)
+            The h after each step, zero at padded steps.
+        h_last : ndarray of shape (N, H)
+            The h at each sequence's last valid step (``c_last`` holds c).
+        """
+        X, lengths = self._checked_input(X, lengths)
+        state0 = None
+        if h0 is not None or c0 is not None:
+            N, H = len(X), self.hidden_size
+            carried = self.h if self.stateful and self.h is not None else None
+            parts = []
+            for k, (name, value) in enumerate((("h0", h0), ("c0", c0))):
+                if value is None:  # the carried part, else zeros
+                    value = (
+                        np.zeros((N, H))
+                        if carried is None
+                        else carried[:, k * H : (k + 1) * H]
+                    )
+                parts.append(self._state(name, value, N))
+            state0 = np.concatenate(parts, axis=1)
+        outputs, last = self._run(X, lengths, state0)
+        H = self.hidden_size
+        self.c_last = last[:, H:]
+        return outputs, last[:, :H]
+
+    def backward(self, d_outputs, d_h_last=None, *, d_c_last=None):
+        """Backpropagate through the last ``forward`` call.
+
+        Fills ``grads`` (same keys as ``params``), ``dh0`` and ``dc0``.
+
+        Parameters
+        ----------
+        d_outputs : array-like of shape (N, T, H)
+            Gradient of the loss with respect to ``outputs``.
+        d_h_last : array-like of shape (N, H), default=None
+            Gradient with respect to ``h_last``.
+        d_c_last : array-like of shape (N, H), default=None
+            Gradient with respect to ``c_last``.
+
+        Returns
+        -------
+        dX : ndarray of shape (N, T, D)
+            Gradient with respect to ``X`` (zero at padded steps).
+        """
+        N, H = self._forward_n(), self.hidden_size
+        d_state = None
+        if d_h_last is not None or d_c_last is not None:
+            parts = [
+                np.zeros((N, H)) if value is None else self._state(name, value, N)
+                for name, value in (("d_h_last", d_h_last), ("d_c_last", d_c_last))
+            ]
+            d_state = np.concatenate(parts, axis=1).astype(self.dtype)
+        dx, d_state0 = self._backprop(d_outputs, d_state)
+        self.dh0, self.dc0 = d_state0[:, :H], d_state0[:, H:]
+        return dx

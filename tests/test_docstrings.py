@@ -13,7 +13,7 @@ PUBLIC = {
     "skrnn": ["SequenceRegressor", "SequenceClassifier", "CudaUnavailableError"],
     "skrnn.preprocessing": ["SequenceScaler", "CharacterEncoder", "sliding_windows"],
     "skrnn.datasets": ["make_binary_sum", "make_char_sequences"],
-    "skrnn.layers": ["RNN", "GRU"],
+    "skrnn.layers": ["RNN", "GRU", "LSTM"],
     "skrnn.optim": ["SGD", "Adam", "Rprop", "clip_grad_norm"],
 }
 

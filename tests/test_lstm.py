@@ -1,13 +1,14 @@
-"""The LSTM in the reference engine, the specification of its math:
-PyTorch's nn.LSTM equations, the state (N, 2H) as h then c, padding that
-never leaks, and backpropagation through time against central finite
-differences in float64."""
+"""The LSTM: in the reference engine, the specification of its math
+(PyTorch's nn.LSTM equations, the state (N, 2H) as h then c, padding that
+never leaks, backpropagation through time against central finite
+differences in float64), and as the layer ``skrnn.layers.LSTM``."""
 
 import numpy as np
 import pytest
 
 from skrnn._engine import reference
 from skrnn._engine.reference import CellSpec, state_size
+from skrnn.layers import LSTM
 
 T, N, D, H = 6, 4, 3, 5
 LENGTHS = np.array([6, 3, 1, 5])
@@ -124,3 +125,123 @@ def test_padding_never_leaks():
     np.testing.assert_array_equal(backs[0][1], backs[1][1])
     for name in params:
         np.testing.assert_array_equal(backs[0][2][name], backs[1][2][name])
+
+
+# ----------------------------------------------------------- layers.LSTM
+def _layer(seed=0, **kwargs):
+    return LSTM(D, H, dtype="float64", random_state=seed, **kwargs)
+
+
+def test_layer_backward_matches_finite_differences():
+    """dX, dh0, dc0 and every weight's gradient of a loss reading the
+    outputs, h_last and c_last, batch first as the layer takes them."""
+    rng = np.random.RandomState(3)
+    layer = _layer()
+    X = rng.normal(size=(N, T, D))
+    h0, c0 = rng.normal(size=(N, H)), rng.normal(size=(N, H))
+    r_out, r_h, r_c = (
+        rng.normal(size=(N, T, H)),
+        rng.normal(size=(N, H)),
+        rng.normal(size=(N, H)),
+    )
+
+    def loss():
+        outputs, h_last = layer.forward(X, h0, LENGTHS, c0=c0)
+        return (
+            np.sum(r_out * outputs) + np.sum(r_h * h_last) + np.sum(r_c * layer.c_last)
+        )
+
+    loss()
+    dX = layer.backward(r_out, r_h, d_c_last=r_c)
+    grads, dh0, dc0 = dict(layer.grads), layer.dh0, layer.dc0
+    for name, value in layer.params.items():
+        np.testing.assert_allclose(
+            grads[name],
+            _central_differences(loss, value),
+            rtol=1e-6,
+            atol=1e-8,
+            err_msg=name,
+        )
+    for got, array in ((dX, X), (dh0, h0), (dc0, c0)):
+        np.testing.assert_allclose(
+            got, _central_differences(loss, array), rtol=1e-6, atol=1e-8
+        )
+
+
+def test_layer_stateful_carries_h_and_c():
+    """Two calls of a stateful layer on the halves of a sequence equal one
+    call on the whole; reset_state starts again from zeros."""
+    rng = np.random.RandomState(4)
+    X = rng.normal(size=(N, T, D))
+    whole = _layer()
+    out_whole, h_whole = whole.forward(X)
+    halves = _layer(stateful=True)
+    out_a, _ = halves.forward(X[:, :3])
+    out_b, h_b = halves.forward(X[:, 3:])
+    np.testing.assert_allclose(
+        np.concatenate([out_a, out_b], axis=1), out_whole, rtol=1e-12
+    )
+    np.testing.assert_allclose(h_b, h_whole, rtol=1e-12)
+    np.testing.assert_allclose(halves.c_last, whole.c_last, rtol=1e-12)
+    halves.reset_state()
+    np.testing.assert_array_equal(halves.forward(X[:, :3])[0], out_a)
+
+
+def test_layer_states_default_to_zeros():
+    rng = np.random.RandomState(5)
+    X = rng.normal(size=(N, T, D))
+    zeros = np.zeros((N, H))
+    layer = _layer()
+    h_given = layer.forward(X, zeros)[1]
+    c_given = layer.forward(X, c0=zeros)[1]
+    both = layer.forward(X, zeros, c0=zeros)[1]
+    for h_last in (h_given, c_given):
+        np.testing.assert_array_equal(h_last, layer.forward(X)[1])
+        np.testing.assert_array_equal(h_last, both)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (
+            lambda layer, X: layer.forward(X, c0=np.zeros((N, H + 1))),
+            "c0 must have shape",
+        ),
+        (lambda layer, X: layer.forward(X, np.zeros((N + 1, H))), "h0 must have shape"),
+        (lambda layer, X: LSTM(D, H).backward(np.zeros((N, T, H))), "forward"),
+    ],
+)
+def test_layer_bad_states(call, match):
+    layer = _layer()
+    with pytest.raises((ValueError, RuntimeError), match=match):
+        call(layer, np.zeros((N, T, D)))
+
+
+def test_layer_is_pytorch_lstm():
+    """coefs in nn.LSTM's layout compute what nn.LSTM does, on ragged
+    sequences packed on PyTorch's side, to 1e-10 in float64."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.RandomState(6)
+    layer = _layer()
+    X = rng.normal(size=(N, T, D))
+    h0, c0 = rng.normal(size=(N, H)), rng.normal(size=(N, H))
+    outputs, h_last = layer.forward(X, h0, LENGTHS, c0=c0)
+    ref = torch.nn.LSTM(D, H, batch_first=True).double()
+    with torch.no_grad():
+        for name, value in layer.params.items():
+            getattr(ref, name + "_l0").copy_(torch.from_numpy(value))
+        packed = torch.nn.utils.rnn.pack_padded_sequence(
+            torch.from_numpy(X),
+            torch.from_numpy(LENGTHS),
+            batch_first=True,
+            enforce_sorted=False,
+        )
+        out, (h_n, c_n) = ref(
+            packed, (torch.from_numpy(h0)[None], torch.from_numpy(c0)[None])
+        )
+        out, _ = torch.nn.utils.rnn.pad_packed_sequence(
+            out, batch_first=True, total_length=T
+        )
+    np.testing.assert_allclose(outputs, out.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(h_last, h_n[0].numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(layer.c_last, c_n[0].numpy(), rtol=1e-10, atol=1e-12)
