@@ -245,3 +245,23 @@ def test_layer_is_pytorch_lstm():
     np.testing.assert_allclose(outputs, out.numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(h_last, h_n[0].numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(layer.c_last, c_n[0].numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_layer_stateful_carries_the_part_not_given():
+    """A stateful layer given h0 alone starts from the c it carries (and
+    given c0 alone, from the h it carries)."""
+    rng = np.random.RandomState(7)
+    X = rng.normal(size=(N, T, D))
+    h_new, c_new = rng.normal(size=(N, H)), rng.normal(size=(N, H))
+    plain = _layer()
+    _, h_first = plain.forward(X)
+    c_first = plain.c_last
+    for given, expected in (
+        ({"h0": h_new}, {"h0": h_new, "c0": c_first}),
+        ({"c0": c_new}, {"h0": h_first, "c0": c_new}),
+    ):
+        stateful = _layer(stateful=True)
+        stateful.forward(X)
+        got = stateful.forward(X, given.get("h0"), c0=given.get("c0"))[1]
+        want = plain.forward(X, expected["h0"], c0=expected["c0"])[1]
+        np.testing.assert_array_equal(got, want)
