@@ -59,7 +59,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
     """
 
     _parameter_constraints = {
-        "cell": [StrOptions({"rnn", "gru"})],
+        "cell": [StrOptions({"rnn", "gru", "lstm"})],
         "hidden_size": [Interval(Integral, 1, None, closed="left")],
         "num_layers": [Interval(Integral, 1, None, closed="left")],
         "bidirectional": ["boolean"],
@@ -196,18 +196,20 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             )
 
     def _get_engine(self):
-        """The engine for ``self.device``.
+        """The engine for ``self.device`` and the network's cell.
 
         A model with ``device="cuda"`` predicts on the CPU where CuPy or a
         usable GPU is missing, so that a model fitted on a GPU loads and
-        predicts anywhere; ``fit`` raises instead (see :meth:`_fit`).
+        predicts anywhere; ``fit`` raises instead (see :meth:`_fit`). On the
+        CPU, the LSTM runs on the reference engine until the compiled
+        kernels have it.
         """
         if self.device == "cuda":
             try:
                 return get_engine("cuda")
             except CudaUnavailableError:
-                return get_engine("cpu")
-        return get_engine(self.device)
+                pass
+        return get_engine("reference" if self._network.spec.cell == "lstm" else "cpu")
 
     # ------------------------------------------------------------- training
     @_fit_context(prefer_skip_nested_validation=True)
@@ -274,7 +276,6 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             given_val = self._validation_set(*validation, {**x_attrs, **y_attrs})
         if self.device == "cuda":
             get_engine("cuda")  # CudaUnavailableError, naming what is missing
-        engine = self._get_engine()
         if reset:
             warn_if_channels_first(seqs)
             self._set_input_attrs({**x_attrs, **y_attrs, "_output": self.output})
@@ -296,7 +297,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         split = self._network.training_split(
             self._batch_size(len(train)), seqs.lengths.max()
         )
-        with blas_threads.split(engine, *split) as engine:
+        with blas_threads.split(self._get_engine(), *split) as engine:
             self._train(engine, seqs, targets, sample_weight, train, val, incremental)
         return self
 

@@ -26,9 +26,12 @@ class SequenceClassifier(ClassifierMixin, BaseSequenceEstimator):
 
     Parameters
     ----------
-    cell : {"gru", "rnn"}, default="gru"
-        The recurrent cell: a GRU, or an Elman RNN
-        h' = act(W_ih x + b_ih + W_hh h + b_hh).
+    cell : {"gru", "rnn", "lstm"}, default="gru"
+        The recurrent cell: a GRU, an Elman RNN
+        h' = act(W_ih x + b_ih + W_hh h + b_hh), or an LSTM as PyTorch's
+        ``nn.LSTM`` (its head reads h). The LSTM runs on the NumPy reference
+        engine on the CPU until its compiled kernels come: correct, and
+        slower than the other cells.
     hidden_size : int, default=32
         Units per layer and direction.
     num_layers : int, default=1
@@ -38,7 +41,7 @@ class SequenceClassifier(ClassifierMixin, BaseSequenceEstimator):
         concatenation [forward, backward].
     activation : {"tanh", "relu", "identity", "logistic"}, default="tanh"
         The Elman cell's nonlinearity; for the GRU the candidate's, "tanh"
-        or "logistic" only.
+        or "logistic" only; "tanh" for the LSTM.
     reset_after : bool, default=True
         GRU only. True: n = act(W_in x + b_in + r ⊙ (W_hn h + b_hn)) as in
         PyTorch and cuDNN; False: n = act(W_in x + b_in + W_hn (r ⊙ h) + b_hn)

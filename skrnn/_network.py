@@ -22,6 +22,7 @@ from contextlib import contextmanager
 import numpy as np
 from sklearn.utils import check_random_state
 
+from ._engine.reference import N_GATES, state_size
 from .layers import init_params, param_names
 
 # Inference runs over windows of at most INFERENCE_WINDOW steps, carrying
@@ -300,7 +301,7 @@ class Network:
                     self._params(p, k, d),
                     caches[k * self.n_dirs + d],
                     d_out,
-                    None if d_last is None else d_last[:, cols],
+                    None if d_last is None else self._state_grad(xp, d_last[:, cols]),
                     need_dx=k > 0,
                     consume_cache=True,
                 )
@@ -339,14 +340,22 @@ class Network:
         return xp.ascontiguousarray(x, dtype=self.dtype)
 
     def _final_states(self, xp, states):
-        """The top layer's final states, its directions side by side
-        (N, H * dirs)."""
-        top = states[-1]
+        """The top layer's final h, its directions side by side (N, H * dirs)
+        (an LSTM's state holds c after h)."""
+        top = [state[:, : self.hidden_size] for state in states[-1]]
         return top[0] if self.n_dirs == 1 else xp.concatenate(top, axis=1)
 
+    def _state_grad(self, xp, d_h):
+        """The gradient of a layer's final state from that of its h: for the
+        LSTM, zero for its c."""
+        if self.spec.cell != "lstm":
+            return d_h
+        return xp.concatenate([d_h, xp.zeros_like(d_h)], axis=1)
+
     def _zero_states(self, xp, n):
+        width = state_size(self.spec.cell, self.hidden_size)
         return [
-            [xp.zeros((n, self.hidden_size), dtype=self.dtype)] * self.n_dirs
+            [xp.zeros((n, width), dtype=self.dtype)] * self.n_dirs
             for _ in range(self.num_layers)
         ]
 
@@ -435,7 +444,7 @@ class Network:
         outputs of a layer and of the one below and, ``with_gates``, the
         compiled engine's gates and scratch (3 x G x H at most), which it
         bounds itself in steps."""
-        H, G = self.hidden_size, 3 if self.spec.cell == "gru" else 1
+        H, G = self.hidden_size, N_GATES[self.spec.cell]
         width = D + 2 * self.n_dirs * H + (3 * G * H if with_gates else 0)
         return width * np.dtype(self.dtype).itemsize
 

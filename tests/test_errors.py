@@ -465,7 +465,7 @@ BAD_PARAMS = [
     {"hidden_size": 2.5},
     {"num_layers": 0},
     {"cell": "lstmx"},
-    {"cell": "lstm"},
+    {"cell": "lstm", "activation": "relu"},  # the LSTM's activations are fixed
     {"bptt_steps": 0},
     {"activation": "relu", "cell": "gru"},
     {"activation": "identity"},  # the default cell is "gru"

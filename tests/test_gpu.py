@@ -174,9 +174,11 @@ CONFIGS = [
 
 
 # (cell, activation, reset_after) of the engine-level tests
-CELLS = [("rnn", a, True) for a in ("tanh", "relu", "identity", "logistic")] + [
-    ("gru", a, ra) for a in ("tanh", "logistic") for ra in (True, False)
-]
+CELLS = (
+    [("rnn", a, True) for a in ("tanh", "relu", "identity", "logistic")]
+    + [("gru", a, ra) for a in ("tanh", "logistic") for ra in (True, False)]
+    + [("lstm", "tanh", True)]
+)
 
 
 def _fit(Est, X, y, **params):
@@ -472,12 +474,13 @@ def _layer(cell, act, reset_after, use_bias, T=5, N=4, D=3, H=6, seed=0):
         lengths = np.sort(r.randint(1, T + 1, N))[::-1].copy()
         x = r.normal(size=(T, N, D))
         x[np.arange(T)[:, None] >= lengths[None, :]] = 0
+        S = reference.state_size(cell, H)  # an LSTM's state is h and c
         return (
             x,
             lengths,
-            r.normal(size=(N, H)),
+            r.normal(size=(N, S)),
             r.normal(size=(T, N, H)),
-            r.normal(size=(N, H)),
+            r.normal(size=(N, S)),
         )
 
     return CellSpec(cell, act, reset_after, use_bias), params, draw

@@ -17,7 +17,7 @@ import pytest
 
 from skrnn import _network as network
 from skrnn._engine import Engine, HostCopyMemory, get_engine, reference
-from skrnn._engine.reference import CellSpec
+from skrnn._engine.reference import CellSpec, state_size
 from skrnn._losses import binary_log_loss, multi_log_loss, squared_error
 from skrnn._network import MIN_SHARE, TRAINING_SHARES, Network
 from skrnn.layers import GRU, RNN
@@ -31,18 +31,22 @@ N, T, D, H = 4, 5, 2, 2
 VARIABLE_LENGTHS = np.array([5, 1, 3, 2])  # unsorted on purpose
 
 # (cell, activation, reset_after)
-CELLS = [("rnn", act, True) for act in ("tanh", "relu", "identity", "logistic")] + [
-    ("gru", act, reset_after)
-    for act in ("tanh", "logistic")
-    for reset_after in (True, False)
-]
+CELLS = (
+    [("rnn", act, True) for act in ("tanh", "relu", "identity", "logistic")]
+    + [
+        ("gru", act, reset_after)
+        for act in ("tanh", "logistic")
+        for reset_after in (True, False)
+    ]
+    + [("lstm", "tanh", True)]
+)
 # (bidirectional, bptt_steps): truncated BPTT only exists without bidirectional
 STRUCTURES = [(False, None), (False, 2), (True, None)]
 
 
 def _cell_id(cell):
     name, act, reset_after = cell
-    return f"{name}-{act}" + ("" if name == "rnn" else f"-ra{int(reset_after)}")
+    return f"{name}-{act}" + (f"-ra{int(reset_after)}" if name == "gru" else "")
 
 
 # --------------------------------------------------------------------------
@@ -77,14 +81,15 @@ def _run_stack(net, x, lengths, h0s):
     top : ndarray of shape (T, N, H * dirs)
         The top layer's outputs, [forward, backward].
     record : list of tuple
-        ``(params, reverse, x, outputs, h0)`` for each layer and direction.
+        ``(params, reverse, x, outputs, h0, final state)`` for each layer and
+        direction.
     """
     record = []
     for k in range(net.num_layers):
         outs = []
         for d in range(net.n_dirs):
             params = _layer_params(net, k, d)
-            out, _, _ = reference.forward(
+            out, final, _ = reference.forward(
                 net.spec,
                 params,
                 x,
@@ -93,7 +98,7 @@ def _run_stack(net, x, lengths, h0s):
                 reverse=bool(d),
                 keep_cache=False,
             )
-            record.append((params, bool(d), x, out, h0s[k][d]))
+            record.append((params, bool(d), x, out, h0s[k][d], final))
             outs.append(out)
         x = np.concatenate(outs, axis=2)
     return x, record
@@ -122,9 +127,8 @@ def _head_loss(net, top, lengths, targets, weights, loss, t0=0):
 
 
 def _zero_states(net, n):
-    return [
-        [np.zeros((n, net.hidden_size))] * net.n_dirs for _ in range(net.num_layers)
-    ]
+    width = state_size(net.spec.cell, net.hidden_size)
+    return [[np.zeros((n, width))] * net.n_dirs for _ in range(net.num_layers)]
 
 
 def _full_loss(net, X, lengths, targets, weights, loss):
@@ -137,21 +141,18 @@ def _full_loss(net, X, lengths, targets, weights, loss):
 def _window_start_states(net, X, lengths, size):
     """The carried state of every layer at each window start, at the current weights.
 
-    Read from one full (untruncated) forward pass: at window start ``t0`` a
-    sequence's state is its output at step ``min(length, t0) - 1`` (zero
-    before the first step). Unidirectional networks only.
+    At window start ``t0``, a sequence's state is the final state of an
+    untruncated forward pass over its first ``min(length, t0)`` steps (zero
+    before the first step; for the LSTM, h and c). Unidirectional networks
+    only.
     """
     x = np.ascontiguousarray(X.transpose(1, 0, 2))
-    n = len(X)
-    _, record = _run_stack(net, x, lengths, _zero_states(net, n))
-    states = []
-    for t0 in range(0, X.shape[1], size):
+    zeros = _zero_states(net, len(X))
+    states = [zeros]
+    for t0 in range(size, X.shape[1], size):
         seen = np.minimum(lengths, t0)
-        per_layer = []
-        for _, _, _, out, _ in record:
-            h = out[np.maximum(seen - 1, 0), np.arange(n)]
-            per_layer.append([np.where((seen > 0)[:, None], h, 0.0)])
-        states.append(per_layer)
+        _, record = _run_stack(net, x[:t0], seen, zeros)
+        states.append([[final] for *_, final in record])
     return states
 
 
@@ -300,7 +301,7 @@ def _relu_margin(net, X, lengths):
     x = np.ascontiguousarray(X.transpose(1, 0, 2))
     _, record = _run_stack(net, x, lengths, _zero_states(net, len(X)))
     return min(
-        np.abs(_elman_preactivations(net.spec, *r, lengths)).min() for r in record
+        np.abs(_elman_preactivations(net.spec, *r[:5], lengths)).min() for r in record
     )
 
 

@@ -265,3 +265,77 @@ def test_layer_stateful_carries_the_part_not_given():
         got = stateful.forward(X, given.get("h0"), c0=given.get("c0"))[1]
         want = plain.forward(X, expected["h0"], c0=expected["c0"])[1]
         np.testing.assert_array_equal(got, want)
+
+
+# ------------------------------------------------ the estimators, cell="lstm"
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_estimator_counts_the_ones():
+    from skrnn import SequenceRegressor
+    from skrnn.datasets import make_binary_sum
+
+    X, y = make_binary_sum(n_samples=200, n_timesteps=10, random_state=0)
+    X_test, y_test = make_binary_sum(1000, 10, random_state=1)
+    model = SequenceRegressor(
+        cell="lstm",
+        hidden_size=16,
+        learning_rate_init=0.01,
+        batch_size=20,
+        max_iter=300,
+        n_iter_no_change=30,
+        random_state=0,
+    ).fit(X, y)
+    assert np.mean(np.round(model.predict(X_test)) == y_test) >= 0.95
+
+
+def test_estimator_takes_tanh_only():
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from skrnn import SequenceClassifier
+
+    X, y = np.zeros((6, 3, 1)), np.arange(6) % 2
+    with pytest.raises(InvalidParameterError, match="when cell='lstm'"):
+        SequenceClassifier(cell="lstm", activation="logistic").fit(X, y)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("num_layers, bidirectional", [(1, False), (2, True)])
+def test_estimator_coefs_load_into_pytorch(num_layers, bidirectional):
+    """coefs_ in nn.LSTM's state-dict names and shapes: loaded into
+    nn.LSTM + nn.Linear, they predict the same on ragged sequences (packed
+    on PyTorch's side) to 1e-10 in float64."""
+    torch = pytest.importorskip("torch")
+    from skrnn import SequenceRegressor
+
+    rng = np.random.RandomState(8)
+    X = [rng.normal(size=(L, D)) for L in (6, 2, 5, 3, 1)]
+    y = np.array([x.sum() for x in X])
+    model = SequenceRegressor(
+        cell="lstm",
+        hidden_size=H,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        max_iter=3,
+        dtype="float64",
+        random_state=0,
+    ).fit(X, y)
+    lstm = torch.nn.LSTM(
+        D, H, num_layers=num_layers, bidirectional=bidirectional, batch_first=True
+    ).double()
+    head = torch.nn.Linear(H * (2 if bidirectional else 1), 1).double()
+    state = {k: torch.from_numpy(v) for k, v in model.coefs_.items()}
+    lstm.load_state_dict({k: v for k, v in state.items() if not k.startswith("head.")})
+    head.load_state_dict({"weight": state["head.weight"], "bias": state["head.bias"]})
+    lengths = torch.tensor([len(x) for x in X])
+    padded = torch.nn.utils.rnn.pad_sequence(
+        [torch.from_numpy(x) for x in X], batch_first=True
+    )
+    with torch.no_grad():
+        packed = torch.nn.utils.rnn.pack_padded_sequence(
+            padded, lengths, batch_first=True, enforce_sorted=False
+        )
+        _, (h_n, _) = lstm(packed)
+        last = (
+            h_n[-2:].transpose(0, 1).reshape(len(X), -1) if bidirectional else h_n[-1]
+        )
+        expected = head(last)[:, 0].numpy()
+    np.testing.assert_allclose(model.predict(X), expected, rtol=1e-10, atol=1e-12)

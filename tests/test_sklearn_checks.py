@@ -23,8 +23,10 @@ from skrnn.preprocessing import SequenceScaler
 ESTIMATORS = [
     SequenceRegressor(cell="rnn"),
     SequenceRegressor(cell="gru"),
+    SequenceRegressor(cell="lstm"),
     SequenceClassifier(cell="rnn", max_iter=100),
     SequenceClassifier(cell="gru", max_iter=100),
+    SequenceClassifier(cell="lstm", max_iter=100),
     SequenceScaler(),
 ]
 
