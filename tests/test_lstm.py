@@ -339,3 +339,28 @@ def test_estimator_coefs_load_into_pytorch(num_layers, bidirectional):
         )
         expected = head(last)[:, 0].numpy()
     np.testing.assert_allclose(model.predict(X), expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_estimator_learns_hello_per_step_after_a_scaler():
+    """make_char_sequences, SequenceScaler and a per-step classifier work
+    with the LSTM as with the other cells: 'hell' -> 'ello'."""
+    from sklearn.pipeline import make_pipeline
+
+    from skrnn import SequenceClassifier
+    from skrnn.datasets import make_char_sequences
+    from skrnn.preprocessing import SequenceScaler
+
+    X, y, _ = make_char_sequences("hello", seq_length=4)
+    model = make_pipeline(
+        SequenceScaler(),
+        SequenceClassifier(
+            cell="lstm",
+            output="sequence",
+            hidden_size=8,
+            learning_rate_init=0.05,
+            max_iter=300,
+            random_state=0,
+        ),
+    ).fit(X, y)
+    assert "".join(model.predict(X)[0]) == "ello"
