@@ -3,9 +3,11 @@
 The same model (one recurrent layer + a linear head, float32), the same data,
 batch size, optimiser (Adam) and thread count for every implementation:
 
-- ``skrnn``: the estimators on the compiled kernels (the default),
+- ``skrnn``: the estimators on the compiled kernels (the default; for the
+  LSTM, which has none yet, the reference engine),
 - ``skrnn-ref``: the estimators on the reference NumPy engine,
-- ``torch``: ``torch.nn.GRU``/``nn.RNN`` + ``nn.Linear`` when PyTorch is installed.
+- ``torch``: ``torch.nn.GRU``/``nn.RNN``/``nn.LSTM`` + ``nn.Linear`` when
+  PyTorch is installed.
 
 Each measurement runs in a fresh process (one epoch, one prediction of the
 whole data, the peak resident set size during both above what the process
@@ -84,7 +86,7 @@ class Torch:
         import torch
 
         torch.manual_seed(0)
-        layer = torch.nn.GRU if cell == "gru" else torch.nn.RNN
+        layer = {"gru": torch.nn.GRU, "rnn": torch.nn.RNN, "lstm": torch.nn.LSTM}[cell]
         self.torch = torch
         self.rnn = layer(D, H, batch_first=True)
         self.head = torch.nn.Linear(H, 1)
@@ -94,6 +96,8 @@ class Torch:
 
     def _forward(self, xb):
         _, h = self.rnn(xb)
+        if isinstance(h, tuple):  # the LSTM's (h_n, c_n)
+            h = h[0]
         return self.head(h[-1])[:, 0]
 
     def epoch(self, X, y):
@@ -200,7 +204,7 @@ def measure(impls, cell, shape, repeats, threads):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cells", nargs="+", default=["gru", "rnn"])
+    parser.add_argument("--cells", nargs="+", default=["gru", "rnn", "lstm"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="the two small shapes")
