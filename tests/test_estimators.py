@@ -729,11 +729,13 @@ def _exact_count_rate(model, X_test, y_test):
     return np.mean(np.round(model.predict(X_test)) == y_test)
 
 
-def test_binary_sum_gru(binary_sum):
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_binary_sum_gated(binary_sum, cell):
     X, y, X_test, y_test = binary_sum
     # n_iter_no_change=30 carries training over the early plateau where the
     # model predicts the mean count
     model = SequenceRegressor(
+        cell=cell,
         hidden_size=16,
         learning_rate_init=0.01,
         batch_size=20,

@@ -268,25 +268,6 @@ def test_layer_stateful_carries_the_part_not_given():
 
 
 # ------------------------------------------------ the estimators, cell="lstm"
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_estimator_counts_the_ones():
-    from skrnn import SequenceRegressor
-    from skrnn.datasets import make_binary_sum
-
-    X, y = make_binary_sum(n_samples=200, n_timesteps=10, random_state=0)
-    X_test, y_test = make_binary_sum(1000, 10, random_state=1)
-    model = SequenceRegressor(
-        cell="lstm",
-        hidden_size=16,
-        learning_rate_init=0.01,
-        batch_size=20,
-        max_iter=300,
-        n_iter_no_change=30,
-        random_state=0,
-    ).fit(X, y)
-    assert np.mean(np.round(model.predict(X_test)) == y_test) >= 0.95
-
-
 def test_estimator_takes_tanh_only():
     from sklearn.utils._param_validation import InvalidParameterError
 
