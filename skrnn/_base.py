@@ -268,9 +268,15 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         # Everything is validated before anything on self changes.
         seqs, x_attrs = self._validate_X(X, reset, dtype=self.dtype)
         targets, y_attrs = self._validate_targets(y, seqs, reset, classes)
-        sample_weight = _check_sample_weight(
-            sample_weight, seqs.values, dtype=np.float64, ensure_non_negative=True
-        ) * self._target_weights(targets, y_attrs, incremental)
+        if sample_weight is None:  # what _check_sample_weight makes of it
+            sample_weight = np.ones(len(seqs.lengths))
+        else:
+            sample_weight = _check_sample_weight(
+                sample_weight, seqs.values, dtype=np.float64, ensure_non_negative=True
+            )
+        sample_weight = sample_weight * self._target_weights(
+            targets, y_attrs, incremental
+        )
         given_val = None
         if validation is not None and any(v is not None for v in validation[:2]):
             given_val = self._validation_set(*validation, {**x_attrs, **y_attrs})

@@ -184,13 +184,15 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
         N = len(seqs.lengths)
         dtype = np.float64
         if output == "last":
-            y = check_array(
-                y,
-                ensure_2d=False,
-                dtype="numeric",
-                ensure_all_finite=False,
-                input_name="y",
-            )
+            if not (type(y) is np.ndarray and y.dtype.kind == "f"):
+                # a float array is what check_array would return as it is
+                y = check_array(
+                    y,
+                    ensure_2d=False,
+                    dtype="numeric",
+                    ensure_all_finite=False,
+                    input_name="y",
+                )
             if y.ndim not in (1, 2) or len(y) != N:
                 raise ValueError(
                     f"y must have shape (n_samples,) or (n_samples, n_targets) with "
