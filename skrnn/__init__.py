@@ -1,4 +1,4 @@
-"""skrnn: recurrent neural networks (RNN, GRU) as scikit-learn estimators."""
+"""skrnn: recurrent neural networks (RNN, GRU, LSTM) as scikit-learn estimators."""
 
 from ._classifier import SequenceClassifier
 from ._engine import CudaUnavailableError

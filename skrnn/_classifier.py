@@ -15,7 +15,7 @@ from ._sklearn_compat import StrOptions, _fit_context
 
 
 class SequenceClassifier(ClassifierMixin, BaseSequenceEstimator):
-    """Recurrent neural network classifier (Elman RNN or GRU).
+    """Recurrent neural network classifier (Elman RNN, GRU or LSTM).
 
     A stack of recurrent layers read by a linear head with one logistic
     output for two classes and a softmax over ``n_classes`` outputs
@@ -132,7 +132,7 @@ class SequenceClassifier(ClassifierMixin, BaseSequenceEstimator):
     classes_ : ndarray of shape (n_classes,)
         The class labels, sorted.
     coefs_ : dict of str to ndarray
-        Live parameters in PyTorch's ``nn.RNN``/``nn.GRU`` + ``nn.Linear``
+        Live parameters in PyTorch's ``nn.RNN``/``nn.GRU``/``nn.LSTM`` + ``nn.Linear``
         state-dict layout (``weight_ih_l0``, ..., ``head.weight``,
         ``head.bias``); writing into them changes the model.
     n_features_in_ : int

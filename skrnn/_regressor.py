@@ -14,7 +14,7 @@ from ._sklearn_compat import _fit_context
 
 
 class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
-    """Recurrent neural network regressor (Elman RNN or GRU).
+    """Recurrent neural network regressor (Elman RNN, GRU or LSTM).
 
     A stack of recurrent layers read by a linear head, trained on the mean
     squared error / 2 (as :class:`~sklearn.neural_network.MLPRegressor`),
@@ -121,7 +121,7 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
     Attributes
     ----------
     coefs_ : dict of str to ndarray
-        Live parameters in PyTorch's ``nn.RNN``/``nn.GRU`` + ``nn.Linear``
+        Live parameters in PyTorch's ``nn.RNN``/``nn.GRU``/``nn.LSTM`` + ``nn.Linear``
         state-dict layout (``weight_ih_l0``, ..., ``head.weight``,
         ``head.bias``); writing into them changes the model.
     n_features_in_ : int
