@@ -200,16 +200,14 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
 
         A model with ``device="cuda"`` predicts on the CPU where CuPy or a
         usable GPU is missing, so that a model fitted on a GPU loads and
-        predicts anywhere; ``fit`` raises instead (see :meth:`_fit`). On the
-        CPU, the LSTM runs on the reference engine until the compiled
-        kernels have it.
+        predicts anywhere; ``fit`` raises instead (see :meth:`_fit`).
         """
         if self.device == "cuda":
             try:
                 return get_engine("cuda")
             except CudaUnavailableError:
                 pass
-        return get_engine("reference" if self._network.spec.cell == "lstm" else "cpu")
+        return get_engine("cpu")
 
     # ------------------------------------------------------------- training
     @_fit_context(prefer_skip_nested_validation=True)

@@ -125,9 +125,7 @@ class _RecurrentLayer:
         self.grads = {}
         self.dh0 = None
         self.h = None  # the state carried with stateful=True, (N, S)
-        # the LSTM runs on the reference engine until the compiled kernels
-        # have it
-        self._engine = get_engine("reference" if self._cell == "lstm" else "cpu")
+        self._engine = get_engine("cpu")
         self._saved = None
 
     def reset_state(self):
@@ -406,8 +404,7 @@ class LSTM(_RecurrentLayer):
     g = tanh(W_ig x + b_ig + W_hg h + b_hg), o = σ(W_io x + b_io + W_ho h + b_ho),
     c' = f ⊙ c + i ⊙ g and h' = o ⊙ tanh(c'). Besides h, the layer carries the
     cell state c: ``forward`` takes ``c0`` and leaves ``c_last``, ``backward``
-    takes ``d_c_last`` and fills ``dc0``. It computes with the NumPy reference
-    engine (its compiled kernels are still to come).
+    takes ``d_c_last`` and fills ``dc0``.
 
     Parameters
     ----------

@@ -20,7 +20,7 @@ CELL_SPECS = [
     for act, reset_after, bias in itertools.product(
         ["tanh", "logistic"], [True, False], [True, False]
     )
-]
+] + [CellSpec("lstm", "tanh", True, bias) for bias in [True, False]]
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
 
 
@@ -28,6 +28,10 @@ def _spec_id(spec):
     form = ("after" if spec.reset_after else "before") if spec.cell == "gru" else ""
     form = f"-{form}" if form else ""
     return f"{spec.cell}-{spec.activation}{form}-bias{int(spec.use_bias)}"
+
+
+def _state_size(spec, H):
+    return reference.state_size(spec.cell, H)
 
 
 def _params(spec, D, H, dtype, rng):
@@ -72,18 +76,21 @@ def _compare(
 ):
     """Run both engines forward and backward and compare every output.
 
-    ``h0="zero-shorter"``: zero initial states for the sequences shorter
+    ``h0="zero-shorter"``: zero initial states h for the sequences shorter
     than T (the compiled engine then keeps a pass backward in time in one
-    array of states and outputs, as it does forward in time).
+    array of states and outputs, as it does forward in time); the LSTM's
+    cell states stay random.
     """
     rng = np.random.default_rng(seed)
     params = _params(spec, D, H, dtype, rng)
     x = rng.normal(size=(T, N, D)).astype(dtype)
-    h0 = rng.normal(scale=0.5, size=(N, H)).astype(dtype) * (
-        1 if h0 == "random" else (np.asarray(lengths) == T)[:, None]
-    )
+    S = _state_size(spec, H)
+    zero_shorter = h0 == "zero-shorter"
+    h0 = rng.normal(scale=0.5, size=(N, S)).astype(dtype)
+    if zero_shorter:
+        h0[np.asarray(lengths) < T, :H] = 0
     d_out = rng.normal(size=(T, N, H)).astype(dtype)
-    d_h_last = rng.normal(size=(N, H)).astype(dtype) if with_dh_last else None
+    d_h_last = rng.normal(size=(N, S)).astype(dtype) if with_dh_last else None
     lengths = np.asarray(lengths)
     # The reference runs in float64 on the same (float32-representable)
     # values: a float32 result is held to the exact answer, not to another
@@ -159,13 +166,13 @@ def test_empty_chunk(spec, T, N):
     D, H = 2, 3
     rng = np.random.default_rng(0)
     params = _params(spec, D, H, np.float64, rng)
-    h0 = rng.normal(size=(N, H))
+    h0 = rng.normal(size=(N, _state_size(spec, H)))
     out, h_last, cache = cpu.forward(
         spec, params, np.zeros((T, N, D)), np.full(N, T), h0, True
     )
     assert out.shape == (T, N, H) and not out.any()
     np.testing.assert_array_equal(h_last, h0)
-    d_h_last = rng.normal(size=(N, H))
+    d_h_last = rng.normal(size=h0.shape)
     dx, dh0, grads = cpu.backward(spec, params, cache, np.ones((T, N, H)), d_h_last)
     assert dx.shape == (T, N, D) and not dx.any()
     np.testing.assert_array_equal(dh0, d_h_last)
@@ -186,10 +193,10 @@ def test_padding_is_never_read(spec, reverse):
     x[padded] = 0.0
     d_out = rng.normal(size=(T, N, H))
     d_out[padded] = 0.0
-    h0 = rng.normal(size=(N, H))
     x_nan, d_out_nan = x.copy(), d_out.copy()
     x_nan[padded] = np.nan
     d_out_nan[padded] = np.nan
+    h0 = rng.normal(size=(N, _state_size(spec, H)))
 
     out, h_last, cache = cpu.forward(spec, params, x, lengths, h0, reverse)
     out_n, h_last_n, cache_n = cpu.forward(spec, params, x_nan, lengths, h0, reverse)
@@ -212,14 +219,15 @@ def test_inference_without_cache(spec, T, reverse, dtype, window, monkeypatch):
     """keep_cache=False (the GRU then projects the inputs in windows of
     ``window`` steps, by default all of them at these sizes)."""
     N, D, H = 5, 3, 4
+    G = reference.N_GATES[spec.cell]
     if window is not None:
-        step_bytes = N * 3 * H * np.dtype(dtype).itemsize
+        step_bytes = N * G * H * np.dtype(dtype).itemsize
         monkeypatch.setattr(cpu, "INFERENCE_GATES_BYTES", window * step_bytes)
     lengths = -np.sort(-np.minimum([T, T, T - 1, 3, 0], T))
     rng = np.random.default_rng(2)
     params = _params(spec, D, H, dtype, rng)
     x = rng.normal(size=(T, N, D)).astype(dtype)
-    h0 = rng.normal(size=(N, H)).astype(dtype)
+    h0 = rng.normal(size=(N, _state_size(spec, H))).astype(dtype)
     shapes = []
     empty = cpu._empty
     monkeypatch.setattr(
@@ -232,8 +240,8 @@ def test_inference_without_cache(spec, T, reverse, dtype, window, monkeypatch):
     assert cache is None
     _assert_close(out, out_r, dtype, "outputs")
     _assert_close(h_last, h_r, dtype, "h_last")
-    if spec.cell == "gru":  # the window of gates the kernel was given
-        assert (min(T, window or T), N, 3 * H) in shapes
+    if spec.cell != "rnn":  # the window of gates the kernel was given
+        assert (min(T, window or T), N, G * H) in shapes
 
 
 @pytest.mark.parametrize("window", [1, 2, None], ids=["window1", "window2", "default"])
@@ -244,14 +252,14 @@ def test_inference_without_outputs(spec, T, reverse, window, monkeypatch):
     """keep_outputs=False: no outputs, the same h_last bit for bit, and the
     kernel writes the outputs of one window of steps only."""
     N, D, H = 5, 3, 4
-    G = 1 if spec.cell == "rnn" else 3
+    G = reference.N_GATES[spec.cell]
     if window is not None:
         monkeypatch.setattr(cpu, "INFERENCE_GATES_BYTES", window * N * G * H * 4)
     lengths = -np.sort(-np.minimum([T, T, T - 1, 3, 1], T))
     rng = np.random.default_rng(4)
     params = _params(spec, D, H, np.float32, rng)
     x = rng.normal(size=(T, N, D)).astype(np.float32)
-    h0 = rng.normal(size=(N, H)).astype(np.float32)
+    h0 = rng.normal(size=(N, _state_size(spec, H))).astype(np.float32)
     out, h_kept, _ = cpu.forward(
         spec, params, x, lengths, h0, reverse, keep_cache=False
     )
@@ -286,8 +294,8 @@ def test_backward_without_output_gradient(spec, reverse):
     rng = np.random.default_rng(5)
     params = _params(spec, D, H, np.float64, rng)
     x = rng.normal(size=(T, N, D))
-    h0 = rng.normal(size=(N, H))
-    d_h_last = rng.normal(size=(N, H))
+    h0 = rng.normal(size=(N, _state_size(spec, H)))
+    d_h_last = rng.normal(size=h0.shape)
     zeros = np.zeros((T, N, H))
     for engine in (cpu, reference):
         _, _, cache = engine.forward(spec, params, x, lengths, h0, reverse)
@@ -300,17 +308,17 @@ def test_backward_without_output_gradient(spec, reverse):
         assert np.abs(dh0).sum() > 0  # the gradient did get through
 
 
-@pytest.mark.parametrize("spec", CELL_SPECS[:1] + CELL_SPECS[-2:], ids=_spec_id)
+@pytest.mark.parametrize("spec", CELL_SPECS[:1] + CELL_SPECS[-4:-1], ids=_spec_id)
 def test_cache_survives_backward(spec):
     """backward leaves the cache and its inputs untouched: it can run twice."""
     T, N, D, H = 5, 3, 2, 3
     rng = np.random.default_rng(3)
     params = _params(spec, D, H, np.float64, rng)
     x = rng.normal(size=(T, N, D))
-    h0 = rng.normal(size=(N, H))
+    h0 = rng.normal(size=(N, _state_size(spec, H)))
     _, _, cache = cpu.forward(spec, params, x, [5, 4, 2], h0)
     d_out = rng.normal(size=(T, N, H))
-    d_h_last = rng.normal(size=(N, H))
+    d_h_last = rng.normal(size=h0.shape)
     d_out_copy, d_h_last_copy = d_out.copy(), d_h_last.copy()
     first = cpu.backward(spec, params, cache, d_out, d_h_last)
     second = cpu.backward(spec, params, cache, d_out, d_h_last)
@@ -325,16 +333,17 @@ def test_cache_survives_backward(spec):
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("spec", CELL_SPECS, ids=_spec_id)
 def test_backward_consuming_the_cache(spec, reverse):
-    """consume_cache=True (the GRU's gate gradients written over its gates)
-    gives the default backward's results bit for bit; a GRU cache is then
-    refused, as its gates are gone, and the RNN's, untouched, still works."""
+    """consume_cache=True (the gate gradients written over the gates)
+    gives the default backward's results bit for bit; a GRU or LSTM cache is
+    then refused, as its gates are gone, and the RNN's, untouched, still
+    works."""
     T, N, D, H = 6, 4, 3, 4
     rng = np.random.default_rng(6)
     params = _params(spec, D, H, np.float32, rng)
     x = rng.normal(size=(T, N, D)).astype(np.float32)
-    h0 = rng.normal(size=(N, H)).astype(np.float32)
+    h0 = rng.normal(size=(N, _state_size(spec, H))).astype(np.float32)
     d_out = rng.normal(size=(T, N, H)).astype(np.float32)
-    d_h_last = rng.normal(size=(N, H)).astype(np.float32)
+    d_h_last = rng.normal(size=h0.shape).astype(np.float32)
     _, _, cache = cpu.forward(spec, params, x, [6, 5, 2, 1], h0, reverse)
     kept = cpu.backward(spec, params, cache, d_out, d_h_last)
     consumed = cpu.backward(spec, params, cache, d_out, d_h_last, consume_cache=True)
@@ -342,7 +351,7 @@ def test_backward_consuming_the_cache(spec, reverse):
         np.testing.assert_array_equal(a, b)
     for name in kept[2]:
         np.testing.assert_array_equal(kept[2][name], consumed[2][name])
-    if spec.cell == "gru":
+    if spec.cell != "rnn":
         with pytest.raises(ValueError, match="used this cache already"):
             cpu.backward(spec, params, cache, d_out, d_h_last)
     else:
@@ -532,6 +541,15 @@ def test_bad_shapes_and_dtypes():
         cpu.backward(spec, params, cache, d_out, np.zeros((3, 2)))
     with pytest.raises(ValueError, match="differ"):
         cpu.backward(spec._replace(reset_after=False), params, cache, d_out)
+
+    # the LSTM's state is h and c side by side
+    lstm = CellSpec("lstm", "tanh", True, True)
+    params = _params(lstm, 2, 3, np.float64, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"h0 must have shape \(3, 6\)"):
+        cpu.forward(lstm, params, x, lengths, h0)
+    _, _, cache = cpu.forward(lstm, params, x, lengths, np.zeros((3, 6)))
+    with pytest.raises(ValueError, match=r"d_h_last must have shape \(3, 6\)"):
+        cpu.backward(lstm, params, cache, d_out, np.zeros((3, 3)))
 
 
 def test_get_engine():

@@ -1,9 +1,9 @@
 """Compiled forward and backward passes of one direction of one layer.
 
 The kernels behind :mod:`skrnn._engine.cpu`; :mod:`skrnn._engine.reference`
-specifies their math. Elman RNN and both GRU forms share one file because
-they share everything but the gate loops: the input projection, the time
-loop over packed rows and the weight gradients.
+specifies their math. Elman RNN, both GRU forms and the LSTM share one file
+because they share everything but the gate loops: the input projection, the
+time loop over packed rows and the weight gradients.
 
 The recipe is cuDNN's:
 
@@ -43,6 +43,7 @@ cpdef enum Cell:
     RNN
     GRU_RESET_AFTER
     GRU_RESET_BEFORE
+    LSTM
 
 
 cdef extern from "_gates.h" nogil:
@@ -106,6 +107,20 @@ cdef extern from "_gates.h" nogil:
     void skrnn_gru_before_back_r_f64(Py_ssize_t nt, Py_ssize_t H, double* g,
                                      const double* h_prev, const double* d_rh,
                                      double* dh, double* db)
+    void skrnn_lstm_forward_f32(Py_ssize_t nt, Py_ssize_t H, const float* b_ih,
+                                const float* b_hh, float* g, float* pre, float* c,
+                                float* c_new, float* h, float* out)
+    void skrnn_lstm_forward_f64(Py_ssize_t nt, Py_ssize_t H, const double* b_ih,
+                                const double* b_hh, double* g, double* pre,
+                                double* c, double* c_new, double* h, double* out)
+    void skrnn_lstm_back_f32(Py_ssize_t nt, Py_ssize_t H, float* g,
+                             const float* c_prev, const float* c_new, float* tc,
+                             const float* d_out, const float* dh, float* dc,
+                             float* db)
+    void skrnn_lstm_back_f64(Py_ssize_t nt, Py_ssize_t H, double* g,
+                             const double* c_prev, const double* c_new, double* tc,
+                             const double* d_out, const double* dh, double* dc,
+                             double* db)
 
 
 cdef extern from "_packed.h" nogil:
@@ -151,15 +166,15 @@ def packed_size(int cell, Py_ssize_t H):
     """Floats of room :func:`forward` and :func:`backward` need to pack the
     recurrent weights of a float32 layer of H units (0: this CPU has no
     packed kernel, BLAS is used)."""
+    cdef Py_ssize_t GH = {LSTM: 4, GRU_RESET_AFTER: 3}.get(cell, 1) * H
     if skrnn_packed_level() == 0:
         return 0
     if cell == GRU_RESET_BEFORE:
         # forward W_rz.T, W_n.T; backward W_n, W_rz
         return max(skrnn_packed_size(H, 2 * H) + skrnn_packed_size(H, H),
                    skrnn_packed_size(H, H) + skrnn_packed_size(2 * H, H))
-    if cell == GRU_RESET_AFTER:
-        return max(skrnn_packed_size(H, 3 * H), skrnn_packed_size(3 * H, H))
-    return skrnn_packed_size(H, H)
+    # forward W_hh.T, backward W_hh
+    return max(skrnn_packed_size(H, GH), skrnn_packed_size(GH, H))
 
 
 cdef Py_ssize_t _n_full(const Py_ssize_t* n_live, Py_ssize_t T,
@@ -253,9 +268,10 @@ def forward(*, int cell, int act, bint reverse,
             const floating[:, :, ::1] x, const Py_ssize_t[::1] n_live,
             const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
             const floating[::1] b_ih, const floating[::1] b_hh,
-            floating[:, ::1] h, floating[:, :, ::1] out,
+            floating[:, ::1] h, floating[:, ::1] c, floating[:, :, ::1] out,
             floating[:, :, ::1] gates, floating[:, :, ::1] h_prev,
-            floating[:, :, ::1] hn, floating[:, ::1] work, float[::1] packed):
+            floating[:, :, ::1] hn, floating[:, :, ::1] c_new,
+            floating[:, ::1] work, float[::1] packed):
     """Forward pass over T steps; fills ``out`` and turns ``h`` into h_last.
 
     Parameters
@@ -272,6 +288,8 @@ def forward(*, int cell, int act, bint reverse,
         Zeros when the layer has no biases.
     h : (N, H) array
         In: the initial state. Out: the final state.
+    c : (N, H) array
+        LSTM only: in, the initial cell state; out, the final one.
     out : (T, N, H) or (W, N, H) array
         Out: the state after each step, zero at padded steps. With W < T
         rows, each window's steps overwrite the last window's, and only
@@ -279,17 +297,20 @@ def forward(*, int cell, int act, bint reverse,
     gates : (W, N, G*H) array
         Input projections of a window of W steps (the whole pass runs in
         ceil(T / W) windows). For the GRU they are overwritten with the gate
-        values r, z, n; with W == T this is the cache for :func:`backward`.
-        For the RNN it may be ``out`` itself.
+        values r, z, n, for the LSTM with i, f, g, o; with W == T this is
+        the cache for :func:`backward`. For the RNN it may be ``out`` itself.
     h_prev : (T, N, H) or (0, N, H) array
         Out: the state before each step (for :func:`backward`); not kept if
         empty.
     hn : (T, N, H) or (0, N, H) array
         GRU only, out: ``W_hn h + b_hn`` (reset after) or ``r * h`` (reset
         before) at each step; not kept if empty.
-    work : (2*N, 3*H) array
-        GRU only: room for one step's recurrent projection and its gates'
-        pre-activations.
+    c_new : (T, N, H) or (0, N, H) array
+        LSTM only, out: the cell state after each step at its live rows;
+        not kept if empty.
+    work : (2*N, 3*H) or (5*N, H) array
+        GRU: room for one step's recurrent projection and its gates'
+        pre-activations; LSTM: for its pre-activations and tanh(c').
     packed : (packed_size(cell, H),) float32 array
         Room for the packed recurrent weights; empty: BLAS.
     """
@@ -300,6 +321,7 @@ def forward(*, int cell, int act, bint reverse,
         Py_ssize_t n_full, n_win, w, w0, w1, k, t, o, nt
         floating* p_h_prev = NULL
         floating* p_hn = NULL
+        floating* p_c_new = NULL
         floating* p_work = NULL
         const float* wp = NULL
         const float* wp2 = NULL
@@ -309,6 +331,8 @@ def forward(*, int cell, int act, bint reverse,
         p_h_prev = &h_prev[0, 0, 0]
     if hn.shape[0] > 0:
         p_hn = &hn[0, 0, 0]
+    if c_new.shape[0] > 0:
+        p_c_new = &c_new[0, 0, 0]
     if cell != RNN:
         p_work = &work[0, 0]
     with nogil:
@@ -344,6 +368,11 @@ def forward(*, int cell, int act, bint reverse,
                 if cell == RNN:
                     _rnn_step(act, nt, H, &w_hh[0, 0], wp, &b_ih[0], &b_hh[0],
                               &gates[t - w0, 0, 0], &h[0, 0], &out[o, 0, 0])
+                elif cell == LSTM:
+                    _lstm_step(nt, H, &w_hh[0, 0], wp, &b_ih[0], &b_hh[0],
+                               &gates[t - w0, 0, 0], &h[0, 0], &c[0, 0],
+                               p_c_new + t * N * H if p_c_new != NULL else NULL,
+                               &out[o, 0, 0], p_work)
                 elif cell == GRU_RESET_AFTER:
                     _gru_after_step(
                         act, nt, H, &w_hh[0, 0], wp, &b_ih[0], &b_hh[0],
@@ -427,12 +456,33 @@ cdef void _gru_before_step(int act, Py_ssize_t nt, Py_ssize_t H,
         skrnn_gru_before_forward_n_f64(act, nt, H, b_ih, b_hh, g, pre, h, out)
 
 
+cdef void _lstm_step(Py_ssize_t nt, Py_ssize_t H, const floating* w_hh,
+                     const float* wp, const floating* b_ih, const floating* b_hh,
+                     floating* g, floating* h, floating* c, floating* c_new,
+                     floating* out, floating* pre) noexcept nogil:
+    """LSTM step: c' = f c + i g, h' = o tanh(c') on the nt live rows.
+
+    ``g`` holds the step's input projection and receives the gates i, f, g,
+    o; ``c_new`` (may be NULL) receives c'. ``pre`` (5 * nt * H) is room for
+    the step. ``wp``: W_hh.T packed, or NULL.
+    """
+    # g += h @ W_hh.T
+    _step_gemm(c'T', <int> nt, <int> (4 * H), <int> H, h, <int> H, w_hh, <int> H,
+               wp, 1, g, <int> (4 * H))
+    if floating is float:
+        skrnn_lstm_forward_f32(nt, H, b_ih, b_hh, g, pre, c, c_new, h, out)
+    else:
+        skrnn_lstm_forward_f64(nt, H, b_ih, b_hh, g, pre, c, c_new, h, out)
+
+
 def backward(*, int cell, int act, bint reverse,
              const floating[:, :, ::1] x, const Py_ssize_t[::1] n_live,
              const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
              const floating[:, :, ::1] out, const floating[:, :, ::1] h_prev,
-             const floating[:, :, ::1] hn,
+             const floating[:, :, ::1] hn, const floating[:, :, ::1] c_prev,
+             const floating[:, :, ::1] c_new,
              const floating[:, :, ::1] d_out, floating[:, ::1] dh,
+             floating[:, ::1] dc,
              floating[:, :, ::1] dg, floating[:, :, ::1] dan,
              floating[:, :, ::1] dx, floating[:, ::1] dw_ih,
              floating[:, ::1] dw_hh, floating[::1] db_ih, floating[::1] db_hh,
@@ -446,17 +496,23 @@ def backward(*, int cell, int act, bint reverse,
     out, h_prev, hn : arrays
         As filled by :func:`forward` (``hn`` used by the GRU with reset
         before only, may be empty otherwise).
+    c_prev, c_new : (T, N, H) arrays
+        LSTM only (may be empty otherwise): the cell state before and after
+        each step at its live rows, ``c_new`` as filled by :func:`forward`.
     d_out : (T, N, H) array, or (1, N, H) zeros
         Gradient with respect to ``out``; padded rows are not read. One
         step of zeros: no gradient reaches the outputs (only ``dh``).
     dh : (N, H) array
         In: the gradient with respect to h_last. Out: with respect to h0.
+    dc : (N, H) array
+        LSTM only: the same for the cell state.
     dg : (T, N, G*H) array
         The gate gradients: ``dL/d(x W_ih^T)`` for the RNN and the GRU with
-        reset before; for the GRU with reset after ``dL/d(h W_hh^T)``, whose
-        n block differs from the input side's. RNN: room for them. GRU:
-        the gate values r, z, n that :func:`forward` left in ``gates``
-        (covering all T steps), each step's overwritten with its gradients.
+        reset before and the LSTM; for the GRU with reset after
+        ``dL/d(h W_hh^T)``, whose n block differs from the input side's.
+        RNN: room for them. GRU and LSTM: the gate values that
+        :func:`forward` left in ``gates`` (covering all T steps), each
+        step's overwritten with its gradients.
     dan : (T, N, H) or empty array
         GRU with reset after: the values ``W_hn h + b_hn`` that
         :func:`forward` left in ``hn``, each step's overwritten with
@@ -469,7 +525,8 @@ def backward(*, int cell, int act, bint reverse,
     db_ih, db_hh : (G*H,) arrays
         Must hold zeros; out: the bias gradients.
     work : (N, H) array
-        GRU with reset before: room for one step's ``dL/d(r * h)``.
+        GRU with reset before: room for one step's ``dL/d(r * h)``; LSTM:
+        for its tanh(c').
     packed : array
         As for :func:`forward`.
     """
@@ -503,6 +560,10 @@ def backward(*, int cell, int act, bint reverse,
                 _rnn_step_back(act, nt, H, &w_hh[0, 0], wp, &out[t, 0, 0],
                                &d_out[o, 0, 0], &dh[0, 0], &dg[t, 0, 0],
                                &db_ih[0])
+            elif cell == LSTM:
+                _lstm_step_back(nt, H, &w_hh[0, 0], wp, &dg[t, 0, 0],
+                                &c_prev[t, 0, 0], &c_new[t, 0, 0], &d_out[o, 0, 0],
+                                &dh[0, 0], &dc[0, 0], &db_ih[0], &work[0, 0])
             elif cell == GRU_RESET_AFTER:
                 _gru_after_step_back(
                     act, nt, H, &w_hh[0, 0], wp, &dg[t, 0, 0], &h_prev[t, 0, 0],
@@ -539,7 +600,7 @@ def backward(*, int cell, int act, bint reverse,
         else:
             # one gradient for both sides' projections
             memcpy(&db_hh[0], &db_ih[0], GH * sizeof(floating))
-            if cell == RNN:
+            if cell == RNN or cell == LSTM:
                 # dW_hh = dG.T @ h_prev
                 _gemm_reduce(T, &n_live[0], N, n_full, <int> GH, <int> H,
                              &dg[0, 0, 0], <int> GH, &h_prev[0, 0, 0], <int> H,
@@ -579,6 +640,26 @@ cdef void _rnn_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
     # this step, whose output's gradient is in dG_t
     _step_gemm(c'N', <int> nt, <int> H, <int> H, dg, <int> H, w_hh, <int> H, wp,
                0, dh, <int> H)
+
+
+cdef void _lstm_step_back(Py_ssize_t nt, Py_ssize_t H, const floating* w_hh,
+                          const float* wp, floating* dg, const floating* c_prev,
+                          const floating* c_new, const floating* d_out,
+                          floating* dh, floating* dc, floating* db,
+                          floating* tc) noexcept nogil:
+    """Gate gradients of an LSTM step.
+
+    ``dg`` holds the step's i, f, g, o and receives in their place the
+    gradients of their pre-activations (into ``db`` too); ``dc`` carries
+    the cell state's gradient. ``tc`` is room for the step.
+    """
+    if floating is float:
+        skrnn_lstm_back_f32(nt, H, dg, c_prev, c_new, tc, d_out, dh, dc, db)
+    else:
+        skrnn_lstm_back_f64(nt, H, dg, c_prev, c_new, tc, d_out, dh, dc, db)
+    # dh = dG_t @ W_hh: h reaches the step's outputs only through the gates
+    _step_gemm(c'N', <int> nt, <int> H, <int> (4 * H), dg, <int> (4 * H), w_hh,
+               <int> H, wp, 0, dh, <int> H)
 
 
 cdef void _gru_after_step_back(int act, Py_ssize_t nt, Py_ssize_t H,

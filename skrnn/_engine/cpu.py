@@ -18,6 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from .reference import N_GATES
 
 def _not_built_message():
     """What to say when the compiled kernels cannot be imported (the error
@@ -49,6 +50,8 @@ _CELLS = {
     ("rnn", True): _recurrent.Cell.RNN,
     ("gru", True): _recurrent.Cell.GRU_RESET_AFTER,
     ("gru", False): _recurrent.Cell.GRU_RESET_BEFORE,
+    ("lstm", False): _recurrent.Cell.LSTM,
+    ("lstm", True): _recurrent.Cell.LSTM,
 }
 _ACTIVATIONS = {
     "tanh": _recurrent.Activation.TANH,
@@ -73,7 +76,7 @@ _INT_MAX = 2**31 - 1
 class _Cache:
     """What backward needs from forward; opaque to callers. ``gates`` and
     ``hn`` are None once a backward with ``consume_cache`` has written over
-    them."""
+    them. ``c_prev`` and ``c_new``: the LSTM's cell states, else empty."""
 
     cell: int
     reverse: bool
@@ -83,6 +86,8 @@ class _Cache:
     h_prev: np.ndarray
     gates: np.ndarray
     hn: np.ndarray
+    c_prev: np.ndarray
+    c_new: np.ndarray
 
 
 @lru_cache(maxsize=64)
@@ -259,7 +264,7 @@ def _check_params(spec, params, dtype, D):
         act = _ACTIVATIONS[spec.activation]
     except KeyError:
         raise ValueError(f"unsupported cell {spec!r}") from None
-    G = 1 if cell == _recurrent.Cell.RNN else 3
+    G = N_GATES[spec.cell]
     w_ih = _contiguous(params["weight_ih"], dtype, "weight_ih")
     w_hh = _contiguous(params["weight_hh"], dtype, "weight_hh")
     GH = w_hh.shape[0] if w_hh.ndim == 2 else 0
@@ -292,6 +297,27 @@ def _live_rows(lengths, N, T):
     return n_live
 
 
+def _cell_states(c0, lengths, T, reverse):
+    """The LSTM's cell state before (``c_prev``) and after (``c_new``) each
+    step, views of one (T + 1, N, H) array as the outputs and ``h_prev``
+    are; ``c_prev`` holds ``c0`` where each sequence starts.
+
+    Forward in time every sequence starts at step 0. Backward in time a
+    sequence of length L starts at step L - 1, where ``c_prev`` is the cell
+    state after step L of the longer sequences: its row there is not
+    written by the kernel (the sequence is not live at step L), so it is
+    set here.
+    """
+    N, H = c0.shape
+    cells = _empty((T + 1, N, H), c0.dtype)
+    if not reverse:
+        cells[0] = c0
+        return cells[:-1], cells[1:]
+    rows = np.flatnonzero(lengths)
+    cells[lengths[rows], rows] = c0[rows]
+    return cells[1:], cells[:-1]
+
+
 def forward(
     spec, params, x, lengths, h0, reverse=False, keep_cache=True, keep_outputs=True
 ):
@@ -309,13 +335,22 @@ def forward(
     GH = w_hh.shape[0]
     if T * N * max(D, GH) > _INT_MAX:
         raise ValueError("chunk too large for 32-bit BLAS; split it in time")
+    lstm = cell == _recurrent.Cell.LSTM
+    S = 2 * H if lstm else H
     h0 = _contiguous(h0, dtype, "h0")
-    if h0.shape != (N, H):
-        raise ValueError(f"h0 must have shape {(N, H)}, got {h0.shape}")
+    if h0.shape != (N, S):
+        raise ValueError(f"h0 must have shape {(N, S)}, got {h0.shape}")
     n_live = _live_rows(lengths, N, T)
 
-    h = _empty((N, H), dtype)  # becomes h_last
-    h[...] = h0
+    # h and the LSTM's c become h_last
+    h = _empty((N, H), dtype)
+    h[...] = h0[:, :H]
+    c, c_prev, c_new = _unused(dtype, 2), _unused(dtype, 3), _unused(dtype, 3)
+    if lstm:
+        c = _empty((N, H), dtype)
+        c[...] = h0[:, H:]
+        if keep_cache:
+            c_prev, c_new = _cell_states(c, np.asarray(lengths), T, reverse)
     # training keeps every step's gates, inference a window's
     window = T
     if not keep_cache:
@@ -328,7 +363,7 @@ def forward(
     # in h_prev[t + 1]. Backward in time, those of out[t + 1] are h_prev[t]
     # of the sequences that start at step t, from h0: shared when their
     # rows of h0 are zero, as in the network's passes.
-    if keep_cache and (not reverse or T == 0 or not h0[n_live[T - 1] :].any()):
+    if keep_cache and (not reverse or T == 0 or not h[n_live[T - 1] :].any()):
         states = _empty((T + 1, N, H), dtype)
         h_prev, outputs = (
             (states[1:], states[:-1]) if reverse else (states[:-1], states[1:])
@@ -343,10 +378,14 @@ def forward(
         gates, work = outputs, _unused(dtype, 2)
     else:
         gates = _empty((window, N, GH), dtype)
-        # one step's recurrent projection, then its gate pre-activations
-        work = _empty((2 * N, GH), dtype)
-        if keep_cache:
-            hn = _empty((T, N, H), dtype)
+        if lstm:
+            # one step's gate pre-activations and tanh(c')
+            work = _empty((5 * N, H), dtype)
+        else:
+            # one step's recurrent projection, then its gate pre-activations
+            work = _empty((2 * N, GH), dtype)
+            if keep_cache:
+                hn = _empty((T, N, H), dtype)
     _KERNELS[dtype][0](
         cell=cell,
         act=act,
@@ -358,10 +397,12 @@ def forward(
         b_ih=b_ih,
         b_hh=b_hh,
         h=h,
+        c=c,
         out=outputs,
         gates=gates,
         h_prev=h_prev,
         hn=hn,
+        c_new=c_new,
         work=work,
         packed=_packed(cell, N, H, dtype),
     )
@@ -376,8 +417,11 @@ def forward(
             h_prev=h_prev,
             gates=gates,
             hn=hn,
+            c_prev=c_prev,
+            c_new=c_new,
         )
-    return (outputs if keep_outputs else None), h, cache
+    h_last = np.concatenate([h, c], axis=1) if lstm else h
+    return (outputs if keep_outputs else None), h_last, cache
 
 
 def backward(
@@ -409,26 +453,33 @@ def backward(
         d_outputs = _contiguous(d_outputs, dtype, "d_outputs")
         if d_outputs.shape != (T, N, H):
             raise ValueError(f"d_outputs must have shape {(T, N, H)}")
-    if d_h_last is None:
-        dh = np.zeros((N, H), dtype=dtype)
-    else:
-        dh = np.array(d_h_last, dtype=dtype, order="C")  # becomes dh0
-        if dh.shape != (N, H):
-            raise ValueError(f"d_h_last must have shape {(N, H)}")
+    lstm = cell == _recurrent.Cell.LSTM
+    S = 2 * H if lstm else H
+    # the gradients with respect to h_last's h (and c) become those of h0's
+    dh, dc = np.zeros((N, H), dtype=dtype), _unused(dtype, 2)
+    if lstm:
+        dc = np.zeros((N, H), dtype=dtype)
+    if d_h_last is not None:
+        d_h_last = np.asarray(d_h_last, dtype=dtype)
+        if d_h_last.shape != (N, S):
+            raise ValueError(f"d_h_last must have shape {(N, S)}")
+        dh[...] = d_h_last[:, :H]
+        if lstm:
+            dc[...] = d_h_last[:, H:]
 
     hn, dan = cache.hn, _unused(dtype, 3)
     if cell == _recurrent.Cell.RNN:
         dg = _empty((T, N, GH), dtype)
     else:
-        # The kernel reads the gates r, z, n from dg and writes their
-        # gradients in their place; with reset after, it reads W_hn h + b_hn
-        # from dan and writes da_n in its place.
+        # The kernel reads the gates (r, z, n or i, f, g, o) from dg and
+        # writes their gradients in their place; with reset after, it reads
+        # W_hn h + b_hn from dan and writes da_n in its place.
         dg = cache.gates if consume_cache else _copy(cache.gates)
         if cell == _recurrent.Cell.GRU_RESET_AFTER:
             dan = hn if consume_cache else _copy(hn)
         if consume_cache:
             cache.gates = cache.hn = None
-    if cell == _recurrent.Cell.GRU_RESET_BEFORE:
+    if cell in (_recurrent.Cell.GRU_RESET_BEFORE, _recurrent.Cell.LSTM):
         work = _empty((N, H), dtype)
     else:
         work = _unused(dtype, 2)
@@ -447,8 +498,11 @@ def backward(
         out=cache.outputs,
         h_prev=cache.h_prev,
         hn=hn,
+        c_prev=cache.c_prev,
+        c_new=cache.c_new,
         d_out=d_outputs,
         dh=dh,
+        dc=dc,
         dg=dg,
         dan=dan,
         dx=dx,
@@ -462,4 +516,5 @@ def backward(
     grads = {"weight_ih": dw_ih, "weight_hh": dw_hh}
     if spec.use_bias:
         grads["bias_ih"], grads["bias_hh"] = db
-    return (dx if need_dx else None), dh, grads
+    dh0 = np.concatenate([dh, dc], axis=1) if lstm else dh
+    return (dx if need_dx else None), dh0, grads
