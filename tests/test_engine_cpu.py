@@ -10,17 +10,21 @@ from sklearn.exceptions import ConvergenceWarning
 from skrnn._engine import _recurrent, cpu, get_engine, reference
 from skrnn._engine.reference import CellSpec
 
-CELL_SPECS = [
-    CellSpec("rnn", act, False, bias)
-    for act, bias in itertools.product(
-        ["tanh", "relu", "identity", "logistic"], [True, False]
-    )
-] + [
-    CellSpec("gru", act, reset_after, bias)
-    for act, reset_after, bias in itertools.product(
-        ["tanh", "logistic"], [True, False], [True, False]
-    )
-] + [CellSpec("lstm", "tanh", True, bias) for bias in [True, False]]
+CELL_SPECS = (
+    [
+        CellSpec("rnn", act, False, bias)
+        for act, bias in itertools.product(
+            ["tanh", "relu", "identity", "logistic"], [True, False]
+        )
+    ]
+    + [
+        CellSpec("gru", act, reset_after, bias)
+        for act, reset_after, bias in itertools.product(
+            ["tanh", "logistic"], [True, False], [True, False]
+        )
+    ]
+    + [CellSpec("lstm", "tanh", True, bias) for bias in [True, False]]
+)
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
 
 

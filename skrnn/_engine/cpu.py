@@ -20,6 +20,7 @@ import numpy as np
 
 from .reference import N_GATES
 
+
 def _not_built_message():
     """What to say when the compiled kernels cannot be imported (the error
     itself is chained: Python's wording blames a circular import)."""
