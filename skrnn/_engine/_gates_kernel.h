@@ -341,14 +341,13 @@ SKRNN_SIMD static void SKRNN_NAME(skrnn_gru_before_back_r)(
 
 /* LSTM, c' = f c + i g, h' = o tanh(c'). g holds the gates i, f, g, o and
  * receives in their place the gradients of their pre-activations, the same
- * on the input and the recurrent side (summed into db); tc holds tanh(c');
- * dc, the cell state's gradient carried from the step after, becomes
- * dL/dc. dh is read only: the state reaches h' only through the gates. */
+ * on the input and the recurrent side; tc holds tanh(c'); dc, the cell
+ * state's gradient carried from the step after, becomes dL/dc. dh is read
+ * only: the state reaches h' only through the gates. */
 SKRNN_SIMD static void SKRNN_NAME(skrnn_lstm_back_gates)(
     ptrdiff_t nt, ptrdiff_t H, SKRNN_T *restrict g,
     const SKRNN_T *restrict c_prev, const SKRNN_T *restrict tc,
-    const SKRNN_T *restrict d_out, const SKRNN_T *restrict dh,
-    SKRNN_T *restrict dc, SKRNN_T *restrict db)
+    const SKRNN_T *restrict d_out, const SKRNN_T *restrict dh, SKRNN_T *restrict dc)
 {
     const ptrdiff_t H2 = 2 * H, H3 = 3 * H, H4 = 4 * H;
     for (ptrdiff_t i = 0; i < nt; i++)
@@ -357,24 +356,26 @@ SKRNN_SIMD static void SKRNN_NAME(skrnn_lstm_back_gates)(
             const SKRNN_T ig = g[q], fg = g[q + H], gg = g[q + H2], og = g[q + H3];
             const SKRNN_T dhj = dh[k] + d_out[k], t = tc[k];
             const SKRNN_T dcell = dc[k] + dhj * og * (1 - t * t);
-            const SKRNN_T da_i = dcell * gg * ig * (1 - ig);
-            const SKRNN_T da_f = dcell * c_prev[k] * fg * (1 - fg);
-            const SKRNN_T da_g = dcell * ig * (1 - gg * gg);
-            const SKRNN_T da_o = dhj * t * og * (1 - og);
-            g[q] = da_i;
-            g[q + H] = da_f;
-            g[q + H2] = da_g;
-            g[q + H3] = da_o;
-            db[j] += da_i;
-            db[H + j] += da_f;
-            db[H2 + j] += da_g;
-            db[H3 + j] += da_o;
+            g[q] = dcell * gg * ig * (1 - ig);
+            g[q + H] = dcell * c_prev[k] * fg * (1 - fg);
+            g[q + H2] = dcell * ig * (1 - gg * gg);
+            g[q + H3] = dhj * t * og * (1 - og);
             dc[k] = dcell * fg;
         }
 }
 
-/* The LSTM step's gate gradients (see skrnn_lstm_back_gates), with c_new
- * the cell state after the step; tc: room for nt H values. */
+/* db += the column sums of dg (nt rows of n). Apart from the gate loop,
+ * which summing into four blocks of db would keep from vectorising. */
+SKRNN_SIMD static void SKRNN_NAME(skrnn_column_sums)(
+    ptrdiff_t nt, ptrdiff_t n, const SKRNN_T *restrict dg, SKRNN_T *restrict db)
+{
+    for (ptrdiff_t i = 0; i < nt; i++)
+        for (ptrdiff_t j = 0; j < n; j++)
+            db[j] += dg[i * n + j];
+}
+
+/* The LSTM step's gate gradients (see skrnn_lstm_back_gates), summed into
+ * db, with c_new the cell state after the step; tc: room for nt H values. */
 static void SKRNN_NAME(skrnn_lstm_back)(
     ptrdiff_t nt, ptrdiff_t H, SKRNN_T *g, const SKRNN_T *c_prev,
     const SKRNN_T *c_new, SKRNN_T *tc, const SKRNN_T *d_out, const SKRNN_T *dh,
@@ -383,7 +384,8 @@ static void SKRNN_NAME(skrnn_lstm_back)(
     /* tanh(c') again rather than a fifth (T, N, H) array in the cache */
     memcpy(tc, c_new, nt * H * sizeof(SKRNN_T));
     SKRNN_NAME(skrnn_tanh)(tc, nt * H);
-    SKRNN_NAME(skrnn_lstm_back_gates)(nt, H, g, c_prev, tc, d_out, dh, dc, db);
+    SKRNN_NAME(skrnn_lstm_back_gates)(nt, H, g, c_prev, tc, d_out, dh, dc);
+    SKRNN_NAME(skrnn_column_sums)(nt, 4 * H, g, db);
 }
 
 #undef SKRNN_T
