@@ -750,7 +750,7 @@ def test_cuda_engine_matches_reference(
     cupy, engine = cuda
     T, N, D, H = 9, 13, 3, 29  # N * H > one block of threads
     rng = np.random.RandomState(0)
-    G = 3 if cell == "gru" else 1
+    G, S = reference.N_GATES[cell], reference.state_size(cell, H)
     spec = CellSpec(cell, act, reset_after, use_bias)
     params = {
         "weight_ih": rng.uniform(-0.5, 0.5, (G * H, D)),
@@ -765,9 +765,9 @@ def test_cuda_engine_matches_reference(
     )
     x = rng.normal(size=(T, N, D)).astype(np.float32)
     x[np.arange(T)[:, None] >= lengths[None, :]] = 0
-    h0 = rng.normal(size=(N, H)).astype(np.float32) * 0.5
+    h0 = rng.normal(size=(N, S)).astype(np.float32) * 0.5
     d_out = rng.normal(size=(T, N, H)).astype(np.float32)
-    d_h_last = rng.normal(size=(N, H)).astype(np.float32)
+    d_h_last = rng.normal(size=(N, S)).astype(np.float32)
 
     ref = get_engine("reference")
     out, h_last, cache = ref.forward(spec, params, x, lengths, h0, reverse=reverse)
@@ -847,13 +847,14 @@ def test_cuda_graphs_replay_the_time_loops(cuda, cell, act, reset_after, reverse
 
 
 @pytest.mark.parametrize(
-    "cell, reset_after", [("rnn", True), ("gru", True), ("gru", False)]
+    "cell, reset_after",
+    [("rnn", True), ("gru", True), ("gru", False), ("lstm", True)],
 )
 def test_cuda_engine_float64_matches_reference(cuda, cell, reset_after):
     cupy, engine = cuda
     T, N, D, H = 5, 4, 2, 3
     rng = np.random.RandomState(1)
-    G = 3 if cell == "gru" else 1
+    G = reference.N_GATES[cell]
     spec = CellSpec(cell, "tanh", reset_after, True)
     params = {
         "weight_ih": rng.normal(size=(G * H, D)),
@@ -863,7 +864,7 @@ def test_cuda_engine_float64_matches_reference(cuda, cell, reset_after):
     }
     lengths = np.array([5, 4, 2, 1])
     x = rng.normal(size=(T, N, D))
-    h0 = np.zeros((N, H))
+    h0 = np.zeros((N, reference.state_size(cell, H)))
     d_out = rng.normal(size=(T, N, H))
     ref = get_engine("reference")
     out, h_last, cache = ref.forward(spec, params, x, lengths, h0)
@@ -886,6 +887,7 @@ GPU_CONFIGS = [
     dict(cell="rnn", activation="relu", bidirectional=True, solver="rprop"),
     dict(cell="gru", output="sequence", num_layers=2),
     dict(cell="gru", bidirectional=True, output="sequence"),
+    dict(cell="lstm", num_layers=2, bidirectional=True),
 ]
 
 

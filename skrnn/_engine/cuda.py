@@ -181,6 +181,30 @@ extern "C" __global__ void gru_forward_n(
     h[i] = m ? y : h_old;
 }
 
+extern "C" __global__ void lstm_forward(
+    ll N, ll H, ll t, ll c, const T* gi, const T* gh, const T* b, ll has_b,
+    const bool* mask, T* h, T* cell, T* out, T* h_prev, T* c_prev,
+    T* gate_i, T* gate_f, T* gate_g, T* gate_o, T* tc)
+{
+    ELEMENT
+    const ll g = (t * N + row) * 4 * H + col, q = row * 4 * H + col;
+    const ll st = t * N * H + i, sc = c * N * H + i;
+    T bi = 0, bf = 0, bg = 0, bo = 0;
+    if (has_b) { bi = b[col]; bf = b[H + col]; bg = b[2 * H + col]; bo = b[3 * H + col]; }
+    const T ii = SIGMOID((gi[g] + gh[q]) + bi);
+    const T ff = SIGMOID((gi[g + H] + gh[q + H]) + bf);
+    const T gg = tanh((gi[g + 2 * H] + gh[q + 2 * H]) + bg);
+    const T oo = SIGMOID((gi[g + 3 * H] + gh[q + 3 * H]) + bo);
+    const T h_old = h[i], c_old = cell[i];
+    const T c_new = ff * c_old + ii * gg, tn = tanh(c_new), y = oo * tn;
+    const bool m = mask[t * N + row];
+    h_prev[sc] = h_old; c_prev[sc] = c_old;
+    gate_i[sc] = ii; gate_f[sc] = ff; gate_g[sc] = gg; gate_o[sc] = oo; tc[sc] = tn;
+    out[st] = m ? y : T(0);
+    h[i] = m ? y : h_old;
+    cell[i] = m ? c_new : c_old;
+}
+
 extern "C" __global__ void rnn_backward(
     ll N, ll H, ll t, const bool* mask, const T* d_out, const T* h_new,
     T* dh, const T* dh_rec, T* d_gi)
@@ -229,6 +253,27 @@ extern "C" __global__ void gru_backward_zn(
     d_gi[g + H] = gs * (h_prev[st] - y) * zz * (T(1) - zz);
     d_gi[g + 2 * H] = dn;
     dh[i] = (gr - gs) + gs * zz;
+}
+
+extern "C" __global__ void lstm_backward(
+    ll N, ll H, ll t, const bool* mask, const T* d_out, const T* c_prev,
+    const T* gate_i, const T* gate_f, const T* gate_g, const T* gate_o,
+    const T* tc, T* dh, T* dc, const T* dh_rec, T* d_gi)
+{
+    ELEMENT
+    const ll st = t * N * H + i, g = (t * N + row) * 4 * H + col;
+    const bool m = mask[t * N + row];
+    const T gr = dh[i] + dh_rec[i] + (m ? d_out[st] : T(0));
+    const T gs = m ? gr : T(0);
+    const T ii = gate_i[st], ff = gate_f[st], gg = gate_g[st], oo = gate_o[st];
+    const T tn = tc[st], dc_old = dc[i];
+    const T d_cell = (m ? dc_old : T(0)) + gs * oo * (T(1) - tn * tn);
+    d_gi[g] = d_cell * gg * ii * (T(1) - ii);
+    d_gi[g + H] = d_cell * c_prev[st] * ff * (T(1) - ff);
+    d_gi[g + 2 * H] = d_cell * ii * (T(1) - gg * gg);
+    d_gi[g + 3 * H] = gs * tn * oo * (T(1) - oo);
+    dh[i] = gr - gs;
+    dc[i] = m ? d_cell * ff : dc_old;
 }
 
 extern "C" __global__ void gru_backward_r(
@@ -374,6 +419,13 @@ class CudaKernels(reference.StepKernels):
         args = (t, c, gi, gn, *self._bias(b_hh, gn), mask, h, out, z, n)
         self._launch("gru_forward_n", act, h, args)
 
+    def lstm_forward(
+        self, t, c, gi, gh, b_hh, mask, h, cell, out, h_prev, c_prev, i, f, g, o, tc
+    ):
+        bias = self._bias(b_hh, gh)
+        args = (t, c, gi, gh, *bias, mask, h, cell, out, h_prev, c_prev, i, f, g, o, tc)
+        self._launch("lstm_forward", None, h, args)
+
     # -------------------------------------------------------------- backward
     def rnn_backward(self, act, t, mask, d_out, h_new, dh, dh_rec, d_gi):
         args = (t, mask, d_out, h_new, dh, dh_rec, d_gi)
@@ -393,6 +445,12 @@ class CudaKernels(reference.StepKernels):
 
     def gru_backward_r(self, t, h_prev, r, d_rh, dh, d_gi):
         self._launch("gru_backward_r", None, dh, (t, h_prev, r, d_rh, dh, d_gi))
+
+    def lstm_backward(
+        self, t, mask, d_out, c_prev, i, f, g, o, tc, dh, dc, dh_rec, d_gi
+    ):
+        args = (t, mask, d_out, c_prev, i, f, g, o, tc, dh, dc, dh_rec, d_gi)
+        self._launch("lstm_backward", None, dh, args)
 
 
 # Bytes of buffers that the graphs of one engine may hold (the least
