@@ -190,7 +190,9 @@ extern "C" __global__ void lstm_forward(
     const ll g = (t * N + row) * 4 * H + col, q = row * 4 * H + col;
     const ll st = t * N * H + i, sc = c * N * H + i;
     T bi = 0, bf = 0, bg = 0, bo = 0;
-    if (has_b) { bi = b[col]; bf = b[H + col]; bg = b[2 * H + col]; bo = b[3 * H + col]; }
+    if (has_b) {
+        bi = b[col]; bf = b[H + col]; bg = b[2 * H + col]; bo = b[3 * H + col];
+    }
     const T ii = SIGMOID((gi[g] + gh[q]) + bi);
     const T ff = SIGMOID((gi[g + H] + gh[q + H]) + bf);
     const T gg = tanh((gi[g + 2 * H] + gh[q + 2 * H]) + bg);
