@@ -20,7 +20,7 @@
 #define SKRNN_SIMD
 #endif
 
-static inline float skrnn_tanhf(float x)
+static inline float skrnn_tanh1_f32(float x)
 {
     const float lim = 7.90531110763549805f;
     /* NaN passes through both comparisons, so it propagates */
@@ -41,37 +41,47 @@ static inline float skrnn_tanhf(float x)
     return x * p / q;
 }
 
-static inline double skrnn_tanh(double x)
+static inline double skrnn_tanh1_f64(double x)
 {
     /* tanh|x| = -expm1(-2|x|) / (2 + expm1(-2|x|)): no overflow, exact near 0 */
     const double e = expm1(-2.0 * fabs(x));
     return copysign(-e / (2.0 + e), x);
 }
 
+static inline float skrnn_sigmoid1_f32(float x)
+{
+    /* sigma(x) = (1 + tanh(x / 2)) / 2 */
+    return 0.5f + 0.5f * skrnn_tanh1_f32(0.5f * x);
+}
+
+static inline double skrnn_sigmoid1_f64(double x)
+{
+    /* for very negative x, exp(-x) overflows to inf and the result is 0 */
+    return 1.0 / (1.0 + exp(-x));
+}
+
 SKRNN_SIMD static void skrnn_tanh_f32(float *a, ptrdiff_t n)
 {
     for (ptrdiff_t i = 0; i < n; i++)
-        a[i] = skrnn_tanhf(a[i]);
+        a[i] = skrnn_tanh1_f32(a[i]);
 }
 
 SKRNN_SIMD static void skrnn_sigmoid_f32(float *a, ptrdiff_t n)
 {
-    /* sigma(a) = (1 + tanh(a / 2)) / 2 */
     for (ptrdiff_t i = 0; i < n; i++)
-        a[i] = 0.5f + 0.5f * skrnn_tanhf(0.5f * a[i]);
+        a[i] = skrnn_sigmoid1_f32(a[i]);
 }
 
 static void skrnn_tanh_f64(double *a, ptrdiff_t n)
 {
     for (ptrdiff_t i = 0; i < n; i++)
-        a[i] = skrnn_tanh(a[i]);
+        a[i] = skrnn_tanh1_f64(a[i]);
 }
 
 static void skrnn_sigmoid_f64(double *a, ptrdiff_t n)
 {
-    /* for very negative a, exp(-a) overflows to inf and the result is 0 */
     for (ptrdiff_t i = 0; i < n; i++)
-        a[i] = 1.0 / (1.0 + exp(-a[i]));
+        a[i] = skrnn_sigmoid1_f64(a[i]);
 }
 
 #endif

@@ -170,77 +170,40 @@ static void SKRNN_NAME(skrnn_gru_before_forward_n)(
     SKRNN_NAME(skrnn_gru_update)(nt, H, rz, n, g, h, out);
 }
 
-/* LSTM pre-activations g + b_ih + b_hh, regrouped so that each activation
- * is one call over a long run: the logistic gates i, f, o into s (rows of
- * 3H), the candidate g into u (rows of H). g has rows of 4H (i, f, g, o). */
-SKRNN_SIMD static void SKRNN_NAME(skrnn_lstm_pre)(
-    ptrdiff_t nt, ptrdiff_t H, const SKRNN_T *restrict g,
-    const SKRNN_T *restrict b_ih, const SKRNN_T *restrict b_hh,
-    SKRNN_T *restrict s, SKRNN_T *restrict u)
-{
-    const ptrdiff_t H2 = 2 * H, H3 = 3 * H, H4 = 4 * H;
-    for (ptrdiff_t i = 0; i < nt; i++) {
-        for (ptrdiff_t j = 0; j < H2; j++)
-            s[i * H3 + j] = g[i * H4 + j] + b_ih[j] + b_hh[j];
-        for (ptrdiff_t j = 0; j < H; j++) {
-            s[i * H3 + H2 + j] = g[i * H4 + H3 + j] + b_ih[H3 + j] + b_hh[H3 + j];
-            u[i * H + j] = g[i * H4 + H2 + j] + b_ih[H2 + j] + b_hh[H2 + j];
-        }
-    }
-}
-
-/* c' = f c + i g into c, c_new (unless NULL) and tc; the gates into g in
- * their order i, f, g, o (the cache), from s and u activated. */
-SKRNN_SIMD static void SKRNN_NAME(skrnn_lstm_cell)(
-    ptrdiff_t nt, ptrdiff_t H, const SKRNN_T *restrict s,
-    const SKRNN_T *restrict u, SKRNN_T *restrict g, SKRNN_T *restrict c,
-    SKRNN_T *restrict c_new, SKRNN_T *restrict tc)
-{
-    const ptrdiff_t H2 = 2 * H, H3 = 3 * H, H4 = 4 * H;
-    for (ptrdiff_t i = 0; i < nt; i++)
-        for (ptrdiff_t j = 0; j < H; j++) {
-            const ptrdiff_t k = i * H + j, q = i * H4 + j;
-            const SKRNN_T ig = s[i * H3 + j], fg = s[i * H3 + H + j];
-            const SKRNN_T cn = fg * c[k] + ig * u[k];
-            g[q] = ig;
-            g[q + H] = fg;
-            g[q + H2] = u[k];
-            g[q + H3] = s[i * H3 + H2 + j];
-            c[k] = cn;
-            if (c_new != NULL)
-                c_new[k] = cn;
-            tc[k] = cn;
-        }
-}
-
-/* h' = o tanh(c') into h and out, given tc = tanh(c') and the gates in g. */
-SKRNN_SIMD static void SKRNN_NAME(skrnn_lstm_out)(
-    ptrdiff_t nt, ptrdiff_t H, const SKRNN_T *restrict g,
-    const SKRNN_T *restrict tc, SKRNN_T *restrict h, SKRNN_T *restrict out)
-{
-    for (ptrdiff_t i = 0; i < nt; i++)
-        for (ptrdiff_t j = 0; j < H; j++) {
-            const SKRNN_T hj = g[i * 4 * H + 3 * H + j] * tc[i * H + j];
-            h[i * H + j] = hj;
-            out[i * H + j] = hj;
-        }
-}
-
 /* An LSTM step once g holds x W_ih^T + h W_hh^T (rows of 4H): the gates
  * i, f, o = logistic, g = tanh of (that + b_ih + b_hh) into g (the cache),
  * c' = f c + i g into c and c_new unless NULL, h' = o tanh(c') into h and
- * out. pre: room for 5 nt H values. */
-static void SKRNN_NAME(skrnn_lstm_forward)(
-    ptrdiff_t nt, ptrdiff_t H, const SKRNN_T *b_ih, const SKRNN_T *b_hh,
-    SKRNN_T *g, SKRNN_T *pre, SKRNN_T *c, SKRNN_T *c_new, SKRNN_T *h, SKRNN_T *out)
+ * out. One pass, the activations inlined: the step's five activations in
+ * long runs of their own would cost six more passes over its arrays. */
+SKRNN_SIMD static void SKRNN_NAME(skrnn_lstm_forward)(
+    ptrdiff_t nt, ptrdiff_t H, const SKRNN_T *restrict b_ih,
+    const SKRNN_T *restrict b_hh, SKRNN_T *restrict g, SKRNN_T *restrict c,
+    SKRNN_T *restrict c_new, SKRNN_T *restrict h, SKRNN_T *restrict out)
 {
-    SKRNN_T *s = pre, *u = pre + nt * 3 * H, *tc = u + nt * H;
-    SKRNN_NAME(skrnn_lstm_pre)(nt, H, g, b_ih, b_hh, s, u);
-    SKRNN_NAME(skrnn_sigmoid)(s, nt * 3 * H);
-    SKRNN_NAME(skrnn_tanh)(u, nt * H);
-    SKRNN_NAME(skrnn_lstm_cell)(nt, H, s, u, g, c, c_new, tc);
-    SKRNN_NAME(skrnn_tanh)(tc, nt * H);
-    SKRNN_NAME(skrnn_lstm_out)(nt, H, g, tc, h, out);
+    const ptrdiff_t H2 = 2 * H, H3 = 3 * H, H4 = 4 * H;
+    for (ptrdiff_t i = 0; i < nt; i++)
+        SKRNN_INDEPENDENT
+        for (ptrdiff_t j = 0; j < H; j++) {
+            const ptrdiff_t k = i * H + j, q = i * H4 + j;
+            const SKRNN_T ig = SKRNN_NAME(skrnn_sigmoid1)(g[q] + b_ih[j] + b_hh[j]);
+            const SKRNN_T fg =
+                SKRNN_NAME(skrnn_sigmoid1)(g[q + H] + b_ih[H + j] + b_hh[H + j]);
+            const SKRNN_T gg =
+                SKRNN_NAME(skrnn_tanh1)(g[q + H2] + b_ih[H2 + j] + b_hh[H2 + j]);
+            const SKRNN_T og =
+                SKRNN_NAME(skrnn_sigmoid1)(g[q + H3] + b_ih[H3 + j] + b_hh[H3 + j]);
+            const SKRNN_T cn = fg * c[k] + ig * gg;
+            const SKRNN_T hj = og * SKRNN_NAME(skrnn_tanh1)(cn);
+            g[q] = ig;
+            g[q + H] = fg;
+            g[q + H2] = gg;
+            g[q + H3] = og;
+            c[k] = cn;
+            if (c_new != NULL)
+                c_new[k] = cn;
+            h[k] = hj;
+            out[k] = hj;
+        }
 }
 
 /* --------------------------------------------------------------- backward */
@@ -341,51 +304,40 @@ SKRNN_SIMD static void SKRNN_NAME(skrnn_gru_before_back_r)(
 
 /* LSTM, c' = f c + i g, h' = o tanh(c'). g holds the gates i, f, g, o and
  * receives in their place the gradients of their pre-activations, the same
- * on the input and the recurrent side; tc holds tanh(c'); dc, the cell
- * state's gradient carried from the step after, becomes dL/dc. dh is read
- * only: the state reaches h' only through the gates. */
-SKRNN_SIMD static void SKRNN_NAME(skrnn_lstm_back_gates)(
+ * on the input and the recurrent side, summed into db; c_prev and c_new are the cell state
+ * before and after the step (tanh(c') is computed again rather than kept
+ * in the cache); dc, the cell state's gradient carried from the step
+ * after, becomes dL/dc. dh is read only: the state reaches h' only through
+ * the gates. */
+SKRNN_SIMD static void SKRNN_NAME(skrnn_lstm_back)(
     ptrdiff_t nt, ptrdiff_t H, SKRNN_T *restrict g,
-    const SKRNN_T *restrict c_prev, const SKRNN_T *restrict tc,
-    const SKRNN_T *restrict d_out, const SKRNN_T *restrict dh, SKRNN_T *restrict dc)
+    const SKRNN_T *restrict c_prev, const SKRNN_T *restrict c_new,
+    const SKRNN_T *restrict d_out, const SKRNN_T *restrict dh, SKRNN_T *restrict dc,
+    SKRNN_T *restrict db)
 {
     const ptrdiff_t H2 = 2 * H, H3 = 3 * H, H4 = 4 * H;
     for (ptrdiff_t i = 0; i < nt; i++)
+        SKRNN_INDEPENDENT
         for (ptrdiff_t j = 0; j < H; j++) {
             const ptrdiff_t k = i * H + j, q = i * H4 + j;
             const SKRNN_T ig = g[q], fg = g[q + H], gg = g[q + H2], og = g[q + H3];
-            const SKRNN_T dhj = dh[k] + d_out[k], t = tc[k];
+            const SKRNN_T dhj = dh[k] + d_out[k];
+            const SKRNN_T t = SKRNN_NAME(skrnn_tanh1)(c_new[k]);
             const SKRNN_T dcell = dc[k] + dhj * og * (1 - t * t);
-            g[q] = dcell * gg * ig * (1 - ig);
-            g[q + H] = dcell * c_prev[k] * fg * (1 - fg);
-            g[q + H2] = dcell * ig * (1 - gg * gg);
-            g[q + H3] = dhj * t * og * (1 - og);
+            const SKRNN_T da_i = dcell * gg * ig * (1 - ig);
+            const SKRNN_T da_f = dcell * c_prev[k] * fg * (1 - fg);
+            const SKRNN_T da_g = dcell * ig * (1 - gg * gg);
+            const SKRNN_T da_o = dhj * t * og * (1 - og);
+            g[q] = da_i;
+            g[q + H] = da_f;
+            g[q + H2] = da_g;
+            g[q + H3] = da_o;
+            db[j] += da_i;
+            db[H + j] += da_f;
+            db[H2 + j] += da_g;
+            db[H3 + j] += da_o;
             dc[k] = dcell * fg;
         }
-}
-
-/* db += the column sums of dg (nt rows of n). Apart from the gate loop,
- * which summing into four blocks of db would keep from vectorising. */
-SKRNN_SIMD static void SKRNN_NAME(skrnn_column_sums)(
-    ptrdiff_t nt, ptrdiff_t n, const SKRNN_T *restrict dg, SKRNN_T *restrict db)
-{
-    for (ptrdiff_t i = 0; i < nt; i++)
-        for (ptrdiff_t j = 0; j < n; j++)
-            db[j] += dg[i * n + j];
-}
-
-/* The LSTM step's gate gradients (see skrnn_lstm_back_gates), summed into
- * db, with c_new the cell state after the step; tc: room for nt H values. */
-static void SKRNN_NAME(skrnn_lstm_back)(
-    ptrdiff_t nt, ptrdiff_t H, SKRNN_T *g, const SKRNN_T *c_prev,
-    const SKRNN_T *c_new, SKRNN_T *tc, const SKRNN_T *d_out, const SKRNN_T *dh,
-    SKRNN_T *dc, SKRNN_T *db)
-{
-    /* tanh(c') again rather than a fifth (T, N, H) array in the cache */
-    memcpy(tc, c_new, nt * H * sizeof(SKRNN_T));
-    SKRNN_NAME(skrnn_tanh)(tc, nt * H);
-    SKRNN_NAME(skrnn_lstm_back_gates)(nt, H, g, c_prev, tc, d_out, dh, dc);
-    SKRNN_NAME(skrnn_column_sums)(nt, 4 * H, g, db);
 }
 
 #undef SKRNN_T

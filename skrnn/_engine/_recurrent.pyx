@@ -108,17 +108,17 @@ cdef extern from "_gates.h" nogil:
                                      const double* h_prev, const double* d_rh,
                                      double* dh, double* db)
     void skrnn_lstm_forward_f32(Py_ssize_t nt, Py_ssize_t H, const float* b_ih,
-                                const float* b_hh, float* g, float* pre, float* c,
+                                const float* b_hh, float* g, float* c,
                                 float* c_new, float* h, float* out)
     void skrnn_lstm_forward_f64(Py_ssize_t nt, Py_ssize_t H, const double* b_ih,
-                                const double* b_hh, double* g, double* pre,
-                                double* c, double* c_new, double* h, double* out)
+                                const double* b_hh, double* g, double* c,
+                                double* c_new, double* h, double* out)
     void skrnn_lstm_back_f32(Py_ssize_t nt, Py_ssize_t H, float* g,
-                             const float* c_prev, const float* c_new, float* tc,
+                             const float* c_prev, const float* c_new,
                              const float* d_out, const float* dh, float* dc,
                              float* db)
     void skrnn_lstm_back_f64(Py_ssize_t nt, Py_ssize_t H, double* g,
-                             const double* c_prev, const double* c_new, double* tc,
+                             const double* c_prev, const double* c_new,
                              const double* d_out, const double* dh, double* dc,
                              double* db)
 
@@ -308,9 +308,9 @@ def forward(*, int cell, int act, bint reverse,
     c_new : (T, N, H) or (0, N, H) array
         LSTM only, out: the cell state after each step at its live rows;
         not kept if empty.
-    work : (2*N, 3*H) or (5*N, H) array
-        GRU: room for one step's recurrent projection and its gates'
-        pre-activations; LSTM: for its pre-activations and tanh(c').
+    work : (2*N, 3*H) array
+        GRU only: room for one step's recurrent projection and its gates'
+        pre-activations.
     packed : (packed_size(cell, H),) float32 array
         Room for the packed recurrent weights; empty: BLAS.
     """
@@ -333,7 +333,7 @@ def forward(*, int cell, int act, bint reverse,
         p_hn = &hn[0, 0, 0]
     if c_new.shape[0] > 0:
         p_c_new = &c_new[0, 0, 0]
-    if cell != RNN:
+    if cell == GRU_RESET_AFTER or cell == GRU_RESET_BEFORE:
         p_work = &work[0, 0]
     with nogil:
         if cell == GRU_RESET_BEFORE:
@@ -372,7 +372,7 @@ def forward(*, int cell, int act, bint reverse,
                     _lstm_step(nt, H, &w_hh[0, 0], wp, &b_ih[0], &b_hh[0],
                                &gates[t - w0, 0, 0], &h[0, 0], &c[0, 0],
                                p_c_new + t * N * H if p_c_new != NULL else NULL,
-                               &out[o, 0, 0], p_work)
+                               &out[o, 0, 0])
                 elif cell == GRU_RESET_AFTER:
                     _gru_after_step(
                         act, nt, H, &w_hh[0, 0], wp, &b_ih[0], &b_hh[0],
@@ -459,20 +459,19 @@ cdef void _gru_before_step(int act, Py_ssize_t nt, Py_ssize_t H,
 cdef void _lstm_step(Py_ssize_t nt, Py_ssize_t H, const floating* w_hh,
                      const float* wp, const floating* b_ih, const floating* b_hh,
                      floating* g, floating* h, floating* c, floating* c_new,
-                     floating* out, floating* pre) noexcept nogil:
+                     floating* out) noexcept nogil:
     """LSTM step: c' = f c + i g, h' = o tanh(c') on the nt live rows.
 
     ``g`` holds the step's input projection and receives the gates i, f, g,
-    o; ``c_new`` (may be NULL) receives c'. ``pre`` (5 * nt * H) is room for
-    the step. ``wp``: W_hh.T packed, or NULL.
+    o; ``c_new`` (may be NULL) receives c'. ``wp``: W_hh.T packed, or NULL.
     """
     # g += h @ W_hh.T
     _step_gemm(c'T', <int> nt, <int> (4 * H), <int> H, h, <int> H, w_hh, <int> H,
                wp, 1, g, <int> (4 * H))
     if floating is float:
-        skrnn_lstm_forward_f32(nt, H, b_ih, b_hh, g, pre, c, c_new, h, out)
+        skrnn_lstm_forward_f32(nt, H, b_ih, b_hh, g, c, c_new, h, out)
     else:
-        skrnn_lstm_forward_f64(nt, H, b_ih, b_hh, g, pre, c, c_new, h, out)
+        skrnn_lstm_forward_f64(nt, H, b_ih, b_hh, g, c, c_new, h, out)
 
 
 def backward(*, int cell, int act, bint reverse,
@@ -525,8 +524,7 @@ def backward(*, int cell, int act, bint reverse,
     db_ih, db_hh : (G*H,) arrays
         Must hold zeros; out: the bias gradients.
     work : (N, H) array
-        GRU with reset before: room for one step's ``dL/d(r * h)``; LSTM:
-        for its tanh(c').
+        GRU with reset before: room for one step's ``dL/d(r * h)``.
     packed : array
         As for :func:`forward`.
     """
@@ -563,7 +561,7 @@ def backward(*, int cell, int act, bint reverse,
             elif cell == LSTM:
                 _lstm_step_back(nt, H, &w_hh[0, 0], wp, &dg[t, 0, 0],
                                 &c_prev[t, 0, 0], &c_new[t, 0, 0], &d_out[o, 0, 0],
-                                &dh[0, 0], &dc[0, 0], &db_ih[0], &work[0, 0])
+                                &dh[0, 0], &dc[0, 0], &db_ih[0])
             elif cell == GRU_RESET_AFTER:
                 _gru_after_step_back(
                     act, nt, H, &w_hh[0, 0], wp, &dg[t, 0, 0], &h_prev[t, 0, 0],
@@ -645,18 +643,17 @@ cdef void _rnn_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
 cdef void _lstm_step_back(Py_ssize_t nt, Py_ssize_t H, const floating* w_hh,
                           const float* wp, floating* dg, const floating* c_prev,
                           const floating* c_new, const floating* d_out,
-                          floating* dh, floating* dc, floating* db,
-                          floating* tc) noexcept nogil:
+                          floating* dh, floating* dc, floating* db) noexcept nogil:
     """Gate gradients of an LSTM step.
 
     ``dg`` holds the step's i, f, g, o and receives in their place the
     gradients of their pre-activations (into ``db`` too); ``dc`` carries
-    the cell state's gradient. ``tc`` is room for the step.
+    the cell state's gradient.
     """
     if floating is float:
-        skrnn_lstm_back_f32(nt, H, dg, c_prev, c_new, tc, d_out, dh, dc, db)
+        skrnn_lstm_back_f32(nt, H, dg, c_prev, c_new, d_out, dh, dc, db)
     else:
-        skrnn_lstm_back_f64(nt, H, dg, c_prev, c_new, tc, d_out, dh, dc, db)
+        skrnn_lstm_back_f64(nt, H, dg, c_prev, c_new, d_out, dh, dc, db)
     # dh = dG_t @ W_hh: h reaches the step's outputs only through the gates
     _step_gemm(c'N', <int> nt, <int> H, <int> (4 * H), dg, <int> (4 * H), w_hh,
                <int> H, wp, 0, dh, <int> H)

@@ -374,16 +374,15 @@ def forward(
         outputs = _empty((T if keep_outputs or keep_cache else window, N, H), dtype)
         if keep_cache:
             h_prev = _empty((T, N, H), dtype)
+    work = _unused(dtype, 2)
     if cell == _recurrent.Cell.RNN:
         # the input projection is computed in place in the outputs
-        gates, work = outputs, _unused(dtype, 2)
+        gates = outputs
     else:
         gates = _empty((window, N, GH), dtype)
-        if lstm:
-            # one step's gate pre-activations and tanh(c')
-            work = _empty((5 * N, H), dtype)
-        else:
-            # one step's recurrent projection, then its gate pre-activations
+        if not lstm:
+            # the GRU's recurrent projection of a step, then its gates'
+            # pre-activations
             work = _empty((2 * N, GH), dtype)
             if keep_cache:
                 hn = _empty((T, N, H), dtype)
@@ -480,7 +479,7 @@ def backward(
             dan = hn if consume_cache else _copy(hn)
         if consume_cache:
             cache.gates = cache.hn = None
-    if cell in (_recurrent.Cell.GRU_RESET_BEFORE, _recurrent.Cell.LSTM):
+    if cell == _recurrent.Cell.GRU_RESET_BEFORE:
         work = _empty((N, H), dtype)
     else:
         work = _unused(dtype, 2)
