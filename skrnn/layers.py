@@ -420,7 +420,11 @@ class LSTM(_RecurrentLayer):
         Precision of parameters and computation.
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights, drawn from U(-1/sqrt(H), 1/sqrt(H)) as
-        PyTorch draws them.
+        PyTorch draws them. A forget-gate bias of 1 (Keras'
+        ``unit_forget_bias``) was tried and not taken: on the adding problem
+        it left the plateau in 15 epochs instead of 18 at T = 60 (mean of 4
+        seeds), no sooner at T = 30, and it would part from ``nn.LSTM``.
+        Add 1 to ``params["bias_ih"][H:2*H]`` for it.
 
     Attributes
     ----------

@@ -32,6 +32,7 @@ SCRIPTS = {
     "char_rnn_hello.py": ("char_rnn_hello.png",),
     "digits_as_sequences.py": ("digits_as_sequences.png",),
     "forecasting_pendulum.py": ("forecasting_pendulum.png",),
+    "long_memory_adding.py": ("long_memory_adding.png",),
     "pipeline_grid_search.py": (),
     "text_brackets.py": (),
 }
@@ -106,6 +107,11 @@ def check_output(script, stdout):
         # quick mode: 15 epochs; the forecast already beats the last value
         assert number_after("best validation R^2 =", stdout) > 0.9
         assert number_after("GRU error / naive error:", stdout) < 0.8
+    elif script == "long_memory_adding.py":
+        # the LSTM and the GRU keep the first value; the Elman RNN does not
+        assert number_after("lstm  held-out R^2 =", stdout) > 0.95
+        assert number_after("gru   held-out R^2 =", stdout) > 0.95
+        assert number_after("rnn   held-out R^2 =", stdout) < 0.5
     elif script == "text_brackets.py":
         # the order of the characters decides: a bag of them is near chance
         bag = number_after("bag of characters, held-out accuracy:", stdout)
