@@ -3,8 +3,7 @@
 The same model (one recurrent layer + a linear head, float32), the same data,
 batch size, optimiser (Adam) and thread count for every implementation:
 
-- ``skrnn``: the estimators on the compiled kernels (the default; for the
-  LSTM, which has none yet, the reference engine),
+- ``skrnn``: the estimators on the compiled kernels (the default),
 - ``skrnn-ref``: the estimators on the reference NumPy engine,
 - ``torch``: ``torch.nn.GRU``/``nn.RNN``/``nn.LSTM`` + ``nn.Linear`` when
   PyTorch is installed.
@@ -17,7 +16,7 @@ hits them alike, and each figure is the median over repeats.
 
 Usage::
 
-    python benchmarks/bench_cpu.py                 # all shapes, GRU and RNN
+    python benchmarks/bench_cpu.py                 # all shapes and cells
     python benchmarks/bench_cpu.py --quick         # the two small shapes only
     python benchmarks/bench_cpu.py --cells gru --repeats 5 --threads 2
 """
