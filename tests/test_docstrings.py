@@ -15,6 +15,7 @@ PUBLIC = {
     "skrnn.datasets": ["make_binary_sum", "make_char_sequences"],
     "skrnn.layers": ["RNN", "GRU", "LSTM"],
     "skrnn.optim": ["SGD", "Adam", "Rprop", "clip_grad_norm"],
+    "skrnn.onnx": ["to_onnx"],  # with the onnx extra only
 }
 
 
@@ -22,7 +23,10 @@ def _objects():
     """(dotted name, method name or None) of every public object and of
     each public method that skrnn defines."""
     for module_name, names in PUBLIC.items():
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:  # an optional module without its extra
+            continue
         for name in names:
             obj = getattr(module, name)
             yield f"{module_name}.{name}", None

@@ -1,0 +1,442 @@
+"""Export fitted models and pipelines to ONNX.
+
+Importing this module registers converters for
+:class:`~skrnn.SequenceRegressor`, :class:`~skrnn.SequenceClassifier` and
+:class:`~skrnn.preprocessing.SequenceScaler` with skl2onnx, so that
+``skl2onnx.to_onnx(model_or_pipeline, X_sample)`` converts them; :func:`to_onnx`
+is the shortcut, with any number of sequences and steps. It needs the
+``onnx`` extra (``pip install skrnn[onnx]``: onnx, skl2onnx and onnxruntime
+to run the graphs).
+
+The recurrent layers become ONNX's own ``RNN``, ``GRU`` and ``LSTM``
+operators, which compute skrnn's cells exactly (the GRU's ``reset_after=True``
+is ``linear_before_reset=1``), with the gates reordered to ONNX's layout.
+The graph's input is X as :meth:`predict` takes it: a float tensor in the
+model's dtype, (N, T, D), or (N, T) for a model fitted on tables; trailing
+all-NaN steps mark shorter sequences (the graph derives ``sequence_lens``
+from them). The regressor's output is its predictions, (N, n_outputs), or
+(N, T) / (N, T, n_outputs) with NaN at padded steps for
+``output="sequence"``; the classifier's are skl2onnx's ``label`` and
+``probabilities`` (as a ZipMap unless ``options={"zipmap": False}``).
+
+Not exported, with an error that says so: the classifier with
+``output="sequence"`` (skl2onnx's classifier outputs are one row per
+sample) and :class:`~skrnn.preprocessing.CharacterEncoder` (no ONNX operator
+splits a string into its characters; export the pipeline from the
+encoder's output on).
+"""
+
+import numpy as np
+
+try:
+    from onnx import TensorProto
+    from skl2onnx import to_onnx as _skl2onnx_to_onnx
+    from skl2onnx import update_registered_converter
+
+    # skl2onnx's parser of classifiers: declares ``label`` and
+    # ``probabilities`` and adds the ZipMap (how its docs register custom
+    # classifiers)
+    from skl2onnx._parse import _parse_sklearn_classifier
+    from skl2onnx.common.data_types import (
+        DoubleTensorType,
+        FloatTensorType,
+        Int64TensorType,
+        StringTensorType,
+    )
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "skrnn.onnx needs onnx and skl2onnx: pip install 'skrnn[onnx]' "
+        "(with onnxruntime to run the exported graphs)."
+    ) from exc
+
+from ._classifier import SequenceClassifier
+from ._regressor import SequenceRegressor
+from .preprocessing import CharacterEncoder, SequenceScaler
+
+__all__ = ["to_onnx"]
+
+# ONNX's gate order, as indices into PyTorch's blocks of H rows.
+_GATE_ORDER = {
+    "rnn": [0],
+    "gru": [1, 0, 2],  # r, z, n -> z, r, h
+    "lstm": [0, 3, 1, 2],  # i, f, g, o -> i, o, f, c
+}
+_OPS = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}
+_ACTIVATIONS = {
+    "tanh": "Tanh",
+    "logistic": "Sigmoid",
+    "relu": "Relu",
+    "identity": "Affine",
+}
+_TENSOR_TYPES = {"float32": FloatTensorType, "float64": DoubleTensorType}
+_ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE}
+
+
+def to_onnx(model, X_sample, *, target_opset=None, options=None):
+    """Convert a fitted model or pipeline to ONNX.
+
+    The graph's input is named ``X``; it takes any number of sequences and
+    of steps, trailing all-NaN steps marking shorter sequences, as
+    :meth:`~skrnn.SequenceRegressor.predict` does.
+
+    Parameters
+    ----------
+    model : estimator or Pipeline
+        A fitted :class:`~skrnn.SequenceRegressor`,
+        :class:`~skrnn.SequenceClassifier`,
+        :class:`~skrnn.preprocessing.SequenceScaler`, or a pipeline of them
+        and of other estimators skl2onnx converts.
+    X_sample : ndarray of shape (n_samples, n_timesteps, n_features) or \
+(n_samples, n_timesteps)
+        Input of the kind the model predicts on; its dtype and last
+        dimension set the graph's input type. The graph takes any number
+        of samples and of steps.
+    target_opset : int, default=None
+        The ONNX opset; None: the newest skl2onnx supports.
+    options : dict, default=None
+        The conversion options of skl2onnx, e.g. ``{"zipmap": False}`` for a
+        classifier's probabilities as a tensor.
+
+    Returns
+    -------
+    onx : onnx.ModelProto
+        The graph; ``onx.SerializeToString()`` is what onnxruntime loads.
+
+    Raises
+    ------
+    NotImplementedError
+        For a configuration ONNX cannot express exactly.
+
+    See Also
+    --------
+    skl2onnx.to_onnx : The same, for models and pipelines of any kind.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import onnxruntime as ort
+    >>> from skrnn import SequenceRegressor
+    >>> from skrnn.datasets import make_binary_sum
+    >>> from skrnn.onnx import to_onnx
+    >>> X, y = make_binary_sum(n_samples=200, n_timesteps=8, random_state=0)
+    >>> model = SequenceRegressor(cell="rnn", hidden_size=8, learning_rate_init=0.01,
+    ...                           batch_size=20, max_iter=300, n_iter_no_change=30,
+    ...                           random_state=0).fit(X, y)
+    >>> onx = to_onnx(model, X[:1])
+    >>> session = ort.InferenceSession(onx.SerializeToString())
+    >>> y_onnx = session.run(None, {"X": X})[0]
+    >>> bool(np.allclose(y_onnx[:, 0], model.predict(X), atol=1e-5))
+    True
+    """
+    X_sample = np.asarray(X_sample)
+    if X_sample.ndim not in (2, 3) or X_sample.dtype.name not in _TENSOR_TYPES:
+        raise ValueError(
+            "X_sample must be a float32 or float64 array of shape "
+            f"(n_samples, n_timesteps[, n_features]), got {X_sample.dtype} "
+            f"{X_sample.shape}"
+        )
+    shape = [None, None] + list(X_sample.shape[2:])
+    input_type = _TENSOR_TYPES[X_sample.dtype.name](shape)
+    return _skl2onnx_to_onnx(
+        model,
+        initial_types=[("X", input_type)],
+        target_opset=target_opset,
+        options=options,
+    )
+
+
+class _Graph:
+    """Adds nodes and constants to skl2onnx's container, with unique names."""
+
+    def __init__(self, scope, container, dtype):
+        self.scope, self.container = scope, container
+        self.dtype = np.dtype(dtype)
+        self.onnx_dtype = _ONNX_DTYPES[self.dtype.name]
+
+    def node(self, op, inputs, n_outputs=1, **attrs):
+        outputs = [
+            self.scope.get_unique_variable_name(op.lower()) for _ in range(n_outputs)
+        ]
+        self.container.add_node(
+            op,
+            inputs,
+            outputs,
+            name=self.scope.get_unique_operator_name(op),
+            op_version=self.container.target_opset,
+            **attrs,
+        )
+        return outputs[0] if n_outputs == 1 else outputs
+
+    def const(self, values, dtype=None):
+        values = np.asarray(values, dtype=dtype)
+        if dtype is None and values.dtype.kind == "f":
+            values = values.astype(self.dtype)
+        name = self.scope.get_unique_variable_name("const")
+        if values.dtype.kind in "OU":
+            onnx_type = TensorProto.STRING
+            flat = [str(v).encode() for v in values.ravel()]
+        else:
+            onnx_type = {
+                np.dtype(np.float32): TensorProto.FLOAT,
+                np.dtype(np.float64): TensorProto.DOUBLE,
+                np.dtype(np.int64): TensorProto.INT64,
+                np.dtype(np.int32): TensorProto.INT32,
+            }[values.dtype]
+            flat = values.ravel().tolist()
+        self.container.add_initializer(name, onnx_type, list(values.shape), flat)
+        return name
+
+    def output(self, op, inputs, output, **attrs):
+        """A node writing into the given output variable."""
+        self.container.add_node(
+            op,
+            inputs,
+            [output],
+            name=self.scope.get_unique_operator_name(op),
+            op_version=self.container.target_opset,
+            **attrs,
+        )
+
+
+def _lengths(g, x):
+    """X (N, T, D) without its NaN, time-major (T, N, D); which steps are
+    valid, (N, T) in the graph's float type; and each sample's length as
+    ``sequence_lens`` takes it (int32): its last valid step, plus one."""
+    is_nan = g.node("IsNaN", [x])
+    x = g.node("Where", [is_nan, g.const(0.0), x])
+    # a step is valid if one of its features is not NaN
+    has_value = g.node("Cast", [g.node("Not", [is_nan])], to=g.onnx_dtype)
+    per_step = g.node("ReduceSum", [has_value, g.const([2], np.int64)], keepdims=0)
+    valid = g.node("Greater", [per_step, g.const(0.0)])
+    valid = g.node("Cast", [valid], to=g.onnx_dtype)
+    # weighted by 1..T, the last valid step weighs most
+    T = g.node("Gather", [g.node("Shape", [x]), g.const(1, np.int64)], axis=0)
+    end = g.node("Add", [g.node("Cast", [T], to=g.onnx_dtype), g.const(1.0)])
+    steps = g.node("Range", [g.const(1.0), end, g.const(1.0)])
+    last = g.node("ArgMax", [g.node("Mul", [valid, steps])], axis=1, keepdims=0)
+    lengths = g.node("Add", [last, g.const(1, np.int64)])
+    lengths = g.node("Cast", [lengths], to=TensorProto.INT32)
+    return g.node("Transpose", [x], perm=[1, 0, 2]), valid, lengths
+
+
+def _layer_weights(g, net, coefs, k):
+    """W, R and B (zeros without biases: skl2onnx cannot order a node with
+    an input left out) of layer k, in ONNX's layout."""
+    order, H = _GATE_ORDER[net.spec.cell], net.hidden_size
+
+    def onnx_order(a):
+        return np.concatenate([a[i * H : (i + 1) * H] for i in order])
+
+    W, R, B = [], [], []
+    for d in range(net.n_dirs):
+        suffix = net._suffix(k, d)
+        W.append(onnx_order(coefs["weight_ih" + suffix]))
+        R.append(onnx_order(coefs["weight_hh" + suffix]))
+        if net.spec.use_bias:
+            b_ih = onnx_order(coefs["bias_ih" + suffix])
+            B.append(np.concatenate([b_ih, onnx_order(coefs["bias_hh" + suffix])]))
+        else:
+            B.append(np.zeros(2 * len(W[-1]), dtype=W[-1].dtype))
+    return g.const(np.stack(W)), g.const(np.stack(R)), g.const(np.stack(B))
+
+
+def _recurrent_layers(g, net, coefs, x, lengths):
+    """The top layer's outputs (T, N, dirs * H) and final states (N, dirs * H)."""
+    spec, H, dirs = net.spec, net.hidden_size, net.n_dirs
+    attrs = {"hidden_size": H, "direction": "bidirectional" if dirs == 2 else "forward"}
+    if spec.cell == "rnn":
+        attrs["activations"] = [_ACTIVATIONS[spec.activation]] * dirs
+        if spec.activation == "identity":  # Affine(x) = alpha x + beta
+            attrs["activation_alpha"] = [1.0] * dirs
+            attrs["activation_beta"] = [0.0] * dirs
+    elif spec.cell == "gru":
+        attrs["activations"] = ["Sigmoid", _ACTIVATIONS[spec.activation]] * dirs
+        attrs["linear_before_reset"] = int(spec.reset_after)
+    n_outputs = 3 if spec.cell == "lstm" else 2  # Y, Y_h (and the LSTM's Y_c)
+    for k in range(net.num_layers):
+        W, R, B = _layer_weights(g, net, coefs, k)
+        y, y_h = g.node(_OPS[spec.cell], [x, W, R, B, lengths], n_outputs, **attrs)[:2]
+        # (T, dirs, N, H) -> (T, N, dirs * H), the directions side by side
+        y = g.node("Transpose", [y], perm=[0, 2, 1, 3])
+        x = g.node("Reshape", [y, g.const([0, 0, -1], np.int64)])
+    # (dirs, N, H) -> (N, dirs * H)
+    h_last = g.node("Transpose", [y_h], perm=[1, 0, 2])
+    return x, g.node("Reshape", [h_last, g.const([0, -1], np.int64)])
+
+
+def _raw_outputs(g, model, operator):
+    """The head's outputs: (N, n_outputs), or (N, T, n_outputs) for
+    ``output="sequence"`` with the (N, T) validity of each step (else None)."""
+    x = operator.inputs[0].full_name
+    if _dtype_of(operator.inputs[0].type) != g.dtype.name:
+        x = g.node("Cast", [x], to=g.onnx_dtype)
+    if len(operator.inputs[0].type.shape) == 2:  # a table: one feature per step
+        x = g.node("Unsqueeze", [x, g.const([2], np.int64)])
+    x, valid, lengths = _lengths(g, x)
+    net, coefs = model._network, model.coefs_
+    outputs, h_last = _recurrent_layers(g, net, coefs, x, lengths)
+    if model._output == "last":
+        features, valid = h_last, None
+    else:
+        features = g.node("Transpose", [outputs], perm=[1, 0, 2])  # (N, T, dirs*H)
+    W_T, b = g.const(coefs["head.weight"].T), g.const(coefs["head.bias"])
+    return g.node("Add", [g.node("MatMul", [features, W_T]), b]), valid
+
+
+def _convert_regressor(scope, operator, container):
+    model = operator.raw_operator
+    g = _Graph(scope, container, model._dtype)
+    raw, valid = _raw_outputs(g, model, operator)
+    out = operator.outputs[0].full_name
+    if valid is None:
+        g.output("Identity", [raw], out)
+        return
+    # per step, NaN at padded steps, as predict fills them
+    if model._multi_target:
+        valid = g.node("Unsqueeze", [valid, g.const([2], np.int64)])
+    else:
+        raw = g.node("Squeeze", [raw, g.const([2], np.int64)])
+    padded = g.node("Equal", [valid, g.const(0.0)])
+    g.output("Where", [padded, g.const(np.nan), raw], out)
+
+
+def _convert_classifier(scope, operator, container):
+    model = operator.raw_operator
+    g = _Graph(scope, container, model._dtype)
+    raw, _ = _raw_outputs(g, model, operator)
+    if len(model.classes_) == 2:
+        # one logit: the second class's probability is its logistic
+        z = g.node(
+            "Slice",
+            [
+                raw,
+                g.const([0], np.int64),
+                g.const([1], np.int64),
+                g.const([1], np.int64),
+            ],
+        )
+        p1 = g.node("Sigmoid", [z])
+        proba = g.node("Concat", [g.node("Sub", [g.const([[1.0]]), p1]), p1], axis=1)
+        # the label from the logit's sign, as predict decides it
+        code = g.node(
+            "Cast", [g.node("Greater", [z, g.const(0.0)])], to=TensorProto.INT64
+        )
+        code = g.node("Squeeze", [code, g.const([1], np.int64)])
+    else:
+        proba = g.node("Softmax", [raw], axis=1)
+        code = g.node("ArgMax", [raw], axis=1, keepdims=0)
+    labels = g.const(_onnx_labels(model.classes_))
+    g.output("Gather", [labels, code], operator.outputs[0].full_name, axis=0)
+    g.output("Identity", [proba], operator.outputs[1].full_name)
+
+
+def _onnx_labels(classes):
+    """``classes_`` as ONNX holds labels: int64 or strings."""
+    if classes.dtype.kind in "iu":
+        return classes.astype(np.int64)
+    if classes.dtype.kind in "OU" and all(isinstance(c, str) for c in classes):
+        return classes.astype(object)
+    raise NotImplementedError(
+        f"labels of dtype {classes.dtype} cannot be exported to ONNX, whose "
+        "classifiers' labels are integers or strings"
+    )
+
+
+def _convert_scaler(scope, operator, container):
+    model = operator.raw_operator
+    g = _Graph(scope, container, _dtype_of(operator.inputs[0].type))
+    mean = model._mean if model.with_mean else np.zeros_like(model._mean)
+    scale = model.scale_ if model.with_std else np.ones_like(model._mean)
+    centred = g.node("Sub", [operator.inputs[0].full_name, g.const(mean)])
+    g.output("Div", [centred, g.const(scale)], operator.outputs[0].full_name)
+
+
+# -------------------------------------------------------------- shapes
+def _dtype_of(tensor_type):
+    return {FloatTensorType: "float32", DoubleTensorType: "float64"}.get(
+        type(tensor_type)
+    )
+
+
+def _input_check(operator, model):
+    _check_exportable(model)
+    input_type = operator.inputs[0].type
+    if _dtype_of(input_type) is None or len(input_type.shape) not in (2, 3):
+        raise NotImplementedError(
+            f"{type(model).__name__} exports for float tensors of shape (N, T, D) "
+            f"or (N, T), not {input_type}"
+        )
+    return input_type
+
+
+def _regressor_shape(operator):
+    model = operator.raw_operator
+    input_type = _input_check(operator, model)
+    N, T = input_type.shape[:2]
+    width = [model.n_outputs_] if model._multi_target else []
+    shape = [N] + ([T] + width if model._output == "sequence" else width or [1])
+    operator.outputs[0].type = _TENSOR_TYPES[model._dtype](shape)
+
+
+def _classifier_shape(operator):
+    model = operator.raw_operator
+    input_type = _input_check(operator, model)
+    N = input_type.shape[0]
+    labels = _onnx_labels(model.classes_)
+    label = Int64TensorType([N]) if labels.dtype.kind == "i" else StringTensorType([N])
+    operator.outputs[0].type = label
+    operator.outputs[1].type = _TENSOR_TYPES[model._dtype]([N, len(model.classes_)])
+
+
+def _scaler_shape(operator):
+    input_type = operator.inputs[0].type
+    operator.outputs[0].type = type(input_type)(list(input_type.shape))
+
+
+def _check_exportable(model):
+    if model._dtype != "float32":
+        raise NotImplementedError(
+            f"A {model._dtype} {type(model).__name__} cannot be exported to ONNX: "
+            "onnxruntime runs the RNN, GRU and LSTM operators in float32 only. "
+            "Fit it with dtype='float32' (the default) to export it."
+        )
+    if isinstance(model, SequenceClassifier) and model._output == "sequence":
+        raise NotImplementedError(
+            "SequenceClassifier(output='sequence') cannot be exported to ONNX: "
+            "skl2onnx's classifier outputs are one label and one row of "
+            "probabilities per sample. Export a SequenceRegressor, or the "
+            "classifier with output='last'."
+        )
+
+
+def _refuse_encoder(operator):
+    """CharacterEncoder's shape calculator: a refusal, before any conversion."""
+    raise NotImplementedError(
+        "CharacterEncoder cannot be exported to ONNX: no ONNX operator splits a "
+        "string into its characters. Export the rest of the pipeline, which "
+        "takes the encoder's output (pipeline[1:]), and encode the texts "
+        "before the graph."
+    )
+
+
+def _never_converted(scope, operator, container):
+    raise NotImplementedError  # _refuse_encoder stops the conversion first
+
+
+update_registered_converter(
+    SequenceRegressor, "SkrnnSequenceRegressor", _regressor_shape, _convert_regressor
+)
+update_registered_converter(
+    SequenceClassifier,
+    "SkrnnSequenceClassifier",
+    _classifier_shape,
+    _convert_classifier,
+    parser=_parse_sklearn_classifier,
+    options={"zipmap": [True, False, "columns"], "nocl": [True, False]},
+)
+update_registered_converter(
+    SequenceScaler, "SkrnnSequenceScaler", _scaler_shape, _convert_scaler
+)
+update_registered_converter(
+    CharacterEncoder, "SkrnnCharacterEncoder", _refuse_encoder, _never_converted
+)

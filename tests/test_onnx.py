@@ -1,0 +1,219 @@
+"""Export to ONNX: onnxruntime's outputs against predict and predict_proba.
+
+Skipped without the ``onnx`` extra (onnx, skl2onnx, onnxruntime).
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.pipeline import make_pipeline
+
+pytest.importorskip("onnx")
+pytest.importorskip("skl2onnx")
+ort = pytest.importorskip("onnxruntime")
+
+import onnx  # noqa: E402
+import skl2onnx  # noqa: E402
+
+from skrnn import SequenceClassifier, SequenceRegressor  # noqa: E402
+from skrnn.onnx import to_onnx  # noqa: E402
+from skrnn.preprocessing import CharacterEncoder, SequenceScaler  # noqa: E402
+
+# float32 graphs against float32 models (whose heads predict in float64)
+TOL = 1e-5
+
+CONFIGS = (
+    [dict(cell="rnn", activation=a) for a in ("tanh", "relu", "identity", "logistic")]
+    + [
+        dict(cell="gru", activation=a, reset_after=ra)
+        for a in ("tanh", "logistic")
+        for ra in (True, False)
+    ]
+    + [
+        dict(cell="lstm"),
+        dict(cell="gru", use_bias=False),
+        dict(cell="lstm", use_bias=False, num_layers=2),
+        dict(cell="rnn", num_layers=2, bidirectional=True),
+        dict(cell="gru", bidirectional=True),
+        dict(cell="lstm", num_layers=2, bidirectional=True),
+    ]
+)
+
+
+def _id(params):
+    return "-".join(f"{k}={v}" for k, v in params.items())
+
+
+def _data(n=37, T=7, D=3, seed=0):
+    """Sequences with NaN-padded shorter ones, and their targets."""
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n, T, D)).astype(np.float32)
+    lengths = rng.randint(1, T + 1, n)
+    lengths[0] = T
+    X[np.arange(T)[None, :] >= lengths[:, None]] = np.nan
+    return X, np.nansum(X[:, :, 0], axis=1)
+
+
+def _fit(Est, X, y, **params):
+    params = {"hidden_size": 5, "max_iter": 3, "random_state": 0, **params}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return Est(**params).fit(X, y)
+
+
+def _run(onx, X):
+    session = ort.InferenceSession(
+        onx.SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    return session.run(None, {session.get_inputs()[0].name: X})
+
+
+def _inputs(X):
+    """NaN-padded and equal-length inputs, of 37 sequences and of one."""
+    full = np.nan_to_num(X)
+    return {"padded": X, "equal": full, "one": X[3:4], "one-equal": full[:1]}
+
+
+@pytest.mark.parametrize("params", CONFIGS, ids=_id)
+def test_regressor_predicts_as_onnxruntime(params):
+    X, y = _data()
+    model = _fit(SequenceRegressor, X, y, **params)
+    onx = to_onnx(model, X[:1])
+    for what, Xi in _inputs(X).items():
+        (out,) = _run(onx, Xi)
+        expected = model.predict(Xi)
+        assert out.shape == (len(Xi), 1), what
+        np.testing.assert_allclose(
+            out[:, 0], expected, rtol=TOL, atol=TOL, err_msg=what
+        )
+
+
+@pytest.mark.parametrize("params", CONFIGS[::3], ids=_id)
+def test_classifier_predicts_as_onnxruntime(params):
+    X, y = _data()
+    for labels in (
+        np.digitize(y, [-0.5, 0.5]),  # three integer classes
+        np.where(y > 0, "up", "down"),  # two string classes
+    ):
+        model = _fit(SequenceClassifier, X, labels, **params)
+        onx = to_onnx(model, X[:1], options={"zipmap": False})
+        for what, Xi in _inputs(X).items():
+            label, proba = _run(onx, Xi)
+            np.testing.assert_array_equal(label, model.predict(Xi), err_msg=what)
+            np.testing.assert_allclose(
+                proba, model.predict_proba(Xi), rtol=TOL, atol=TOL, err_msg=what
+            )
+
+
+def test_classifier_probabilities_as_zipmap():
+    X, y = _data()
+    model = _fit(SequenceClassifier, X, np.where(y > 0, "up", "down"), cell="lstm")
+    label, proba = _run(to_onnx(model, X[:1]), X)
+    expected = model.predict_proba(X)
+    assert [sorted(row) for row in proba] == [["down", "up"]] * len(X)
+    np.testing.assert_allclose(
+        [[row["down"], row["up"]] for row in proba], expected, rtol=TOL, atol=TOL
+    )
+
+
+def test_multi_target_and_per_step_regressors():
+    X, y = _data()
+    two = np.stack([y, -2 * y], axis=1)
+    model = _fit(SequenceRegressor, X, two, cell="gru")
+    (out,) = _run(to_onnx(model, X[:1]), X)
+    np.testing.assert_allclose(out, model.predict(X), rtol=TOL, atol=TOL)
+
+    # one prediction per step, NaN at padded steps as predict gives them
+    per_step = np.nan_to_num(np.nancumsum(X[:, :, 0], axis=1))
+    model = _fit(SequenceRegressor, X, per_step, cell="lstm", output="sequence")
+    onx = to_onnx(model, X[:1])
+    for what, Xi in _inputs(X).items():
+        (out,) = _run(onx, Xi)
+        expected = model.predict(Xi)
+        np.testing.assert_array_equal(np.isnan(out), np.isnan(expected), err_msg=what)
+        np.testing.assert_allclose(out, expected, rtol=TOL, atol=TOL, err_msg=what)
+
+
+def test_model_fitted_on_tables_takes_tables():
+    X, y = _data(D=1)
+    table = X[:, :, 0]
+    model = _fit(SequenceRegressor, table, y, cell="gru")
+    onx = to_onnx(model, table[:1])
+    assert len(onx.graph.input[0].type.tensor_type.shape.dim) == 2
+    (out,) = _run(onx, table)
+    np.testing.assert_allclose(out[:, 0], model.predict(table), rtol=TOL, atol=TOL)
+
+
+def test_pipeline_exports_as_a_whole_through_skl2onnx():
+    X, y = _data()
+    X = X * 10 + 3  # something for the scaler to do
+    pipe = make_pipeline(SequenceScaler(), SequenceClassifier(hidden_size=5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        pipe.set_params(sequenceclassifier__max_iter=3).fit(X, np.digitize(y, [0]))
+    # skl2onnx's own entry point, with the converters registered on import
+    onx = skl2onnx.to_onnx(pipe, X[:1], options={"zipmap": False})
+    label, proba = _run(onx, X)
+    np.testing.assert_array_equal(label, pipe.predict(X))
+    np.testing.assert_allclose(proba, pipe.predict_proba(X), rtol=TOL, atol=TOL)
+    # and the scaler alone, NaN kept at padded steps
+    scaler = pipe[0]
+    (scaled,) = _run(skl2onnx.to_onnx(scaler, X[:1]), X)
+    np.testing.assert_allclose(scaled, scaler.transform(X), rtol=1e-6, atol=1e-6)
+
+
+def test_graph_checks_and_round_trips_through_a_file(tmp_path):
+    X, y = _data()
+    model = _fit(SequenceRegressor, X, y, cell="lstm", bidirectional=True)
+    onx = to_onnx(model, X[:1])
+    onnx.checker.check_model(onx, full_check=True)
+    path = tmp_path / "model.onnx"
+    path.write_bytes(onx.SerializeToString())
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {"X": X})
+    np.testing.assert_allclose(out[:, 0], model.predict(X), rtol=TOL, atol=TOL)
+    # any number of sequences and of steps
+    dims = onx.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims] == [0, 0, 3]
+    (longer,) = session.run(None, {"X": np.concatenate([X, X], axis=1)[:5]})
+    assert longer.shape == (5, 1)
+
+
+def test_float64_input_is_cast_for_a_float32_model():
+    X, y = _data()
+    model = _fit(SequenceRegressor, X, y)
+    (out,) = _run(to_onnx(model, X[:1].astype(np.float64)), X.astype(np.float64))
+    np.testing.assert_allclose(out[:, 0], model.predict(X), rtol=TOL, atol=TOL)
+
+
+def _per_step_classifier(X, y):
+    labels = np.where(np.isnan(X[:, :, 0]), 0, X[:, :, 0] > 0).astype(int)
+    return _fit(SequenceClassifier, X, labels, output="sequence")
+
+
+def _float64_regressor(X, y):
+    return _fit(SequenceRegressor, X, y, dtype="float64")
+
+
+def _text_pipeline(X, y):
+    pipe = make_pipeline(CharacterEncoder(), SequenceClassifier(max_iter=2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return pipe.fit(["ab", "ba", "abc", "cab"], [0, 1, 0, 1])
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (_per_step_classifier, "output='sequence'"),
+        (_float64_regressor, "float32 only"),
+        (_text_pipeline, "splits a string into its characters"),
+    ],
+    ids=["per-step-classifier", "float64", "character-encoder"],
+)
+def test_what_cannot_be_exported_says_so(make, match):
+    X, y = _data()
+    with pytest.raises(NotImplementedError, match=match):
+        to_onnx(make(X, y), X[:1])
