@@ -8,16 +8,20 @@ is the shortcut, with any number of sequences and steps. It needs the
 ``onnx`` extra (``pip install skrnn[onnx]``: onnx, skl2onnx and onnxruntime
 to run the graphs).
 
-The recurrent layers become ONNX's own ``RNN``, ``GRU`` and ``LSTM``
-operators, which compute skrnn's cells exactly (the GRU's ``reset_after=True``
-is ``linear_before_reset=1``), with the gates reordered to ONNX's layout.
+A float32 model's recurrent layers become ONNX's own ``RNN``, ``GRU`` and
+``LSTM`` operators, which compute skrnn's cells exactly (the GRU's
+``reset_after=True`` is ``linear_before_reset=1``), with the gates reordered
+to ONNX's layout. onnxruntime has no float64 kernels for those operators, so
+a float64 model's layers are each a ``Scan`` over time of the step's
+products and activations, which it runs in double.
 The graph's input is X as :meth:`predict` takes it: a float tensor in the
 model's dtype, (N, T, D), or (N, T) for a model fitted on tables; trailing
 all-NaN steps mark shorter sequences (the graph derives ``sequence_lens``
 from them). The regressor's output is its predictions, (N, n_outputs), or
 (N, T) / (N, T, n_outputs) with NaN at padded steps for
 ``output="sequence"``; the classifier's are skl2onnx's ``label`` and
-``probabilities`` (as a ZipMap unless ``options={"zipmap": False}``).
+``probabilities`` (as a ZipMap unless ``options={"zipmap": False}``, which
+float64 models need: onnxruntime's ZipMap holds float32 only).
 
 Not exported, with an error that says so: the classifier with
 ``output="sequence"`` (skl2onnx's classifier outputs are one row per
@@ -29,7 +33,7 @@ encoder's output on).
 import numpy as np
 
 try:
-    from onnx import TensorProto
+    from onnx import TensorProto, helper, numpy_helper
     from skl2onnx import to_onnx as _skl2onnx_to_onnx
     from skl2onnx import update_registered_converter
 
@@ -264,6 +268,135 @@ def _recurrent_layers(g, net, coefs, x, lengths):
     return x, g.node("Reshape", [h_last, g.const([0, -1], np.int64)])
 
 
+class _Body:
+    """The graph of one time step, for a Scan: nodes made with onnx.helper,
+    its constants in Constant nodes (a subgraph that read the outer graph's
+    initializers would be out of skl2onnx's ordering)."""
+
+    def __init__(self, dtype):
+        self.dtype, self.nodes, self._n = np.dtype(dtype), [], 0
+
+    def _name(self, hint):
+        self._n += 1
+        return f"{hint}_{self._n}"
+
+    def node(self, op, inputs, **attrs):
+        out = self._name(op.lower())
+        self.nodes.append(helper.make_node(op, inputs, [out], **attrs))
+        return out
+
+    def const(self, values, dtype=None):
+        values = np.asarray(values, dtype=dtype or self.dtype)
+        out = self._name("const")
+        tensor = numpy_helper.from_array(values, out)
+        self.nodes.append(helper.make_node("Constant", [], [out], value=tensor))
+        return out
+
+    def cols(self, a, i, H):
+        """Columns i*H .. (i+1)*H of a (N, G*H) array: gate block i."""
+        ends = [self.const([i * H], np.int64), self.const([(i + 1) * H], np.int64)]
+        return self.node("Slice", [a, *ends, self.const([1], np.int64)])
+
+    def act(self, name, a):
+        return a if name == "identity" else self.node(_ACTIVATIONS[name], [a])
+
+
+def _scan_direction(g, spec, coefs, suffix, x, valid_tm, lengths, reverse):
+    """One direction of one layer as a Scan over time, in double: onnxruntime
+    has no double kernels for the RNN, GRU and LSTM operators. Returns the
+    outputs (T, N, H), zero at padded steps, and the final h (N, H)."""
+    H = coefs["weight_hh" + suffix].shape[1]
+    gi = g.node("MatMul", [x, g.const(coefs["weight_ih" + suffix].T)])
+    if spec.use_bias:
+        gi = g.node("Add", [gi, g.const(coefs["bias_ih" + suffix])])
+    if reverse:  # each sequence backward from its own last step
+        gi = g.node("ReverseSequence", [gi, lengths], batch_axis=1, time_axis=0)
+
+    b = _Body(g.dtype)
+    W_hh, b_hh = coefs["weight_hh" + suffix], coefs.get("bias_hh" + suffix)
+
+    def recurrent(h, rows=slice(None)):
+        out = b.node("MatMul", [h, b.const(W_hh[rows].T)])
+        return out if b_hh is None else b.node("Add", [out, b.const(b_hh[rows])])
+
+    h, c, g_t, m = "h", "c", "gi_t", "valid_t"
+    if spec.cell == "rnn":
+        h_new = b.act(spec.activation, b.node("Add", [g_t, recurrent(h)]))
+    elif spec.cell == "gru":
+        gh = recurrent(h, slice(0, 2 * H))
+        r = b.node("Sigmoid", [b.node("Add", [b.cols(g_t, 0, H), b.cols(gh, 0, H)])])
+        z = b.node("Sigmoid", [b.node("Add", [b.cols(g_t, 1, H), b.cols(gh, 1, H)])])
+        if spec.reset_after:  # n = act(gi_n + r (W_hn h + b_hn))
+            hn = b.node("Mul", [r, recurrent(h, slice(2 * H, 3 * H))])
+        else:  # n = act(gi_n + W_hn (r h) + b_hn)
+            hn = recurrent(b.node("Mul", [r, h]), slice(2 * H, 3 * H))
+        n = b.act(spec.activation, b.node("Add", [b.cols(g_t, 2, H), hn]))
+        # h' = z h + (1 - z) n
+        keep = b.node("Mul", [z, h])
+        new = b.node("Mul", [b.node("Sub", [b.const(1.0), z]), n])
+        h_new = b.node("Add", [keep, new])
+    else:
+        a = b.node("Add", [g_t, recurrent(h)])
+        i, f, o = (b.node("Sigmoid", [b.cols(a, k, H)]) for k in (0, 1, 3))
+        cand = b.node("Tanh", [b.cols(a, 2, H)])
+        c_new = b.node("Add", [b.node("Mul", [f, c]), b.node("Mul", [i, cand])])
+        h_new = b.node("Mul", [o, b.node("Tanh", [c_new])])
+    # padded steps keep the state and output zeros
+    states = [b.node("Where", [m, h_new, h])]
+    if spec.cell == "lstm":
+        states.append(b.node("Where", [m, c_new, c]))
+    y = b.node("Where", [m, h_new, b.const(0.0)])
+
+    def value(name, elem_type=g.onnx_dtype):
+        tensor_type = helper.make_tensor_type_proto(elem_type, None)
+        return helper.make_value_info(name, tensor_type)
+
+    # the body's inputs: the states, then one step of gi and of the mask
+    names = [h, c][: len(states)]
+    outputs = states + [y]
+    body = helper.make_graph(
+        b.nodes,
+        "step",
+        [value(n) for n in names] + [value(g_t), value(m, TensorProto.BOOL)],
+        [value(o) for o in outputs],
+    )
+    # zero initial states (N, H) and the mask (T, N, 1)
+    N = g.node("Gather", [g.node("Shape", [x]), g.const(1, np.int64)], axis=0)
+    N = g.node("Unsqueeze", [N, g.const([0], np.int64)])
+    shape = g.node("Concat", [N, g.const([H], np.int64)], axis=0)
+    zero = numpy_helper.from_array(np.zeros(1, g.dtype))
+    zeros = g.node("ConstantOfShape", [shape], value=zero)
+    mask = g.node("Unsqueeze", [valid_tm, g.const([2], np.int64)])
+    mask = g.node("Cast", [mask], to=TensorProto.BOOL)
+    scanned = g.node(
+        "Scan",
+        [zeros] * len(states) + [gi, mask],
+        len(outputs),
+        body=body,
+        num_scan_inputs=2,
+    )
+    h_last, y = scanned[0], scanned[-1]
+    if reverse:
+        y = g.node("ReverseSequence", [y, lengths], batch_axis=1, time_axis=0)
+    return y, h_last
+
+
+def _scan_layers(g, net, coefs, x, valid, lengths):
+    """As :func:`_recurrent_layers`, with each direction a Scan."""
+    valid_tm = g.node("Transpose", [valid], perm=[1, 0])  # (T, N)
+    lengths = g.node("Cast", [lengths], to=TensorProto.INT64)
+    for k in range(net.num_layers):
+        ys, hs = [], []
+        for d in range(net.n_dirs):
+            y, h = _scan_direction(
+                g, net.spec, coefs, net._suffix(k, d), x, valid_tm, lengths, d == 1
+            )
+            ys.append(y)
+            hs.append(h)
+        x = ys[0] if len(ys) == 1 else g.node("Concat", ys, axis=2)
+    return x, hs[0] if len(hs) == 1 else g.node("Concat", hs, axis=1)
+
+
 def _raw_outputs(g, model, operator):
     """The head's outputs: (N, n_outputs), or (N, T, n_outputs) for
     ``output="sequence"`` with the (N, T) validity of each step (else None)."""
@@ -274,7 +407,10 @@ def _raw_outputs(g, model, operator):
         x = g.node("Unsqueeze", [x, g.const([2], np.int64)])
     x, valid, lengths = _lengths(g, x)
     net, coefs = model._network, model.coefs_
-    outputs, h_last = _recurrent_layers(g, net, coefs, x, lengths)
+    if g.dtype == np.float64:
+        outputs, h_last = _scan_layers(g, net, coefs, x, valid, lengths)
+    else:
+        outputs, h_last = _recurrent_layers(g, net, coefs, x, lengths)
     if model._output == "last":
         features, valid = h_last, None
     else:
@@ -302,6 +438,15 @@ def _convert_regressor(scope, operator, container):
 
 def _convert_classifier(scope, operator, container):
     model = operator.raw_operator
+    if (
+        model._dtype == "float64"
+        and container.get_options(model, {"zipmap": True})["zipmap"]
+    ):
+        raise NotImplementedError(
+            "onnxruntime's ZipMap holds float32 probabilities only: export a float64 "
+            "SequenceClassifier with options={'zipmap': False} (probabilities as a "
+            "float64 tensor)."
+        )
     g = _Graph(scope, container, model._dtype)
     raw, _ = _raw_outputs(g, model, operator)
     if len(model.classes_) == 2:
@@ -394,12 +539,6 @@ def _scaler_shape(operator):
 
 
 def _check_exportable(model):
-    if model._dtype != "float32":
-        raise NotImplementedError(
-            f"A {model._dtype} {type(model).__name__} cannot be exported to ONNX: "
-            "onnxruntime runs the RNN, GRU and LSTM operators in float32 only. "
-            "Fit it with dtype='float32' (the default) to export it."
-        )
     if isinstance(model, SequenceClassifier) and model._output == "sequence":
         raise NotImplementedError(
             "SequenceClassifier(output='sequence') cannot be exported to ONNX: "

@@ -21,8 +21,9 @@ from skrnn import SequenceClassifier, SequenceRegressor  # noqa: E402
 from skrnn.onnx import to_onnx  # noqa: E402
 from skrnn.preprocessing import CharacterEncoder, SequenceScaler  # noqa: E402
 
-# float32 graphs against float32 models (whose heads predict in float64)
-TOL = 1e-5
+# float32 graphs against float32 models (whose heads predict in float64);
+# float64 models export their layers as Scans over time in double
+TOL = {np.float32: 1e-5, np.float64: 1e-9}
 
 CONFIGS = (
     [dict(cell="rnn", activation=a) for a in ("tanh", "relu", "identity", "logistic")]
@@ -46,10 +47,10 @@ def _id(params):
     return "-".join(f"{k}={v}" for k, v in params.items())
 
 
-def _data(n=37, T=7, D=3, seed=0):
+def _data(n=37, T=7, D=3, seed=0, dtype=np.float32):
     """Sequences with NaN-padded shorter ones, and their targets."""
     rng = np.random.RandomState(seed)
-    X = rng.normal(size=(n, T, D)).astype(np.float32)
+    X = rng.normal(size=(n, T, D)).astype(dtype)
     lengths = rng.randint(1, T + 1, n)
     lengths[0] = T
     X[np.arange(T)[None, :] >= lengths[:, None]] = np.nan
@@ -76,34 +77,38 @@ def _inputs(X):
     return {"padded": X, "equal": full, "one": X[3:4], "one-equal": full[:1]}
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("params", CONFIGS, ids=_id)
-def test_regressor_predicts_as_onnxruntime(params):
-    X, y = _data()
-    model = _fit(SequenceRegressor, X, y, **params)
+def test_regressor_predicts_as_onnxruntime(params, dtype):
+    X, y = _data(dtype=dtype)
+    model = _fit(SequenceRegressor, X, y, dtype=dtype.__name__, **params)
     onx = to_onnx(model, X[:1])
+    tol = TOL[dtype]
     for what, Xi in _inputs(X).items():
         (out,) = _run(onx, Xi)
         expected = model.predict(Xi)
-        assert out.shape == (len(Xi), 1), what
+        assert out.shape == (len(Xi), 1) and out.dtype == dtype, what
         np.testing.assert_allclose(
-            out[:, 0], expected, rtol=TOL, atol=TOL, err_msg=what
+            out[:, 0], expected, rtol=tol, atol=tol, err_msg=what
         )
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("params", CONFIGS[::3], ids=_id)
-def test_classifier_predicts_as_onnxruntime(params):
-    X, y = _data()
+def test_classifier_predicts_as_onnxruntime(params, dtype):
+    X, y = _data(dtype=dtype)
+    tol = TOL[dtype]
     for labels in (
         np.digitize(y, [-0.5, 0.5]),  # three integer classes
         np.where(y > 0, "up", "down"),  # two string classes
     ):
-        model = _fit(SequenceClassifier, X, labels, **params)
+        model = _fit(SequenceClassifier, X, labels, dtype=dtype.__name__, **params)
         onx = to_onnx(model, X[:1], options={"zipmap": False})
         for what, Xi in _inputs(X).items():
             label, proba = _run(onx, Xi)
             np.testing.assert_array_equal(label, model.predict(Xi), err_msg=what)
             np.testing.assert_allclose(
-                proba, model.predict_proba(Xi), rtol=TOL, atol=TOL, err_msg=what
+                proba, model.predict_proba(Xi), rtol=tol, atol=tol, err_msg=what
             )
 
 
@@ -114,7 +119,10 @@ def test_classifier_probabilities_as_zipmap():
     expected = model.predict_proba(X)
     assert [sorted(row) for row in proba] == [["down", "up"]] * len(X)
     np.testing.assert_allclose(
-        [[row["down"], row["up"]] for row in proba], expected, rtol=TOL, atol=TOL
+        [[row["down"], row["up"]] for row in proba],
+        expected,
+        rtol=TOL[np.float32],
+        atol=TOL[np.float32],
     )
 
 
@@ -123,7 +131,9 @@ def test_multi_target_and_per_step_regressors():
     two = np.stack([y, -2 * y], axis=1)
     model = _fit(SequenceRegressor, X, two, cell="gru")
     (out,) = _run(to_onnx(model, X[:1]), X)
-    np.testing.assert_allclose(out, model.predict(X), rtol=TOL, atol=TOL)
+    np.testing.assert_allclose(
+        out, model.predict(X), rtol=TOL[np.float32], atol=TOL[np.float32]
+    )
 
     # one prediction per step, NaN at padded steps as predict gives them
     per_step = np.nan_to_num(np.nancumsum(X[:, :, 0], axis=1))
@@ -133,7 +143,9 @@ def test_multi_target_and_per_step_regressors():
         (out,) = _run(onx, Xi)
         expected = model.predict(Xi)
         np.testing.assert_array_equal(np.isnan(out), np.isnan(expected), err_msg=what)
-        np.testing.assert_allclose(out, expected, rtol=TOL, atol=TOL, err_msg=what)
+        np.testing.assert_allclose(
+            out, expected, rtol=TOL[np.float32], atol=TOL[np.float32], err_msg=what
+        )
 
 
 def test_model_fitted_on_tables_takes_tables():
@@ -143,7 +155,9 @@ def test_model_fitted_on_tables_takes_tables():
     onx = to_onnx(model, table[:1])
     assert len(onx.graph.input[0].type.tensor_type.shape.dim) == 2
     (out,) = _run(onx, table)
-    np.testing.assert_allclose(out[:, 0], model.predict(table), rtol=TOL, atol=TOL)
+    np.testing.assert_allclose(
+        out[:, 0], model.predict(table), rtol=TOL[np.float32], atol=TOL[np.float32]
+    )
 
 
 def test_pipeline_exports_as_a_whole_through_skl2onnx():
@@ -157,7 +171,9 @@ def test_pipeline_exports_as_a_whole_through_skl2onnx():
     onx = skl2onnx.to_onnx(pipe, X[:1], options={"zipmap": False})
     label, proba = _run(onx, X)
     np.testing.assert_array_equal(label, pipe.predict(X))
-    np.testing.assert_allclose(proba, pipe.predict_proba(X), rtol=TOL, atol=TOL)
+    np.testing.assert_allclose(
+        proba, pipe.predict_proba(X), rtol=TOL[np.float32], atol=TOL[np.float32]
+    )
     # and the scaler alone, NaN kept at padded steps
     scaler = pipe[0]
     (scaled,) = _run(skl2onnx.to_onnx(scaler, X[:1]), X)
@@ -173,7 +189,9 @@ def test_graph_checks_and_round_trips_through_a_file(tmp_path):
     path.write_bytes(onx.SerializeToString())
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (out,) = session.run(None, {"X": X})
-    np.testing.assert_allclose(out[:, 0], model.predict(X), rtol=TOL, atol=TOL)
+    np.testing.assert_allclose(
+        out[:, 0], model.predict(X), rtol=TOL[np.float32], atol=TOL[np.float32]
+    )
     # any number of sequences and of steps
     dims = onx.graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in dims] == [0, 0, 3]
@@ -185,7 +203,9 @@ def test_float64_input_is_cast_for_a_float32_model():
     X, y = _data()
     model = _fit(SequenceRegressor, X, y)
     (out,) = _run(to_onnx(model, X[:1].astype(np.float64)), X.astype(np.float64))
-    np.testing.assert_allclose(out[:, 0], model.predict(X), rtol=TOL, atol=TOL)
+    np.testing.assert_allclose(
+        out[:, 0], model.predict(X), rtol=TOL[np.float32], atol=TOL[np.float32]
+    )
 
 
 def _per_step_classifier(X, y):
@@ -193,8 +213,13 @@ def _per_step_classifier(X, y):
     return _fit(SequenceClassifier, X, labels, output="sequence")
 
 
-def _float64_regressor(X, y):
-    return _fit(SequenceRegressor, X, y, dtype="float64")
+def _float_labels(X, y):
+    return _fit(SequenceClassifier, X, (y > 0).astype(float))
+
+
+def _float64_zipmap(X, y):
+    labels = (y > 0).astype(int)
+    return _fit(SequenceClassifier, X.astype(np.float64), labels, dtype="float64")
 
 
 def _text_pipeline(X, y):
@@ -208,10 +233,11 @@ def _text_pipeline(X, y):
     "make, match",
     [
         (_per_step_classifier, "output='sequence'"),
-        (_float64_regressor, "float32 only"),
+        (_float_labels, "labels of dtype float64"),
+        (_float64_zipmap, "zipmap"),
         (_text_pipeline, "splits a string into its characters"),
     ],
-    ids=["per-step-classifier", "float64", "character-encoder"],
+    ids=["per-step-classifier", "float-labels", "float64-zipmap", "character-encoder"],
 )
 def test_what_cannot_be_exported_says_so(make, match):
     X, y = _data()
