@@ -14,6 +14,7 @@ A float32 model's recurrent layers become ONNX's own ``RNN``, ``GRU`` and
 to ONNX's layout. onnxruntime has no float64 kernels for those operators, so
 a float64 model's layers are each a ``Scan`` over time of the step's
 products and activations, which it runs in double.
+
 The graph's input is X as :meth:`predict` takes it: a float tensor in the
 model's dtype, (N, T, D), or (N, T) for a model fitted on tables; trailing
 all-NaN steps mark shorter sequences (the graph derives ``sequence_lens``
@@ -21,13 +22,14 @@ from them). The regressor's output is its predictions, (N, n_outputs), or
 (N, T) / (N, T, n_outputs) with NaN at padded steps for
 ``output="sequence"``; the classifier's are skl2onnx's ``label`` and
 ``probabilities`` (as a ZipMap unless ``options={"zipmap": False}``, which
-float64 models need: onnxruntime's ZipMap holds float32 only).
+float64 models need: onnxruntime's ZipMap holds float32 only). With
+``output="sequence"`` (and ``zipmap=False``) they are (N, T) labels and
+(N, T, n_classes) probabilities, NaN at padded steps; the labels there are
+not meaningful (``predict`` gives None).
 
-Not exported, with an error that says so: the classifier with
-``output="sequence"`` (skl2onnx's classifier outputs are one row per
-sample) and :class:`~skrnn.preprocessing.CharacterEncoder` (no ONNX operator
-splits a string into its characters; export the pipeline from the
-encoder's output on).
+:class:`~skrnn.preprocessing.CharacterEncoder` is not exported, with an
+error that says why: no ONNX operator splits a string into its characters.
+Export the pipeline from the encoder's output on.
 """
 
 import numpy as np
@@ -438,38 +440,38 @@ def _convert_regressor(scope, operator, container):
 
 def _convert_classifier(scope, operator, container):
     model = operator.raw_operator
-    if (
-        model._dtype == "float64"
-        and container.get_options(model, {"zipmap": True})["zipmap"]
-    ):
+    zipmap = container.get_options(model, {"zipmap": True})["zipmap"]
+    if zipmap and model._output == "sequence":
+        raise NotImplementedError(
+            "A SequenceClassifier with output='sequence' exports with "
+            "options={'zipmap': False}: a ZipMap holds one row of probabilities "
+            "per sample, not one per step."
+        )
+    if zipmap and model._dtype == "float64":
         raise NotImplementedError(
             "onnxruntime's ZipMap holds float32 probabilities only: export a float64 "
             "SequenceClassifier with options={'zipmap': False} (probabilities as a "
             "float64 tensor)."
         )
     g = _Graph(scope, container, model._dtype)
-    raw, _ = _raw_outputs(g, model, operator)
+    raw, valid = _raw_outputs(g, model, operator)
+    # over the last axis: of (N, C), or of (N, T, C) per step
     if len(model.classes_) == 2:
+        last = g.const([-1], np.int64)
         # one logit: the second class's probability is its logistic
-        z = g.node(
-            "Slice",
-            [
-                raw,
-                g.const([0], np.int64),
-                g.const([1], np.int64),
-                g.const([1], np.int64),
-            ],
-        )
+        z = g.node("Slice", [raw, g.const([0], np.int64), g.const([1], np.int64), last])
         p1 = g.node("Sigmoid", [z])
-        proba = g.node("Concat", [g.node("Sub", [g.const([[1.0]]), p1]), p1], axis=1)
+        proba = g.node("Concat", [g.node("Sub", [g.const(1.0), p1]), p1], axis=-1)
         # the label from the logit's sign, as predict decides it
-        code = g.node(
-            "Cast", [g.node("Greater", [z, g.const(0.0)])], to=TensorProto.INT64
-        )
-        code = g.node("Squeeze", [code, g.const([1], np.int64)])
+        code = g.node("Greater", [z, g.const(0.0)])
+        code = g.node("Squeeze", [g.node("Cast", [code], to=TensorProto.INT64), last])
     else:
-        proba = g.node("Softmax", [raw], axis=1)
-        code = g.node("ArgMax", [raw], axis=1, keepdims=0)
+        proba = g.node("Softmax", [raw], axis=-1)
+        code = g.node("ArgMax", [raw], axis=-1, keepdims=0)
+    if valid is not None:  # NaN probabilities at padded steps, as predict_proba's
+        padded = g.node("Equal", [valid, g.const(0.0)])
+        padded = g.node("Unsqueeze", [padded, g.const([2], np.int64)])
+        proba = g.node("Where", [padded, g.const(np.nan), proba])
     labels = g.const(_onnx_labels(model.classes_))
     g.output("Gather", [labels, code], operator.outputs[0].full_name, axis=0)
     g.output("Identity", [proba], operator.outputs[1].full_name)
@@ -504,7 +506,6 @@ def _dtype_of(tensor_type):
 
 
 def _input_check(operator, model):
-    _check_exportable(model)
     input_type = operator.inputs[0].type
     if _dtype_of(input_type) is None or len(input_type.shape) not in (2, 3):
         raise NotImplementedError(
@@ -526,26 +527,17 @@ def _regressor_shape(operator):
 def _classifier_shape(operator):
     model = operator.raw_operator
     input_type = _input_check(operator, model)
-    N = input_type.shape[0]
+    rows = input_type.shape[:2] if model._output == "sequence" else input_type.shape[:1]
     labels = _onnx_labels(model.classes_)
-    label = Int64TensorType([N]) if labels.dtype.kind == "i" else StringTensorType([N])
-    operator.outputs[0].type = label
-    operator.outputs[1].type = _TENSOR_TYPES[model._dtype]([N, len(model.classes_)])
+    label_type = Int64TensorType if labels.dtype.kind == "i" else StringTensorType
+    operator.outputs[0].type = label_type(rows)
+    width = [len(model.classes_)]
+    operator.outputs[1].type = _TENSOR_TYPES[model._dtype](rows + width)
 
 
 def _scaler_shape(operator):
     input_type = operator.inputs[0].type
     operator.outputs[0].type = type(input_type)(list(input_type.shape))
-
-
-def _check_exportable(model):
-    if isinstance(model, SequenceClassifier) and model._output == "sequence":
-        raise NotImplementedError(
-            "SequenceClassifier(output='sequence') cannot be exported to ONNX: "
-            "skl2onnx's classifier outputs are one label and one row of "
-            "probabilities per sample. Export a SequenceRegressor, or the "
-            "classifier with output='last'."
-        )
 
 
 def _refuse_encoder(operator):

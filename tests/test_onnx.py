@@ -148,6 +148,24 @@ def test_multi_target_and_per_step_regressors():
         )
 
 
+@pytest.mark.parametrize("names", [["down", "up", "flat"], [0, 1]], ids=str)
+def test_per_step_classifier(names):
+    """Labels and probabilities per step, the probabilities NaN at padded
+    steps; the labels there are not compared (predict gives None)."""
+    X, _ = _data()
+    labels = np.array(names)[_per_step_labels(X) % len(names)]
+    model = _fit(SequenceClassifier, X, labels, cell="gru", output="sequence")
+    onx = to_onnx(model, X[:1], options={"zipmap": False})
+    tol = TOL[np.float32]
+    for what, Xi in _inputs(X).items():
+        label, proba = _run(onx, Xi)
+        valid = ~np.isnan(Xi[:, :, 0])
+        np.testing.assert_array_equal(label[valid], model.predict(Xi)[valid], what)
+        expected = model.predict_proba(Xi)
+        np.testing.assert_array_equal(np.isnan(proba), np.isnan(expected), what)
+        np.testing.assert_allclose(proba, expected, rtol=tol, atol=tol, err_msg=what)
+
+
 def test_model_fitted_on_tables_takes_tables():
     X, y = _data(D=1)
     table = X[:, :, 0]
@@ -208,9 +226,14 @@ def test_float64_input_is_cast_for_a_float32_model():
     )
 
 
+def _per_step_labels(X):
+    """Three classes per step, 0 at padded steps."""
+    codes = (X[:, :, 0] > 0).astype(int) + (X[:, :, 1] > 1)
+    return np.where(np.isnan(X[:, :, 0]), 0, codes)
+
+
 def _per_step_classifier(X, y):
-    labels = np.where(np.isnan(X[:, :, 0]), 0, X[:, :, 0] > 0).astype(int)
-    return _fit(SequenceClassifier, X, labels, output="sequence")
+    return _fit(SequenceClassifier, X, _per_step_labels(X), output="sequence")
 
 
 def _float_labels(X, y):
@@ -232,12 +255,12 @@ def _text_pipeline(X, y):
 @pytest.mark.parametrize(
     "make, match",
     [
-        (_per_step_classifier, "output='sequence'"),
+        (_per_step_classifier, "zipmap': False"),
         (_float_labels, "labels of dtype float64"),
         (_float64_zipmap, "zipmap"),
         (_text_pipeline, "splits a string into its characters"),
     ],
-    ids=["per-step-classifier", "float-labels", "float64-zipmap", "character-encoder"],
+    ids=["per-step-zipmap", "float-labels", "float64-zipmap", "character-encoder"],
 )
 def test_what_cannot_be_exported_says_so(make, match):
     X, y = _data()
