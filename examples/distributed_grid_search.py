@@ -1,4 +1,6 @@
-"""Grid search for a recurrent classifier on a Dask cluster.
+"""
+Grid search for a recurrent classifier on a Dask cluster
+========================================================
 
 The task: a random walk of random length goes in one step at a time; did it
 end above where it started? The answer is the sign of the sum of its steps,

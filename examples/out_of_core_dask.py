@@ -1,4 +1,6 @@
-"""Training on more sequences than memory holds: partial_fit over Dask chunks.
+"""
+Training on more sequences than memory holds: partial_fit over Dask chunks
+==========================================================================
 
 The data set: noisy oscillations of three sensors, 40 steps each, whose
 common frequency is the target to learn. It is a Dask array cut into chunks

@@ -1,4 +1,6 @@
-"""Pipeline + GridSearchCV on variable-length sequences.
+"""
+Pipeline + GridSearchCV on variable-length sequences
+====================================================
 
 The task: a noisy oscillation of random length (12 to 30 readings) in raw
 sensor units, around 50 with an amplitude near 10, either slow (a period of

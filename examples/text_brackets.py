@@ -1,4 +1,6 @@
-"""Text classification on raw strings: is an expression's bracketing sound?
+"""
+Text classification on raw strings: is an expression's bracketing sound?
+========================================================================
 
 The texts are code-like expressions such as ``f(x[i],g(y))``, of 5 to 40
 characters. Half of them are broken by moving one closing bracket to

@@ -48,7 +48,7 @@ def make_binary_sum(n_samples=100, n_timesteps=10, random_state=None):
     See Also
     --------
     make_char_sequences : The other data set, of text.
-    skrnn.SequenceRegressor : Learns the count (``examples/binary_sum.py``).
+    skrnn.SequenceRegressor : Learns the count (``examples/plot_binary_sum.py``).
 
     Examples
     --------
@@ -105,7 +105,7 @@ def make_char_sequences(text, seq_length=25, step=None):
     --------
     make_binary_sum : The other data set, of bits.
     skrnn.SequenceClassifier : Learns the next character with
-        ``output="sequence"`` (``examples/char_rnn_hello.py``).
+        ``output="sequence"`` (``examples/plot_char_rnn_hello.py``).
 
     Examples
     --------

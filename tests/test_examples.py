@@ -28,11 +28,11 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # script -> the PNGs it saves (an empty tuple: it saves none)
 SCRIPTS = {
-    "binary_sum.py": ("binary_sum.png",),
-    "char_rnn_hello.py": ("char_rnn_hello.png",),
-    "digits_as_sequences.py": ("digits_as_sequences.png",),
-    "forecasting_pendulum.py": ("forecasting_pendulum.png",),
-    "long_memory_adding.py": ("long_memory_adding.png",),
+    "plot_binary_sum.py": ("binary_sum.png",),
+    "plot_char_rnn_hello.py": ("char_rnn_hello.png",),
+    "plot_digits_as_sequences.py": ("digits_as_sequences.png",),
+    "plot_forecasting_pendulum.py": ("forecasting_pendulum.png",),
+    "plot_long_memory_adding.py": ("long_memory_adding.png",),
     "pipeline_grid_search.py": (),
     "text_brackets.py": (),
 }
@@ -87,27 +87,27 @@ def number_after(label, text):
 
 
 def check_output(script, stdout):
-    if script == "binary_sum.py":
+    if script == "plot_binary_sum.py":
         assert abs(number_after("wx   =", stdout) - 1.0) <= 0.01
         assert abs(number_after("wRec =", stdout) - 1.0) <= 0.01
         assert abs(number_after("1, 1] ->", stdout) - 5.0) <= 0.05
         assert "Part 2: SequenceRegressor" in stdout
         for n_bits in (10, 50):
             assert f"fresh sequences of {n_bits} bits: R^2 =" in stdout
-    elif script == "char_rnn_hello.py":
+    elif script == "plot_char_rnn_hello.py":
         assert "'hell' -> 'ello'" in stdout
         lines = re.findall(r"T=(\d\.\d+): '(.*)'", stdout)
         assert len(lines) == 3
         for _, line in lines:
             assert len(line) > 20
-    elif script == "digits_as_sequences.py":
+    elif script == "plot_digits_as_sequences.py":
         accuracy = number_after("held-out accuracy:", stdout)
         assert 0.3 < accuracy <= 1.0  # quick mode: a few epochs only (chance: 0.1)
-    elif script == "forecasting_pendulum.py":
+    elif script == "plot_forecasting_pendulum.py":
         # quick mode: 15 epochs; the forecast already beats the last value
         assert number_after("best validation R^2 =", stdout) > 0.9
         assert number_after("GRU error / naive error:", stdout) < 0.8
-    elif script == "long_memory_adding.py":
+    elif script == "plot_long_memory_adding.py":
         # the LSTM and the GRU keep the first value; the Elman RNN does not
         assert number_after("lstm  held-out R^2 =", stdout) > 0.95
         assert number_after("gru   held-out R^2 =", stdout) > 0.95
@@ -164,8 +164,8 @@ def test_example_runs(script, tmp_path):
 
 def test_binary_sum_without_matplotlib(tmp_path):
     result = run_example(
-        ["-c", NO_MATPLOTLIB, str(EXAMPLES / "binary_sum.py")], tmp_path
+        ["-c", NO_MATPLOTLIB, str(EXAMPLES / "plot_binary_sum.py")], tmp_path
     )
     assert "matplotlib is not installed: plot skipped" in result.stdout
-    check_output("binary_sum.py", result.stdout)
+    check_output("plot_binary_sum.py", result.stdout)
     assert not list(tmp_path.glob("*.png"))

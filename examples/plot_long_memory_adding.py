@@ -1,4 +1,6 @@
-"""Long memory: the adding problem, which the LSTM was made for.
+"""
+Long memory: the adding problem, which the LSTM was made for
+============================================================
 
 Each sequence has T steps of two features: a random value in [0, 1] and a
 marker, 1 at two steps and 0 elsewhere. The target is the sum of the two
@@ -22,7 +24,7 @@ SKRNN_EXAMPLES_QUICK
 SKRNN_EXAMPLES_OUTPUT
     Folder for the plot (default: the current one).
 
-Run: ``python examples/long_memory_adding.py``
+Run: ``python examples/plot_long_memory_adding.py``
 """
 
 import os
@@ -71,6 +73,9 @@ for cell in ("lstm", "gru", "rnn"):
     )
     models[cell] = model.fit(X_train, y_train)
     print(f"{cell:4}  held-out R^2 = {model.score(X_test, y_test):.3f}")
+
+# %%
+# The figure (when matplotlib is installed).
 
 try:
     import matplotlib.pyplot as plt

@@ -1,4 +1,6 @@
-"""A character-level language model: "hell" -> "ello", then a paragraph.
+"""
+A character-level language model: "hell" -> "ello", then a paragraph
+====================================================================
 
 The vanilla RNN of the "hello" write-up: each character goes in one-hot,
 the same weights W_xh, W_hh, W_hy are used at every step, and at each step
@@ -34,7 +36,7 @@ SKRNN_EXAMPLES_QUICK
 The plot needs matplotlib; without it the script still runs and says that
 the plot was skipped.
 
-Run: ``python examples/char_rnn_hello.py``
+Run: ``python examples/plot_char_rnn_hello.py``
 """
 
 import os
@@ -122,12 +124,15 @@ for prompt, temperature in [("It is", 0.5), ("the ", 0.8), ("a man", 1.0)]:
     print(f"    T={temperature}: {line!r}")
 
 # ---------------------------------------------------------------- the figure
+# %%
+# The figure (when matplotlib is installed).
+
 try:
-    from matplotlib.figure import Figure
+    import matplotlib.pyplot as plt
 except ImportError:
     print("\nmatplotlib is not installed: plot skipped")
 else:
-    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    fig = plt.figure(figsize=(11, 4.5), layout="constrained")
     ax_hello, ax_text = fig.subplots(1, 2)
     for ax, fitted, title in [
         (ax_hello, hello, "Part 1: 'hell' -> 'ello' (hidden_size=8)"),

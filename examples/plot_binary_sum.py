@@ -1,4 +1,6 @@
-"""Count the ones: the linear RNN that learns to add, two ways.
+"""
+Count the ones: the linear RNN that learns to add, two ways
+===========================================================
 
 The classic first recurrent network: a binary sequence goes in, one step at
 a time, and the state should end up holding the number of ones seen. One
@@ -16,7 +18,7 @@ The figure ``binary_sum.png`` shows why the write-up used Rprop rather than
 plain gradient descent. Its left panel is part 1's loss curve. Its right
 panel is the loss surface over (wx, wRec), computed in closed form,
 S_T = sum_t x_t * wx * wRec**(T-1-t), with the path Rprop took from
-(-1.5, 2) to (1, 1) drawn on it. Where |wRec| > 1 the state, and with it the
+(-1.5, 2) to (1, 1) drawn on it. Where ``|wRec| > 1`` the state, and with it the
 gradient, grows like wRec**(T-1): the surface is a steep wall beside a
 flat, narrow valley, and a fixed learning rate that is small enough for
 the wall crawls along the valley, while one large enough for the valley
@@ -34,7 +36,7 @@ SKRNN_EXAMPLES_QUICK
 The plot needs matplotlib; without it the script still runs and says that
 the plot was skipped.
 
-Run: ``python examples/binary_sum.py``
+Run: ``python examples/plot_binary_sum.py``
 """
 
 import os
@@ -51,7 +53,9 @@ from skrnn.optim import Rprop
 QUICK = os.environ.get("SKRNN_EXAMPLES_QUICK", "0") not in ("", "0")
 OUTPUT = os.environ.get("SKRNN_EXAMPLES_OUTPUT", ".")
 
-# ---------------------------------------------------------------- part 1
+# %%
+# Part 1: one linear unit trained by Rprop, as the write-up did.
+
 X, y = make_binary_sum(n_samples=20, n_timesteps=10, random_state=0)
 X3 = X[:, :, None]  # (samples, steps, 1 feature)
 
@@ -80,7 +84,8 @@ test = np.array([[0, 1, 1, 0, 0, 0, 0, 1, 0, 0, 1, 1]], dtype=float)
 _, state = layer.forward(test[:, :, None])
 print(f"  {test[0].astype(int).tolist()} -> {state[0, 0]:.4f} (target 5)")
 
-# ---------------------------------------------------------------- part 2
+# %%
+# Part 2: the same count learnt by a ``SequenceRegressor``.
 X_train, y_train = make_binary_sum(
     n_samples=50 if QUICK else 200, n_timesteps=10, random_state=0
 )
@@ -116,7 +121,9 @@ for n_steps in (10, 50):
         f"R^2 = {model.score(X_test, y_test):.6f}, exact count for {exact:.1%}"
     )
 
-# ---------------------------------------------------------------- the figure
+# %%
+# The figure (when matplotlib is installed): the loss surface of part 1.
+
 # The loss surface of part 1 in closed form: with S_0 = 0 the final state is
 # S_T = wx * sum_t x_t * wRec**(T-1-t), a polynomial in wRec.
 n_grid = 120 if QUICK else 400
@@ -130,12 +137,13 @@ reach = X @ powers.T  # (samples, n_grid wRec): S_T / wx
 S = reach[:, :, None] * wx_grid[None, None, :]  # (samples, wRec, wx)
 surface = np.mean((S - y[:, None, None]) ** 2, axis=0)  # MSE, (wRec, wx)
 
+
 try:
-    from matplotlib.figure import Figure
+    import matplotlib.pyplot as plt
 except ImportError:
     print("\nmatplotlib is not installed: plot skipped")
 else:
-    fig = Figure(figsize=(12, 5), layout="constrained")
+    fig = plt.figure(figsize=(12, 5), layout="constrained")
     ax_loss, ax_surf = fig.subplots(1, 2, width_ratios=[1, 1.25])
 
     ax_loss.semilogy(np.arange(1, len(losses) + 1), losses)

@@ -1,4 +1,6 @@
-"""Handwritten digits read as sequences: a GRU classifies 8x8 images row by row.
+"""
+Handwritten digits read as sequences: a GRU classifies 8x8 images row by row
+============================================================================
 
 scikit-learn's ``load_digits`` holds 1797 images of 8x8 pixels with values
 0 to 16. Read from top to bottom, each image becomes a sequence of 8 time
@@ -28,7 +30,7 @@ SKRNN_EXAMPLES_QUICK
 The plot needs matplotlib; without it the script still runs and says that
 the plot was skipped.
 
-Run: ``python examples/digits_as_sequences.py``
+Run: ``python examples/plot_digits_as_sequences.py``
 """
 
 import os
@@ -88,12 +90,15 @@ print(
     f"({matrix[worst]} times)"
 )
 
+# %%
+# The figure (when matplotlib is installed).
+
 try:
-    from matplotlib.figure import Figure
+    import matplotlib.pyplot as plt
 except ImportError:
     print("matplotlib is not installed: plot skipped")
 else:
-    fig = Figure(figsize=(6.5, 5.5), layout="constrained")
+    fig = plt.figure(figsize=(6.5, 5.5), layout="constrained")
     ax = fig.subplots()
     ConfusionMatrixDisplay(matrix, display_labels=model.classes_).plot(
         ax=ax, cmap="Blues", colorbar=True

@@ -1,4 +1,6 @@
-"""Forecasting a driven pendulum, one step ahead, from windows of its past.
+"""
+Forecasting a driven pendulum, one step ahead, from windows of its past
+=======================================================================
 
 The series: the horizontal position sin(theta) of a damped pendulum driven
 by a periodic torque,
@@ -30,7 +32,7 @@ SKRNN_EXAMPLES_QUICK
 The plot needs matplotlib; without it the script still runs and says that
 it skipped the plot.
 
-Run: ``python examples/forecasting_pendulum.py``
+Run: ``python examples/plot_forecasting_pendulum.py``
 """
 
 import os
@@ -99,14 +101,17 @@ print(f"test RMSE, GRU forecast:         {rmse_model:.4f}")
 print(f"test RMSE, naive last value:     {rmse_naive:.4f}")
 print(f"GRU error / naive error:         {rmse_model / rmse_naive:.3f}")
 
+# %%
+# The figure (when matplotlib is installed).
+
 try:
-    from matplotlib.figure import Figure
+    import matplotlib.pyplot as plt
 except ImportError:
     print("\nmatplotlib is not installed: plot skipped")
 else:
     shown = slice(0, 240)
     t = np.arange(len(y_test))[shown] * 0.25
-    fig = Figure(figsize=(11, 6), layout="constrained")
+    fig = plt.figure(figsize=(11, 6), layout="constrained")
     ax_series, ax_error = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
     ax_series.plot(t, y_test[shown], color="black", lw=1.5, label="truth")
     ax_series.plot(t, forecast[shown], color="tab:red", lw=1.0, label="GRU forecast")
