@@ -27,9 +27,7 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
     cell : {"gru", "rnn", "lstm"}, default="gru"
         The recurrent cell: a GRU, an Elman RNN
         h' = act(W_ih x + b_ih + W_hh h + b_hh), or an LSTM as PyTorch's
-        ``nn.LSTM`` (its head reads h). The LSTM runs on the NumPy reference
-        engine on the CPU until its compiled kernels come: correct, and
-        slower than the other cells.
+        ``nn.LSTM`` (its head reads h).
     hidden_size : int, default=32
         Units per layer and direction.
     num_layers : int, default=1
