@@ -1,0 +1,93 @@
+"""Sphinx configuration of skrnn's documentation.
+
+Build with ``sphinx-build -W -b html docs docs/_build/html`` (the ``docs``
+extra installs what it needs). The gallery runs the examples in their quick
+mode, so the build takes a minute; it needs no network.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+import skrnn  # the installed package, whose kernels are built
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# the examples run in quick mode and write their PNGs away from the sources
+# (the gallery takes the figures from matplotlib itself)
+os.environ["SKRNN_EXAMPLES_QUICK"] = "1"
+os.environ.setdefault("SKRNN_EXAMPLES_OUTPUT", tempfile.mkdtemp(prefix="skrnn-docs-"))
+os.environ["MPLBACKEND"] = "Agg"
+
+project = "skrnn"
+author = "the skrnn developers"
+copyright = "2026, the skrnn developers"
+release = version = skrnn.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "numpydoc",
+    "sphinx_gallery.gen_gallery",
+]
+
+autosummary_generate = True
+autodoc_default_options = {"inherited-members": False}
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+# the docstrings name their types in prose ("array-like of shape ..."), which
+# numpydoc would otherwise try to turn into cross-references
+numpydoc_xref_param_type = False
+
+sphinx_gallery_conf = {
+    "examples_dirs": str(ROOT / "examples"),
+    "gallery_dirs": "auto_examples",
+    # scripts that draw are named plot_*.py and run; the others (a Dask
+    # cluster, long searches) are shown without running
+    "filename_pattern": r"/plot_",
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "within_subsection_order": "FileNameSortKey",
+}
+
+
+def _foreign_methods():
+    """Per public class, the methods scikit-learn defines and documents with
+    references into its own site (set_output, metadata routing): left out
+    of the class pages. Its get_params, set_params, fit_transform and
+    get_feature_names_out stay."""
+    import importlib
+    import inspect
+
+    keep = {"get_params", "set_params", "fit_transform", "get_feature_names_out"}
+    foreign = {}
+    for module in ("skrnn", "skrnn.preprocessing", "skrnn.layers", "skrnn.optim"):
+        for name, cls in inspect.getmembers(
+            importlib.import_module(module), inspect.isclass
+        ):
+            fullname = f"{module}.{name}"
+            foreign[fullname] = [
+                attr
+                for attr in dir(cls)
+                if not attr.startswith("_")
+                and attr not in keep
+                and callable(getattr(cls, attr, None))
+                and not (
+                    getattr(getattr(cls, attr), "__module__", "") or ""
+                ).startswith("skrnn")
+            ]
+    return foreign
+
+
+autosummary_context = {"foreign_methods": _foreign_methods()}
+
+html_theme = "pydata_sphinx_theme"
+html_title = f"skrnn {release}"
+html_theme_options = {
+    "navigation_with_keys": False,
+    "show_toc_level": 2,
+}
+html_static_path = []
+templates_path = ["_templates"]
+exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py"]
