@@ -10,7 +10,7 @@ from sklearn.exceptions import ConvergenceWarning
 from skrnn._engine import _recurrent, cpu, get_engine, reference
 from skrnn._engine.reference import CellSpec
 
-CELL_SPECS = (
+CELL_GRID = (
     [
         CellSpec("rnn", act, False, bias)
         for act, bias in itertools.product(
@@ -134,7 +134,7 @@ def _compare(
 @pytest.mark.parametrize("with_dh_last", [False, True])
 @pytest.mark.parametrize("lengths", ["equal", "variable"])
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("spec", CELL_SPECS, ids=_spec_id)
+@pytest.mark.parametrize("spec", CELL_GRID, ids=_spec_id)
 def test_matches_reference(spec, reverse, lengths, with_dh_last, h0, dtype):
     T, N, D, H = 7, 6, 3, 5
     lengths = [7] * N if lengths == "equal" else [7, 7, 5, 3, 1, 0]
@@ -158,12 +158,12 @@ ODD_SHAPES = {
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("shape", ODD_SHAPES.values(), ids=ODD_SHAPES.keys())
-@pytest.mark.parametrize("spec", CELL_SPECS, ids=_spec_id)
+@pytest.mark.parametrize("spec", CELL_GRID, ids=_spec_id)
 def test_odd_shapes(spec, shape, reverse, dtype):
     _compare(spec, *shape, dtype, reverse)
 
 
-@pytest.mark.parametrize("spec", CELL_SPECS, ids=_spec_id)
+@pytest.mark.parametrize("spec", CELL_GRID, ids=_spec_id)
 @pytest.mark.parametrize("T, N", [(0, 3), (4, 0), (0, 0)])
 def test_empty_chunk(spec, T, N):
     """No steps or no sequences: the state passes through unchanged."""
@@ -185,7 +185,7 @@ def test_empty_chunk(spec, T, N):
 
 
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("spec", CELL_SPECS, ids=_spec_id)
+@pytest.mark.parametrize("spec", CELL_GRID, ids=_spec_id)
 def test_padding_is_never_read(spec, reverse):
     """NaN in x and d_outputs at padded steps changes nothing."""
     T, N, D, H = 6, 4, 3, 4
@@ -218,7 +218,7 @@ def test_padding_is_never_read(spec, reverse):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("T", [1, 2, 7, 9])
-@pytest.mark.parametrize("spec", CELL_SPECS, ids=_spec_id)
+@pytest.mark.parametrize("spec", CELL_GRID, ids=_spec_id)
 def test_inference_without_cache(spec, T, reverse, dtype, window, monkeypatch):
     """keep_cache=False (the GRU then projects the inputs in windows of
     ``window`` steps, by default all of them at these sizes)."""
@@ -251,7 +251,7 @@ def test_inference_without_cache(spec, T, reverse, dtype, window, monkeypatch):
 @pytest.mark.parametrize("window", [1, 2, None], ids=["window1", "window2", "default"])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("T", [1, 7])
-@pytest.mark.parametrize("spec", CELL_SPECS, ids=_spec_id)
+@pytest.mark.parametrize("spec", CELL_GRID, ids=_spec_id)
 def test_inference_without_outputs(spec, T, reverse, window, monkeypatch):
     """keep_outputs=False: no outputs, the same h_last bit for bit, and the
     kernel writes the outputs of one window of steps only."""
@@ -289,7 +289,7 @@ def test_inference_without_outputs(spec, T, reverse, window, monkeypatch):
 
 
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("spec", CELL_SPECS, ids=_spec_id)
+@pytest.mark.parametrize("spec", CELL_GRID, ids=_spec_id)
 def test_backward_without_output_gradient(spec, reverse):
     """d_outputs=None (the gradient enters through d_h_last only) is
     backward with zero d_outputs, bit for bit, in both engines."""
@@ -312,7 +312,7 @@ def test_backward_without_output_gradient(spec, reverse):
         assert np.abs(dh0).sum() > 0  # the gradient did get through
 
 
-@pytest.mark.parametrize("spec", CELL_SPECS[:1] + CELL_SPECS[-4:-1], ids=_spec_id)
+@pytest.mark.parametrize("spec", CELL_GRID[:1] + CELL_GRID[-4:-1], ids=_spec_id)
 def test_cache_survives_backward(spec):
     """backward leaves the cache and its inputs untouched: it can run twice."""
     T, N, D, H = 5, 3, 2, 3
@@ -335,7 +335,7 @@ def test_cache_survives_backward(spec):
 
 
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("spec", CELL_SPECS, ids=_spec_id)
+@pytest.mark.parametrize("spec", CELL_GRID, ids=_spec_id)
 def test_backward_consuming_the_cache(spec, reverse):
     """consume_cache=True (the gate gradients written over the gates)
     gives the default backward's results bit for bit; a GRU or LSTM cache is
@@ -436,7 +436,7 @@ def packed_level(request):
     ],
     ids=["13x21", "20x40", "3x1"],
 )
-@pytest.mark.parametrize("spec", CELL_SPECS, ids=_spec_id)
+@pytest.mark.parametrize("spec", CELL_GRID, ids=_spec_id)
 def test_packed_kernels_match_reference(spec, shape, reverse, packed_level):
     _compare(spec, *shape, np.float32, reverse)
 
