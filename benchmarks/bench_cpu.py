@@ -6,7 +6,11 @@ batch size, optimiser (Adam) and thread count for every implementation:
 - ``skrnn``: the estimators on the compiled kernels (the default),
 - ``skrnn-ref``: the estimators on the reference NumPy engine,
 - ``torch``: ``torch.nn.GRU``/``nn.RNN``/``nn.LSTM`` + ``nn.Linear`` when
-  PyTorch is installed.
+  PyTorch is installed;
+- ``jax``: the same model in JAX when JAX and optax are installed
+  (``pip install "jax[cpu]" optax``): the whole mini-batch step (the cell in
+  ``lax.scan``, the head, the loss, optax's Adam) under one ``jax.jit``,
+  compiled for every batch shape before the timing starts.
 
 Each measurement runs in a fresh process (one epoch, one prediction of the
 whole data, the peak resident set size during both above what the process
@@ -115,20 +119,108 @@ class Torch:
             return self._forward(self.torch.from_numpy(X)).numpy()
 
 
+class Jax:
+    """The same model in JAX, each mini-batch step one jitted call."""
+
+    def __init__(self, cell, D, H, batch):
+        import jax
+        import jax.numpy as jnp
+        import numpy as np
+        import optax
+
+        G = {"rnn": 1, "gru": 3, "lstm": 4}[cell]
+        bound = 1.0 / H**0.5
+        keys = jax.random.split(jax.random.PRNGKey(0), 6)
+        shapes = [(D, G * H), (H, G * H), (G * H,), (G * H,), (H, 1), (1,)]
+        names = ["w_ih", "w_hh", "b_ih", "b_hh", "w", "b"]
+        self.params = {
+            name: jax.random.uniform(key, shape, jnp.float32, -bound, bound)
+            for name, key, shape in zip(names, keys, shapes)
+        }
+        sig = jax.nn.sigmoid
+
+        def step(p, state, gi):
+            h, c = state
+            gh = h @ p["w_hh"] + p["b_hh"]
+            if cell == "rnn":
+                h = jnp.tanh(gi + gh)
+            elif cell == "gru":  # PyTorch's form: r scales W_hn h + b_hn
+                r, z = (
+                    sig(gi[:, :H] + gh[:, :H]),
+                    sig(gi[:, H : 2 * H] + gh[:, H : 2 * H]),
+                )
+                n = jnp.tanh(gi[:, 2 * H :] + r * gh[:, 2 * H :])
+                h = (1 - z) * n + z * h
+            else:
+                a = gi + gh
+                i, f, o = sig(a[:, :H]), sig(a[:, H : 2 * H]), sig(a[:, 3 * H :])
+                c = f * c + i * jnp.tanh(a[:, 2 * H : 3 * H])
+                h = o * jnp.tanh(c)
+            return (h, c), None
+
+        def forward(p, x):
+            gi = jnp.swapaxes(x @ p["w_ih"] + p["b_ih"], 0, 1)  # (T, N, G*H)
+            zeros = jnp.zeros((x.shape[0], H), x.dtype)
+            (h, _), _ = jax.lax.scan(lambda s, g: step(p, s, g), (zeros, zeros), gi)
+            return (h @ p["w"] + p["b"])[:, 0]
+
+        def loss(p, x, y):
+            return 0.5 * jnp.mean((forward(p, x) - y) ** 2)
+
+        optimizer = optax.adam(1e-3)
+        self.opt_state = optimizer.init(self.params)
+
+        @jax.jit
+        def train_step(p, opt_state, x, y):
+            grads = jax.grad(loss)(p, x, y)
+            updates, opt_state = optimizer.update(grads, opt_state, p)
+            return optax.apply_updates(p, updates), opt_state
+
+        self.jax, self.batch = jax, batch
+        self.rng = np.random.default_rng(0)
+        self._train_step, self._forward = train_step, jax.jit(forward)
+
+    def compile(self, X, y):
+        """Compile for every shape the timed calls meet: a full batch, the
+        last one, all N and one sequence."""
+        last = len(X) % self.batch or self.batch
+        for n in {self.batch, last}:
+            self._train_step.lower(self.params, self.opt_state, X[:n], y[:n]).compile()
+        self.predict(X)
+        self.predict(X[:1])
+
+    def epoch(self, X, y):
+        perm = self.rng.permutation(len(X))
+        for start in range(0, len(X), self.batch):
+            idx = perm[start : start + self.batch]
+            self.params, self.opt_state = self._train_step(
+                self.params, self.opt_state, X[idx], y[idx]
+            )
+        self.jax.block_until_ready(self.params)
+
+    def predict(self, X):
+        import numpy as np
+
+        return np.asarray(self._forward(self.params, X))
+
+
 def build(impl, cell, D, H, batch):
     if impl == "torch":
         return Torch(cell, D, H, batch)
+    if impl == "jax":
+        return Jax(cell, D, H, batch)
     return Skrnn(cell, H, batch, "reference" if impl == "skrnn-ref" else "cpu")
 
 
 def available_impls():
     impls = ["skrnn", "skrnn-ref"]
-    try:
-        import torch  # noqa: F401
-
-        impls.append("torch")
-    except ImportError:
-        pass
+    for impl, modules in (("torch", ["torch"]), ("jax", ["jax", "optax"])):
+        try:
+            for module in modules:
+                __import__(module)
+        except ImportError:
+            continue
+        impls.append(impl)
     return impls
 
 
@@ -152,6 +244,8 @@ def measure_child(impl, cell, shape):
     model = build(impl, cell, D, H, batch)
     model.epoch(X[: 2 * batch], y[: 2 * batch])  # imports, first-call costs
     model.predict(X[:batch])
+    if hasattr(model, "compile"):
+        model.compile(X, y)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
     before = _status_kib("VmRSS")
