@@ -15,8 +15,9 @@ to ONNX's layout. onnxruntime has no float64 kernels for those operators, so
 a float64 model's layers are each a ``Scan`` over time of the step's
 products and activations, which it runs in double.
 
-The graph's input is X as :meth:`predict` takes it: a float tensor in the
-model's dtype, (N, T, D), or (N, T) for a model fitted on tables; trailing
+The graph's input is X as :meth:`predict` takes it: a float32 or float64
+tensor (cast to the model's dtype in the graph), (N, T, D), or (N, T) for
+univariate sequences in a table; trailing
 all-NaN steps mark shorter sequences (the graph derives ``sequence_lens``
 from them). The regressor's output is its predictions, (N, n_outputs), or
 (N, T) / (N, T, n_outputs) with NaN at padded steps for
@@ -159,10 +160,15 @@ class _Graph:
         self.dtype = np.dtype(dtype)
         self.onnx_dtype = _ONNX_DTYPES[self.dtype.name]
 
-    def node(self, op, inputs, n_outputs=1, **attrs):
-        outputs = [
-            self.scope.get_unique_variable_name(op.lower()) for _ in range(n_outputs)
-        ]
+    def node(self, op, inputs, n_outputs=1, *, outputs=None, **attrs):
+        """Add an ``op`` node; returns its output's name (a list of
+        ``n_outputs`` names if more than one). ``outputs``: names to write
+        to instead of new ones (the converter's declared outputs)."""
+        if outputs is None:
+            outputs = [
+                self.scope.get_unique_variable_name(op.lower())
+                for _ in range(n_outputs)
+            ]
         self.container.add_node(
             op,
             inputs,
@@ -171,7 +177,7 @@ class _Graph:
             op_version=self.container.target_opset,
             **attrs,
         )
-        return outputs[0] if n_outputs == 1 else outputs
+        return outputs[0] if len(outputs) == 1 else outputs
 
     def const(self, values, dtype=None):
         values = np.asarray(values, dtype=dtype)
@@ -191,17 +197,6 @@ class _Graph:
             flat = values.ravel().tolist()
         self.container.add_initializer(name, onnx_type, list(values.shape), flat)
         return name
-
-    def output(self, op, inputs, output, **attrs):
-        """A node writing into the given output variable."""
-        self.container.add_node(
-            op,
-            inputs,
-            [output],
-            name=self.scope.get_unique_operator_name(op),
-            op_version=self.container.target_opset,
-            **attrs,
-        )
 
 
 def _lengths(g, x):
@@ -427,7 +422,7 @@ def _convert_regressor(scope, operator, container):
     raw, valid = _raw_outputs(g, model, operator)
     out = operator.outputs[0].full_name
     if valid is None:
-        g.output("Identity", [raw], out)
+        g.node("Identity", [raw], outputs=[out])
         return
     # per step, NaN at padded steps, as predict fills them
     if model._multi_target:
@@ -435,7 +430,7 @@ def _convert_regressor(scope, operator, container):
     else:
         raw = g.node("Squeeze", [raw, g.const([2], np.int64)])
     padded = g.node("Equal", [valid, g.const(0.0)])
-    g.output("Where", [padded, g.const(np.nan), raw], out)
+    g.node("Where", [padded, g.const(np.nan), raw], outputs=[out])
 
 
 def _convert_classifier(scope, operator, container):
@@ -473,8 +468,8 @@ def _convert_classifier(scope, operator, container):
         padded = g.node("Unsqueeze", [padded, g.const([2], np.int64)])
         proba = g.node("Where", [padded, g.const(np.nan), proba])
     labels = g.const(_onnx_labels(model.classes_))
-    g.output("Gather", [labels, code], operator.outputs[0].full_name, axis=0)
-    g.output("Identity", [proba], operator.outputs[1].full_name)
+    g.node("Gather", [labels, code], outputs=[operator.outputs[0].full_name], axis=0)
+    g.node("Identity", [proba], outputs=[operator.outputs[1].full_name])
 
 
 def _onnx_labels(classes):
@@ -495,7 +490,7 @@ def _convert_scaler(scope, operator, container):
     mean = model._mean if model.with_mean else np.zeros_like(model._mean)
     scale = model.scale_ if model.with_std else np.ones_like(model._mean)
     centred = g.node("Sub", [operator.inputs[0].full_name, g.const(mean)])
-    g.output("Div", [centred, g.const(scale)], operator.outputs[0].full_name)
+    g.node("Div", [centred, g.const(scale)], outputs=[operator.outputs[0].full_name])
 
 
 # -------------------------------------------------------------- shapes

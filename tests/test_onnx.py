@@ -83,6 +83,7 @@ def test_regressor_predicts_as_onnxruntime(params, dtype):
     X, y = _data(dtype=dtype)
     model = _fit(SequenceRegressor, X, y, dtype=dtype.__name__, **params)
     onx = to_onnx(model, X[:1])
+    onnx.checker.check_model(onx, full_check=True)
     tol = TOL[dtype]
     for what, Xi in _inputs(X).items():
         (out,) = _run(onx, Xi)
