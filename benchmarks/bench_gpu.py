@@ -9,7 +9,8 @@ clipping at 5) for both:
   time loops replayed from CUDA graphs;
 - ``eager``: the same with graphs turned off (every step launched from
   Python), to show what the graphs gain;
-- ``cudnn``: ``torch.nn.GRU`` / ``nn.RNN`` + ``nn.Linear`` on the GPU (cuDNN),
+- ``cudnn``: ``torch.nn.GRU`` / ``nn.RNN`` / ``nn.LSTM`` + ``nn.Linear`` on the
+  GPU (cuDNN),
   trained by a plain loop with the data on the GPU, when PyTorch with CUDA
   is installed.
 
@@ -22,7 +23,7 @@ median over ``--repeats`` runs, after a warm-up that compiles the kernels.
 
 Usage::
 
-    python benchmarks/bench_gpu.py                  # all shapes, GRU and RNN
+    python benchmarks/bench_gpu.py                  # all shapes and cells
     python benchmarks/bench_gpu.py --quick          # the two small shapes only
     python benchmarks/bench_gpu.py --cells gru --epochs 5 --repeats 3
 """
@@ -102,7 +103,7 @@ class Cudnn:
         torch.backends.cudnn.allow_tf32 = False
         torch.manual_seed(0)
         self.torch = torch
-        rnn = torch.nn.GRU if cell == "gru" else torch.nn.RNN
+        rnn = {"gru": torch.nn.GRU, "rnn": torch.nn.RNN, "lstm": torch.nn.LSTM}[cell]
         self.rnn = rnn(D, H, batch_first=True).cuda()
         self.head = torch.nn.Linear(H, 1).cuda()
         self.params = list(self.rnn.parameters()) + list(self.head.parameters())
@@ -162,7 +163,10 @@ def _torch_cuda():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--cells", nargs="+", default=["gru", "rnn"], choices=["gru", "rnn"]
+        "--cells",
+        nargs="+",
+        default=["gru", "rnn", "lstm"],
+        choices=["gru", "rnn", "lstm"],
     )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=1)
