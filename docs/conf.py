@@ -6,7 +6,6 @@ mode, so the build takes a minute; it needs no network.
 """
 
 import os
-import tempfile
 from pathlib import Path
 
 import skrnn  # the installed package, whose kernels are built
@@ -15,8 +14,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # the examples run in quick mode and write their PNGs away from the sources
 # (the gallery takes the figures from matplotlib itself)
+OUTPUT = Path(__file__).resolve().parent / "_build" / "examples_output"
+OUTPUT.mkdir(parents=True, exist_ok=True)
 os.environ["SKRNN_EXAMPLES_QUICK"] = "1"
-os.environ.setdefault("SKRNN_EXAMPLES_OUTPUT", tempfile.mkdtemp(prefix="skrnn-docs-"))
+os.environ.setdefault("SKRNN_EXAMPLES_OUTPUT", str(OUTPUT))
 os.environ["MPLBACKEND"] = "Agg"
 
 project = "skrnn"
