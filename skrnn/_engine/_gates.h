@@ -21,9 +21,10 @@
 #define restrict __restrict /* MSVC's C has it under this name */
 #endif
 
-/* Before a loop that reads and writes blocks of one array apart from each
- * other (the LSTM's four gates in a row): it carries no dependence from one
- * iteration to the next, which the compiler cannot prove by itself. */
+/* Before a loop over the H units of a row that reads and writes blocks of
+ * one array H apart (the LSTM's four gates and their bias gradients): no
+ * iteration touches another's elements, which the compiler cannot prove by
+ * itself (H is not known), so it would not vectorise the loop. */
 #if defined(__clang__)
 #define SKRNN_INDEPENDENT _Pragma("clang loop vectorize(assume_safety)")
 #elif defined(__GNUC__)

@@ -304,11 +304,11 @@ SKRNN_SIMD static void SKRNN_NAME(skrnn_gru_before_back_r)(
 
 /* LSTM, c' = f c + i g, h' = o tanh(c'). g holds the gates i, f, g, o and
  * receives in their place the gradients of their pre-activations, the same
- * on the input and the recurrent side, summed into db; c_prev and c_new are the cell state
- * before and after the step (tanh(c') is computed again rather than kept
- * in the cache); dc, the cell state's gradient carried from the step
- * after, becomes dL/dc. dh is read only: the state reaches h' only through
- * the gates. */
+ * on the input and the recurrent side, summed into db; c_prev and c_new
+ * are the cell state before and after the step (tanh(c') is computed again
+ * rather than kept in the cache); dc, the cell state's gradient carried
+ * from the step after, becomes dL/dc. dh is read only: the state reaches
+ * h' only through the gates. */
 SKRNN_SIMD static void SKRNN_NAME(skrnn_lstm_back)(
     ptrdiff_t nt, ptrdiff_t H, SKRNN_T *restrict g,
     const SKRNN_T *restrict c_prev, const SKRNN_T *restrict c_new,
