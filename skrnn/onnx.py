@@ -495,9 +495,8 @@ def _convert_scaler(scope, operator, container):
 
 # -------------------------------------------------------------- shapes
 def _dtype_of(tensor_type):
-    return {FloatTensorType: "float32", DoubleTensorType: "float64"}.get(
-        type(tensor_type)
-    )
+    """The dtype name of a float tensor type, None for another type."""
+    return {cls: name for name, cls in _TENSOR_TYPES.items()}.get(type(tensor_type))
 
 
 def _input_check(operator, model):
