@@ -1,0 +1,152 @@
+"""Docstring sections that the two estimators share, written once.
+
+The estimators' docstrings hold ``%(name)s`` fields that :func:`fill_doc`
+fills from :data:`SHARED`, so that ``help()`` and the API reference show
+every parameter in full while the text has one source.
+"""
+
+SHARED = {
+    # every parameter of the regressor, which the classifier has too
+    "parameters": """
+    cell : {"gru", "rnn", "lstm"}, default="gru"
+        The recurrent cell: a GRU, an Elman RNN
+        h' = act(W_ih x + b_ih + W_hh h + b_hh), or an LSTM as PyTorch's
+        ``nn.LSTM`` (its head reads h).
+    hidden_size : int, default=32
+        Units per layer and direction.
+    num_layers : int, default=1
+        Stacked recurrent layers.
+    bidirectional : bool, default=False
+        Add a time-reversed direction to each layer; outputs are the
+        concatenation [forward, backward].
+    activation : {"tanh", "relu", "identity", "logistic"}, default="tanh"
+        The Elman cell's nonlinearity; for the GRU the candidate's, "tanh"
+        or "logistic" only; "tanh" for the LSTM.
+    reset_after : bool, default=True
+        GRU only. True: n = act(W_in x + b_in + r ⊙ (W_hn h + b_hn)) as in
+        PyTorch and cuDNN; False: n = act(W_in x + b_in + W_hn (r ⊙ h) + b_hn)
+        as in Cho et al. (2014) and Darknet.
+    use_bias : bool, default=True
+        Biases in the recurrent layers (the head always has one).
+    output : {"last", "sequence"}, default="last"
+        "last": one target per sequence, read at its last valid step (for a
+        backward direction, after it read the whole sequence). "sequence":
+        one target per time step.
+    solver : {"adam", "sgd", "rprop"}, default="adam"
+        The optimiser. "rprop" (iRprop−, as ``torch.optim.Rprop``) always
+        uses the full batch.
+    learning_rate_init : float, default=1e-3
+        Step size (Rprop: initial step).
+    momentum : float, default=0.9
+        SGD momentum.
+    nesterovs_momentum : bool, default=True
+        Nesterov momentum for SGD.
+    beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
+        Adam's parameters.
+    alpha : float, default=1e-4
+        L2 penalty on weights (not biases).
+    clip_norm : float or None, default=5.0
+        Clip the gradient's global L2 norm to this value; None: no clipping.
+    batch_size : int or "auto", default="auto"
+        Mini-batch size; "auto" is ``min(200, n_samples)``; larger values
+        are clipped to ``n_samples``.
+    max_iter : int, default=200
+        Epochs.
+    tol : float, default=1e-4
+        Minimum improvement of the loss (or validation score).
+    n_iter_no_change : int, default=10
+        Stop after this many epochs without an improvement of ``tol``.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data, stop on its score (R²
+        for the regressor, accuracy for the classifier) and keep the best
+        weights. Ignored by ``partial_fit``.
+    validation_fraction : float, default=0.1
+        Share of the data held out for early stopping; the classifier's
+        split is stratified when ``output="last"``.
+    bptt_steps : int or None, default=None
+        Truncated BPTT over windows of this many steps: the state is carried
+        across windows, gradients stop at the start of their window. Not
+        with ``bidirectional=True``.
+    shuffle : bool, default=True
+        Reshuffle the samples every epoch.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weights, shuffling and the validation split; the same int
+        gives bit-identical weights on the same machine and thread count.
+    warm_start : bool, default=False
+        ``fit`` continues from the current weights, with the optimiser's
+        current settings (its state kept while the solver stays the same;
+        for Rprop, also ``learning_rate_init``). Parameters that describe
+        another network (``cell``, ``hidden_size``, ``num_layers``,
+        ``bidirectional``, ``activation``, ``reset_after``, ``use_bias``,
+        ``output``, ``dtype``) raise a ValueError; so does ``partial_fit``.
+    verbose : int, default=0
+        1: a line per epoch; 2: also a progress bar within each epoch.
+    dtype : {"float32", "float64"} or None, default="float32"
+        Precision of the weights and the computation, as in PyTorch and
+        Keras; predictions and probabilities are float64 either way, and
+        ``score`` compares them with the targets as given. None is
+        scikit-learn's rule, the default up to skrnn 0.1: float32 input in
+        float32, anything else in float64.
+    device : {"cpu", "cuda"}, default="cpu"
+        Where the kernels run. "cuda": an NVIDIA GPU through CuPy (``pip
+        install skrnn[gpu]``; ``skrnn[gpu13]`` for CUDA 13), float32 or
+        float64. ``fit`` and ``partial_fit`` then raise
+        :class:`skrnn.CudaUnavailableError` (a ``RuntimeError``) before
+        anything changes, saying whether CuPy or a usable device is missing.
+        During a fit the parameters, the optimiser's state and the training
+        set (when it takes at most a quarter of the free GPU memory; else
+        batch by batch) stay on the GPU; ``coefs_`` and everything pickled
+        are NumPy arrays. ``predict`` and ``score`` run on the GPU when one is
+        usable and otherwise on the CPU, so a model fitted on a GPU loads
+        and predicts on a machine without one.
+
+""",
+    # the fitted model's attributes that do not depend on the task
+    "model_attributes": """
+    coefs_ : dict of str to ndarray
+        Live parameters in PyTorch's ``nn.RNN``/``nn.GRU``/``nn.LSTM`` + ``nn.Linear``
+        state-dict layout (``weight_ih_l0``, ..., ``head.weight``,
+        ``head.bias``); writing into them changes the model.
+    n_features_in_ : int
+        Columns of a fitted table, or features per step of fitted 3-D or
+        list input.
+    feature_names_in_ : ndarray of str
+        Column names of a fitted DataFrame (only then).
+""",
+    # the attributes that training sets; %(loss)s and %(score)s name the
+    # estimator's loss and score
+    "training_attributes": """
+    n_iter_ : int
+        Epochs run.
+    t_ : int
+        Samples seen during training.
+    loss_ : float
+        The last epoch's loss: %(loss)s plus the L2 penalty.
+        When training diverges before a call's first epoch completes, the
+        loss at the weights kept. Training diverges when the loss or a
+        weight becomes NaN or infinite, or the loss exceeds 1/eps times the
+        largest before it in the call (eps: the machine epsilon of
+        ``dtype``); the weights from before the update that caused it are
+        kept, and a ConvergenceWarning says so.
+    loss_curve_ : list of float
+        The loss of each epoch.
+    best_loss_ : float or None
+        The lowest loss seen (None with early stopping).
+    validation_scores_ : list of float or None
+        %(score)s on the validation set per epoch (early stopping only).
+    best_validation_score_ : float or None
+        The best of ``validation_scores_``.
+""",
+}
+
+
+def fill_doc(**names):
+    """A class decorator that fills the ``%(name)s`` fields of the class's
+    docstring from :data:`SHARED` and ``names``."""
+
+    def fill(cls):
+        sections = {key: text.strip() % names for key, text in SHARED.items()}
+        cls.__doc__ = cls.__doc__ % {**sections, **names}
+        return cls
+
+    return fill
