@@ -35,6 +35,7 @@ from ._sklearn_compat import (
     _check_sample_weight,
     _fit_context,
 )
+from ._update import add_penalty, update
 
 
 class _Run(NamedTuple):
@@ -607,17 +608,13 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         params, xp = run.params, run.engine.xp
         if run.sample_weight[idx].sum() <= 0:
             return 0.0  # only zero-weight samples: nothing to learn from
-        loss = self._loss_grad(run, idx)
+        loss, grad_check = self._loss_grad(run, idx)
         bounded = (peak <= 0) | (loss <= peak / np.finfo(params.flat.dtype).eps)
-        sound = xp.isfinite(loss) & xp.isfinite(params.grad).all() & bounded
+        sound = xp.isfinite(loss) & grad_check[0] & bounded
         if checked and not to_host(run.engine, sound):
             params.flat[...] = run.previous
             return None
-        if self.clip_norm is not None:
-            optim._clip_grad_norm([params.grad], self.clip_norm, xp)
-        run.previous[...] = params.flat
-        self._optimizer.update({"coefs": params.flat}, {"coefs": params.grad})
-        updated = xp.isfinite(params.flat).all()
+        updated = self._update(run, grad_check)
         if checked:
             if not to_host(run.engine, updated):
                 params.flat[...] = run.previous
@@ -625,10 +622,22 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             return loss
         return xp.where(sound & updated, loss, np.nan)
 
+    def _update(self, run, grad_check):
+        """Clip the gradient, keep the weights in ``run.previous`` and take
+        the optimiser's step; whether every weight is still finite."""
+        return update(
+            self._optimizer,
+            run.params,
+            run.previous,
+            self.clip_norm,
+            grad_check,
+            run.engine.xp,
+        )
+
     def _loss_grad(self, run, idx):
         """The loss of the samples ``idx`` (of positive total weight) at the
-        current weights, L2 penalty included; its gradient goes into
-        ``run.params.grad``."""
+        current weights, L2 penalty included, and what :func:`update` needs to
+        know of its gradient, which goes into ``run.params.grad``."""
         params, xp = run.params, run.engine.xp
         values, targets = run.data
         lengths = run.seqs.lengths[idx]
@@ -645,10 +654,8 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         )
         # L2 on weights (not biases), scaled as MLP's: alpha / 2 * ||W||^2 / n
         penalty_scale = self.alpha / w.sum()
-        masked = params.flat * params.weight_mask
-        loss = loss + 0.5 * penalty_scale * (masked @ params.flat).astype(np.float64)
-        params.grad += penalty_scale * masked
-        return loss
+        penalty, grad_check = add_penalty(params, penalty_scale, xp)
+        return loss + 0.5 * penalty_scale * penalty, grad_check
 
     def _loss_at(self, run):
         """The loss over ``run.train`` at the current weights, as an epoch
@@ -658,7 +665,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             idx = run.train[batch]
             w = float(run.sample_weight[idx].sum())
             if w > 0:
-                loss = float(to_host(run.engine, self._loss_grad(run, idx)))
+                loss = float(to_host(run.engine, self._loss_grad(run, idx)[0]))
                 total, weight = total + loss * w, weight + w
         return total / weight if weight > 0 else 0.0
 

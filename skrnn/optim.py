@@ -108,18 +108,21 @@ class _Optimizer:
                     f"parameter has shape {param.shape}"
                 )
             grad = grad.astype(param.dtype, copy=False)
-            state = self.state.get(key)
-            if state is None:
-                state = self.state[key] = self._init_state(param)
-            else:
-                ref = state[self._ref_key]
-                if ref.shape != param.shape or ref.dtype != param.dtype:
-                    raise ValueError(
-                        f"parameter {key!r} changed from shape {ref.shape} "
-                        f"{ref.dtype} to {param.shape} {param.dtype} since the "
-                        "last update; call reset() to start afresh"
-                    )
-            self._update_one(param, grad, state)
+            self._update_one(param, grad, self._state_for(key, param))
+
+    def _state_for(self, key, param):
+        """The state of ``params[key]``, made on its first update."""
+        state = self.state.get(key)
+        if state is None:
+            return self.state.setdefault(key, self._init_state(param))
+        ref = state[self._ref_key]
+        if ref.shape != param.shape or ref.dtype != param.dtype:
+            raise ValueError(
+                f"parameter {key!r} changed from shape {ref.shape} "
+                f"{ref.dtype} to {param.shape} {param.dtype} since the "
+                "last update; call reset() to start afresh"
+            )
+        return state
 
     def _init_state(self, param):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -294,9 +297,13 @@ class Adam(_Optimizer):
         m += (1 - b1) * grad
         v *= b2
         v += (1 - b2) * (grad * grad)
-        # a Python float, so that float32 weights are computed in float32
-        lr_t = self.learning_rate * math.sqrt(1 - b2**t) / (1 - b1**t)
-        param += -lr_t * m / (np.sqrt(v) + self.epsilon)
+        param += -self._step_rate(t) * m / (np.sqrt(v) + self.epsilon)
+
+    def _step_rate(self, t):
+        """The learning rate of step ``t`` with the moments' bias correction;
+        a Python float, so that float32 weights are computed in float32."""
+        b1, b2 = self.beta_1, self.beta_2
+        return self.learning_rate * math.sqrt(1 - b2**t) / (1 - b1**t)
 
 
 class Rprop(_Optimizer):

@@ -201,22 +201,17 @@ def test_non_finite_weight_after_update(monkeypatch):
         )
 
     model = make()
-    real_initialize = model._initialize
+    real_update = model._update
+    calls = {"n": 0}
 
-    def initialize(early_stopping):
-        real_initialize(early_stopping)
-        update = model._optimizer.update
-        calls = {"n": 0}
+    def faulty_update(run, grad_check):
+        calls["n"] += 1
+        finite = real_update(run, grad_check)
+        if calls["n"] == 6:
+            run.params.flat[3] = np.inf
+        return finite & np.isfinite(run.params.flat).all()
 
-        def faulty_update(params, grads):
-            calls["n"] += 1
-            update(params, grads)
-            if calls["n"] == 6:
-                params["coefs"][3] = np.inf
-
-        model._optimizer.update = faulty_update
-
-    monkeypatch.setattr(model, "_initialize", initialize)
+    model._update = faulty_update
     with _divergence_warning():
         model.fit(X, y)
     np.testing.assert_array_equal(_flat(model), _flat(_twin_for_steps(make, X, y, 5)))

@@ -299,7 +299,7 @@ class _Fault:
         self.epochs = []
         self.step = -1
         real_epoch, real_step, real_loss = model._epoch, model._step, model._loss
-        real_make_optimizer = model._make_optimizer
+        real_update = model._update
 
         def run_epoch(*args, checked):
             self.epochs.append(checked)
@@ -318,20 +318,14 @@ class _Fault:
                 dz = dz * np.inf
             return value, dz
 
-        def make_optimizer():
-            optimizer = real_make_optimizer()
-            update = optimizer.update
-
-            def faulty_update(params, grads):
-                update(params, grads)
-                if self.now("weight"):
-                    params["coefs"][3] = np.inf
-
-            optimizer.update = faulty_update
-            return optimizer
+        def update(run, grad_check):
+            finite = real_update(run, grad_check)
+            if self.now("weight"):
+                run.params.flat[3] = np.inf
+            return finite & run.engine.xp.isfinite(run.params.flat).all()
 
         model._epoch, model._step, model._loss = run_epoch, run_step, loss
-        model._make_optimizer = make_optimizer
+        model._update = update
 
     def now(self, kind):
         return kind == self.kind and (self.model.n_iter_, self.step) == self.at

@@ -1,0 +1,70 @@
+"""The end of a training step: the L2 penalty, the gradient's checks,
+clipping and the optimiser's update.
+
+On NumPy arrays each is one compiled pass over the flat parameter vector
+(:mod:`skrnn._engine._update`); on another array module's (CuPy's, on the
+GPU) the same math runs as :mod:`skrnn.optim` and
+:func:`skrnn.optim.clip_grad_norm` write it, with that module.
+"""
+
+import numpy as np
+
+from . import optim
+from ._engine import _update
+
+
+def add_penalty(params, scale, xp):
+    """Add the gradient of ``scale / 2 * ||weights||^2`` (biases excluded)
+    to ``params.grad``.
+
+    Returns ``(penalty, grad_check)``: ``||weights||^2`` as a float64 scalar
+    of ``xp``, and what :func:`update` needs to know of the gradient —
+    whether it is finite, and on NumPy arrays its squared norm.
+    """
+    if xp is np:
+        penalty, squared_norm, finite = _update.penalize(
+            params.grad, params.flat, params.weight_mask, scale
+        )
+        return np.float64(penalty), (finite, squared_norm)
+    masked = params.flat * params.weight_mask
+    penalty = (masked @ params.flat).astype(np.float64)
+    params.grad += scale * masked
+    return penalty, (xp.isfinite(params.grad).all(), None)
+
+
+def update(optimizer, params, previous, clip_norm, grad_check, xp):
+    """Clip ``params.grad`` to ``clip_norm`` (None: no clipping), copy the
+    weights into ``previous`` and take one step of ``optimizer``.
+
+    Returns whether every updated weight is finite (a bool of ``xp``).
+    """
+    _, squared_norm = grad_check
+    if xp is not np:
+        if clip_norm is not None:
+            optim._clip_grad_norm([params.grad], clip_norm, xp)
+        previous[...] = params.flat
+        optimizer.update({"coefs": params.flat}, {"coefs": params.grad})
+        return xp.isfinite(params.flat).all()
+    scale = 1.0 if clip_norm is None else _update.clip_scale(squared_norm, clip_norm)
+    state = optimizer._state_for("coefs", params.flat)
+    solver, a, b, constants = _solver(optimizer, state)
+    return _update.update(
+        solver, params.flat, params.grad, previous, scale, a, b, *constants
+    )
+
+
+def _solver(optimizer, state):
+    """``(solver, state array a, state array b, constants)`` of
+    :func:`skrnn._engine._update.update` for ``optimizer``, whose state for
+    the vector is ``state``; Adam's step count advances."""
+    if isinstance(optimizer, optim.Adam):
+        state["t"] += 1
+        rate = optimizer._step_rate(state["t"])
+        constants = (rate, optimizer.beta_1, optimizer.beta_2, optimizer.epsilon)
+        return _update.Solver.ADAM, state["m"], state["v"], constants
+    if isinstance(optimizer, optim.Rprop):
+        constants = (*optimizer.etas, *optimizer.step_sizes)
+        return _update.Solver.RPROP, state["prev"], state["step_size"], constants
+    solver = _update.Solver.NESTEROV if optimizer.nesterov else _update.Solver.SGD
+    constants = (optimizer.learning_rate, optimizer.momentum, 0, 0)
+    return solver, state["velocity"], state["velocity"], constants
