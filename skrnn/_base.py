@@ -55,7 +55,7 @@ class _Run(NamedTuple):
 class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta):
     """Base class of the recurrent estimators.
 
-    Subclasses provide ``_loss``, ``_validate_targets`` and
+    Subclasses provide ``_head_loss``, ``_validate_targets`` and
     ``_score_targets``.
     """
 
@@ -161,8 +161,8 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
 
     # ----------------------------------------------------------------- hooks
     @abstractmethod
-    def _loss(self, z, y, w):
-        """``(weighted loss sum, gradient)`` of raw outputs z against y."""
+    def _head_loss(self):
+        """The loss of the head's raw outputs, one of :mod:`skrnn._losses`."""
 
     @abstractmethod
     def _validate_targets(self, y, seqs, reset, classes=None, scoring=False):
@@ -649,7 +649,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             lengths,
             take(xp, targets, idx),
             (w / rows).astype(self._network.dtype),
-            self._loss,
+            self._head_loss(),
             self.bptt_steps,
         )
         # L2 on weights (not biases), scaled as MLP's: alpha / 2 * ||W||^2 / n

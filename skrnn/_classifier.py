@@ -124,10 +124,8 @@ class SequenceClassifier(ClassifierMixin, BaseSequenceEstimator):
         )
         return weights[codes]
 
-    def _loss(self, z, y, w, xp=np):
-        if len(self.classes_) == 2:
-            return binary_log_loss(z, y.astype(z.dtype), w, xp=xp)
-        return multi_log_loss(z, y, w, xp=xp)
+    def _head_loss(self):
+        return binary_log_loss if len(self.classes_) == 2 else multi_log_loss
 
     def _validate_targets(self, y, seqs, reset, classes=None, scoring=False):
         output = self.output if reset else self._output

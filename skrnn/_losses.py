@@ -39,7 +39,9 @@ def _special(xp):
 
 def squared_error(z, y, w, xp=np):
     """Half the squared error, averaged over the O targets of each row."""
-    diff = z - y
+    # the targets may be float64 (the estimators keep them as given); the
+    # loss is computed in the outputs' precision
+    diff = z - y.astype(z.dtype, copy=False)
     dz = diff * (w / z.shape[1])[:, None]
     return 0.5 * xp.vdot(dz, diff).astype(np.float64), dz
 
@@ -47,7 +49,7 @@ def squared_error(z, y, w, xp=np):
 def binary_log_loss(z, y, w, xp=np):
     """Log-loss of a logistic output; ``y`` holds 0/1 codes, ``z`` is (R, 1)."""
     sp = _special(xp)
-    z = z[:, 0]
+    z, y = z[:, 0], y.astype(z.dtype, copy=False)
     # -[y log σ(z) + (1 - y) log(1 - σ(z))] = -log σ(±z), stable for any z
     loss = -(w @ sp.log_expit(xp.where(y == 1, z, -z))).astype(np.float64)
     return loss, ((sp.expit(z) - y) * w)[:, None]

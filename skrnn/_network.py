@@ -22,6 +22,7 @@ from contextlib import contextmanager
 import numpy as np
 from sklearn.utils import check_random_state
 
+from ._engine import batch as compiled
 from ._engine.reference import N_GATES, state_size
 from .layers import init_params, param_names
 
@@ -539,9 +540,10 @@ class Network:
         batch = (values, lengths, targets, weights)
         totals = _map(
             engine.workers,
-            lambda rows, grad: self._loss_grad_sorted(
-                engine, p, grad, batch, rows, loss, bptt_steps
+            lambda share, rows, grad: self._loss_grad_sorted(
+                engine, p, grad, batch, rows, loss, bptt_steps, share
             ),
+            range(len(shares)),
             shares,
             grads,
         )
@@ -553,13 +555,22 @@ class Network:
             self.grad[...] = p.to_host(p.grad)
         return total
 
-    def _loss_grad_sorted(self, engine, p, grad, batch, rows, loss, bptt_steps):
+    def _loss_grad_sorted(
+        self, engine, p, grad, batch, rows, loss, bptt_steps, share=0
+    ):
         """:meth:`loss_grad` of the sequences ``rows`` (longest first) of
-        ``batch`` = (values, lengths, targets, weights); the gradient is
-        added to ``grad``, a vector laid out as ``p.grad``."""
+        ``batch`` = (values, lengths, targets, weights), the batch's share
+        number ``share``; the gradient is added to ``grad``, a vector laid
+        out as ``p.grad``."""
         xp = engine.xp
         values, lengths, targets, weights = batch
         grad_views = p.grad_views if grad is p.grad else _views_of(grad, self._layout)
+        if (
+            engine.name == "cpu"
+            and loss in compiled.LOSSES
+            and len(self._windows(int(lengths[rows[0]]), bptt_steps)) == 1
+        ):
+            return compiled.loss_grad(self, p, grad_views, batch, rows, loss, share)
         lengths, states = lengths[rows], self._zero_states(xp, len(rows))
         x = self._prepare(xp, values, rows, slice(0, lengths[0]))
         targets, weights = take(xp, targets, rows), take(xp, weights, rows)

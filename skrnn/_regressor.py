@@ -57,10 +57,8 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
     # step of output="sequence" models and takes every input form.
     score = BaseSequenceEstimator.score
 
-    def _loss(self, z, y, w, xp=np):
-        # the targets stay float64 (score compares with them as given); the
-        # loss is computed in the model's precision
-        return squared_error(z, y.astype(z.dtype, copy=False), w, xp=xp)
+    def _head_loss(self):
+        return squared_error
 
     def _validate_targets(self, y, seqs, reset, classes=None, scoring=False):
         output = self.output if reset else self._output

@@ -674,16 +674,32 @@ def test_a_fit_from_the_workspace_equals_one_without(monkeypatch, params):
     """Every kernel array from the workspace (whatever its size), batches
     in two shares (on two threads where there are two cores): the same
     weights, bit for bit, as a fit that allocates afresh, and the blocks
-    were reused."""
+    were reused: the engine's passes' (truncated BPTT), or the compiled
+    training passes' room."""
     from contextlib import nullcontext
 
     import skrnn._base
     from skrnn import SequenceClassifier, SequenceRegressor, _network
+    from skrnn._engine import batch
 
     monkeypatch.setattr(cpu, "WORKSPACE_MIN_BYTES", 0)
     monkeypatch.setattr(_network, "MIN_SHARE_WORK", 1)
     counting = _CountingWorkspace()
     monkeypatch.setattr(cpu, "_Workspace", lambda: counting)
+    rooms = {"built": 0, "used": 0}
+
+    class CountingRoom(batch._Room):
+        def __init__(self, *args):
+            super().__init__(*args)
+            rooms["built"] += 1
+
+    def counting_loss_grad(*args):
+        rooms["used"] += 1
+        return real_loss_grad(*args)
+
+    real_loss_grad = batch.loss_grad
+    monkeypatch.setattr(batch, "_Room", CountingRoom)
+    monkeypatch.setattr(batch, "loss_grad", counting_loss_grad)
     rng = np.random.RandomState(0)
     lengths = rng.randint(2, 9, size=70)
     X = [rng.normal(size=(n, 3)) for n in lengths]
@@ -699,7 +715,10 @@ def test_a_fit_from_the_workspace_equals_one_without(monkeypatch, params):
         hidden_size=5, max_iter=6, batch_size=64, random_state=0, **params
     )
     pooled = estimator(**model_args).fit(X, y)
-    assert counting.requests > 3 * len(counting.blocks)
+    if "bptt_steps" in params:
+        assert counting.requests > 3 * len(counting.blocks)
+    else:
+        assert rooms["used"] > 3 * rooms["built"] > 0
 
     plain = get_engine("cpu")._replace(workspace=nullcontext)
     monkeypatch.setattr(skrnn._base, "get_engine", lambda name="cpu": plain)
@@ -759,3 +778,82 @@ def test_kernels_take_their_arrays_by_name_only(kernel):
     for specialisation in getattr(_recurrent, kernel).__signatures__.values():
         with pytest.raises(TypeError, match="positional"):
             specialisation(0, 0, False)
+
+
+# ------------------------------------------- the compiled training pass
+def _network_problem(spec, dtype, num_layers, bidirectional, output, loss, N, T, seed):
+    from skrnn._losses import squared_error
+    from skrnn._network import Network
+
+    rng = np.random.RandomState(seed)
+    D, H = 3, 5
+    n_outputs = 2 if loss is squared_error else (1 if loss.__name__[0] == "b" else 3)
+    net = Network(
+        spec,
+        input_size=D,
+        hidden_size=H,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        output=output,
+        n_outputs=n_outputs,
+        dtype=dtype,
+        random_state=rng,
+    )
+    lengths = rng.randint(1, T + 1, size=N)
+    lengths[rng.randint(N)] = T
+    X = rng.normal(size=(N, T, D)).astype(dtype)
+    padded = np.arange(T)[None, :] >= lengths[:, None]
+    X[padded] = 50.0 * rng.normal(size=(padded.sum(), D))  # garbage: never used
+    shape = (N,) if output == "last" else (N, T)
+    if loss is squared_error:
+        y = rng.normal(size=shape + (n_outputs,))
+    else:
+        y = rng.randint(0, max(n_outputs, 2), size=shape)
+    w = rng.uniform(0.5, 1.5, size=N).astype(dtype)
+    return net, X, lengths, y, w / w.sum()
+
+
+def _losses():
+    from skrnn._losses import binary_log_loss, multi_log_loss, squared_error
+
+    return [squared_error, binary_log_loss, multi_log_loss]
+
+
+@pytest.mark.parametrize("loss", range(3), ids=["squared", "binary", "multi"])
+@pytest.mark.parametrize("output", ["last", "sequence"])
+@pytest.mark.parametrize(
+    "num_layers, bidirectional", [(1, False), (2, False), (2, True)]
+)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("spec", CELL_GRID, ids=_spec_id)
+def test_compiled_training_pass_equals_the_engines_passes(
+    spec, dtype, num_layers, bidirectional, output, loss, monkeypatch
+):
+    """One compiled call per share (skrnn/_engine/_batch.pyx) against the
+    network's passes on the reference engine: batches of every shape in
+    turn through one workspace (the room is reused, for smaller shapes
+    too), two shares, odd sizes, and padding that is never read."""
+    from skrnn import _network
+    from skrnn._engine import batch
+
+    loss = _losses()[loss]
+    monkeypatch.setattr(_network, "MIN_SHARE_WORK", 1)  # shares of 32 and more
+    real, calls = batch.loss_grad, []
+    monkeypatch.setattr(
+        batch, "loss_grad", lambda *args: calls.append(args[-1]) or real(*args)
+    )
+    rtol = 1e-12 if dtype == "float64" else 2e-4
+    with cpu.workspace():
+        for N, T, seed in [(7, 6, 0), (70, 9, 1), (1, 1, 2), (5, 9, 3), (70, 4, 4)]:
+            net, X, lengths, y, w = _network_problem(
+                spec, dtype, num_layers, bidirectional, output, loss, N, T, seed
+            )
+            expected = net.loss_grad(
+                get_engine("reference"), X, lengths, y, w, loss, None
+            )
+            grad = net.grad.copy()
+            value = net.loss_grad(get_engine("cpu"), X, lengths, y, w, loss, None)
+            np.testing.assert_allclose(value, expected, rtol=rtol)
+            scale = np.abs(grad).max()
+            np.testing.assert_allclose(net.grad, grad, rtol=0, atol=rtol * scale)
+    assert sorted(set(calls)) == [0, 1]  # every batch compiled, in one or two shares

@@ -151,14 +151,14 @@ def _nan_at_loss(monkeypatch, model, k):
     """Make the k-th loss that ``model`` computes NaN; the count of its
     losses, as a dict that fills as it trains."""
     calls = {"n": 0}
-    loss = type(model)._loss
+    head_loss = model._head_loss
 
     def faulty(z, y_, w):
         calls["n"] += 1
-        value, dz = loss(model, z, y_, w)
+        value, dz = head_loss()(z, y_, w)
         return (np.nan if calls["n"] == k else value), dz
 
-    monkeypatch.setattr(model, "_loss", faulty)
+    monkeypatch.setattr(model, "_head_loss", lambda: faulty)
     return calls
 
 
@@ -226,14 +226,14 @@ def test_nan_in_classifier_loss_keeps_predict_proba_finite(monkeypatch):
         hidden_size=4, batch_size=10, max_iter=10, random_state=0
     )
     calls = {"n": 0}
-    loss = type(model)._loss
+    head_loss = model._head_loss
 
     def faulty(z, y_, w):
         calls["n"] += 1
-        value, dz = loss(model, z, y_, w)
+        value, dz = head_loss()(z, y_, w)
         return value, (dz * np.nan if calls["n"] == 5 else dz)  # a NaN gradient
 
-    monkeypatch.setattr(model, "_loss", faulty)
+    monkeypatch.setattr(model, "_head_loss", lambda: faulty)
     with _divergence_warning():
         model.fit(X, y)
     proba = model.predict_proba(X)

@@ -298,7 +298,8 @@ class _Fault:
         self.model, self.kind, self.at = model, kind, (epoch, step)
         self.epochs = []
         self.step = -1
-        real_epoch, real_step, real_loss = model._epoch, model._step, model._loss
+        real_epoch, real_step = model._epoch, model._step
+        real_head_loss = model._head_loss
         real_update = model._update
 
         def run_epoch(*args, checked):
@@ -311,7 +312,7 @@ class _Fault:
             return real_step(*args, **kwargs)
 
         def loss(z, y, w, **kwargs):
-            value, dz = real_loss(z, y, w, **kwargs)
+            value, dz = real_head_loss()(z, y, w, **kwargs)
             if self.now("loss"):
                 value = value * np.nan
             if self.now("gradient"):
@@ -324,7 +325,8 @@ class _Fault:
                 run.params.flat[3] = np.inf
             return finite & run.engine.xp.isfinite(run.params.flat).all()
 
-        model._epoch, model._step, model._loss = run_epoch, run_step, loss
+        model._epoch, model._step = run_epoch, run_step
+        model._head_loss = lambda: loss
         model._update = update
 
     def now(self, kind):

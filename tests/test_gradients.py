@@ -401,6 +401,42 @@ def test_log_loss_grad(loss, cell, bidirectional, output, bptt_steps):
     assert _check_elementwise(net, f, grad) < RTOL
 
 
+@pytest.mark.parametrize(
+    "loss",
+    [squared_error, binary_log_loss, multi_log_loss],
+    ids=["squared", "binary", "multi"],
+)
+@pytest.mark.parametrize("output", ["last", "sequence"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bidir"])
+@pytest.mark.parametrize("num_layers", [1, 2], ids=["1layer", "2layers"])
+@pytest.mark.parametrize("use_bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("cell", CELLS, ids=[_cell_id(c) for c in CELLS])
+def test_compiled_training_pass_matches_finite_differences(
+    cell, use_bias, num_layers, bidirectional, output, loss, monkeypatch
+):
+    """The CPU engine computes a batch's loss and gradient in one compiled
+    call (skrnn/_engine/_batch.pyx): checked here as the reference engine's
+    path is above, against the independent forward pass."""
+    from skrnn._engine import batch
+
+    real, calls = batch.loss_grad, []
+
+    def counting(*args):
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(batch, "loss_grad", counting)
+    net, X, lengths, targets, weights = _make_checkable_problem(
+        cell, use_bias, num_layers, bidirectional, output, True, loss=loss
+    )
+    f = _objective(net, X, lengths, targets, weights, loss, None)
+    value = net.loss_grad(get_engine("cpu"), X, lengths, targets, weights, loss, None)
+    assert calls, "the compiled pass did not run"
+    assert value == pytest.approx(f(), rel=1e-12)
+    err, worst = _check_directional(net, f, net.grad.copy(), np.random.RandomState(1))
+    assert err < RTOL, f"relative error {err:.3g}, worst array {worst}"
+
+
 def test_truncated_gradient_is_not_the_full_gradient():
     """The frozen-state objective differs from the loss: the check means something."""
     problem = _make_problem(("gru", "tanh", True), True, 1, False, "last", False)

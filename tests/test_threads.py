@@ -32,13 +32,20 @@ def _numpy_blas(path):
 
 
 class _Recording(SequenceRegressor):
-    """Records the BLAS thread counts (and the threads) seen while computing
-    the loss."""
+    """Records the BLAS thread counts (and the threads) that each share of
+    a batch's training pass runs with."""
 
-    def _loss(self, z, y, w):
-        self.seen_.append(_blas_threads())
-        self.threads_.add(threading.current_thread().name)
-        return super()._loss(z, y, w)
+    def _initialize(self, early_stopping):
+        super()._initialize(early_stopping)
+        net = self._network
+        share_pass = net._loss_grad_sorted
+
+        def recording(*args):
+            self.seen_.append(_blas_threads())
+            self.threads_.add(threading.current_thread().name)
+            return share_pass(*args)
+
+        net._loss_grad_sorted = recording
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 2 epochs

@@ -143,6 +143,8 @@ class _Workspace:
         self._free = {}  # size in bytes -> unused (uint8 array, address) blocks
         self._in_use = self._kept = self._peak = 0
         self.open = True
+        # the training passes' room (see batch.py), per network and share
+        self.rooms = {}
 
     def empty(self, shape, dtype, nbytes):
         """An uninitialised array of ``shape`` and ``dtype`` (``nbytes`` bytes)."""
@@ -172,6 +174,7 @@ class _Workspace:
     def close(self):
         """Free the blocks kept; those in use are freed with their arrays."""
         self.open = False
+        self.rooms.clear()
         with self._lock:
             self._free.clear()
             self._returned.clear()

@@ -1,0 +1,330 @@
+"""A share of a training mini-batch through the whole network in one call.
+
+The loss and its gradient of a network of stacked recurrent layers (one or
+two directions each) and a linear head, over the sequences ``rows`` of a
+batch: the gather of their inputs into time-major order, every layer's
+forward pass (:func:`skrnn._engine._recurrent.forward`'s kernel), the head,
+the loss and its gradient, the head's gradients, and every layer's backward
+pass, writing the weight gradients into the network's gradient vector.
+:meth:`skrnn._network.Network.loss_grad` specifies the same computation with
+one engine call per layer and NumPy in between; this is it without the
+Python in between, for the CPU engine.
+
+The caller (:mod:`skrnn._engine.batch`) lays out every array: the layers'
+buffers (:class:`LayerPass`), views of the parameters and of the gradient,
+the head's rows, each of the shape the kernels expect, and sorts ``rows``
+longest first. The loops run without bounds checks.
+"""
+
+from cython cimport floating
+from libc.math cimport exp, log, log1p
+from libc.string cimport memcpy, memset
+
+from ._blas cimport gemm
+from ._recurrent cimport Cell, _backward, _forward
+
+
+cpdef enum Loss:
+    SQUARED_ERROR
+    BINARY_LOG_LOSS
+    MULTI_LOG_LOSS
+
+
+cdef class LayerPass:
+    """The arrays of one direction of one layer for a batch of one shape.
+
+    Parameters and gradients are views of the network's vectors; the rest is
+    the pass's room, as :func:`skrnn._engine.cpu.forward` and
+    :func:`skrnn._engine.cpu.backward` allocate it for training (the kernels'
+    docstrings say what each holds). ``*_rows`` are 2-D views, (T * N, .),
+    of the (T, N, .) array of that name.
+    """
+
+    cdef public int cell, act
+    cdef public bint reverse
+    cdef public object w_ih, w_hh, b_ih, b_hh, dw_ih, dw_hh, db_ih, db_hh
+    cdef public object x, x_rows, h, c, out, out_rows, gates, h_prev, hn
+    cdef public object cells, c_prev, c_new, work, packed
+    cdef public object d_out, d_out_rows, dh, dc, dg, dan, dx, dx_rows, back_work
+
+
+def loss_grad(list layers, Py_ssize_t n_dirs, bint sequence, Loss loss,
+              const floating[:, :, ::1] values, const Py_ssize_t[::1] rows,
+              const Py_ssize_t[::1] lengths, const Py_ssize_t[::1] n_live,
+              const double[:, :, ::1] y, const Py_ssize_t[:, ::1] codes,
+              const floating[::1] weights,
+              const floating[:, ::1] head_w, const floating[::1] head_b,
+              floating[:, ::1] head_gw, floating[::1] head_gb,
+              floating[:, ::1] feats, floating[:, ::1] z,
+              floating[:, ::1] d_feats, floating[:, :, ::1] zeros):
+    """The weighted loss sum of the sequences ``rows`` of a batch; the
+    gradient is written into the gradient views of ``layers`` and into
+    ``head_gw`` and ``head_gb``, all of which must hold zeros.
+
+    Parameters
+    ----------
+    layers : list of LayerPass
+        Layer k, direction d at ``k * n_dirs + d``; ``layers[0].x`` is the
+        (T, N, D) room for the inputs. With one direction, a layer's ``x``
+        is the ``out`` of the layer below, whose ``d_out`` is its ``dx``.
+    n_dirs : int
+        Directions per layer, 1 or 2.
+    sequence : bool
+        The head reads every valid step (``output="sequence"``), else each
+        sequence's final state.
+    loss : Loss
+        The head's loss: half the squared error averaged over the outputs,
+        or the log-loss of a logistic (one output) or softmax head.
+    values : (n_batch, T_all, D) array
+        The batch's inputs, batch-major.
+    rows, lengths : (N,) arrays
+        The share's sequences (rows of ``values``), longest first, and their
+        lengths; T = ``lengths[0]``.
+    n_live : (T,) array
+        The number of sequences longer than t, for each step t.
+    y : (n_batch, T_y, O) array, or empty
+        Regression targets; T_y is 1 when the head reads final states.
+    codes : (n_batch, T_y) array, or empty
+        Class codes (0 and 1 for a logistic head).
+    weights : (n_batch,) array
+        Sample weights divided by the batch's total weight (in rows).
+    head_w, head_b, head_gw, head_gb : arrays
+        The head's weight (O, F), bias (O,) and their gradients; F is H times
+        ``n_dirs``.
+    feats, d_feats : (R, F) arrays
+        The head's input rows and their gradient: R = N final states, or
+        R = T * N steps (those at padded steps are zero and ignored). With
+        one direction, views of the top layer's ``h`` and ``dh`` (final
+        states) or ``out_rows`` and ``d_out_rows`` (steps): nothing is copied.
+    z : (R, O) array
+        Room for the head's outputs, then their gradient.
+    zeros : (1, N, H) array of zeros
+        The kernels' "no gradient reaches the outputs".
+
+    Returns
+    -------
+    float
+        The weighted loss sum.
+    """
+    cdef:
+        Py_ssize_t n = len(layers), top = n - n_dirs
+        Py_ssize_t n_out = head_w.shape[0], F = head_w.shape[1], R = z.shape[0]
+        Py_ssize_t k, d, i
+        double total
+        LayerPass lp
+        # typed views of the layers' arrays, for the fused functions below
+        floating[:, :, ::1] x
+        floating[:, ::1] a, b, ab
+    x = layers[0].x
+    _gather(values, rows, x)
+    for k in range(0, n, n_dirs):
+        for d in range(n_dirs):
+            lp = layers[k + d]
+            x = lp.x
+            _run_forward(lp, x, lengths, n_live)
+        if n_dirs == 2 and (k < top or sequence):
+            # the layer above (or the head) reads both directions side by side
+            a, b = layers[k].out_rows, layers[k + 1].out_rows
+            ab = layers[k + 2].x_rows if k < top else feats
+            _join(a, b, ab)
+    if n_dirs == 2 and not sequence:
+        a, b = layers[top].h, layers[top + 1].h
+        _join(a, b, feats)
+
+    with nogil:
+        # z = feats @ W.T + b
+        for i in range(R):
+            memcpy(&z[i, 0], &head_b[0], n_out * sizeof(floating))
+        gemm(c'N', c'T', <int> R, <int> n_out, <int> F, 1, &feats[0, 0], <int> F,
+             &head_w[0, 0], <int> F, 1, &z[0, 0], <int> n_out)
+        total = _loss(loss, sequence, z, y, codes, weights, rows, n_live)
+        # gW += dz.T @ feats; gb += dz.sum(axis=0); d_feats = dz @ W
+        gemm(c'T', c'N', <int> n_out, <int> F, <int> R, 1, &z[0, 0], <int> n_out,
+             &feats[0, 0], <int> F, 1, &head_gw[0, 0], <int> F)
+        for i in range(R):
+            for d in range(n_out):
+                head_gb[d] += z[i, d]
+        gemm(c'N', c'N', <int> R, <int> F, <int> n_out, 1, &z[0, 0], <int> n_out,
+             &head_w[0, 0], <int> F, 0, &d_feats[0, 0], <int> F)
+
+    if n_dirs == 2:
+        if sequence:
+            a, b = layers[top].d_out_rows, layers[top + 1].d_out_rows
+        else:
+            a, b = layers[top].dh, layers[top + 1].dh
+        _split(d_feats, a, b)
+    for k in range(top, -1, -n_dirs):
+        for d in range(n_dirs):
+            lp = layers[k + d]
+            x = lp.x
+            _run_backward(lp, x, n_live, zeros, sequence or k < top, k > 0)
+        if k > 0 and n_dirs == 2:
+            # the inputs' gradient is the sum over both directions; split, it
+            # is the gradient of the outputs of the layer below
+            ab, b = layers[k].dx_rows, layers[k + 1].dx_rows
+            _add(ab, b)
+            a, b = layers[k - 2].d_out_rows, layers[k - 1].d_out_rows
+            _split(ab, a, b)
+    return total
+
+
+cdef void _run_forward(LayerPass lp, const floating[:, :, ::1] x,
+                       const Py_ssize_t[::1] lengths, const Py_ssize_t[::1] n_live):
+    """One direction of one layer forward over its inputs ``x`` (``lp.x``)
+    from zero states, keeping what its backward pass reads."""
+    cdef const floating[:, ::1] w_ih = lp.w_ih, w_hh = lp.w_hh
+    cdef const floating[::1] b_ih = lp.b_ih, b_hh = lp.b_hh
+    cdef floating[:, ::1] h = lp.h, c = lp.c, work = lp.work
+    cdef floating[:, :, ::1] out = lp.out, gates = lp.gates, h_prev = lp.h_prev
+    cdef floating[:, :, ::1] hn = lp.hn, cells = lp.cells, c_new = lp.c_new
+    cdef float[::1] packed = lp.packed
+    cdef Py_ssize_t N = h.shape[0], H = h.shape[1], r
+    with nogil:
+        memset(&h[0, 0], 0, N * H * sizeof(floating))
+        if lp.cell == Cell.LSTM:
+            memset(&c[0, 0], 0, N * H * sizeof(floating))
+            # c_prev holds the initial (zero) state where each sequence
+            # starts: forward in time at row 0; backward in time, for a
+            # sequence of length L, at row L, which no step writes for it
+            if lp.reverse:
+                for r in range(N):
+                    memset(&cells[lengths[r], r, 0], 0, H * sizeof(floating))
+            else:
+                memset(&cells[0, 0, 0], 0, N * H * sizeof(floating))
+        _forward(lp.cell, lp.act, lp.reverse, x, n_live, w_ih, w_hh, b_ih, b_hh,
+                 h, c, out, gates, h_prev, hn, c_new, work, packed)
+
+
+cdef void _run_backward(LayerPass lp, const floating[:, :, ::1] x,
+                        const Py_ssize_t[::1] n_live, floating[:, :, ::1] zeros,
+                        bint from_outputs, bint want_dx):
+    """One direction of one layer backward: the gradient reaches its
+    outputs (``d_out``) when ``from_outputs``, else its final state
+    (``dh``); the inputs' gradient (``dx``) is computed when ``want_dx``."""
+    cdef const floating[:, ::1] w_ih = lp.w_ih, w_hh = lp.w_hh
+    cdef const floating[:, :, ::1] out = lp.out, h_prev = lp.h_prev, hn = lp.hn
+    cdef const floating[:, :, ::1] c_prev = lp.c_prev, c_new = lp.c_new
+    cdef const floating[:, :, ::1] d_out = lp.d_out if from_outputs else zeros
+    cdef floating[:, ::1] dh = lp.dh, dc = lp.dc, work = lp.back_work
+    cdef floating[:, :, ::1] dg = lp.dg, dan = lp.dan
+    cdef floating[:, :, ::1] dx = lp.dx if want_dx else zeros[:0]
+    cdef floating[:, ::1] dw_ih = lp.dw_ih, dw_hh = lp.dw_hh
+    cdef floating[::1] db_ih = lp.db_ih, db_hh = lp.db_hh
+    cdef float[::1] packed = lp.packed
+    cdef Py_ssize_t N = dh.shape[0], H = dh.shape[1]
+    with nogil:
+        if from_outputs:
+            memset(&dh[0, 0], 0, N * H * sizeof(floating))
+        if lp.cell == Cell.LSTM:
+            memset(&dc[0, 0], 0, N * H * sizeof(floating))
+        _backward(lp.cell, lp.act, lp.reverse, x, n_live, w_ih, w_hh, out, h_prev,
+                  hn, c_prev, c_new, d_out, dh, dc, dg, dan, dx, dw_ih, dw_hh,
+                  db_ih, db_hh, work, packed)
+
+
+cdef double _loss(Loss loss, bint sequence, floating[:, ::1] z,
+                  const double[:, :, ::1] y, const Py_ssize_t[:, ::1] codes,
+                  const floating[::1] weights, const Py_ssize_t[::1] rows,
+                  const Py_ssize_t[::1] n_live) noexcept nogil:
+    """The weighted loss sum over the valid rows of ``z``, which become
+    the loss's gradient (zero at padded steps)."""
+    cdef Py_ssize_t R = z.shape[0], n_out = z.shape[1], N = rows.shape[0]
+    cdef Py_ssize_t r, t = 0, i, row
+    cdef double total = 0
+    for r in range(R):
+        if sequence:
+            t, i = r // N, r % N
+            if i >= n_live[t]:
+                memset(&z[r, 0], 0, n_out * sizeof(floating))
+                continue
+        else:
+            i = r
+        row = rows[i]
+        if loss == SQUARED_ERROR:
+            total += _squared_error(&z[r, 0], &y[row, t, 0], weights[row], n_out)
+        elif loss == BINARY_LOG_LOSS:
+            total += _binary_log_loss(&z[r, 0], codes[row, t], weights[row])
+        else:
+            total += _multi_log_loss(&z[r, 0], codes[row, t], weights[row], n_out)
+    return total
+
+
+cdef double _squared_error(floating* z, const double* y, floating w,
+                           Py_ssize_t n_out) noexcept nogil:
+    """w / 2 * mean((z - y)^2); z becomes w * (z - y) / n_out."""
+    cdef Py_ssize_t j
+    cdef floating diff, dz, scale = w / n_out
+    cdef double total = 0
+    for j in range(n_out):
+        diff = z[j] - <floating> y[j]
+        dz = diff * scale
+        total += <double> dz * diff
+        z[j] = dz
+    return 0.5 * total
+
+
+cdef double _binary_log_loss(floating* z, Py_ssize_t code,
+                             floating w) noexcept nogil:
+    """-w log sigmoid(+-z) for the codes 1 and 0; z becomes
+    w * (sigmoid(z) - code)."""
+    cdef double v = z[0], s = v if code == 1 else -v, e
+    # log sigmoid(s) and sigmoid(v), without overflow for any sign
+    cdef double log_sigmoid = -log1p(exp(-s)) if s >= 0 else s - log1p(exp(s))
+    if v >= 0:
+        e = 1 / (1 + exp(-v))
+    else:
+        e = exp(v)
+        e = e / (1 + e)
+    z[0] = <floating> (e - code) * w
+    return -w * log_sigmoid
+
+
+cdef double _multi_log_loss(floating* z, Py_ssize_t code, floating w,
+                            Py_ssize_t n_out) noexcept nogil:
+    """-w log softmax(z)[code]; z becomes w * (softmax(z) - onehot(code))."""
+    cdef Py_ssize_t j
+    cdef double top = z[0], total = 0, log_sum
+    for j in range(1, n_out):
+        top = max(top, <double> z[j])
+    for j in range(n_out):
+        total += exp(z[j] - top)
+    log_sum = top + log(total)
+    total = -w * (z[code] - log_sum)
+    for j in range(n_out):
+        z[j] = <floating> (exp(z[j] - log_sum) - (j == code)) * w
+    return total
+
+
+cdef void _gather(const floating[:, :, ::1] values, const Py_ssize_t[::1] rows,
+                  floating[:, :, ::1] x) noexcept nogil:
+    """x[t, i] = values[rows[i], t]: the sequences, time-major."""
+    cdef Py_ssize_t t, i, D = x.shape[2]
+    for t in range(x.shape[0]):
+        for i in range(x.shape[1]):
+            memcpy(&x[t, i, 0], &values[rows[i], t, 0], D * sizeof(floating))
+
+
+cdef void _join(const floating[:, ::1] a, const floating[:, ::1] b,
+                floating[:, ::1] ab) noexcept nogil:
+    """ab = [a, b], side by side."""
+    cdef Py_ssize_t i, H = a.shape[1]
+    for i in range(a.shape[0]):
+        memcpy(&ab[i, 0], &a[i, 0], H * sizeof(floating))
+        memcpy(&ab[i, H], &b[i, 0], H * sizeof(floating))
+
+
+cdef void _split(const floating[:, ::1] ab, floating[:, ::1] a,
+                 floating[:, ::1] b) noexcept nogil:
+    """[a, b] = ab: the inverse of :func:`_join`."""
+    cdef Py_ssize_t i, H = a.shape[1]
+    for i in range(a.shape[0]):
+        memcpy(&a[i, 0], &ab[i, 0], H * sizeof(floating))
+        memcpy(&b[i, 0], &ab[i, H], H * sizeof(floating))
+
+
+cdef void _add(floating[:, ::1] a, const floating[:, ::1] b) noexcept nogil:
+    """a += b."""
+    cdef Py_ssize_t i, j
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            a[i, j] += b[i, j]

@@ -1,0 +1,244 @@
+"""The CPU engine's training pass of a whole network: one compiled call per
+share of a mini-batch (:func:`skrnn._engine._batch.loss_grad`).
+
+This module lays out what that call reads and writes: the layers' room,
+carved from one block of memory per share that is kept for the whole fit
+(in the workspace of :func:`skrnn._engine.cpu.workspace`) and viewed anew
+for each shape of batch, and views of the network's parameters and
+gradient. Every shape is fixed here, so that the compiled loops can run
+without bounds checks.
+"""
+
+import math
+
+import numpy as np
+
+from .._losses import binary_log_loss, multi_log_loss, squared_error
+from . import _batch, _recurrent, cpu
+from .reference import N_GATES
+
+# The losses with a compiled form.
+LOSSES = {
+    squared_error: _batch.Loss.SQUARED_ERROR,
+    binary_log_loss: _batch.Loss.BINARY_LOG_LOSS,
+    multi_log_loss: _batch.Loss.MULTI_LOG_LOSS,
+}
+_ALIGN = 64  # bytes: each array starts on a cache line
+
+
+def loss_grad(net, params, grad_views, batch, rows, loss, share):
+    """:meth:`skrnn._network.Network._loss_grad_sorted` of ``net`` over one
+    window, compiled: the weighted loss sum of the sequences ``rows`` (sorted
+    longest first) of ``batch``, the batch's share number ``share``, whose
+    gradient is written into ``grad_views`` (views of a vector of zeros).
+    ``loss`` is one of :data:`LOSSES`."""
+    values, lengths, targets, weights = batch
+    dtype = np.dtype(net.dtype)
+    lengths = np.ascontiguousarray(lengths[rows], dtype=np.intp)
+    T, N = int(lengths[0]), len(rows)
+    n_live = np.empty(T, dtype=np.intp)
+    _recurrent.live_rows(lengths, n_live)
+    room = _room(net, share, T, N, dtype)
+    keys = [(k, d) for k in range(net.num_layers) for d in range(net.n_dirs)]
+    for layer, (k, d) in zip(room.layers, keys):
+        suffix = net._suffix(k, d)
+        layer.w_ih = params.views["weight_ih" + suffix]
+        layer.w_hh = params.views["weight_hh" + suffix]
+        layer.dw_ih = grad_views["weight_ih" + suffix]
+        layer.dw_hh = grad_views["weight_hh" + suffix]
+        if net.spec.use_bias:
+            layer.b_ih = params.views["bias_ih" + suffix]
+            layer.b_hh = params.views["bias_hh" + suffix]
+            layer.db_ih = grad_views["bias_ih" + suffix]
+            layer.db_hh = grad_views["bias_hh" + suffix]
+    y = codes = None
+    if loss is squared_error:
+        y = np.ascontiguousarray(targets, dtype=np.float64)
+        y = y.reshape(len(y), -1 if net.output == "sequence" else 1, y.shape[-1])
+    else:
+        codes = np.ascontiguousarray(targets, dtype=np.intp).reshape(len(targets), -1)
+    return _batch.loss_grad(
+        room.layers,
+        net.n_dirs,
+        net.output == "sequence",
+        LOSSES[loss],
+        np.ascontiguousarray(values, dtype=dtype),
+        np.ascontiguousarray(rows, dtype=np.intp),
+        lengths,
+        n_live,
+        _EMPTY_Y if y is None else y,
+        _EMPTY_CODES if codes is None else codes,
+        np.ascontiguousarray(weights, dtype=dtype),
+        params.views["head.weight"],
+        params.views["head.bias"],
+        grad_views["head.weight"],
+        grad_views["head.bias"],
+        room.feats,
+        room.z,
+        room.d_feats,
+        room.zeros,
+    )
+
+
+_EMPTY_Y = np.empty((0, 0, 0))
+_EMPTY_CODES = np.empty((0, 0), dtype=np.intp)
+
+
+def _room(net, share, T, N, dtype):
+    """The arrays of a pass of ``net`` over N sequences of up to T steps:
+    kept in the workspace in use, per network and share of a batch (the
+    shares run side by side), and rebuilt only for a larger batch; views of
+    the same memory for every smaller shape."""
+    ws = cpu._WORKSPACE.get()
+    if ws is None:
+        return _Room(net, T, N, dtype, _Carver(dtype))
+    key = (id(net), share)
+    carver = ws.rooms.get(key)
+    if carver is None or carver.net is not net:
+        carver = ws.rooms[key] = _Carver(dtype)
+        carver.net = net
+    room = carver.shapes.get((T, N))
+    if room is None:
+        room = carver.shapes[(T, N)] = _Room(net, T, N, dtype, carver)
+    return room
+
+
+class _Carver:
+    """Hands out arrays carved one after the other from one block; a room
+    whose arrays do not fit makes a larger block, and the rooms carved from
+    the smaller one are dropped (their arrays keep it alive while in use)."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+        self.block = np.empty(0, dtype=np.uint8)
+        self.offset = 0
+        self.shapes = {}
+        self.net = None
+
+    def start(self, nbytes):
+        """Begin a room of ``nbytes`` bytes at most."""
+        if nbytes > self.block.nbytes:
+            self.block = np.empty(nbytes, dtype=np.uint8)
+            self.shapes = {}
+        self.offset = 0
+
+    def take(self, shape, dtype=None):
+        dtype = np.dtype(dtype or self.dtype)
+        nbytes = dtype.itemsize * math.prod(shape)
+        start = -(-self.offset // _ALIGN) * _ALIGN
+        self.offset = start + nbytes
+        return self.block[start : start + nbytes].view(dtype).reshape(shape)
+
+
+class _Room:
+    """The arrays of one pass over N sequences of up to T steps (see
+    :class:`skrnn._engine._batch.LayerPass`), and the head's."""
+
+    def __init__(self, net, T, N, dtype, carver):
+        sizes = []
+        _Room._build(net, T, N, dtype, _Measure(sizes, dtype))
+        carver.start(sum(-(-s // _ALIGN) * _ALIGN for s in sizes))
+        self.layers, self.feats, self.d_feats, self.z, self.zeros = _Room._build(
+            net, T, N, dtype, carver
+        )
+
+    @staticmethod
+    def _build(net, T, N, dtype, carver):
+        """``(layers, feats, d_feats, z, zeros)``, the arrays from ``carver``."""
+        H, dirs, cell = net.hidden_size, net.n_dirs, net.spec.cell
+        D = net.coefs["weight_ih_l0"].shape[1]
+        n_outputs = net.coefs["head.bias"].shape[0]
+        GH = N_GATES[cell] * H
+        code = cpu._CELLS[cell, bool(net.spec.reset_after)]
+        act = cpu._ACTIVATIONS[net.spec.activation]
+        lstm, gru = cell == "lstm", cell == "gru"
+        empty2, empty3 = carver.take((0, 0)), carver.take((0, 0, 0))
+        packed_size = 0
+        if dtype == np.float32 and N <= cpu.PACKED_MAX_ROWS:
+            packed_size = _recurrent.packed_size(code, H)
+        packed = carver.take((packed_size,), np.float32)  # layers run in turn
+        zero_bias = np.zeros(GH, dtype=dtype)
+        sequence = net.output == "sequence"
+        layers = []
+        x = carver.take((T, N, D))
+        below = None
+        for k in range(net.num_layers):
+            if k > 0:
+                x = carver.take((T, N, dirs * H)) if dirs == 2 else below[0].out
+            layer_dx = carver.take((T, N, x.shape[2])) if k > 0 else empty3
+            passes = []
+            for d in range(dirs):
+                p = _batch.LayerPass()
+                p.cell, p.act, p.reverse = code, act, bool(d)
+                p.x, p.x_rows = x, x.reshape(T * N, -1)
+                states = carver.take((T + 1, N, H))
+                p.out, p.h_prev = (
+                    (states[:-1], states[1:]) if d else (states[1:], states[:-1])
+                )
+                p.out_rows = p.out.reshape(T * N, H)
+                p.h, p.dh = carver.take((N, H)), carver.take((N, H))
+                p.c = p.dc = empty2
+                p.cells = p.c_prev = p.c_new = empty3
+                if lstm:
+                    p.c, p.dc = carver.take((N, H)), carver.take((N, H))
+                    p.cells = carver.take((T + 1, N, H))
+                    p.c_prev, p.c_new = (
+                        (p.cells[1:], p.cells[:-1])
+                        if d
+                        else (p.cells[:-1], p.cells[1:])
+                    )
+                p.gates = p.out if cell == "rnn" else carver.take((T, N, GH))
+                p.dg = carver.take((T, N, GH)) if cell == "rnn" else p.gates
+                p.hn = carver.take((T, N, H)) if gru else empty3
+                p.dan = p.hn if code == _recurrent.Cell.GRU_RESET_AFTER else empty3
+                p.work = carver.take((2 * N, GH)) if gru else empty2
+                p.back_work = (
+                    carver.take((N, H))
+                    if code == _recurrent.Cell.GRU_RESET_BEFORE
+                    else empty2
+                )
+                p.packed = packed
+                # with one direction, the inputs' gradient is that of the
+                # outputs of the layer below; with two, their sum is split
+                p.dx = layer_dx if (dirs == 1 or d == 0) else carver.take(x.shape)
+                p.dx_rows = p.dx.reshape(T * N, -1) if k > 0 else empty2
+                if dirs == 1 and below is not None:
+                    below[0].d_out = p.dx
+                    below[0].d_out_rows = p.dx.reshape(T * N, H)
+                # the gradient of the outputs: of the layer above (with one
+                # direction, its dx, set when it is built) or of the head
+                # (with one direction, d_feats); none for a top layer read at
+                # its final states
+                top_layer = k == net.num_layers - 1
+                p.d_out, p.d_out_rows = empty3, empty2
+                if (dirs == 2 and not top_layer) or (top_layer and sequence):
+                    p.d_out = carver.take((T, N, H))
+                    p.d_out_rows = p.d_out.reshape(T * N, H)
+                # layers without biases read zeros, and the kernel adds their
+                # bias gradients to room that nothing reads
+                p.b_ih = p.b_hh = zero_bias
+                p.db_ih, p.db_hh = carver.take((GH,)), carver.take((GH,))
+                passes.append(p)
+            layers.extend(passes)
+            below = passes
+        top = layers[-dirs:]
+        R = T * N if sequence else N
+        if dirs == 1:
+            feats = top[0].out_rows if sequence else top[0].h
+            d_feats = top[0].d_out_rows if sequence else top[0].dh
+        else:
+            feats, d_feats = carver.take((R, 2 * H)), carver.take((R, 2 * H))
+        z = carver.take((R, n_outputs))
+        return layers, feats, d_feats, z, np.zeros((1, N, H), dtype=dtype)
+
+
+class _Measure:
+    """A carver that only records the bytes of each array asked for."""
+
+    def __init__(self, sizes, dtype):
+        self.sizes, self.dtype = sizes, dtype
+
+    def take(self, shape, dtype=None):
+        dtype = np.dtype(dtype or self.dtype)
+        self.sizes.append(dtype.itemsize * math.prod(shape))
+        return np.empty(shape, dtype=dtype)
