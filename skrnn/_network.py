@@ -184,6 +184,10 @@ class Network:
             offset += size
         self._views = _views_of(self.flat, self._layout)
         self._grad_views = _views_of(self.grad, self._layout)
+        # multiply-adds of one step of the recurrent layers (forward_work)
+        self._step_work = sum(
+            size for name, _, size, _ in self._layout if name.startswith("weight_")
+        )
         self.coefs.update(self._views)
         self._active = None
 
@@ -211,6 +215,7 @@ class Network:
             "_views",
             "_grad_views",
             "_layout",
+            "_step_work",
             "_active",
         ):
             state.pop(name, None)
@@ -424,8 +429,7 @@ class Network:
     def forward_work(self, n_sequences, n_steps):
         """Multiply-adds of the recurrent layers' forward pass: one per
         weight, sequence and step."""
-        per_step = sum(v.size for k, v in self.coefs.items() if k.startswith("weight_"))
-        return per_step * int(n_steps) * int(n_sequences)
+        return self._step_work * int(n_steps) * int(n_sequences)
 
     def _forward_blocks(self, engine, p, values, lengths, rows):
         """:meth:`_forward_sorted` of ``rows``; in host memory, in blocks of

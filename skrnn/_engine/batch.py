@@ -39,18 +39,7 @@ def loss_grad(net, params, grad_views, batch, rows, loss, share):
     n_live = np.empty(T, dtype=np.intp)
     _recurrent.live_rows(lengths, n_live)
     room = _room(net, share, T, N, dtype)
-    keys = [(k, d) for k in range(net.num_layers) for d in range(net.n_dirs)]
-    for layer, (k, d) in zip(room.layers, keys):
-        suffix = net._suffix(k, d)
-        layer.w_ih = params.views["weight_ih" + suffix]
-        layer.w_hh = params.views["weight_hh" + suffix]
-        layer.dw_ih = grad_views["weight_ih" + suffix]
-        layer.dw_hh = grad_views["weight_hh" + suffix]
-        if net.spec.use_bias:
-            layer.b_ih = params.views["bias_ih" + suffix]
-            layer.b_hh = params.views["bias_hh" + suffix]
-            layer.db_ih = grad_views["bias_ih" + suffix]
-            layer.db_hh = grad_views["bias_hh" + suffix]
+    room.bind(net, params.views, grad_views)
     y = codes = None
     if loss is squared_error:
         y = np.ascontiguousarray(targets, dtype=np.float64)
@@ -141,6 +130,26 @@ class _Room:
         self.layers, self.feats, self.d_feats, self.z, self.zeros = _Room._build(
             net, T, N, dtype, carver
         )
+        self._bound = (None, None)
+
+    def bind(self, net, views, grad_views):
+        """Point the layers at the parameters ``views`` and the gradient
+        ``grad_views`` (dicts of views by name), unless they already are."""
+        if self._bound[0] is views and self._bound[1] is grad_views:
+            return
+        keys = [(k, d) for k in range(net.num_layers) for d in range(net.n_dirs)]
+        for layer, (k, d) in zip(self.layers, keys):
+            suffix = net._suffix(k, d)
+            layer.w_ih = views["weight_ih" + suffix]
+            layer.w_hh = views["weight_hh" + suffix]
+            layer.dw_ih = grad_views["weight_ih" + suffix]
+            layer.dw_hh = grad_views["weight_hh" + suffix]
+            if net.spec.use_bias:
+                layer.b_ih = views["bias_ih" + suffix]
+                layer.b_hh = views["bias_hh" + suffix]
+                layer.db_ih = grad_views["bias_ih" + suffix]
+                layer.db_hh = grad_views["bias_hh" + suffix]
+        self._bound = (views, grad_views)
 
     @staticmethod
     def _build(net, T, N, dtype, carver):
