@@ -266,3 +266,65 @@ def test_a_prediction_too_small_for_blas_threads_holds_none(monkeypatch):
     assert model._network.forward_work(200, 50) >= _threads.UNTHREADED_WORK
     model.predict(X)
     assert held != []
+
+
+def _runs_without_the_gil(work):
+    """Whether this thread runs Python while another runs ``work`` (on one
+    BLAS thread): at a third of its own pace at least. A call that held the
+    GIL would stop it for all but the moments of Python around the call."""
+    import time
+
+    def spin(stop, seconds):
+        turns, end = 0, time.perf_counter() + seconds
+        while not stop.is_set() and time.perf_counter() < end:
+            turns += 1
+        return turns
+
+    pace = spin(threading.Event(), 0.05) / 0.05
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (work(), done.set()))
+    with threadpool_limits(limits=1, user_api="blas"):
+        start = time.perf_counter()
+        worker.start()
+        turns = spin(done, 60.0)
+        elapsed = time.perf_counter() - start
+        worker.join()
+    return turns > pace * elapsed / 3
+
+
+def test_the_compiled_passes_release_the_gil():
+    from skrnn._engine import cpu, get_engine
+    from skrnn._engine.reference import CellSpec
+    from skrnn._losses import squared_error
+    from skrnn._network import Network
+    from skrnn.layers import init_params
+
+    spec = CellSpec("gru", "tanh", True, True)
+    rng = np.random.RandomState(0)
+    T, N, D, H = 400, 64, 8, 64
+    params = init_params(spec, D, H, "float64", rng)
+    x = rng.normal(size=(T, N, D))
+    h0 = np.zeros((N, H))
+    _, _, cache = cpu.forward(spec, params, x, np.full(N, T), h0)
+    net = Network(
+        spec,
+        input_size=D,
+        hidden_size=H,
+        num_layers=1,
+        bidirectional=False,
+        output="last",
+        n_outputs=1,
+        dtype="float64",
+        random_state=0,
+    )
+    X, y, w = x.transpose(1, 0, 2), rng.normal(size=(N, 1)), np.full(N, 1.0 / N)
+    engine = get_engine("cpu")
+    assert _runs_without_the_gil(
+        lambda: cpu.forward(spec, params, x, np.full(N, T), h0)
+    )
+    assert _runs_without_the_gil(
+        lambda: cpu.backward(spec, params, cache, np.ones((T, N, H)))
+    )
+    assert _runs_without_the_gil(
+        lambda: net.loss_grad(engine, X, np.full(N, T), y, w, squared_error, None)
+    )

@@ -116,7 +116,8 @@ def loss_grad(list layers, Py_ssize_t n_dirs, bint sequence, Loss loss,
         floating[:, :, ::1] x
         floating[:, ::1] a, b, ab
     x = layers[0].x
-    _gather(values, rows, x)
+    with nogil:
+        _gather(values, rows, x)
     for k in range(0, n, n_dirs):
         for d in range(n_dirs):
             lp = layers[k + d]
@@ -126,10 +127,12 @@ def loss_grad(list layers, Py_ssize_t n_dirs, bint sequence, Loss loss,
             # the layer above (or the head) reads both directions side by side
             a, b = layers[k].out_rows, layers[k + 1].out_rows
             ab = layers[k + 2].x_rows if k < top else feats
-            _join(a, b, ab)
+            with nogil:
+                _join(a, b, ab)
     if n_dirs == 2 and not sequence:
         a, b = layers[top].h, layers[top + 1].h
-        _join(a, b, feats)
+        with nogil:
+            _join(a, b, feats)
 
     with nogil:
         # z = feats @ W.T + b
@@ -152,7 +155,8 @@ def loss_grad(list layers, Py_ssize_t n_dirs, bint sequence, Loss loss,
             a, b = layers[top].d_out_rows, layers[top + 1].d_out_rows
         else:
             a, b = layers[top].dh, layers[top + 1].dh
-        _split(d_feats, a, b)
+        with nogil:
+            _split(d_feats, a, b)
     for k in range(top, -1, -n_dirs):
         for d in range(n_dirs):
             lp = layers[k + d]
@@ -162,9 +166,11 @@ def loss_grad(list layers, Py_ssize_t n_dirs, bint sequence, Loss loss,
             # the inputs' gradient is the sum over both directions; split, it
             # is the gradient of the outputs of the layer below
             ab, b = layers[k].dx_rows, layers[k + 1].dx_rows
-            _add(ab, b)
+            with nogil:
+                _add(ab, b)
             a, b = layers[k - 2].d_out_rows, layers[k - 1].d_out_rows
-            _split(ab, a, b)
+            with nogil:
+                _split(ab, a, b)
     return total
 
 

@@ -390,8 +390,9 @@ def forward(*, int cell, int act, bint reverse,
     packed : (packed_size(cell, H),) float32 array
         Room for the packed recurrent weights; empty: BLAS.
     """
-    _forward(cell, act, reverse, x, n_live, w_ih, w_hh, b_ih, b_hh, h, c, out,
-             gates, h_prev, hn, c_new, work, packed)
+    with nogil:
+        _forward(cell, act, reverse, x, n_live, w_ih, w_hh, b_ih, b_hh, h, c, out,
+                 gates, h_prev, hn, c_new, work, packed)
 
 
 cdef void _rnn_step(int act, Py_ssize_t nt, Py_ssize_t H,
@@ -642,9 +643,10 @@ def backward(*, int cell, int act, bint reverse,
     packed : array
         As for :func:`forward`.
     """
-    _backward(cell, act, reverse, x, n_live, w_ih, w_hh, out, h_prev, hn, c_prev,
-              c_new, d_out, dh, dc, dg, dan, dx, dw_ih, dw_hh, db_ih, db_hh, work,
-              packed)
+    with nogil:
+        _backward(cell, act, reverse, x, n_live, w_ih, w_hh, out, h_prev, hn,
+                  c_prev, c_new, d_out, dh, dc, dg, dan, dx, dw_ih, dw_hh, db_ih,
+                  db_hh, work, packed)
 
 
 cdef void _rnn_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
