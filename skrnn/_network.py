@@ -501,7 +501,12 @@ class Network:
         a batch with work enough for ``TRAINING_SHARES`` shares (see
         :meth:`max_shares`) is computed in that many, on up to
         ``engine.workers`` threads, and their gradients are added in a fixed
-        order: the result does not depend on the number of threads.
+        order: the result does not depend on the number of threads. On the
+        CPU engine each share runs through the whole network in one compiled
+        call (:mod:`skrnn._engine.batch`) when the loss is one of
+        :mod:`skrnn._losses` and truncated BPTT does not split it in
+        windows; otherwise, and on the other engines, through the engine's
+        passes layer by layer, as written here.
 
         Parameters
         ----------

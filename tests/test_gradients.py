@@ -1,6 +1,7 @@
 """Gradient checks: backpropagation through time against finite differences.
 
-Everything runs in float64 on the reference engine. The network's loss is
+Everything runs in float64 on the reference engine, and the CPU engine's
+compiled training pass is checked the same way. The network's loss is
 recomputed here by a forward pass written independently of ``Network``'s
 own window and head code (only the per-direction engine ``forward`` is
 shared), and its central finite differences are compared with the gradient

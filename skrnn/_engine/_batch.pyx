@@ -3,9 +3,10 @@
 The loss and its gradient of a network of stacked recurrent layers (one or
 two directions each) and a linear head, over the sequences ``rows`` of a
 batch: the gather of their inputs into time-major order, every layer's
-forward pass (:func:`skrnn._engine._recurrent.forward`'s kernel), the head,
-the loss and its gradient, the head's gradients, and every layer's backward
-pass, writing the weight gradients into the network's gradient vector.
+forward pass (:func:`skrnn._engine._recurrent.forward`), the head, the loss
+and its gradient, the head's gradients, and every layer's backward pass
+(:func:`skrnn._engine._recurrent.backward`), writing the weight gradients
+into the network's gradient vector.
 :meth:`skrnn._network.Network.loss_grad` specifies the same computation with
 one engine call per layer and NumPy in between; this is it without the
 Python in between, for the CPU engine.
@@ -21,7 +22,15 @@ from libc.math cimport exp, log, log1p
 from libc.string cimport memcpy, memset
 
 from ._blas cimport gemm
-from ._recurrent cimport Cell, _backward, _forward
+
+from ._recurrent import Cell, backward, forward
+
+# The kernels' specialisations by dtype, skipping the fused-type dispatch;
+# each releases the GIL while it runs.
+_KERNELS = {
+    name: (forward.__signatures__[name], backward.__signatures__[name])
+    for name in ("float", "double")
+}
 
 
 cpdef enum Loss:
@@ -50,13 +59,13 @@ cdef class LayerPass:
 
 def loss_grad(list layers, Py_ssize_t n_dirs, bint sequence, Loss loss,
               const floating[:, :, ::1] values, const Py_ssize_t[::1] rows,
-              const Py_ssize_t[::1] lengths, const Py_ssize_t[::1] n_live,
+              const Py_ssize_t[::1] lengths, n_live,
               const double[:, :, ::1] y, const Py_ssize_t[:, ::1] codes,
               const floating[::1] weights,
               const floating[:, ::1] head_w, const floating[::1] head_b,
               floating[:, ::1] head_gw, floating[::1] head_gb,
               floating[:, ::1] feats, floating[:, ::1] z,
-              floating[:, ::1] d_feats, floating[:, :, ::1] zeros):
+              floating[:, ::1] d_feats, zeros):
     """The weighted loss sum of the sequences ``rows`` of a batch; the
     gradient is written into the gradient views of ``layers`` and into
     ``head_gw`` and ``head_gb``, all of which must hold zeros.
@@ -111,18 +120,17 @@ def loss_grad(list layers, Py_ssize_t n_dirs, bint sequence, Loss loss,
         Py_ssize_t n_out = head_w.shape[0], F = head_w.shape[1], R = z.shape[0]
         Py_ssize_t k, d, i
         double total
-        LayerPass lp
+        const Py_ssize_t[::1] live = n_live
         # typed views of the layers' arrays, for the fused functions below
         floating[:, :, ::1] x
         floating[:, ::1] a, b, ab
+    kernels = _KERNELS["float" if floating is float else "double"]
     x = layers[0].x
     with nogil:
         _gather(values, rows, x)
     for k in range(0, n, n_dirs):
         for d in range(n_dirs):
-            lp = layers[k + d]
-            x = lp.x
-            _run_forward(lp, x, lengths, n_live)
+            _run_forward(layers[k + d], kernels[0], lengths, n_live)
         if n_dirs == 2 and (k < top or sequence):
             # the layer above (or the head) reads both directions side by side
             a, b = layers[k].out_rows, layers[k + 1].out_rows
@@ -140,7 +148,7 @@ def loss_grad(list layers, Py_ssize_t n_dirs, bint sequence, Loss loss,
             memcpy(&z[i, 0], &head_b[0], n_out * sizeof(floating))
         gemm(c'N', c'T', <int> R, <int> n_out, <int> F, 1, &feats[0, 0], <int> F,
              &head_w[0, 0], <int> F, 1, &z[0, 0], <int> n_out)
-        total = _loss(loss, sequence, z, y, codes, weights, rows, n_live)
+        total = _loss(loss, sequence, z, y, codes, weights, rows, live)
         # gW += dz.T @ feats; gb += dz.sum(axis=0); d_feats = dz @ W
         gemm(c'T', c'N', <int> n_out, <int> F, <int> R, 1, &z[0, 0], <int> n_out,
              &feats[0, 0], <int> F, 1, &head_gw[0, 0], <int> F)
@@ -159,9 +167,8 @@ def loss_grad(list layers, Py_ssize_t n_dirs, bint sequence, Loss loss,
             _split(d_feats, a, b)
     for k in range(top, -1, -n_dirs):
         for d in range(n_dirs):
-            lp = layers[k + d]
-            x = lp.x
-            _run_backward(lp, x, n_live, zeros, sequence or k < top, k > 0)
+            _run_backward(layers[k + d], kernels[1], n_live, zeros,
+                          sequence or k < top, k > 0)
         if k > 0 and n_dirs == 2:
             # the inputs' gradient is the sum over both directions; split, it
             # is the gradient of the outputs of the layer below
@@ -174,58 +181,50 @@ def loss_grad(list layers, Py_ssize_t n_dirs, bint sequence, Loss loss,
     return total
 
 
-cdef void _run_forward(LayerPass lp, const floating[:, :, ::1] x,
-                       const Py_ssize_t[::1] lengths, const Py_ssize_t[::1] n_live):
-    """One direction of one layer forward over its inputs ``x`` (``lp.x``)
-    from zero states, keeping what its backward pass reads."""
-    cdef const floating[:, ::1] w_ih = lp.w_ih, w_hh = lp.w_hh
-    cdef const floating[::1] b_ih = lp.b_ih, b_hh = lp.b_hh
-    cdef floating[:, ::1] h = lp.h, c = lp.c, work = lp.work
-    cdef floating[:, :, ::1] out = lp.out, gates = lp.gates, h_prev = lp.h_prev
-    cdef floating[:, :, ::1] hn = lp.hn, cells = lp.cells, c_new = lp.c_new
-    cdef float[::1] packed = lp.packed
-    cdef Py_ssize_t N = h.shape[0], H = h.shape[1], r
-    with nogil:
-        memset(&h[0, 0], 0, N * H * sizeof(floating))
-        if lp.cell == Cell.LSTM:
-            memset(&c[0, 0], 0, N * H * sizeof(floating))
-            # c_prev holds the initial (zero) state where each sequence
-            # starts: forward in time at row 0; backward in time, for a
-            # sequence of length L, at row L, which no step writes for it
-            if lp.reverse:
-                for r in range(N):
-                    memset(&cells[lengths[r], r, 0], 0, H * sizeof(floating))
-            else:
-                memset(&cells[0, 0, 0], 0, N * H * sizeof(floating))
-        _forward(lp.cell, lp.act, lp.reverse, x, n_live, w_ih, w_hh, b_ih, b_hh,
-                 h, c, out, gates, h_prev, hn, c_new, work, packed)
+cdef _run_forward(LayerPass lp, kernel, const Py_ssize_t[::1] lengths,
+                  n_live):
+    """One direction of one layer forward from zero states, keeping what its
+    backward pass reads."""
+    lp.h.fill(0)
+    if lp.cell == Cell.LSTM:
+        lp.c.fill(0)
+        # c_prev holds the initial (zero) state where each sequence starts:
+        # forward in time at row 0; backward in time, for a sequence of
+        # length L, at row L, which no step writes for it
+        if lp.reverse:
+            _zero_starts(lp.cells, lengths)
+        else:
+            lp.cells[0].fill(0)
+    kernel(cell=lp.cell, act=lp.act, reverse=lp.reverse, x=lp.x, n_live=n_live,
+           w_ih=lp.w_ih, w_hh=lp.w_hh, b_ih=lp.b_ih, b_hh=lp.b_hh, h=lp.h, c=lp.c,
+           out=lp.out, gates=lp.gates, h_prev=lp.h_prev, hn=lp.hn, c_new=lp.c_new,
+           work=lp.work, packed=lp.packed)
 
 
-cdef void _run_backward(LayerPass lp, const floating[:, :, ::1] x,
-                        const Py_ssize_t[::1] n_live, floating[:, :, ::1] zeros,
-                        bint from_outputs, bint want_dx):
+cdef _run_backward(LayerPass lp, kernel, n_live, zeros, bint from_outputs,
+                   bint want_dx):
     """One direction of one layer backward: the gradient reaches its
     outputs (``d_out``) when ``from_outputs``, else its final state
     (``dh``); the inputs' gradient (``dx``) is computed when ``want_dx``."""
-    cdef const floating[:, ::1] w_ih = lp.w_ih, w_hh = lp.w_hh
-    cdef const floating[:, :, ::1] out = lp.out, h_prev = lp.h_prev, hn = lp.hn
-    cdef const floating[:, :, ::1] c_prev = lp.c_prev, c_new = lp.c_new
-    cdef const floating[:, :, ::1] d_out = lp.d_out if from_outputs else zeros
-    cdef floating[:, ::1] dh = lp.dh, dc = lp.dc, work = lp.back_work
-    cdef floating[:, :, ::1] dg = lp.dg, dan = lp.dan
-    cdef floating[:, :, ::1] dx = lp.dx if want_dx else zeros[:0]
-    cdef floating[:, ::1] dw_ih = lp.dw_ih, dw_hh = lp.dw_hh
-    cdef floating[::1] db_ih = lp.db_ih, db_hh = lp.db_hh
-    cdef float[::1] packed = lp.packed
-    cdef Py_ssize_t N = dh.shape[0], H = dh.shape[1]
+    if from_outputs:
+        lp.dh.fill(0)
+    if lp.cell == Cell.LSTM:
+        lp.dc.fill(0)
+    kernel(cell=lp.cell, act=lp.act, reverse=lp.reverse, x=lp.x, n_live=n_live,
+           w_ih=lp.w_ih, w_hh=lp.w_hh, out=lp.out, h_prev=lp.h_prev, hn=lp.hn,
+           c_prev=lp.c_prev, c_new=lp.c_new,
+           d_out=lp.d_out if from_outputs else zeros, dh=lp.dh, dc=lp.dc,
+           dg=lp.dg, dan=lp.dan, dx=lp.dx if want_dx else zeros[:0],
+           dw_ih=lp.dw_ih, dw_hh=lp.dw_hh, db_ih=lp.db_ih, db_hh=lp.db_hh,
+           work=lp.back_work, packed=lp.packed)
+
+
+def _zero_starts(floating[:, :, ::1] cells, const Py_ssize_t[::1] lengths):
+    """cells[lengths[r], r] = 0 for every sequence r."""
+    cdef Py_ssize_t r, H = cells.shape[2]
     with nogil:
-        if from_outputs:
-            memset(&dh[0, 0], 0, N * H * sizeof(floating))
-        if lp.cell == Cell.LSTM:
-            memset(&dc[0, 0], 0, N * H * sizeof(floating))
-        _backward(lp.cell, lp.act, lp.reverse, x, n_live, w_ih, w_hh, out, h_prev,
-                  hn, c_prev, c_new, d_out, dh, dc, dg, dan, dx, dw_ih, dw_hh,
-                  db_ih, db_hh, work, packed)
+        for r in range(lengths.shape[0]):
+            memset(&cells[lengths[r], r, 0], 0, H * sizeof(floating))
 
 
 cdef double _loss(Loss loss, bint sequence, floating[:, ::1] z,

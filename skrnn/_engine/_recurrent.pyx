@@ -39,6 +39,13 @@ from libc.string cimport memcpy, memset
 from ._blas cimport gemm
 
 
+cpdef enum Cell:
+    RNN
+    GRU_RESET_AFTER
+    GRU_RESET_BEFORE
+    LSTM
+
+
 cdef extern from "_gates.h" nogil:
     cpdef enum Activation "skrnn_activation":
         TANH "SKRNN_TANH"
@@ -257,89 +264,6 @@ def live_rows(const Py_ssize_t[::1] lengths, Py_ssize_t[::1] n_live):
     return True
 
 
-cdef void _forward(int cell, int act, bint reverse,
-                   const floating[:, :, ::1] x, const Py_ssize_t[::1] n_live,
-                   const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
-                   const floating[::1] b_ih, const floating[::1] b_hh,
-                   floating[:, ::1] h, floating[:, ::1] c, floating[:, :, ::1] out,
-                   floating[:, :, ::1] gates, floating[:, :, ::1] h_prev,
-                   floating[:, :, ::1] hn, floating[:, :, ::1] c_new,
-                   floating[:, ::1] work, float[::1] packed) noexcept nogil:
-    """The body of :func:`forward`, for callers without the GIL."""
-    cdef:
-        Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2]
-        Py_ssize_t H = w_hh.shape[1], GH = w_hh.shape[0], W = gates.shape[0]
-        bint all_out = out.shape[0] == T
-        Py_ssize_t n_full, n_win, w, w0, w1, k, t, o, nt
-        floating* p_h_prev = NULL
-        floating* p_hn = NULL
-        floating* p_c_new = NULL
-        floating* p_work = NULL
-        const float* wp = NULL
-        const float* wp2 = NULL
-    if T == 0 or N == 0:
-        return
-    if h_prev.shape[0] > 0:
-        p_h_prev = &h_prev[0, 0, 0]
-    if hn.shape[0] > 0:
-        p_hn = &hn[0, 0, 0]
-    if c_new.shape[0] > 0:
-        p_c_new = &c_new[0, 0, 0]
-    if cell == GRU_RESET_AFTER or cell == GRU_RESET_BEFORE:
-        p_work = &work[0, 0]
-    if cell == GRU_RESET_BEFORE:
-        # W_hh[:2H].T and W_hh[2H:].T
-        wp = _pack(packed, 0, 1, H, 2 * H, &w_hh[0, 0], H)
-        wp2 = _pack(packed, skrnn_packed_size(H, 2 * H), 1, H, H,
-                    &w_hh[2 * H, 0], H)
-    else:
-        wp = _pack(packed, 0, 1, H, GH, &w_hh[0, 0], H)  # W_hh.T
-    n_full = _n_full(&n_live[0], T, N)
-    n_win = (T + W - 1) // W
-    for w in range(n_win):
-        if reverse:
-            w1 = T - w * W
-            w0 = max(0, w1 - W)
-        else:
-            w0 = w * W
-            w1 = min(T, w0 + W)
-        # gates[t - w0] = x[t] @ W_ih.T for t in w0..w1-1
-        _gemm_rows(c'T', w0, w1, &n_live[0], N, n_full, <int> GH, <int> D,
-                   &x[w0, 0, 0], <int> D, &w_ih[0, 0], <int> D, 0,
-                   &gates[0, 0, 0], <int> GH)
-        for k in range(w1 - w0):
-            t = w1 - 1 - k if reverse else w0 + k
-            o = t if all_out else t - w0  # the step's row block in out
-            nt = n_live[t]
-            if nt == 0:
-                continue
-            if p_h_prev != NULL:
-                memcpy(p_h_prev + t * N * H, &h[0, 0],
-                       nt * H * sizeof(floating))
-            if cell == RNN:
-                _rnn_step(act, nt, H, &w_hh[0, 0], wp, &b_ih[0], &b_hh[0],
-                          &gates[t - w0, 0, 0], &h[0, 0], &out[o, 0, 0])
-            elif cell == LSTM:
-                _lstm_step(nt, H, &w_hh[0, 0], wp, &b_ih[0], &b_hh[0],
-                           &gates[t - w0, 0, 0], &h[0, 0], &c[0, 0],
-                           p_c_new + t * N * H if p_c_new != NULL else NULL,
-                           &out[o, 0, 0])
-            elif cell == GRU_RESET_AFTER:
-                _gru_after_step(
-                    act, nt, H, &w_hh[0, 0], wp, &b_ih[0], &b_hh[0],
-                    &gates[t - w0, 0, 0], &h[0, 0], &out[o, 0, 0],
-                    p_hn + t * N * H if p_hn != NULL else NULL, p_work,
-                    p_work + N * GH)
-            else:
-                _gru_before_step(
-                    act, nt, H, &w_hh[0, 0], wp, wp2, &b_ih[0], &b_hh[0],
-                    &gates[t - w0, 0, 0], &h[0, 0], &out[o, 0, 0],
-                    p_hn + t * N * H if p_hn != NULL else p_work + N * 2 * H,
-                    p_work, p_work + N * GH)
-    if all_out:
-        _zero_padded_rows(&out[0, 0, 0], T, N, H, &n_live[0])
-
-
 def forward(*, int cell, int act, bint reverse,
             const floating[:, :, ::1] x, const Py_ssize_t[::1] n_live,
             const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
@@ -390,9 +314,79 @@ def forward(*, int cell, int act, bint reverse,
     packed : (packed_size(cell, H),) float32 array
         Room for the packed recurrent weights; empty: BLAS.
     """
+    cdef:
+        Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2]
+        Py_ssize_t H = w_hh.shape[1], GH = w_hh.shape[0], W = gates.shape[0]
+        bint all_out = out.shape[0] == T
+        Py_ssize_t n_full, n_win, w, w0, w1, k, t, o, nt
+        floating* p_h_prev = NULL
+        floating* p_hn = NULL
+        floating* p_c_new = NULL
+        floating* p_work = NULL
+        const float* wp = NULL
+        const float* wp2 = NULL
+    if T == 0 or N == 0:
+        return
+    if h_prev.shape[0] > 0:
+        p_h_prev = &h_prev[0, 0, 0]
+    if hn.shape[0] > 0:
+        p_hn = &hn[0, 0, 0]
+    if c_new.shape[0] > 0:
+        p_c_new = &c_new[0, 0, 0]
+    if cell == GRU_RESET_AFTER or cell == GRU_RESET_BEFORE:
+        p_work = &work[0, 0]
     with nogil:
-        _forward(cell, act, reverse, x, n_live, w_ih, w_hh, b_ih, b_hh, h, c, out,
-                 gates, h_prev, hn, c_new, work, packed)
+        if cell == GRU_RESET_BEFORE:
+            # W_hh[:2H].T and W_hh[2H:].T
+            wp = _pack(packed, 0, 1, H, 2 * H, &w_hh[0, 0], H)
+            wp2 = _pack(packed, skrnn_packed_size(H, 2 * H), 1, H, H,
+                        &w_hh[2 * H, 0], H)
+        else:
+            wp = _pack(packed, 0, 1, H, GH, &w_hh[0, 0], H)  # W_hh.T
+        n_full = _n_full(&n_live[0], T, N)
+        n_win = (T + W - 1) // W
+        for w in range(n_win):
+            if reverse:
+                w1 = T - w * W
+                w0 = max(0, w1 - W)
+            else:
+                w0 = w * W
+                w1 = min(T, w0 + W)
+            # gates[t - w0] = x[t] @ W_ih.T for t in w0..w1-1
+            _gemm_rows(c'T', w0, w1, &n_live[0], N, n_full, <int> GH, <int> D,
+                       &x[w0, 0, 0], <int> D, &w_ih[0, 0], <int> D, 0,
+                       &gates[0, 0, 0], <int> GH)
+            for k in range(w1 - w0):
+                t = w1 - 1 - k if reverse else w0 + k
+                o = t if all_out else t - w0  # the step's row block in out
+                nt = n_live[t]
+                if nt == 0:
+                    continue
+                if p_h_prev != NULL:
+                    memcpy(p_h_prev + t * N * H, &h[0, 0],
+                           nt * H * sizeof(floating))
+                if cell == RNN:
+                    _rnn_step(act, nt, H, &w_hh[0, 0], wp, &b_ih[0], &b_hh[0],
+                              &gates[t - w0, 0, 0], &h[0, 0], &out[o, 0, 0])
+                elif cell == LSTM:
+                    _lstm_step(nt, H, &w_hh[0, 0], wp, &b_ih[0], &b_hh[0],
+                               &gates[t - w0, 0, 0], &h[0, 0], &c[0, 0],
+                               p_c_new + t * N * H if p_c_new != NULL else NULL,
+                               &out[o, 0, 0])
+                elif cell == GRU_RESET_AFTER:
+                    _gru_after_step(
+                        act, nt, H, &w_hh[0, 0], wp, &b_ih[0], &b_hh[0],
+                        &gates[t - w0, 0, 0], &h[0, 0], &out[o, 0, 0],
+                        p_hn + t * N * H if p_hn != NULL else NULL, p_work,
+                        p_work + N * GH)
+                else:
+                    _gru_before_step(
+                        act, nt, H, &w_hh[0, 0], wp, wp2, &b_ih[0], &b_hh[0],
+                        &gates[t - w0, 0, 0], &h[0, 0], &out[o, 0, 0],
+                        p_hn + t * N * H if p_hn != NULL else p_work + N * 2 * H,
+                        p_work, p_work + N * GH)
+        if all_out:
+            _zero_padded_rows(&out[0, 0, 0], T, N, H, &n_live[0])
 
 
 cdef void _rnn_step(int act, Py_ssize_t nt, Py_ssize_t H,
@@ -480,115 +474,6 @@ cdef void _lstm_step(Py_ssize_t nt, Py_ssize_t H, const floating* w_hh,
         skrnn_lstm_forward_f64(nt, H, b_ih, b_hh, g, c, c_new, h, out)
 
 
-cdef void _backward(int cell, int act, bint reverse,
-                    const floating[:, :, ::1] x, const Py_ssize_t[::1] n_live,
-                    const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
-                    const floating[:, :, ::1] out, const floating[:, :, ::1] h_prev,
-                    const floating[:, :, ::1] hn, const floating[:, :, ::1] c_prev,
-                    const floating[:, :, ::1] c_new,
-                    const floating[:, :, ::1] d_out, floating[:, ::1] dh,
-                    floating[:, ::1] dc,
-                    floating[:, :, ::1] dg, floating[:, :, ::1] dan,
-                    floating[:, :, ::1] dx, floating[:, ::1] dw_ih,
-                    floating[:, ::1] dw_hh, floating[::1] db_ih, floating[::1] db_hh,
-                    floating[:, ::1] work, float[::1] packed) noexcept nogil:
-    """The body of :func:`backward`, for callers without the GIL."""
-    cdef:
-        Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2]
-        Py_ssize_t H = w_hh.shape[1], GH = w_hh.shape[0], H2 = 2 * H
-        bint all_d_out = d_out.shape[0] == T
-        Py_ssize_t n_full, k, t, o, nt
-        bint want_dx = dx.shape[0] > 0
-        const float* wp = NULL
-        const float* wp2 = NULL
-    if T == 0 or N == 0:
-        dw_ih[:, :] = 0
-        dw_hh[:, :] = 0
-        return
-    if cell == GRU_RESET_BEFORE:
-        # W_hh[2H:] and W_hh[:2H]
-        wp = _pack(packed, 0, 0, H, H, &w_hh[H2, 0], H)
-        wp2 = _pack(packed, skrnn_packed_size(H, H), 0, H2, H, &w_hh[0, 0], H)
-    else:
-        wp = _pack(packed, 0, 0, GH, H, &w_hh[0, 0], H)  # W_hh
-    for k in range(T):
-        # the reverse of the forward pass's order
-        t = k if reverse else T - 1 - k
-        o = t if all_d_out else 0  # the step's row block in d_out
-        nt = n_live[t]
-        if nt == 0:
-            continue
-        if cell == RNN:
-            _rnn_step_back(act, nt, H, &w_hh[0, 0], wp, &out[t, 0, 0],
-                           &d_out[o, 0, 0], &dh[0, 0], &dg[t, 0, 0],
-                           &db_ih[0])
-        elif cell == LSTM:
-            _lstm_step_back(nt, H, &w_hh[0, 0], wp, &dg[t, 0, 0],
-                            &c_prev[t, 0, 0], &c_new[t, 0, 0], &d_out[o, 0, 0],
-                            &dh[0, 0], &dc[0, 0], &db_ih[0])
-        elif cell == GRU_RESET_AFTER:
-            _gru_after_step_back(
-                act, nt, H, &w_hh[0, 0], wp, &dg[t, 0, 0], &h_prev[t, 0, 0],
-                &dan[t, 0, 0], &d_out[o, 0, 0], &dh[0, 0], &db_ih[0], &db_hh[0])
-        else:
-            _gru_before_step_back(
-                act, nt, H, &w_hh[0, 0], wp, wp2, &dg[t, 0, 0], &h_prev[t, 0, 0],
-                &d_out[o, 0, 0], &dh[0, 0], &db_ih[0], &work[0, 0])
-
-    n_full = _n_full(&n_live[0], T, N)
-    if cell == GRU_RESET_AFTER:
-        # the input and recurrent sides share dL/dr and dL/dz
-        memcpy(&db_ih[0], &db_hh[0], H2 * sizeof(floating))
-        # dW_hh = dG.T @ h_prev
-        _gemm_reduce(T, &n_live[0], N, n_full, <int> GH, <int> H,
-                     &dg[0, 0, 0], <int> GH, &h_prev[0, 0, 0], <int> H,
-                     &dw_hh[0, 0], <int> H)
-        # dW_ih[:2H] = dG[:, :2H].T @ x
-        _gemm_reduce(T, &n_live[0], N, n_full, <int> H2, <int> D,
-                     &dg[0, 0, 0], <int> GH, &x[0, 0, 0], <int> D,
-                     &dw_ih[0, 0], <int> D)
-        # dW_ih[2H:] = da_n.T @ x
-        _gemm_reduce(T, &n_live[0], N, n_full, <int> H, <int> D,
-                     &dan[0, 0, 0], <int> H, &x[0, 0, 0], <int> D,
-                     &dw_ih[H2, 0], <int> D)
-        if want_dx:
-            # dx = dG[:, :2H] @ W_ih[:2H] + da_n @ W_ih[2H:]
-            _gemm_rows(c'N', 0, T, &n_live[0], N, n_full, <int> D, <int> H2,
-                       &dg[0, 0, 0], <int> GH, &w_ih[0, 0], <int> D, 0,
-                       &dx[0, 0, 0], <int> D)
-            _gemm_rows(c'N', 0, T, &n_live[0], N, n_full, <int> D, <int> H,
-                       &dan[0, 0, 0], <int> H, &w_ih[H2, 0], <int> D, 1,
-                       &dx[0, 0, 0], <int> D)
-    else:
-        # one gradient for both sides' projections
-        memcpy(&db_hh[0], &db_ih[0], GH * sizeof(floating))
-        if cell == RNN or cell == LSTM:
-            # dW_hh = dG.T @ h_prev
-            _gemm_reduce(T, &n_live[0], N, n_full, <int> GH, <int> H,
-                         &dg[0, 0, 0], <int> GH, &h_prev[0, 0, 0], <int> H,
-                         &dw_hh[0, 0], <int> H)
-        else:
-            # dW_hh[:2H] = dG[:, :2H].T @ h_prev
-            _gemm_reduce(T, &n_live[0], N, n_full, <int> H2, <int> H,
-                         &dg[0, 0, 0], <int> GH, &h_prev[0, 0, 0], <int> H,
-                         &dw_hh[0, 0], <int> H)
-            # dW_hh[2H:] = dG[:, 2H:].T @ (r * h)
-            _gemm_reduce(T, &n_live[0], N, n_full, <int> H, <int> H,
-                         &dg[0, 0, H2], <int> GH, &hn[0, 0, 0], <int> H,
-                         &dw_hh[H2, 0], <int> H)
-        # dW_ih = dG.T @ x
-        _gemm_reduce(T, &n_live[0], N, n_full, <int> GH, <int> D,
-                     &dg[0, 0, 0], <int> GH, &x[0, 0, 0], <int> D,
-                     &dw_ih[0, 0], <int> D)
-        if want_dx:
-            # dx = dG @ W_ih
-            _gemm_rows(c'N', 0, T, &n_live[0], N, n_full, <int> D, <int> GH,
-                       &dg[0, 0, 0], <int> GH, &w_ih[0, 0], <int> D, 0,
-                       &dx[0, 0, 0], <int> D)
-    if want_dx:
-        _zero_padded_rows(&dx[0, 0, 0], T, N, D, &n_live[0])
-
-
 def backward(*, int cell, int act, bint reverse,
              const floating[:, :, ::1] x, const Py_ssize_t[::1] n_live,
              const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
@@ -643,10 +528,101 @@ def backward(*, int cell, int act, bint reverse,
     packed : array
         As for :func:`forward`.
     """
+    cdef:
+        Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2]
+        Py_ssize_t H = w_hh.shape[1], GH = w_hh.shape[0], H2 = 2 * H
+        bint all_d_out = d_out.shape[0] == T
+        Py_ssize_t n_full, k, t, o, nt
+        bint want_dx = dx.shape[0] > 0
+        const float* wp = NULL
+        const float* wp2 = NULL
+    if T == 0 or N == 0:
+        dw_ih[:, :] = 0
+        dw_hh[:, :] = 0
+        return
     with nogil:
-        _backward(cell, act, reverse, x, n_live, w_ih, w_hh, out, h_prev, hn,
-                  c_prev, c_new, d_out, dh, dc, dg, dan, dx, dw_ih, dw_hh, db_ih,
-                  db_hh, work, packed)
+        if cell == GRU_RESET_BEFORE:
+            # W_hh[2H:] and W_hh[:2H]
+            wp = _pack(packed, 0, 0, H, H, &w_hh[H2, 0], H)
+            wp2 = _pack(packed, skrnn_packed_size(H, H), 0, H2, H, &w_hh[0, 0], H)
+        else:
+            wp = _pack(packed, 0, 0, GH, H, &w_hh[0, 0], H)  # W_hh
+        for k in range(T):
+            # the reverse of the forward pass's order
+            t = k if reverse else T - 1 - k
+            o = t if all_d_out else 0  # the step's row block in d_out
+            nt = n_live[t]
+            if nt == 0:
+                continue
+            if cell == RNN:
+                _rnn_step_back(act, nt, H, &w_hh[0, 0], wp, &out[t, 0, 0],
+                               &d_out[o, 0, 0], &dh[0, 0], &dg[t, 0, 0],
+                               &db_ih[0])
+            elif cell == LSTM:
+                _lstm_step_back(nt, H, &w_hh[0, 0], wp, &dg[t, 0, 0],
+                                &c_prev[t, 0, 0], &c_new[t, 0, 0], &d_out[o, 0, 0],
+                                &dh[0, 0], &dc[0, 0], &db_ih[0])
+            elif cell == GRU_RESET_AFTER:
+                _gru_after_step_back(
+                    act, nt, H, &w_hh[0, 0], wp, &dg[t, 0, 0], &h_prev[t, 0, 0],
+                    &dan[t, 0, 0], &d_out[o, 0, 0], &dh[0, 0], &db_ih[0], &db_hh[0])
+            else:
+                _gru_before_step_back(
+                    act, nt, H, &w_hh[0, 0], wp, wp2, &dg[t, 0, 0], &h_prev[t, 0, 0],
+                    &d_out[o, 0, 0], &dh[0, 0], &db_ih[0], &work[0, 0])
+
+        n_full = _n_full(&n_live[0], T, N)
+        if cell == GRU_RESET_AFTER:
+            # the input and recurrent sides share dL/dr and dL/dz
+            memcpy(&db_ih[0], &db_hh[0], H2 * sizeof(floating))
+            # dW_hh = dG.T @ h_prev
+            _gemm_reduce(T, &n_live[0], N, n_full, <int> GH, <int> H,
+                         &dg[0, 0, 0], <int> GH, &h_prev[0, 0, 0], <int> H,
+                         &dw_hh[0, 0], <int> H)
+            # dW_ih[:2H] = dG[:, :2H].T @ x
+            _gemm_reduce(T, &n_live[0], N, n_full, <int> H2, <int> D,
+                         &dg[0, 0, 0], <int> GH, &x[0, 0, 0], <int> D,
+                         &dw_ih[0, 0], <int> D)
+            # dW_ih[2H:] = da_n.T @ x
+            _gemm_reduce(T, &n_live[0], N, n_full, <int> H, <int> D,
+                         &dan[0, 0, 0], <int> H, &x[0, 0, 0], <int> D,
+                         &dw_ih[H2, 0], <int> D)
+            if want_dx:
+                # dx = dG[:, :2H] @ W_ih[:2H] + da_n @ W_ih[2H:]
+                _gemm_rows(c'N', 0, T, &n_live[0], N, n_full, <int> D, <int> H2,
+                           &dg[0, 0, 0], <int> GH, &w_ih[0, 0], <int> D, 0,
+                           &dx[0, 0, 0], <int> D)
+                _gemm_rows(c'N', 0, T, &n_live[0], N, n_full, <int> D, <int> H,
+                           &dan[0, 0, 0], <int> H, &w_ih[H2, 0], <int> D, 1,
+                           &dx[0, 0, 0], <int> D)
+        else:
+            # one gradient for both sides' projections
+            memcpy(&db_hh[0], &db_ih[0], GH * sizeof(floating))
+            if cell == RNN or cell == LSTM:
+                # dW_hh = dG.T @ h_prev
+                _gemm_reduce(T, &n_live[0], N, n_full, <int> GH, <int> H,
+                             &dg[0, 0, 0], <int> GH, &h_prev[0, 0, 0], <int> H,
+                             &dw_hh[0, 0], <int> H)
+            else:
+                # dW_hh[:2H] = dG[:, :2H].T @ h_prev
+                _gemm_reduce(T, &n_live[0], N, n_full, <int> H2, <int> H,
+                             &dg[0, 0, 0], <int> GH, &h_prev[0, 0, 0], <int> H,
+                             &dw_hh[0, 0], <int> H)
+                # dW_hh[2H:] = dG[:, 2H:].T @ (r * h)
+                _gemm_reduce(T, &n_live[0], N, n_full, <int> H, <int> H,
+                             &dg[0, 0, H2], <int> GH, &hn[0, 0, 0], <int> H,
+                             &dw_hh[H2, 0], <int> H)
+            # dW_ih = dG.T @ x
+            _gemm_reduce(T, &n_live[0], N, n_full, <int> GH, <int> D,
+                         &dg[0, 0, 0], <int> GH, &x[0, 0, 0], <int> D,
+                         &dw_ih[0, 0], <int> D)
+            if want_dx:
+                # dx = dG @ W_ih
+                _gemm_rows(c'N', 0, T, &n_live[0], N, n_full, <int> D, <int> GH,
+                           &dg[0, 0, 0], <int> GH, &w_ih[0, 0], <int> D, 0,
+                           &dx[0, 0, 0], <int> D)
+        if want_dx:
+            _zero_padded_rows(&dx[0, 0, 0], T, N, D, &n_live[0])
 
 
 cdef void _rnn_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
