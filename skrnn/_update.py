@@ -22,6 +22,8 @@ def add_penalty(params, scale, xp):
     whether it is finite, and on NumPy arrays its squared norm.
     """
     if xp is np:
+        if not params.flat.shape == params.grad.shape == params.weight_mask.shape:
+            raise ValueError("the gradient and the weight mask must fit the parameters")
         penalty, squared_norm, finite = _update.penalize(
             params.grad, params.flat, params.weight_mask, scale
         )
@@ -47,6 +49,16 @@ def update(optimizer, params, previous, clip_norm, grad_check, xp):
         return xp.isfinite(params.flat).all()
     scale = 1.0 if clip_norm is None else _update.clip_scale(squared_norm, clip_norm)
     state = optimizer._state_for("coefs", params.flat)
+    # the compiled loop reads every array over the weights' length
+    arrays = [
+        params.grad,
+        previous,
+        *(v for v in state.values() if hasattr(v, "shape")),
+    ]
+    if any(a.shape != params.flat.shape for a in arrays):
+        raise ValueError(
+            "the gradient or the optimiser's state does not fit the weights"
+        )
     solver, a, b, constants = _solver(optimizer, state)
     return _update.update(
         solver, params.flat, params.grad, previous, scale, a, b, *constants

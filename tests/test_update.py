@@ -130,3 +130,24 @@ def test_state_is_shared_with_the_optimizer_and_checked():
     wrong = _params("float64", rng, n=10)
     with pytest.raises(ValueError, match="changed from shape"):
         update(optimizer, wrong, np.empty_like(wrong.flat), None, (True, 1.0), np)
+
+
+def test_arrays_that_do_not_fit_raise_before_the_loops_run():
+    """The loops run without bounds checks: every length is checked first."""
+    rng = np.random.RandomState(4)
+    params = _params("float64", rng)
+    params.grad[...] = rng.normal(size=params.flat.size)
+    before = params.flat.copy()
+    with pytest.raises(ValueError, match="does not fit"):
+        update(SGD(), params, np.empty(3), None, (True, 1.0), np)
+    optimizer = Adam()
+    update(optimizer, params, np.empty_like(before), None, (True, 1.0), np)
+    optimizer.state["coefs"]["v"] = np.zeros(3)
+    after_one_step = params.flat.copy()
+    with pytest.raises(ValueError, match="does not fit"):
+        update(optimizer, params, np.empty_like(before), None, (True, 1.0), np)
+    np.testing.assert_array_equal(params.flat, after_one_step)
+    assert optimizer.state["coefs"]["t"] == 1
+    params.weight_mask = np.ones(3)
+    with pytest.raises(ValueError, match="must fit"):
+        add_penalty(params, 0.1, np)
