@@ -266,8 +266,14 @@ def _make_problem(
     variable,
     loss=squared_error,
     seed=0,
+    dtype=np.float64,
+    lengths=None,
 ):
-    """A small network and a batch for it (padding filled with garbage)."""
+    """A small network and a batch for it (padding filled with garbage).
+
+    ``lengths``: the sequences' lengths (their number is the batch's size);
+    None: ``VARIABLE_LENGTHS`` if ``variable``, else N sequences of T steps.
+    """
     name, act, reset_after = cell
     rng = np.random.RandomState(seed)
     spec = CellSpec(name, act, reset_after, use_bias)
@@ -280,21 +286,23 @@ def _make_problem(
         bidirectional=bidirectional,
         output=output,
         n_outputs=n_outputs,
-        dtype=np.float64,
+        dtype=dtype,
         random_state=rng,
     )
-    lengths = VARIABLE_LENGTHS.copy() if variable else np.full(N, T)
-    X = rng.normal(size=(N, T, D))
-    padded = np.arange(T)[None, :] >= lengths[:, None]
+    if lengths is None:
+        lengths = VARIABLE_LENGTHS.copy() if variable else np.full(N, T)
+    n, t = len(lengths), max(lengths)
+    X = rng.normal(size=(n, t, D))
+    padded = np.arange(t)[None, :] >= lengths[:, None]
     X[padded] = 50.0 * rng.normal(size=(padded.sum(), D))
-    shape = (N,) if output == "last" else (N, T)
+    shape = (n,) if output == "last" else (n, t)
     if loss is squared_error:
         targets = rng.normal(size=shape + (n_outputs,))
     else:
         targets = rng.randint(0, max(n_outputs, 2), size=shape)
-    weights = rng.uniform(0.5, 1.5, size=N)
+    weights = rng.uniform(0.5, 1.5, size=n)
     weights /= weights.sum()
-    return net, X, lengths, targets, weights
+    return net, X.astype(dtype), lengths, targets, weights.astype(dtype)
 
 
 def _relu_margin(net, X, lengths):
@@ -436,6 +444,61 @@ def test_compiled_training_pass_matches_finite_differences(
     assert value == pytest.approx(f(), rel=1e-12)
     err, worst = _check_directional(net, f, net.grad.copy(), np.random.RandomState(1))
     assert err < RTOL, f"relative error {err:.3g}, worst array {worst}"
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [squared_error, binary_log_loss, multi_log_loss],
+    ids=["squared", "binary", "multi"],
+)
+@pytest.mark.parametrize("output", ["last", "sequence"])
+@pytest.mark.parametrize(
+    "num_layers, bidirectional", [(1, False), (2, False), (2, True)]
+)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("use_bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("cell", CELLS, ids=[_cell_id(c) for c in CELLS])
+def test_compiled_training_pass_equals_the_engines_passes(
+    cell, use_bias, dtype, num_layers, bidirectional, output, loss, monkeypatch
+):
+    """The compiled pass against the network's passes on the reference
+    engine: batches of several shapes in turn through one workspace (its
+    room reused, for smaller shapes too), in one and two shares, odd sizes."""
+    from skrnn._engine import batch, cpu
+
+    monkeypatch.setattr(network, "MIN_SHARE_WORK", 1)  # shares of 32 and more
+    real, shares = batch.loss_grad, []
+
+    def counting(*args):
+        shares.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(batch, "loss_grad", counting)
+    rtol = 1e-12 if dtype == "float64" else 2e-4
+    rng = np.random.RandomState(0)
+    with cpu.workspace():
+        for n, t in [(7, 6), (70, 9), (1, 1), (5, 9), (70, 4)]:
+            lengths = rng.randint(1, t + 1, size=n)
+            lengths[rng.randint(n)] = t
+            net, X, lengths, targets, weights = _make_problem(
+                cell,
+                use_bias,
+                num_layers,
+                bidirectional,
+                output,
+                True,
+                loss,
+                dtype=dtype,
+                lengths=lengths,
+            )
+            args = (X, lengths, targets, weights, loss, None)
+            expected = net.loss_grad(ENGINE, *args)
+            grad = net.grad.copy()
+            value = net.loss_grad(get_engine("cpu"), *args)
+            np.testing.assert_allclose(value, expected, rtol=rtol)
+            scale = np.abs(grad).max()
+            np.testing.assert_allclose(net.grad, grad, rtol=0, atol=rtol * scale)
+    assert sorted(set(shares)) == [0, 1]  # every batch compiled, in one or two
 
 
 def test_truncated_gradient_is_not_the_full_gradient():
