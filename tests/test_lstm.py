@@ -78,6 +78,13 @@ def _central_differences(f, array, eps=1e-6):
     return grad
 
 
+def _assert_gradient(got, loss, array, name=""):
+    """``got`` is the gradient of ``loss()`` with respect to ``array``."""
+    np.testing.assert_allclose(
+        got, _central_differences(loss, array), rtol=1e-6, atol=1e-8, err_msg=name
+    )
+
+
 @pytest.mark.parametrize("use_bias", [True, False])
 @pytest.mark.parametrize("reverse", [False, True])
 def test_backward_matches_finite_differences(reverse, use_bias):
@@ -91,18 +98,10 @@ def test_backward_matches_finite_differences(reverse, use_bias):
         return _loss(spec, params, x, state0, reverse, weights)
 
     for name, value in params.items():
-        np.testing.assert_allclose(
-            grads[name],
-            _central_differences(loss, value),
-            rtol=1e-6,
-            atol=1e-8,
-            err_msg=name,
-        )
-    np.testing.assert_allclose(dx, _central_differences(loss, x), rtol=1e-6, atol=1e-8)
+        _assert_gradient(grads[name], loss, value, name)
+    _assert_gradient(dx, loss, x)
     # dh0 and dc0, side by side
-    np.testing.assert_allclose(
-        d_state0, _central_differences(loss, state0), rtol=1e-6, atol=1e-8
-    )
+    _assert_gradient(d_state0, loss, state0)
     # nothing flows into the padded steps' inputs
     padded = np.arange(T)[:, None] >= LENGTHS[None, :]
     assert not dx[padded].any()
@@ -155,17 +154,9 @@ def test_layer_backward_matches_finite_differences():
     dX = layer.backward(r_out, r_h, d_c_last=r_c)
     grads, dh0, dc0 = dict(layer.grads), layer.dh0, layer.dc0
     for name, value in layer.params.items():
-        np.testing.assert_allclose(
-            grads[name],
-            _central_differences(loss, value),
-            rtol=1e-6,
-            atol=1e-8,
-            err_msg=name,
-        )
+        _assert_gradient(grads[name], loss, value, name)
     for got, array in ((dX, X), (dh0, h0), (dc0, c0)):
-        np.testing.assert_allclose(
-            got, _central_differences(loss, array), rtol=1e-6, atol=1e-8
-        )
+        _assert_gradient(got, loss, array)
 
 
 def test_layer_stateful_carries_h_and_c():
