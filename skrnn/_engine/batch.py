@@ -80,12 +80,11 @@ def _room(net, share, T, N, dtype):
     the same memory for every smaller shape."""
     ws = cpu._WORKSPACE.get()
     if ws is None:
-        return _Room(net, T, N, dtype, _Carver(dtype))
+        return _Room(net, T, N, dtype, _Carver(dtype, net))
     key = (id(net), share)
     carver = ws.rooms.get(key)
     if carver is None or carver.net is not net:
-        carver = ws.rooms[key] = _Carver(dtype)
-        carver.net = net
+        carver = ws.rooms[key] = _Carver(dtype, net)
     room = carver.shapes.get((T, N))
     if room is None:
         room = carver.shapes[(T, N)] = _Room(net, T, N, dtype, carver)
@@ -97,12 +96,12 @@ class _Carver:
     whose arrays do not fit makes a larger block, and the rooms carved from
     the smaller one are dropped (their arrays keep it alive while in use)."""
 
-    def __init__(self, dtype):
-        self.dtype = dtype
+    def __init__(self, dtype, net):
+        # the network served: a key by its id could outlive it
+        self.dtype, self.net = dtype, net
         self.block = np.empty(0, dtype=np.uint8)
         self.offset = 0
         self.shapes = {}
-        self.net = None
 
     def start(self, nbytes):
         """Begin a room of ``nbytes`` bytes at most."""
