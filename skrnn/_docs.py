@@ -1,9 +1,12 @@
-"""Docstring sections that the two estimators share, written once.
+"""Docstring sections that several classes share, written once.
 
-The estimators' docstrings hold ``%(name)s`` fields that :func:`fill_doc`
-fills from :data:`SHARED`, so that ``help()`` and the API reference show
-every parameter in full while the text has one source.
+Docstrings hold ``%(name)s`` fields that :func:`fill_doc` fills from
+:data:`SHARED`, so that ``help()`` and the API reference show every
+parameter in full while the text has one source.
 """
+
+import re
+import textwrap
 
 SHARED = {
     # every parameter of the regressor, which the classifier has too
@@ -137,16 +140,58 @@ SHARED = {
     best_validation_score_ : float or None
         The best of ``validation_scores_``.
 """,
+    # the recurrent layers' sizes, and the options all three cells take
+    "layer_sizes": """
+    input_size : int
+        Features per step, D.
+    hidden_size : int
+        Units, H.
+""",
+    "layer_options": """
+    use_bias : bool, default=True
+        Whether ``bias_ih`` and ``bias_hh`` exist.
+    stateful : bool, default=False
+        Carry the last state into the next ``forward`` call.
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of parameters and computation.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initial weights, drawn from U(-1/sqrt(H), 1/sqrt(H)) as
+        PyTorch draws them.
+""",
+    # the layers' backward pass
+    "layer_backward_parameters": """
+    d_outputs : array-like of shape (N, T, H)
+        Gradient of the loss with respect to ``outputs``.
+    d_h_last : array-like of shape (N, H), default=None
+        Gradient with respect to ``h_last``.
+""",
+    "layer_dx": """
+    dX : ndarray of shape (N, T, D)
+        Gradient with respect to ``X`` (zero at padded steps).
+""",
+    "layer_gradients": """
+    grads : dict
+        Gradients of the same shapes, filled by :meth:`backward`.
+    dh0 : ndarray of shape (N, H)
+        Gradient with respect to the initial state, filled by :meth:`backward`.
+""",
 }
 
 
 def fill_doc(**names):
-    """A class decorator that fills the ``%(name)s`` fields of the class's
-    docstring from :data:`SHARED` and ``names``."""
+    """A decorator that fills the docstring of a class or function.
 
-    def fill(cls):
-        sections = {key: text.strip() % names for key, text in SHARED.items()}
-        cls.__doc__ = cls.__doc__ % {**sections, **names}
-        return cls
+    A line that holds only ``%(key)s`` is replaced by the section
+    ``SHARED[key]``, indented as the field is; ``%(name)s`` fields in the
+    sections are filled from ``names``.
+    """
+
+    def section(match):
+        indent, key = match.groups()
+        return textwrap.indent(textwrap.dedent(SHARED[key]).strip() % names, indent)
+
+    def fill(obj):
+        obj.__doc__ = re.sub(r"^( *)%\((\w+)\)s$", section, obj.__doc__, flags=re.M)
+        return obj
 
     return fill

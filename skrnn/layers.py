@@ -12,6 +12,7 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils import check_random_state
 
+from ._docs import fill_doc
 from ._engine import get_engine
 from ._engine.reference import ACTIVATIONS, N_GATES, CellSpec, state_size
 from ._sklearn_compat import Number, Options, StrOptions, validate_parameter_constraints
@@ -84,41 +85,30 @@ class _RecurrentLayer:
 
     _cell = None
 
-    def __init__(
-        self,
-        input_size,
-        hidden_size,
-        *,
-        activation="tanh",
-        reset_after=True,
-        use_bias=True,
-        stateful=False,
-        dtype="float32",
-        random_state=None,
-    ):
+    def _build(self, arguments):
+        """Validate the constructor's ``arguments`` (its ``locals()``, so
+        that each cell's signature is written once) and set the layer up."""
+        arguments = {"activation": "tanh", "reset_after": True, **arguments}
+        del arguments["self"]
         validate_parameter_constraints(
             {
                 **_CONSTRAINTS,
                 "activation": [StrOptions(set(ACTIVATIONS[self._cell]))],
             },
-            dict(
-                input_size=input_size,
-                hidden_size=hidden_size,
-                activation=activation,
-                reset_after=reset_after,
-                use_bias=use_bias,
-                stateful=stateful,
-                dtype=dtype,
-                random_state=random_state,
-            ),
+            arguments,
             caller_name=type(self).__name__,
         )
-        self.input_size = int(input_size)
-        self.hidden_size = int(hidden_size)
-        self.stateful = stateful
-        self.dtype = np.dtype(dtype)
-        self.spec = CellSpec(self._cell, activation, bool(reset_after), bool(use_bias))
-        rng = check_random_state(random_state)
+        self.input_size = int(arguments["input_size"])
+        self.hidden_size = int(arguments["hidden_size"])
+        self.stateful = arguments["stateful"]
+        self.dtype = np.dtype(arguments["dtype"])
+        self.spec = CellSpec(
+            self._cell,
+            arguments["activation"],
+            bool(arguments["reset_after"]),
+            bool(arguments["use_bias"]),
+        )
+        rng = check_random_state(arguments["random_state"])
         self.params = init_params(
             self.spec, self.input_size, self.hidden_size, self.dtype, rng
         )
@@ -156,6 +146,7 @@ class _RecurrentLayer:
         state0 = None if h0 is None else self._state("h0", h0, len(X))
         return self._run(X, lengths, state0)
 
+    @fill_doc()
     def backward(self, d_outputs, d_h_last=None):
         """Backpropagate through the last ``forward`` call.
 
@@ -164,15 +155,11 @@ class _RecurrentLayer:
 
         Parameters
         ----------
-        d_outputs : array-like of shape (N, T, H)
-            Gradient of the loss with respect to ``outputs``.
-        d_h_last : array-like of shape (N, H), default=None
-            Gradient with respect to ``h_last``.
+        %(layer_backward_parameters)s
 
         Returns
         -------
-        dX : ndarray of shape (N, T, D)
-            Gradient with respect to ``X`` (zero at padded steps).
+        %(layer_dx)s
         """
         N = self._forward_n()
         d_state = None if d_h_last is None else self._state("d_h_last", d_h_last, N)
@@ -264,6 +251,7 @@ class _RecurrentLayer:
                 self.params[name] = np.ascontiguousarray(value, dtype=self.dtype)
 
 
+@fill_doc()
 class RNN(_RecurrentLayer):
     """Elman recurrent layer: h' = act(W_ih x + b_ih + W_hh h + b_hh).
 
@@ -273,30 +261,17 @@ class RNN(_RecurrentLayer):
 
     Parameters
     ----------
-    input_size : int
-        Features per step, D.
-    hidden_size : int
-        Units, H.
+    %(layer_sizes)s
     activation : {"tanh", "relu", "identity", "logistic"}, default="tanh"
         The nonlinearity ``act``.
-    use_bias : bool, default=True
-        Whether ``bias_ih`` and ``bias_hh`` exist.
-    stateful : bool, default=False
-        Carry the last state into the next ``forward`` call.
-    dtype : {"float32", "float64"}, default="float32"
-        Precision of parameters and computation.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the initial weights, drawn from U(-1/sqrt(H), 1/sqrt(H)).
+    %(layer_options)s
 
     Attributes
     ----------
     params : dict
         ``weight_ih`` (H, D), ``weight_hh`` (H, H), ``bias_ih``, ``bias_hh``
         (H,), in PyTorch's ``nn.RNN`` layout.
-    grads : dict
-        Gradients of the same shapes, filled by :meth:`backward`.
-    dh0 : ndarray of shape (N, H)
-        Gradient with respect to the initial state, filled by :meth:`backward`.
+    %(layer_gradients)s
 
     See Also
     --------
@@ -328,75 +303,10 @@ class RNN(_RecurrentLayer):
         dtype="float32",
         random_state=None,
     ):
-        super().__init__(
-            input_size,
-            hidden_size,
-            activation=activation,
-            use_bias=use_bias,
-            stateful=stateful,
-            dtype=dtype,
-            random_state=random_state,
-        )
+        self._build(locals())
 
 
-class GRU(_RecurrentLayer):
-    """Gated recurrent unit layer.
-
-    r = σ(W_ir x + b_ir + W_hr h + b_hr), z = σ(W_iz x + b_iz + W_hz h + b_hz),
-    h' = z ⊙ h + (1 − z) ⊙ n with, for ``reset_after=True`` (PyTorch, cuDNN),
-    n = act(W_in x + b_in + r ⊙ (W_hn h + b_hn)), and for ``reset_after=False``
-    (Cho et al. 2014, Darknet), n = act(W_in x + b_in + W_hn (r ⊙ h) + b_hn).
-
-    Parameters
-    ----------
-    input_size : int
-        Features per step, D.
-    hidden_size : int
-        Units, H.
-    activation : {"tanh", "logistic"}, default="tanh"
-        The candidate's nonlinearity ``act``.
-    reset_after : bool, default=True
-        Where the reset gate applies (see above).
-    use_bias : bool, default=True
-        Whether ``bias_ih`` and ``bias_hh`` exist.
-    stateful : bool, default=False
-        Carry the last state into the next ``forward`` call.
-    dtype : {"float32", "float64"}, default="float32"
-        Precision of parameters and computation.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the initial weights, drawn from U(-1/sqrt(H), 1/sqrt(H)).
-
-    Attributes
-    ----------
-    params : dict
-        ``weight_ih`` (3H, D), ``weight_hh`` (3H, H), ``bias_ih``, ``bias_hh``
-        (3H,), gates stacked r, z, n as in PyTorch's ``nn.GRU``.
-    grads : dict
-        Gradients of the same shapes, filled by :meth:`backward`.
-    dh0 : ndarray of shape (N, H)
-        Gradient with respect to the initial state, filled by :meth:`backward`.
-
-    See Also
-    --------
-    RNN : The Elman layer.
-    skrnn.optim.Adam : An optimizer for ``params`` and ``grads``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from skrnn.layers import GRU
-    >>> layer = GRU(2, 4, random_state=0)
-    >>> outputs, h_last = layer.forward(np.ones((3, 5, 2)), lengths=[5, 2, 4])
-    >>> outputs.shape, h_last.shape
-    ((3, 5, 4), (3, 4))
-    >>> dX = layer.backward(np.ones_like(outputs))
-    >>> dX.shape, layer.grads["weight_hh"].shape
-    ((3, 5, 2), (12, 4))
-    """
-
-    _cell = "gru"
-
-
+@fill_doc()
 class LSTM(_RecurrentLayer):
     """Long short-term memory layer, as PyTorch's ``nn.LSTM``.
 
@@ -404,27 +314,13 @@ class LSTM(_RecurrentLayer):
     g = tanh(W_ig x + b_ig + W_hg h + b_hg), o = σ(W_io x + b_io + W_ho h + b_ho),
     c' = f ⊙ c + i ⊙ g and h' = o ⊙ tanh(c'). Besides h, the layer carries the
     cell state c: ``forward`` takes ``c0`` and leaves ``c_last``, ``backward``
-    takes ``d_c_last`` and fills ``dc0``.
+    takes ``d_c_last`` and fills ``dc0``; with ``stateful=True`` both h and c
+    are carried.
 
     Parameters
     ----------
-    input_size : int
-        Features per step, D.
-    hidden_size : int
-        Units, H.
-    use_bias : bool, default=True
-        Whether ``bias_ih`` and ``bias_hh`` exist.
-    stateful : bool, default=False
-        Carry the last h and c into the next ``forward`` call.
-    dtype : {"float32", "float64"}, default="float32"
-        Precision of parameters and computation.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the initial weights, drawn from U(-1/sqrt(H), 1/sqrt(H)) as
-        PyTorch draws them. A forget-gate bias of 1 (Keras'
-        ``unit_forget_bias``) was tried and not taken: on the adding problem
-        it left the plateau in 15 epochs instead of 18 at T = 60 (mean of 4
-        seeds), no sooner at T = 30, and it would part from ``nn.LSTM``.
-        Add 1 to ``params["bias_ih"][H:2*H]`` for it.
+    %(layer_sizes)s
+    %(layer_options)s
 
     Attributes
     ----------
@@ -444,6 +340,14 @@ class LSTM(_RecurrentLayer):
     --------
     GRU : The gated layer without a cell state.
     skrnn.optim.Adam : An optimizer for ``params`` and ``grads``.
+
+    Notes
+    -----
+    A forget-gate bias of 1 at initialisation (Keras' ``unit_forget_bias``)
+    was tried and not taken: on the adding problem it left the plateau in
+    15 epochs instead of 18 at T = 60 (mean of 4 seeds), no sooner at
+    T = 30, and it would part from ``nn.LSTM``. Add 1 to
+    ``params["bias_ih"][H:2*H]`` for it.
 
     Examples
     --------
@@ -470,14 +374,7 @@ class LSTM(_RecurrentLayer):
         dtype="float32",
         random_state=None,
     ):
-        super().__init__(
-            input_size,
-            hidden_size,
-            use_bias=use_bias,
-            stateful=stateful,
-            dtype=dtype,
-            random_state=random_state,
-        )
+        self._build(locals())
         self.c_last = self.dc0 = None
 
     def forward(self, X, h0=None, lengths=None, *, c0=None):
@@ -522,6 +419,7 @@ class LSTM(_RecurrentLayer):
         self.c_last = last[:, H:]
         return outputs, last[:, :H]
 
+    @fill_doc()
     def backward(self, d_outputs, d_h_last=None, *, d_c_last=None):
         """Backpropagate through the last ``forward`` call.
 
@@ -529,17 +427,13 @@ class LSTM(_RecurrentLayer):
 
         Parameters
         ----------
-        d_outputs : array-like of shape (N, T, H)
-            Gradient of the loss with respect to ``outputs``.
-        d_h_last : array-like of shape (N, H), default=None
-            Gradient with respect to ``h_last``.
+        %(layer_backward_parameters)s
         d_c_last : array-like of shape (N, H), default=None
             Gradient with respect to ``c_last``.
 
         Returns
         -------
-        dX : ndarray of shape (N, T, D)
-            Gradient with respect to ``X`` (zero at padded steps).
+        %(layer_dx)s
         """
         N, H = self._forward_n(), self.hidden_size
         d_state = None
@@ -552,3 +446,63 @@ class LSTM(_RecurrentLayer):
         dx, d_state0 = self._backprop(d_outputs, d_state)
         self.dh0, self.dc0 = d_state0[:, :H], d_state0[:, H:]
         return dx
+
+
+@fill_doc()
+class GRU(_RecurrentLayer):
+    """Gated recurrent unit layer.
+
+    r = σ(W_ir x + b_ir + W_hr h + b_hr), z = σ(W_iz x + b_iz + W_hz h + b_hz),
+    h' = z ⊙ h + (1 − z) ⊙ n with, for ``reset_after=True`` (PyTorch, cuDNN),
+    n = act(W_in x + b_in + r ⊙ (W_hn h + b_hn)), and for ``reset_after=False``
+    (Cho et al. 2014, Darknet), n = act(W_in x + b_in + W_hn (r ⊙ h) + b_hn).
+
+    Parameters
+    ----------
+    %(layer_sizes)s
+    activation : {"tanh", "logistic"}, default="tanh"
+        The candidate's nonlinearity ``act``.
+    reset_after : bool, default=True
+        Where the reset gate applies (see above).
+    %(layer_options)s
+
+    Attributes
+    ----------
+    params : dict
+        ``weight_ih`` (3H, D), ``weight_hh`` (3H, H), ``bias_ih``, ``bias_hh``
+        (3H,), gates stacked r, z, n as in PyTorch's ``nn.GRU``.
+    %(layer_gradients)s
+
+    See Also
+    --------
+    RNN, LSTM : The other cells.
+    skrnn.optim.Adam : An optimizer for ``params`` and ``grads``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skrnn.layers import GRU
+    >>> layer = GRU(2, 4, reset_after=False, random_state=0)
+    >>> outputs, h_last = layer.forward(np.ones((2, 3, 2)), lengths=[3, 1])
+    >>> outputs.shape, bool((outputs[1, 1:] == 0).all())
+    ((2, 3, 4), True)
+    >>> dX = layer.backward(np.ones_like(outputs))
+    >>> dX.shape, layer.grads["weight_hh"].shape
+    ((2, 3, 2), (12, 4))
+    """
+
+    _cell = "gru"
+
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        *,
+        activation="tanh",
+        reset_after=True,
+        use_bias=True,
+        stateful=False,
+        dtype="float32",
+        random_state=None,
+    ):
+        self._build(locals())
