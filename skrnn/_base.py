@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import optim
 from ._data import SequenceInputMixin, Sequences, unpack, warn_if_channels_first
+from ._docs import fill_doc
 from ._engine import CudaUnavailableError, get_engine
 from ._engine._device import optimizer_state_in, place_training_data, to_host
 from ._engine._threads import blas_threads
@@ -52,11 +53,12 @@ class _Run(NamedTuple):
     previous: np.ndarray  # the weights before the latest update
 
 
+@fill_doc()
 class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta):
     """Base class of the recurrent estimators.
 
-    Subclasses provide ``_head_loss``, ``_validate_targets`` and
-    ``_score_targets``.
+    Subclasses provide ``_head_loss``, ``_validate_targets``,
+    ``_targets_from_raw`` and ``_metric``.
     """
 
     _parameter_constraints = {
@@ -173,8 +175,11 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         """
 
     @abstractmethod
-    def _score_targets(self, seqs, targets, sample_weight):
-        """The score of the current model on encoded targets."""
+    def _targets_from_raw(self, raw):
+        """The network's raw outputs encoded as ``_validate_targets``
+        encodes targets, for ``_metric``."""
+
+    _metric = None  # score(targets, predictions, sample_weight=...) -> float
 
     def _target_weights(self, targets, y_attrs, incremental):
         """Factors of the sample weights that the targets decide (the
@@ -692,15 +697,13 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         return self._no_improvement_count > self.n_iter_no_change
 
     # ------------------------------------------------------------ inference
-    def _raw_predict(self, X):
-        """Validated X and the network's raw outputs for it."""
+    def _predict_with(self, X, transform, fill):
+        """``transform`` of the network's raw outputs for X, as returned: per
+        sequence as they are; per step (``output="sequence"``) in the form X
+        came in, ``fill`` at padding."""
         check_is_fitted(self)
         seqs, _ = self._validate_X(X, reset=False)
-        return seqs, self._forward(seqs)
-
-    def _in_x_form(self, values, seqs, fill):
-        """Outputs as returned: per sequence as they are; per step
-        (``output="sequence"``) in the form X came in, ``fill`` at padding."""
+        values = transform(self._forward(seqs))
         return values if self._output == "last" else unpack(values, seqs, fill)
 
     def _forward(self, seqs):
@@ -719,12 +722,10 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
 
         Parameters
         ----------
-        X : array-like or list of array-like
-            Sequences in any form ``fit`` accepts.
+        %(X)s
         y : array-like
             True targets.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Per-sample weights.
+        %(sample_weight)s
 
         Returns
         -------
@@ -738,6 +739,16 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             sample_weight, seqs.values, dtype=np.float64
         )
         return self._score_targets(seqs, targets, sample_weight)
+
+    def _score_targets(self, seqs, targets, sample_weight):
+        """``_metric`` of the current model on encoded targets; per step,
+        every valid step is a row with its sample's weight."""
+        predicted = self._targets_from_raw(self._forward(seqs))
+        if self._output == "last":
+            return self._metric(targets, predicted, sample_weight=sample_weight)
+        valid = np.arange(predicted.shape[1])[None, :] < seqs.lengths[:, None]
+        weights = np.broadcast_to(sample_weight[:, None], valid.shape)[valid]
+        return self._metric(targets[valid], predicted[valid], sample_weight=weights)
 
     def __sklearn_is_fitted__(self):
         # check_is_fitted's default scans every attribute's name

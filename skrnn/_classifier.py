@@ -1,5 +1,6 @@
 """SequenceClassifier: label encoding, logistic / softmax head, log-loss."""
 
+from functools import partial
 from inspect import Parameter, signature
 
 import numpy as np
@@ -17,7 +18,11 @@ from ._losses import binary_log_loss, multi_log_loss
 from ._sklearn_compat import StrOptions, _fit_context
 
 
-@fill_doc(loss="the log-loss", score="Accuracy")
+@fill_doc(
+    loss="the log-loss",
+    score="Accuracy",
+    n_outputs="Outputs of the head: 1 for two classes, else ``n_classes``.",
+)
 class SequenceClassifier(ClassifierMixin, BaseSequenceEstimator):
     """Recurrent neural network classifier (Elman RNN, GRU or LSTM).
 
@@ -43,10 +48,7 @@ class SequenceClassifier(ClassifierMixin, BaseSequenceEstimator):
     ----------
     classes_ : ndarray of shape (n_classes,)
         The class labels, sorted.
-    %(model_attributes)s
-    n_outputs_ : int
-        Outputs of the head: 1 for two classes, else ``n_classes``.
-    %(training_attributes)s
+    %(attributes)s
 
     See Also
     --------
@@ -194,15 +196,13 @@ class SequenceClassifier(ClassifierMixin, BaseSequenceEstimator):
 
         Parameters
         ----------
-        X : array-like or list of array-like
-            Sequences, as for :meth:`fit`.
+        %(X)s
         y : array-like
             Labels, as for :meth:`fit`; all of them in ``classes``.
         classes : array-like of shape (n_classes,), default=None
             Every label there will be. Required on the first call, optional
             (but then equal) on later calls.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative per-sample weights.
+        %(sample_weight)s
 
         Returns
         -------
@@ -213,82 +213,75 @@ class SequenceClassifier(ClassifierMixin, BaseSequenceEstimator):
             raise ValueError("classes must be passed on the first call to partial_fit.")
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
-    def _log_proba(self, raw):
-        if len(self.classes_) == 2:
-            z = raw[..., :1]
+    def _proba(self, raw, log=False):
+        """Class probabilities, or their logarithms, from raw outputs."""
+        raw = raw.astype(np.float64)
+        if len(self.classes_) > 2:
+            return (log_softmax if log else softmax)(raw, axis=-1)
+        z = raw[..., :1]
+        if log:
             return np.concatenate([log_expit(-z), log_expit(z)], axis=-1)
-        return log_softmax(raw, axis=-1)
-
-    def _proba(self, raw):
-        if len(self.classes_) == 2:
-            p = expit(raw[..., :1])
-            return np.concatenate([1.0 - p, p], axis=-1)
-        return softmax(raw, axis=-1)
+        p = expit(z)
+        return np.concatenate([1.0 - p, p], axis=-1)
 
     def predict_proba(self, X):
-        """Class probabilities.
+        """Class probabilities, in the order of ``classes_``.
+
+        For two classes the head's one output is the logit of ``classes_[1]``;
+        for more, the probabilities are its outputs' softmax.
 
         Parameters
         ----------
-        X : array-like or list of array-like
-            Sequences in any form ``fit`` accepts.
+        %(X)s
 
         Returns
         -------
-        proba : ndarray or list of ndarray, float64
-            (n_samples, n_classes), or per step (n_samples, n_timesteps,
-            n_classes) in X's form for ``output="sequence"`` (NaN at padded
-            steps of an array). Columns follow ``classes_``.
+        proba : ndarray of shape (n_samples, n_classes), or list of ndarray
+            In float64; for ``output="sequence"``, per step (n_samples,
+            n_timesteps, n_classes) in X's form (NaN at padded steps of an
+            array).
         """
-        seqs, raw = self._raw_predict(X)
-        proba = self._proba(raw.astype(np.float64))
-        return self._in_x_form(proba, seqs, fill=np.nan)
+        return self._predict_with(X, self._proba, fill=np.nan)
 
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`, computed stably.
 
+        Computed from the head's outputs (log-sigmoid or log-softmax), not as
+        the logarithm of rounded probabilities: a class of tiny probability
+        keeps a finite, precise value.
+
         Parameters
         ----------
-        X : array-like or list of array-like
-            Sequences in any form ``fit`` accepts.
+        %(X)s
 
         Returns
         -------
-        log_proba : ndarray or list of ndarray, float64
-            As :meth:`predict_proba`.
+        log_proba : ndarray or list of ndarray
+            The logarithm of :meth:`predict_proba`'s result, in its form.
         """
-        seqs, raw = self._raw_predict(X)
-        log_proba = self._log_proba(raw.astype(np.float64))
-        return self._in_x_form(log_proba, seqs, fill=np.nan)
+        return self._predict_with(X, partial(self._proba, log=True), fill=np.nan)
 
     def predict(self, X):
-        """Predict labels.
+        """Predict labels: the most probable class of each sequence or step.
 
         Parameters
         ----------
-        X : array-like or list of array-like
-            Sequences in any form ``fit`` accepts.
+        %(X)s
 
         Returns
         -------
-        y : ndarray or list of ndarray
-            (n_samples,) labels, or for ``output="sequence"`` one label per
-            step in X's form (None at padded steps of an array).
+        y : ndarray of shape (n_samples,), or list of ndarray
+            Labels; for ``output="sequence"`` one label per step, in X's form
+            (None at padded steps of an array).
         """
-        seqs, raw = self._raw_predict(X)
-        labels = self.classes_[self._codes(raw)]
-        return self._in_x_form(labels, seqs, fill=None)
+        return self._predict_with(
+            X, lambda raw: self.classes_[self._targets_from_raw(raw)], fill=None
+        )
 
-    def _codes(self, raw):
+    _metric = staticmethod(accuracy_score)
+
+    def _targets_from_raw(self, raw):
+        """The class codes the raw outputs predict."""
         if len(self.classes_) == 2:
             return (raw[..., 0] > 0).astype(np.intp)
         return raw.argmax(axis=-1)
-
-    def _score_targets(self, seqs, targets, sample_weight):
-        raw = self._forward(seqs)
-        codes = self._codes(raw)
-        if self._output == "last":
-            return accuracy_score(targets, codes, sample_weight=sample_weight)
-        valid = np.arange(raw.shape[1])[None, :] < seqs.lengths[:, None]
-        weights = np.broadcast_to(sample_weight[:, None], valid.shape)[valid]
-        return accuracy_score(targets[valid], codes[valid], sample_weight=weights)

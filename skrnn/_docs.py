@@ -7,6 +7,7 @@ parameter in full while the text has one source.
 
 import re
 import textwrap
+from types import FunctionType
 
 SHARED = {
     # every parameter of the regressor, which the classifier has too
@@ -104,8 +105,9 @@ SHARED = {
         and predicts on a machine without one.
 
 """,
-    # the fitted model's attributes that do not depend on the task
-    "model_attributes": """
+    # the fitted model's attributes; %(n_outputs)s says what the outputs
+    # are, %(loss)s and %(score)s name the estimator's loss and score
+    "attributes": """
     coefs_ : dict of str to ndarray
         Live parameters in PyTorch's ``nn.RNN``/``nn.GRU``/``nn.LSTM`` + ``nn.Linear``
         state-dict layout (``weight_ih_l0``, ..., ``head.weight``,
@@ -115,10 +117,8 @@ SHARED = {
         list input.
     feature_names_in_ : ndarray of str
         Column names of a fitted DataFrame (only then).
-""",
-    # the attributes that training sets; %(loss)s and %(score)s name the
-    # estimator's loss and score
-    "training_attributes": """
+    n_outputs_ : int
+        %(n_outputs)s
     n_iter_ : int
         Epochs run.
     t_ : int
@@ -139,6 +139,15 @@ SHARED = {
         %(score)s on the validation set per epoch (early stopping only).
     best_validation_score_ : float or None
         The best of ``validation_scores_``.
+""",
+    # the estimators' methods that take fitted sequences
+    "X": """
+    X : array-like or list of array-like
+        Sequences in any form ``fit`` accepts.
+""",
+    "sample_weight": """
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative per-sample weights.
 """,
     # the recurrent layers' sizes, and the options all three cells take
     "layer_sizes": """
@@ -177,21 +186,28 @@ SHARED = {
 """,
 }
 
+_FIELD = re.compile(r"^( *)%\((\w+)\)s$", flags=re.M)
+
 
 def fill_doc(**names):
-    """A decorator that fills the docstring of a class or function.
+    """A decorator that fills the docstrings of a class and its methods (or
+    of a function).
 
     A line that holds only ``%(key)s`` is replaced by the section
-    ``SHARED[key]``, indented as the field is; ``%(name)s`` fields in the
-    sections are filled from ``names``.
+    ``names[key]``, else ``SHARED[key]``, indented as the field is;
+    ``%(name)s`` fields in the sections are filled from ``names``.
     """
 
     def section(match):
         indent, key = match.groups()
-        return textwrap.indent(textwrap.dedent(SHARED[key]).strip() % names, indent)
+        text = textwrap.dedent(names.get(key, SHARED[key])).strip()
+        return textwrap.indent(text % names, indent)
 
     def fill(obj):
-        obj.__doc__ = re.sub(r"^( *)%\((\w+)\)s$", section, obj.__doc__, flags=re.M)
+        members = vars(obj).values() if isinstance(obj, type) else ()
+        for member in (obj, *members):
+            if isinstance(member, (type, FunctionType)) and member.__doc__:
+                member.__doc__ = _FIELD.sub(section, member.__doc__)
         return obj
 
     return fill

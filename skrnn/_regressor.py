@@ -14,7 +14,11 @@ from ._losses import squared_error
 from ._sklearn_compat import _fit_context
 
 
-@fill_doc(loss="squared error / 2", score="R²")
+@fill_doc(
+    loss="squared error / 2",
+    score="R²",
+    n_outputs="Targets per sequence (or per step).",
+)
 class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
     """Recurrent neural network regressor (Elman RNN, GRU or LSTM).
 
@@ -30,15 +34,13 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
 
     Attributes
     ----------
-    %(model_attributes)s
-    n_outputs_ : int
-        Targets per sequence (or per step).
-    %(training_attributes)s
+    %(attributes)s
 
     See Also
     --------
     SequenceClassifier : The classifier.
     sklearn.neural_network.MLPRegressor : The feed-forward model this follows.
+    skrnn.preprocessing.SequenceScaler : Standardises the features first.
 
     Examples
     --------
@@ -121,12 +123,10 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
 
         Parameters
         ----------
-        X : array-like or list of array-like
-            Sequences, as for :meth:`fit`.
+        %(X)s
         y : array-like
             Targets, as for :meth:`fit`.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative per-sample weights.
+        %(sample_weight)s
 
         Returns
         -------
@@ -138,31 +138,28 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
     def predict(self, X):
         """Predict with the fitted model.
 
+        The head's outputs, in float64 whatever the model's ``dtype``.
+
         Parameters
         ----------
-        X : array-like or list of array-like
-            Sequences in any form ``fit`` accepts.
+        %(X)s
 
         Returns
         -------
-        y : ndarray or list of ndarray, float64
-            (n_samples,) or (n_samples, n_targets) for ``output="last"``; for
-            ``output="sequence"`` one prediction per step, in X's form (NaN at
-            padded steps of an array).
+        y : ndarray of shape (n_samples,) or (n_samples, n_targets), or list
+            For ``output="sequence"`` one prediction per step, in X's form (NaN
+            at padded steps of an array).
         """
-        seqs, raw = self._raw_predict(X)
-        raw = raw.astype(np.float64)
-        if not self._multi_target:
-            raw = raw[..., 0]
-        return self._in_x_form(raw, seqs, fill=np.nan)
+        return self._predict_with(X, self._values, fill=np.nan)
 
-    def _score_targets(self, seqs, targets, sample_weight):
-        raw = self._forward(seqs)
-        if self._output == "last":
-            return r2_score(targets, raw, sample_weight=sample_weight)
-        valid = np.arange(raw.shape[1])[None, :] < seqs.lengths[:, None]
-        weights = np.broadcast_to(sample_weight[:, None], valid.shape)[valid]
-        return r2_score(targets[valid], raw[valid], sample_weight=weights)
+    def _values(self, raw):
+        raw = raw.astype(np.float64)
+        return raw if self._multi_target else raw[..., 0]
+
+    _metric = staticmethod(r2_score)
+
+    def _targets_from_raw(self, raw):
+        return raw
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

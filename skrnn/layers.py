@@ -75,6 +75,7 @@ def param_names(spec):
     return PARAM_NAMES if spec.use_bias else PARAM_NAMES[:2]
 
 
+@fill_doc()
 class _RecurrentLayer:
     """One direction of one recurrent layer (shared by RNN, GRU and LSTM).
 
@@ -146,7 +147,6 @@ class _RecurrentLayer:
         state0 = None if h0 is None else self._state("h0", h0, len(X))
         return self._run(X, lengths, state0)
 
-    @fill_doc()
     def backward(self, d_outputs, d_h_last=None):
         """Backpropagate through the last ``forward`` call.
 
@@ -419,7 +419,6 @@ class LSTM(_RecurrentLayer):
         self.c_last = last[:, H:]
         return outputs, last[:, :H]
 
-    @fill_doc()
     def backward(self, d_outputs, d_h_last=None, *, d_c_last=None):
         """Backpropagate through the last ``forward`` call.
 
