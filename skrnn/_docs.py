@@ -200,7 +200,7 @@ def fill_doc(**names):
 
     def section(match):
         indent, key = match.groups()
-        text = textwrap.dedent(names.get(key, SHARED[key])).strip()
+        text = textwrap.dedent(names[key] if key in names else SHARED[key]).strip()
         return textwrap.indent(text % names, indent)
 
     def fill(obj):

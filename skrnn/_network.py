@@ -22,6 +22,7 @@ from contextlib import contextmanager
 import numpy as np
 from sklearn.utils import check_random_state
 
+from ._docs import fill_doc
 from ._engine import batch as compiled
 from ._engine.reference import N_GATES, state_size
 from .layers import init_params, param_names
@@ -98,6 +99,18 @@ def _views_of(flat, layout):
     }
 
 
+# the parameters of a batch, in the docstrings of forward and loss_grad
+_BATCH = """
+engine : Engine
+    The engine that runs the layers.
+values : ndarray of shape (N, T, D)
+    Batch-major inputs (host, or already in the engine's memory).
+lengths : ndarray of shape (N,)
+    Valid steps per sequence (host).
+"""
+
+
+@fill_doc(batch=_BATCH)
 class Network:
     """Recurrent layers x directions + a linear head, in PyTorch's layout.
 
@@ -373,12 +386,7 @@ class Network:
 
         Parameters
         ----------
-        engine : Engine
-            The engine that runs the layers.
-        values : ndarray of shape (N, T, D)
-            Batch-major inputs (host, or already in the engine's memory).
-        lengths : ndarray of shape (N,)
-            Valid steps per sequence.
+        %(batch)s
 
         Returns
         -------
@@ -510,12 +518,7 @@ class Network:
 
         Parameters
         ----------
-        engine : Engine
-            The engine that runs the layers.
-        values : ndarray of shape (N, T, D)
-            Batch-major inputs (host, or already in the engine's memory).
-        lengths : ndarray of shape (N,)
-            Valid steps per sequence (host).
+        %(batch)s
         targets : ndarray of shape (N, ...) or (N, T, ...)
             Per-sample or per-step targets, as ``loss`` reads them (host, or
             in the engine's memory).

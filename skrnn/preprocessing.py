@@ -9,6 +9,7 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ._data import SequenceInputMixin
+from ._docs import fill_doc
 from ._sklearn_compat import (
     ADAPTERS_MANAGER,
     Number,
@@ -22,9 +23,28 @@ from ._sklearn_compat import (
 __all__ = ["CharacterEncoder", "SequenceScaler", "sliding_windows"]
 
 
+# the sections of the docstrings of fit and partial_fit
+_FIT_SECTIONS = """
+Parameters
+----------
+X : array-like or list of array-like
+    Sequences in any accepted form.
+y : None
+    Ignored.
+sample_weight : array-like of shape (n_samples,), default=None
+    Per-sample weights, applied to each of the sample's steps.
+
+Returns
+-------
+self : object
+    The scaler.
+"""
+
+
 # Output containers (set_output) are applied by transform itself, to tables
 # only: scikit-learn's automatic wrapping would try to make a DataFrame of a
 # 3-D array or a list of sequences.
+@fill_doc(fit_sections=_FIT_SECTIONS)
 class SequenceScaler(
     SequenceInputMixin,
     OneToOneFeatureMixin,
@@ -96,19 +116,9 @@ class SequenceScaler(
     def fit(self, X, y=None, sample_weight=None):
         """Compute the mean and scale of each feature.
 
-        Parameters
-        ----------
-        X : array-like or list of array-like
-            Sequences in any accepted form.
-        y : None
-            Ignored.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Per-sample weights, applied to each of the sample's steps.
+        Statistics of earlier calls are forgotten.
 
-        Returns
-        -------
-        self : object
-            The fitted scaler.
+        %(fit_sections)s
         """
         for name in ("mean_", "var_", "scale_", "n_samples_seen_"):
             self.__dict__.pop(name, None)
@@ -118,19 +128,10 @@ class SequenceScaler(
     def partial_fit(self, X, y=None, sample_weight=None):
         """Update the mean and scale with more sequences.
 
-        Parameters
-        ----------
-        X : array-like or list of array-like
-            Sequences in any accepted form.
-        y : None
-            Ignored.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Per-sample weights, applied to each of the sample's steps.
+        After any split of the data into calls, the statistics are those
+        :meth:`fit` computes on all of it (up to rounding).
 
-        Returns
-        -------
-        self : object
-            The updated scaler.
+        %(fit_sections)s
         """
         first = not hasattr(self, "n_samples_seen_")
         seqs, attrs = self._validate_X(X, reset=first)
