@@ -66,7 +66,7 @@ class Skrnn:
     def _graphs(self):
         from skrnn._engine import get_engine
 
-        graphs = get_engine("cuda").forward.keywords["graphs"]
+        graphs = get_engine("cuda").forward.keywords["loops"]
         graphs.enabled = self.graphs
         try:
             yield

@@ -107,6 +107,7 @@ class TapedKernels:
     def __init__(self, capture):
         self._capture = capture
         self._kernels = reference.StepKernels(np)
+        self.xp = np
 
     def __getattr__(self, name):
         method = getattr(self._kernels, name)
@@ -124,22 +125,14 @@ def _graphed_passes(budget=cuda_engine.GRAPH_BYTES, capture=None):
     """The CUDA engine's forward and backward, on NumPy with a tape capture."""
     capture = capture or TapeCapture()
     graphs = cuda_engine.StepGraphs(np, capture, budget)
-    passes = dict(xp=np, kernels=TapedKernels(capture), graphs=graphs)
-    return partial(cuda_engine.forward, **passes), partial(
-        cuda_engine.backward, **passes
-    )
+    passes = dict(kernels=TapedKernels(capture), loops=graphs)
+    return partial(reference.forward, **passes), partial(reference.backward, **passes)
 
 
 def _mirror_engine(memory, graphs=False):
     if graphs:
         return Engine("mirror", np, *_graphed_passes(), memory)
-    return Engine(
-        "mirror",
-        np,
-        partial(reference.forward, xp=np),
-        partial(reference.backward, xp=np),
-        memory,
-    )
+    return Engine("mirror", np, reference.forward, reference.backward, memory)
 
 
 @pytest.fixture(params=[False, True], ids=["eager", "graphs"])
@@ -555,7 +548,7 @@ def test_graphs_stay_within_their_budget():
                 forward(spec, params, x, lengths, h0, reverse=reverse)[:2],
                 reference.forward(spec, params, x, lengths, h0, reverse=reverse)[:2],
             )
-        return forward.keywords["graphs"]
+        return forward.keywords["loops"]
 
     ample = check(_graphed_passes()[0], 4)
     assert ample.capture.captures == 2 and len(ample._graphs) == 2
@@ -586,7 +579,7 @@ def test_a_failed_capture_warns_once_then_runs_eagerly():
         else:
             actual = _passes(forward, backward, spec, params, inputs)
         _assert_same(actual, expected)
-    assert not forward.keywords["graphs"].enabled
+    assert not forward.keywords["loops"].enabled
 
 
 def test_threads_do_not_share_graphs():
@@ -618,7 +611,7 @@ def test_threads_do_not_share_graphs():
     run(3, wait=False)
     assert not errors, errors
     # forward and backward for each of the three threads
-    assert len(forward.keywords["graphs"]._graphs) == 2 * 3
+    assert len(forward.keywords["loops"]._graphs) == 2 * 3
 
 
 # ------------------------------- the fused kernels' source, on the CPU
@@ -682,15 +675,25 @@ class _HostModule:
         return launch
 
 
+class _HostCupy:
+    """NumPy, with ``RawModule`` building CUDA source for the host."""
+
+    def __init__(self, tmp_dir):
+        self._tmp_dir = tmp_dir
+
+    def RawModule(self, code):
+        return _HostModule(code, self._tmp_dir)
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
 class HostKernels(cuda_engine.CudaKernels):
     """:class:`~skrnn._engine.cuda.CudaKernels` with the host's compiler in
     place of NVRTC and NumPy's matmul in place of cuBLAS."""
 
     def __init__(self, tmp_dir):
-        xp = types.SimpleNamespace(
-            RawModule=lambda code: _HostModule(code, tmp_dir), matmul=np.matmul
-        )
-        reference.StepKernels.__init__(self, xp)
+        reference.StepKernels.__init__(self, _HostCupy(tmp_dir))
         self._functions = {}
 
     matmul = reference.StepKernels.matmul
@@ -935,9 +938,9 @@ def test_cuda_engine_matches_reference(
 def test_cuda_graphs_replay_the_time_loops(cuda, cell, act, reset_after, reverse):
     cupy, _ = cuda
     graphs = cuda_engine.StepGraphs(cupy, cuda_engine.CupyCapture(cupy))
-    passes = dict(xp=cupy, kernels=cuda_engine.CudaKernels(cupy), graphs=graphs)
-    forward = partial(cuda_engine.forward, **passes)
-    backward = partial(cuda_engine.backward, **passes)
+    passes = dict(kernels=cuda_engine.CudaKernels(cupy), loops=graphs)
+    forward = partial(reference.forward, **passes)
+    backward = partial(reference.backward, **passes)
     spec, params, draw = _layer(cell, act, reset_after, True, T=9, N=13, H=29)
     dev = {k: cupy.asarray(v, dtype=np.float32) for k, v in params.items()}
     results = []

@@ -37,7 +37,6 @@ does nothing.
 
 from collections import namedtuple
 from contextlib import nullcontext
-from functools import partial
 
 import numpy as np
 
@@ -73,12 +72,7 @@ class CudaUnavailableError(RuntimeError):
 
 _CPU = Engine("cpu", np, cpu.forward, cpu.backward, workspace=cpu.workspace)
 
-_REFERENCE = Engine(
-    "reference",
-    np,
-    partial(reference.forward, xp=np),
-    partial(reference.backward, xp=np),
-)
+_REFERENCE = Engine("reference", np, reference.forward, reference.backward)
 
 _CUDA = None  # the CUDA engine, made on first use
 

@@ -463,7 +463,7 @@ GRAPH_BYTES = 1 << 30
 MAX_SEEN = 4096
 
 
-class StepGraphs:
+class StepGraphs(reference.EagerLoops):
     """Time loops captured once per shape and replayed as one launch each.
 
     A key names everything a captured loop bakes in: the loop, the cell, the
@@ -512,9 +512,7 @@ class StepGraphs:
         """
         entry = self._entry(key, inputs, buffers, steps)
         if entry is None:
-            work = {**inputs, **buffers()}
-            steps(work)
-            return work, False
+            return super().run(key, inputs, buffers, steps)
         work, graph = entry
         for name, value in inputs.items():
             work[name][...] = value
@@ -590,85 +588,14 @@ class CupyCapture:
         return graph
 
 
-def _copy(a):
-    return a.copy()
-
-
-def forward(
-    spec,
-    params,
-    x,
-    lengths,
-    h0,
-    reverse=False,
-    keep_cache=True,
-    keep_outputs=True,
-    *,
-    xp,
-    kernels,
-    graphs,
-):
-    """:func:`skrnn._engine.reference.forward`, its time loop run by ``graphs``."""
-    inputs = reference.forward_inputs(spec, params, x, lengths, h0, xp)
-    shape = inputs["gi"].shape
-    work, replayed = graphs.run(
-        graphs.key("forward", spec, shape, x.dtype.char, reverse, keep_cache),
-        inputs,
-        lambda: reference.forward_buffers(spec, shape, keep_cache, x.dtype, xp),
-        lambda work: reference.forward_steps(kernels, spec, work, reverse, keep_cache),
-    )
-    return reference.forward_results(
-        spec,
-        work,
-        x,
-        reverse,
-        keep_cache,
-        keep_outputs,
-        take=_copy if replayed else None,
-    )
-
-
-def backward(
-    spec,
-    params,
-    cache,
-    d_outputs,
-    d_h_last=None,
-    need_dx=True,
-    consume_cache=False,
-    *,
-    xp,
-    kernels,
-    graphs,
-):
-    """:func:`skrnn._engine.reference.backward`, its time loop run by ``graphs``
-    (which leaves the cache intact, whatever ``consume_cache``)."""
-    inputs = reference.backward_inputs(spec, params, cache, d_outputs, d_h_last, xp)
-    shape, GH, dtype = (
-        inputs["h_prev"].shape,
-        inputs["W_hh"].shape[0],
-        inputs["dh"].dtype,
-    )
-    reverse = not cache["reverse"]
-    work, _ = graphs.run(
-        graphs.key("backward", spec, shape, GH, dtype.char, reverse),
-        inputs,
-        lambda: reference.backward_buffers(spec, shape, GH, dtype, xp),
-        lambda work: reference.backward_steps(kernels, spec, work, reverse),
-    )
-    return reference.backward_results(spec, params, work, cache["x"], need_dx, xp)
-
-
 def make_engine():
     """The ``"cuda"`` engine; raises CudaUnavailableError when it cannot run."""
     cupy = import_cupy()
-    passes = dict(
-        xp=cupy, kernels=CudaKernels(cupy), graphs=StepGraphs(cupy, CupyCapture(cupy))
-    )
+    passes = dict(kernels=CudaKernels(cupy), loops=StepGraphs(cupy, CupyCapture(cupy)))
     return Engine(
         "cuda",
         cupy,
-        partial(forward, **passes),
-        partial(backward, **passes),
+        partial(reference.forward, **passes),
+        partial(reference.backward, **passes),
         CupyMemory(cupy),
     )

@@ -275,11 +275,26 @@ class StepKernels:
 _STEP_KERNELS = {}
 
 
-def step_kernels(xp):
-    """The :class:`StepKernels` of array module ``xp`` (one per module)."""
-    if xp not in _STEP_KERNELS:
-        _STEP_KERNELS[xp] = StepKernels(xp)
-    return _STEP_KERNELS[xp]
+class EagerLoops:
+    """Runs each time loop as it is called: how :func:`forward` and
+    :func:`backward` run them, unless given the CUDA engine's
+    :class:`~skrnn._engine.cuda.StepGraphs`, which replays them from
+    captured graphs."""
+
+    def key(self, *parts):
+        """What names a loop (unused here)."""
+        return parts
+
+    def run(self, key, inputs, buffers, steps):
+        """Run the loop ``steps(work)`` on ``work`` = ``inputs`` + ``buffers()``
+        and return ``(work, replayed)``; replayed is always False here."""
+        work = {**inputs, **buffers()}
+        steps(work)
+        return work, False
+
+
+NUMPY_KERNELS = StepKernels(np)
+EAGER = EagerLoops()
 
 
 _CACHE_NAMES = {
@@ -298,8 +313,9 @@ def forward(
     reverse=False,
     keep_cache=True,
     keep_outputs=True,
-    xp=np,
-    kernels=None,
+    *,
+    kernels=NUMPY_KERNELS,
+    loops=EAGER,
 ):
     """Run one direction of one layer over a chunk of time steps.
 
@@ -325,10 +341,11 @@ def forward(
         Return the outputs. Inference that reads only ``h_last`` (a
         network's top layer read at each sequence's last step) passes False,
         and a compiled engine then keeps no (T, N, H) array.
-    xp : module, default=numpy
-        The array module.
-    kernels : StepKernels or None, default=None
-        The element-wise step math; None: ``step_kernels(xp)``.
+    kernels : StepKernels, default=NUMPY_KERNELS
+        The element-wise step math, written with the array module
+        ``kernels.xp``.
+    loops : EagerLoops or StepGraphs, default=EAGER
+        What runs the time loop.
 
     Returns
     -------
@@ -341,11 +358,18 @@ def forward(
     cache : dict or None
         What :func:`backward` needs, or None if ``keep_cache`` is False.
     """
-    k = kernels if kernels is not None else step_kernels(xp)
-    work = forward_inputs(spec, params, x, lengths, h0, xp)
-    work.update(forward_buffers(spec, work["gi"].shape, keep_cache, x.dtype, xp))
-    forward_steps(k, spec, work, reverse, keep_cache)
-    return forward_results(spec, work, x, reverse, keep_cache, keep_outputs)
+    xp = kernels.xp
+    inputs = forward_inputs(spec, params, x, lengths, h0, xp)
+    shape = inputs["gi"].shape
+    work, replayed = loops.run(
+        loops.key("forward", spec, shape, x.dtype.char, reverse, keep_cache),
+        inputs,
+        lambda: forward_buffers(spec, shape, keep_cache, x.dtype, xp),
+        lambda work: forward_steps(kernels, spec, work, reverse, keep_cache),
+    )
+    # a replayed loop's buffers are its graph's: the next replay overwrites them
+    take = _copy if replayed else None
+    return forward_results(spec, work, x, reverse, keep_cache, keep_outputs, take)
 
 
 # :func:`forward` and :func:`backward` are each written as four parts: the
@@ -451,6 +475,10 @@ def forward_steps(k, spec, work, reverse, keep_cache):
             )
 
 
+def _copy(a):
+    return a.copy()
+
+
 def forward_results(spec, work, x, reverse, keep_cache, keep_outputs, take=None):
     """``(outputs, h_last, cache)`` of :func:`forward` from its ``work``;
     ``take(array)`` (default: the array itself) is applied to each."""
@@ -474,10 +502,14 @@ def backward(
     d_h_last=None,
     need_dx=True,
     consume_cache=False,
-    xp=np,
-    kernels=None,
+    *,
+    kernels=NUMPY_KERNELS,
+    loops=EAGER,
 ):
     """Backpropagate through one direction of one layer.
+
+    The results are arrays of their own, also when ``loops`` replays a
+    graph.
 
     Parameters
     ----------
@@ -499,10 +531,8 @@ def backward(
         Whether the engine may write over the cache, which then cannot be
         used again (the compiled engine writes the GRU's gate gradients
         over its gate values). This engine leaves it intact.
-    xp : module, default=numpy
-        The array module.
-    kernels : StepKernels or None, default=None
-        The element-wise step math; None: ``step_kernels(xp)``.
+    kernels, loops
+        As for :func:`forward`.
 
     Returns
     -------
@@ -514,14 +544,20 @@ def backward(
     grads : dict
         Gradients with respect to each entry of ``params``.
     """
-    k = kernels if kernels is not None else step_kernels(xp)
-    work = backward_inputs(spec, params, cache, d_outputs, d_h_last, xp)
-    work.update(
-        backward_buffers(
-            spec, work["h_prev"].shape, work["W_hh"].shape[0], work["dh"].dtype, xp
-        )
+    xp = kernels.xp
+    inputs = backward_inputs(spec, params, cache, d_outputs, d_h_last, xp)
+    shape, GH, dtype = (
+        inputs["h_prev"].shape,
+        inputs["W_hh"].shape[0],
+        inputs["dh"].dtype,
     )
-    backward_steps(k, spec, work, not cache["reverse"])
+    reverse = not cache["reverse"]
+    work, _ = loops.run(
+        loops.key("backward", spec, shape, GH, dtype.char, reverse),
+        inputs,
+        lambda: backward_buffers(spec, shape, GH, dtype, xp),
+        lambda work: backward_steps(kernels, spec, work, reverse),
+    )
     return backward_results(spec, params, work, cache["x"], need_dx, xp)
 
 
