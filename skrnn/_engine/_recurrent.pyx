@@ -264,6 +264,91 @@ def live_rows(const Py_ssize_t[::1] lengths, Py_ssize_t[::1] n_live):
     return True
 
 
+cdef void _rnn_step(int act, Py_ssize_t nt, Py_ssize_t H,
+                    const floating* w_hh, const float* wp, const floating* b_ih,
+                    const floating* b_hh, floating* g, floating* h,
+                    floating* out) noexcept nogil:
+    """h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh) on the nt live rows.
+
+    ``g`` holds the step's input projection; it may be ``out`` itself.
+    ``wp``: W_hh.T packed, or NULL.
+    """
+    # g += h @ W_hh.T
+    _step_gemm(c'T', <int> nt, <int> H, <int> H, h, <int> H, w_hh, <int> H, wp,
+               1, g, <int> H)
+    if floating is float:
+        skrnn_rnn_forward_f32(act, nt, H, b_ih, b_hh, g, h, out)
+    else:
+        skrnn_rnn_forward_f64(act, nt, H, b_ih, b_hh, g, h, out)
+
+
+cdef void _gru_after_step(int act, Py_ssize_t nt, Py_ssize_t H,
+                          const floating* w_hh, const float* wp, const floating* b_ih,
+                          const floating* b_hh, floating* g, floating* h,
+                          floating* out, floating* hn, floating* gh,
+                          floating* pre) noexcept nogil:
+    """GRU step with n = act(W_in x + b_in + r * (W_hn h + b_hn)).
+
+    ``g`` holds the step's input projection and receives r, z, n; ``hn``
+    (may be NULL) receives W_hn h + b_hn. ``gh`` (nt x 3H) and ``pre``
+    (3 * nt * H) are room for the step. ``wp``: W_hh.T packed, or NULL.
+    """
+    # gh = h @ W_hh.T
+    _step_gemm(c'T', <int> nt, <int> (3 * H), <int> H, h, <int> H, w_hh, <int> H, wp,
+               0, gh, <int> (3 * H))
+    if floating is float:
+        skrnn_gru_after_forward_f32(act, nt, H, b_ih, b_hh, gh, g, hn, pre, h, out)
+    else:
+        skrnn_gru_after_forward_f64(act, nt, H, b_ih, b_hh, gh, g, hn, pre, h, out)
+
+
+cdef void _gru_before_step(int act, Py_ssize_t nt, Py_ssize_t H,
+                           const floating* w_hh, const float* wp, const float* wp2,
+                           const floating* b_ih,
+                           const floating* b_hh, floating* g, floating* h,
+                           floating* out, floating* rh, floating* grz,
+                           floating* pre) noexcept nogil:
+    """GRU step with n = act(W_in x + b_in + W_hn (r * h) + b_hn).
+
+    ``g`` holds the step's input projection and receives r, z, n; ``rh``
+    receives r * h. ``grz`` (nt x 2H) and ``pre`` (3 * nt * H) are room for
+    the step. ``wp``, ``wp2``: W_hh[:2H].T and W_hh[2H:].T packed, or NULL.
+    """
+    cdef Py_ssize_t H2 = 2 * H
+    # grz = h @ W_hh[:2H].T
+    _step_gemm(c'T', <int> nt, <int> H2, <int> H, h, <int> H, w_hh, <int> H, wp,
+               0, grz, <int> H2)
+    if floating is float:
+        skrnn_gru_before_forward_r_f32(nt, H, b_ih, b_hh, grz, g, pre, h, rh)
+    else:
+        skrnn_gru_before_forward_r_f64(nt, H, b_ih, b_hh, grz, g, pre, h, rh)
+    # g[:, 2H:] += (r * h) @ W_hh[2H:].T
+    _step_gemm(c'T', <int> nt, <int> H, <int> H, rh, <int> H, w_hh + H2 * H, <int> H,
+               wp2, 1, g + H2, <int> (3 * H))
+    if floating is float:
+        skrnn_gru_before_forward_n_f32(act, nt, H, b_ih, b_hh, g, pre, h, out)
+    else:
+        skrnn_gru_before_forward_n_f64(act, nt, H, b_ih, b_hh, g, pre, h, out)
+
+
+cdef void _lstm_step(Py_ssize_t nt, Py_ssize_t H, const floating* w_hh,
+                     const float* wp, const floating* b_ih, const floating* b_hh,
+                     floating* g, floating* h, floating* c, floating* c_new,
+                     floating* out) noexcept nogil:
+    """LSTM step: c' = f c + i g, h' = o tanh(c') on the nt live rows.
+
+    ``g`` holds the step's input projection and receives the gates i, f, g,
+    o; ``c_new`` (may be NULL) receives c'. ``wp``: W_hh.T packed, or NULL.
+    """
+    # g += h @ W_hh.T
+    _step_gemm(c'T', <int> nt, <int> (4 * H), <int> H, h, <int> H, w_hh, <int> H,
+               wp, 1, g, <int> (4 * H))
+    if floating is float:
+        skrnn_lstm_forward_f32(nt, H, b_ih, b_hh, g, c, c_new, h, out)
+    else:
+        skrnn_lstm_forward_f64(nt, H, b_ih, b_hh, g, c, c_new, h, out)
+
+
 def forward(*, int cell, int act, bint reverse,
             const floating[:, :, ::1] x, const Py_ssize_t[::1] n_live,
             const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
@@ -389,89 +474,88 @@ def forward(*, int cell, int act, bint reverse,
             _zero_padded_rows(&out[0, 0, 0], T, N, H, &n_live[0])
 
 
-cdef void _rnn_step(int act, Py_ssize_t nt, Py_ssize_t H,
-                    const floating* w_hh, const float* wp, const floating* b_ih,
-                    const floating* b_hh, floating* g, floating* h,
-                    floating* out) noexcept nogil:
-    """h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh) on the nt live rows.
+cdef void _rnn_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
+                         const floating* w_hh, const float* wp, const floating* out,
+                         const floating* d_out, floating* dh, floating* dg,
+                         floating* db) noexcept nogil:
+    """From dL/dh' to dL/da (into dg and db) and dL/dh (into dh)."""
+    if floating is float:
+        skrnn_rnn_back_f32(act, nt, H, out, d_out, dh, dg, db)
+    else:
+        skrnn_rnn_back_f64(act, nt, H, out, d_out, dh, dg, db)
+    # dh = dG_t @ W_hh: a live row's state reaches the loss only through
+    # this step, whose output's gradient is in dG_t
+    _step_gemm(c'N', <int> nt, <int> H, <int> H, dg, <int> H, w_hh, <int> H, wp,
+               0, dh, <int> H)
 
-    ``g`` holds the step's input projection; it may be ``out`` itself.
-    ``wp``: W_hh.T packed, or NULL.
+
+cdef void _lstm_step_back(Py_ssize_t nt, Py_ssize_t H, const floating* w_hh,
+                          const float* wp, floating* dg, const floating* c_prev,
+                          const floating* c_new, const floating* d_out,
+                          floating* dh, floating* dc, floating* db) noexcept nogil:
+    """Gate gradients of an LSTM step.
+
+    ``dg`` holds the step's i, f, g, o and receives in their place the
+    gradients of their pre-activations (into ``db`` too); ``dc`` carries
+    the cell state's gradient.
     """
-    # g += h @ W_hh.T
-    _step_gemm(c'T', <int> nt, <int> H, <int> H, h, <int> H, w_hh, <int> H, wp,
-               1, g, <int> H)
     if floating is float:
-        skrnn_rnn_forward_f32(act, nt, H, b_ih, b_hh, g, h, out)
+        skrnn_lstm_back_f32(nt, H, dg, c_prev, c_new, d_out, dh, dc, db)
     else:
-        skrnn_rnn_forward_f64(act, nt, H, b_ih, b_hh, g, h, out)
+        skrnn_lstm_back_f64(nt, H, dg, c_prev, c_new, d_out, dh, dc, db)
+    # dh = dG_t @ W_hh: h reaches the step's outputs only through the gates
+    _step_gemm(c'N', <int> nt, <int> H, <int> (4 * H), dg, <int> (4 * H), w_hh,
+               <int> H, wp, 0, dh, <int> H)
 
 
-cdef void _gru_after_step(int act, Py_ssize_t nt, Py_ssize_t H,
-                          const floating* w_hh, const float* wp, const floating* b_ih,
-                          const floating* b_hh, floating* g, floating* h,
-                          floating* out, floating* hn, floating* gh,
-                          floating* pre) noexcept nogil:
-    """GRU step with n = act(W_in x + b_in + r * (W_hn h + b_hn)).
+cdef void _gru_after_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
+                               const floating* w_hh, const float* wp, floating* dgh,
+                               const floating* h_prev, floating* dan,
+                               const floating* d_out, floating* dh, floating* db_ih,
+                               floating* db_hh) noexcept nogil:
+    """Gate gradients of a reset-after GRU step.
 
-    ``g`` holds the step's input projection and receives r, z, n; ``hn``
-    (may be NULL) receives W_hn h + b_hn. ``gh`` (nt x 3H) and ``pre``
-    (3 * nt * H) are room for the step. ``wp``: W_hh.T packed, or NULL.
+    ``dgh`` holds the step's r, z, n and receives in their place
+    dL/d(h W_hh^T): (da_r, da_z, r * da_n); ``dan`` holds W_hn h + b_hn
+    and receives da_n in its place; ``db_ih`` accumulates da_n, ``db_hh``
+    all three.
     """
-    # gh = h @ W_hh.T
-    _step_gemm(c'T', <int> nt, <int> (3 * H), <int> H, h, <int> H, w_hh, <int> H, wp,
-               0, gh, <int> (3 * H))
     if floating is float:
-        skrnn_gru_after_forward_f32(act, nt, H, b_ih, b_hh, gh, g, hn, pre, h, out)
+        skrnn_gru_after_back_f32(act, nt, H, dgh, h_prev, dan, d_out, dh, db_ih, db_hh)
     else:
-        skrnn_gru_after_forward_f64(act, nt, H, b_ih, b_hh, gh, g, hn, pre, h, out)
+        skrnn_gru_after_back_f64(act, nt, H, dgh, h_prev, dan, d_out, dh, db_ih, db_hh)
+    # dh += dG_t @ W_hh
+    _step_gemm(c'N', <int> nt, <int> H, <int> (3 * H), dgh, <int> (3 * H), w_hh,
+               <int> H, wp, 1, dh, <int> H)
 
 
-cdef void _gru_before_step(int act, Py_ssize_t nt, Py_ssize_t H,
-                           const floating* w_hh, const float* wp, const float* wp2,
-                           const floating* b_ih,
-                           const floating* b_hh, floating* g, floating* h,
-                           floating* out, floating* rh, floating* grz,
-                           floating* pre) noexcept nogil:
-    """GRU step with n = act(W_in x + b_in + W_hn (r * h) + b_hn).
+cdef void _gru_before_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
+                                const floating* w_hh, const float* wp,
+                                const float* wp2, floating* dg,
+                                const floating* h_prev, const floating* d_out,
+                                floating* dh, floating* db,
+                                floating* d_rh) noexcept nogil:
+    """Gate gradients of a reset-before GRU step.
 
-    ``g`` holds the step's input projection and receives r, z, n; ``rh``
-    receives r * h. ``grz`` (nt x 2H) and ``pre`` (3 * nt * H) are room for
-    the step. ``wp``, ``wp2``: W_hh[:2H].T and W_hh[2H:].T packed, or NULL.
+    ``dg`` holds the step's r, z, n and receives in their place
+    (da_r, da_z, da_n), the same on the input and the recurrent side;
+    ``db`` accumulates them.
     """
-    cdef Py_ssize_t H2 = 2 * H
-    # grz = h @ W_hh[:2H].T
-    _step_gemm(c'T', <int> nt, <int> H2, <int> H, h, <int> H, w_hh, <int> H, wp,
-               0, grz, <int> H2)
+    cdef Py_ssize_t H2 = 2 * H, H3 = 3 * H
     if floating is float:
-        skrnn_gru_before_forward_r_f32(nt, H, b_ih, b_hh, grz, g, pre, h, rh)
+        skrnn_gru_before_back_zn_f32(act, nt, H, dg, h_prev, d_out, dh, db)
     else:
-        skrnn_gru_before_forward_r_f64(nt, H, b_ih, b_hh, grz, g, pre, h, rh)
-    # g[:, 2H:] += (r * h) @ W_hh[2H:].T
-    _step_gemm(c'T', <int> nt, <int> H, <int> H, rh, <int> H, w_hh + H2 * H, <int> H,
-               wp2, 1, g + H2, <int> (3 * H))
+        skrnn_gru_before_back_zn_f64(act, nt, H, dg, h_prev, d_out, dh, db)
+    # d_rh = da_n @ W_hh[2H:]   (a_n = gi_n + W_hn (r * h) + b_hn)
+    _step_gemm(c'N', <int> nt, <int> H, <int> H, dg + H2, <int> H3, w_hh + H2 * H,
+               <int> H, wp, 0, d_rh, <int> H)
     if floating is float:
-        skrnn_gru_before_forward_n_f32(act, nt, H, b_ih, b_hh, g, pre, h, out)
+        skrnn_gru_before_back_r_f32(nt, H, dg, h_prev, d_rh, dh, db)
     else:
-        skrnn_gru_before_forward_n_f64(act, nt, H, b_ih, b_hh, g, pre, h, out)
-
-
-cdef void _lstm_step(Py_ssize_t nt, Py_ssize_t H, const floating* w_hh,
-                     const float* wp, const floating* b_ih, const floating* b_hh,
-                     floating* g, floating* h, floating* c, floating* c_new,
-                     floating* out) noexcept nogil:
-    """LSTM step: c' = f c + i g, h' = o tanh(c') on the nt live rows.
-
-    ``g`` holds the step's input projection and receives the gates i, f, g,
-    o; ``c_new`` (may be NULL) receives c'. ``wp``: W_hh.T packed, or NULL.
-    """
-    # g += h @ W_hh.T
-    _step_gemm(c'T', <int> nt, <int> (4 * H), <int> H, h, <int> H, w_hh, <int> H,
-               wp, 1, g, <int> (4 * H))
-    if floating is float:
-        skrnn_lstm_forward_f32(nt, H, b_ih, b_hh, g, c, c_new, h, out)
-    else:
-        skrnn_lstm_forward_f64(nt, H, b_ih, b_hh, g, c, c_new, h, out)
+        skrnn_gru_before_back_r_f64(nt, H, dg, h_prev, d_rh, dh, db)
+    # dh += dG_t[:, :2H] @ W_hh[:2H]
+    _step_gemm(c'N', <int> nt, <int> H, <int> H2, dg, <int> H3, w_hh, <int> H, wp2,
+               1, dh, <int> H)
 
 
 def backward(*, int cell, int act, bint reverse,
@@ -623,90 +707,6 @@ def backward(*, int cell, int act, bint reverse,
                            &dx[0, 0, 0], <int> D)
         if want_dx:
             _zero_padded_rows(&dx[0, 0, 0], T, N, D, &n_live[0])
-
-
-cdef void _rnn_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
-                         const floating* w_hh, const float* wp, const floating* out,
-                         const floating* d_out, floating* dh, floating* dg,
-                         floating* db) noexcept nogil:
-    """From dL/dh' to dL/da (into dg and db) and dL/dh (into dh)."""
-    if floating is float:
-        skrnn_rnn_back_f32(act, nt, H, out, d_out, dh, dg, db)
-    else:
-        skrnn_rnn_back_f64(act, nt, H, out, d_out, dh, dg, db)
-    # dh = dG_t @ W_hh: a live row's state reaches the loss only through
-    # this step, whose output's gradient is in dG_t
-    _step_gemm(c'N', <int> nt, <int> H, <int> H, dg, <int> H, w_hh, <int> H, wp,
-               0, dh, <int> H)
-
-
-cdef void _lstm_step_back(Py_ssize_t nt, Py_ssize_t H, const floating* w_hh,
-                          const float* wp, floating* dg, const floating* c_prev,
-                          const floating* c_new, const floating* d_out,
-                          floating* dh, floating* dc, floating* db) noexcept nogil:
-    """Gate gradients of an LSTM step.
-
-    ``dg`` holds the step's i, f, g, o and receives in their place the
-    gradients of their pre-activations (into ``db`` too); ``dc`` carries
-    the cell state's gradient.
-    """
-    if floating is float:
-        skrnn_lstm_back_f32(nt, H, dg, c_prev, c_new, d_out, dh, dc, db)
-    else:
-        skrnn_lstm_back_f64(nt, H, dg, c_prev, c_new, d_out, dh, dc, db)
-    # dh = dG_t @ W_hh: h reaches the step's outputs only through the gates
-    _step_gemm(c'N', <int> nt, <int> H, <int> (4 * H), dg, <int> (4 * H), w_hh,
-               <int> H, wp, 0, dh, <int> H)
-
-
-cdef void _gru_after_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
-                               const floating* w_hh, const float* wp, floating* dgh,
-                               const floating* h_prev, floating* dan,
-                               const floating* d_out, floating* dh, floating* db_ih,
-                               floating* db_hh) noexcept nogil:
-    """Gate gradients of a reset-after GRU step.
-
-    ``dgh`` holds the step's r, z, n and receives in their place
-    dL/d(h W_hh^T): (da_r, da_z, r * da_n); ``dan`` holds W_hn h + b_hn
-    and receives da_n in its place; ``db_ih`` accumulates da_n, ``db_hh``
-    all three.
-    """
-    if floating is float:
-        skrnn_gru_after_back_f32(act, nt, H, dgh, h_prev, dan, d_out, dh, db_ih, db_hh)
-    else:
-        skrnn_gru_after_back_f64(act, nt, H, dgh, h_prev, dan, d_out, dh, db_ih, db_hh)
-    # dh += dG_t @ W_hh
-    _step_gemm(c'N', <int> nt, <int> H, <int> (3 * H), dgh, <int> (3 * H), w_hh,
-               <int> H, wp, 1, dh, <int> H)
-
-
-cdef void _gru_before_step_back(int act, Py_ssize_t nt, Py_ssize_t H,
-                                const floating* w_hh, const float* wp,
-                                const float* wp2, floating* dg,
-                                const floating* h_prev, const floating* d_out,
-                                floating* dh, floating* db,
-                                floating* d_rh) noexcept nogil:
-    """Gate gradients of a reset-before GRU step.
-
-    ``dg`` holds the step's r, z, n and receives in their place
-    (da_r, da_z, da_n), the same on the input and the recurrent side;
-    ``db`` accumulates them.
-    """
-    cdef Py_ssize_t H2 = 2 * H, H3 = 3 * H
-    if floating is float:
-        skrnn_gru_before_back_zn_f32(act, nt, H, dg, h_prev, d_out, dh, db)
-    else:
-        skrnn_gru_before_back_zn_f64(act, nt, H, dg, h_prev, d_out, dh, db)
-    # d_rh = da_n @ W_hh[2H:]   (a_n = gi_n + W_hn (r * h) + b_hn)
-    _step_gemm(c'N', <int> nt, <int> H, <int> H, dg + H2, <int> H3, w_hh + H2 * H,
-               <int> H, wp, 0, d_rh, <int> H)
-    if floating is float:
-        skrnn_gru_before_back_r_f32(nt, H, dg, h_prev, d_rh, dh, db)
-    else:
-        skrnn_gru_before_back_r_f64(nt, H, dg, h_prev, d_rh, dh, db)
-    # dh += dG_t[:, :2H] @ W_hh[:2H]
-    _step_gemm(c'N', <int> nt, <int> H, <int> H2, dg, <int> H3, w_hh, <int> H, wp2,
-               1, dh, <int> H)
 
 
 def _gemm(transa, transb, double alpha, const floating[:, :] a,

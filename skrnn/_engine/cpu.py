@@ -83,7 +83,7 @@ class _Cache:
     reverse: bool
     x: np.ndarray
     n_live: np.ndarray
-    outputs: np.ndarray
+    out: np.ndarray
     h_prev: np.ndarray
     gates: np.ndarray
     hn: np.ndarray
@@ -260,8 +260,9 @@ def _contiguous(a, dtype, name):
 def _check_params(spec, params, dtype, D):
     """Check ``params`` against ``spec`` and the input width ``D``.
 
-    Returns the cell and activation codes, the number of units, the weights
-    as C-contiguous arrays and the biases (zeros if the layer has none).
+    Returns the cell and activation codes, the number of units, and the
+    weights and biases as the kernels take them: C-contiguous, named by the
+    kernels' arguments, biases zero if the layer has none.
     """
     try:
         cell = _CELLS[spec.cell, bool(spec.reset_after)]
@@ -285,7 +286,7 @@ def _check_params(spec, params, dtype, D):
             raise ValueError(f"biases must have shape ({GH},)")
     else:
         b_ih = b_hh = _zero_bias(dtype, GH)
-    return cell, act, H, w_ih, w_hh, b_ih, b_hh
+    return cell, act, H, dict(w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
 
 
 def _live_rows(lengths, N, T):
@@ -335,8 +336,8 @@ def forward(
     dtype = x.dtype
     x = _contiguous(x, dtype, "x")
     T, N, D = x.shape
-    cell, act, H, w_ih, w_hh, b_ih, b_hh = _check_params(spec, params, dtype, D)
-    GH = w_hh.shape[0]
+    cell, act, H, weights = _check_params(spec, params, dtype, D)
+    GH = weights["w_hh"].shape[0]
     if T * N * max(D, GH) > _INT_MAX:
         raise ValueError("chunk too large for 32-bit BLAS; split it in time")
     lstm = cell == _recurrent.Cell.LSTM
@@ -389,39 +390,25 @@ def forward(
             work = _empty((2 * N, GH), dtype)
             if keep_cache:
                 hn = _empty((T, N, H), dtype)
+    # what the kernel writes (or reads) that backward reads again
+    saved = dict(n_live=n_live, out=outputs, h_prev=h_prev, gates=gates, hn=hn)
     _KERNELS[dtype][0](
         cell=cell,
         act=act,
         reverse=bool(reverse),
         x=x,
-        n_live=n_live,
-        w_ih=w_ih,
-        w_hh=w_hh,
-        b_ih=b_ih,
-        b_hh=b_hh,
         h=h,
         c=c,
-        out=outputs,
-        gates=gates,
-        h_prev=h_prev,
-        hn=hn,
         c_new=c_new,
         work=work,
         packed=_packed(cell, N, H, dtype),
+        **weights,
+        **saved,
     )
     cache = None
     if keep_cache:
         cache = _Cache(
-            cell=cell,
-            reverse=bool(reverse),
-            x=x,
-            n_live=n_live,
-            outputs=outputs,
-            h_prev=h_prev,
-            gates=gates,
-            hn=hn,
-            c_prev=c_prev,
-            c_new=c_new,
+            cell=cell, reverse=bool(reverse), x=x, c_prev=c_prev, c_new=c_new, **saved
         )
     h_last = np.concatenate([h, c], axis=1) if lstm else h
     return (outputs if keep_outputs else None), h_last, cache
@@ -446,8 +433,9 @@ def backward(
     x = cache.x
     dtype = x.dtype
     T, N, D = x.shape
-    cell, act, H, w_ih, w_hh, _, _ = _check_params(spec, params, dtype, D)
-    if cell != cache.cell or cache.outputs.shape != (T, N, H):
+    cell, act, H, weights = _check_params(spec, params, dtype, D)
+    w_ih, w_hh = weights["w_ih"], weights["w_hh"]
+    if cell != cache.cell or cache.out.shape != (T, N, H):
         raise ValueError("spec or parameter shapes differ from the forward pass")
     GH = w_hh.shape[0]
     if d_outputs is None:
@@ -498,7 +486,7 @@ def backward(
         n_live=cache.n_live,
         w_ih=w_ih,
         w_hh=w_hh,
-        out=cache.outputs,
+        out=cache.out,
         h_prev=cache.h_prev,
         hn=hn,
         c_prev=cache.c_prev,
