@@ -468,14 +468,14 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             engine.workspace(),
         ):
             run = _Run(
-                engine,
-                params,
-                data,
-                seqs,
-                targets,
-                sample_weight,
-                train,
-                val,
+                engine=engine,
+                params=params,
+                data=data,
+                seqs=seqs,
+                targets=targets,
+                sample_weight=sample_weight,
+                train=train,
+                val=val,
                 previous=params.flat.copy(),
             )
             self._train_epochs(run, incremental)

@@ -165,7 +165,8 @@ class SGD(_Optimizer):
 
     See Also
     --------
-    Adam, Rprop : The other optimizers.
+    Adam : Steps scaled per element; the estimators' default.
+    Rprop : Steps from the gradient's sign alone, for full batches.
     clip_grad_norm : Gradient clipping before an update.
     sklearn.neural_network.MLPRegressor : Whose ``solver="sgd"`` this is.
 
@@ -348,16 +349,23 @@ class Rprop(_Optimizer):
 
     Examples
     --------
-    Minimise ``(w - 2) ** 2``, starting with a step of 0.1:
+    Minimise ``(w - 2) ** 2``, starting with a step of 0.1, which grows by
+    ``etaplus`` while the gradient keeps its sign:
 
     >>> import numpy as np
     >>> from skrnn.optim import Rprop
     >>> params = {"w": np.array([-4.0])}
     >>> opt = Rprop(learning_rate=0.1)
+    >>> def grads():
+    ...     return {"w": 2 * (params["w"] - 2.0)}
+    >>> for _ in range(3):
+    ...     opt.update(params, grads())
+    >>> opt.state["w"]["step_size"]
+    array([0.144])
     >>> for _ in range(100):
-    ...     opt.update(params, {"w": 2 * (params["w"] - 2.0)})
-    >>> params["w"].round(4)
-    array([2.])
+    ...     opt.update(params, grads())
+    >>> round(float(params["w"][0]), 4)
+    2.0
     """
 
     _param_names = ("learning_rate", "etas", "step_sizes")

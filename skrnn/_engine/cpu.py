@@ -396,12 +396,12 @@ def forward(
         cell=cell,
         act=act,
         reverse=bool(reverse),
+        packed=_packed(cell, N, H, dtype),
         x=x,
         h=h,
         c=c,
         c_new=c_new,
         work=work,
-        packed=_packed(cell, N, H, dtype),
         **weights,
         **saved,
     )
@@ -474,10 +474,15 @@ def backward(
         work = _empty((N, H), dtype)
     else:
         work = _unused(dtype, 2)
-    dx = _empty((T, N, D), dtype) if need_dx else _unused(dtype, 3)
-    dw_ih = _empty(w_ih.shape, dtype)
-    dw_hh = _empty(w_hh.shape, dtype)
     db = np.zeros((2, GH), dtype=dtype)
+    # the gradients the kernel writes, by its names for them
+    written = dict(
+        dx=_empty((T, N, D), dtype) if need_dx else _unused(dtype, 3),
+        dw_ih=_empty(w_ih.shape, dtype),
+        dw_hh=_empty(w_hh.shape, dtype),
+        db_ih=db[0],
+        db_hh=db[1],
+    )
     _KERNELS[dtype][1](
         cell=cell,
         act=act,
@@ -496,16 +501,12 @@ def backward(
         dc=dc,
         dg=dg,
         dan=dan,
-        dx=dx,
-        dw_ih=dw_ih,
-        dw_hh=dw_hh,
-        db_ih=db[0],
-        db_hh=db[1],
-        work=work,
         packed=_packed(cell, N, H, dtype),
+        work=work,
+        **written,
     )
-    grads = {"weight_ih": dw_ih, "weight_hh": dw_hh}
+    grads = {"weight_ih": written["dw_ih"], "weight_hh": written["dw_hh"]}
     if spec.use_bias:
         grads["bias_ih"], grads["bias_hh"] = db
     dh0 = np.concatenate([dh, dc], axis=1) if lstm else dh
-    return (dx if need_dx else None), dh0, grads
+    return (written["dx"] if need_dx else None), dh0, grads

@@ -319,6 +319,9 @@ def forward(
 ):
     """Run one direction of one layer over a chunk of time steps.
 
+    ``kernels`` does each step's element-wise math, and ``loops`` runs the
+    time loop: as it is, or replayed from a captured CUDA graph.
+
     Parameters
     ----------
     spec : CellSpec
