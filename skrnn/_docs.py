@@ -1,8 +1,8 @@
 """Docstring sections that several classes share, written once.
 
 Docstrings hold ``%(name)s`` fields that :func:`fill_doc` fills from
-:data:`SHARED`, so that ``help()`` and the API reference show every
-parameter in full while the text has one source.
+:data:`SHARED` (or from sections a module passes it), so that ``help()`` and
+the API reference show every parameter in full while the text has one source.
 """
 
 import re

@@ -272,9 +272,6 @@ class StepKernels:
         dh += d_rh * r
 
 
-_STEP_KERNELS = {}
-
-
 class EagerLoops:
     """Runs each time loop as it is called: how :func:`forward` and
     :func:`backward` run them, unless given the CUDA engine's
