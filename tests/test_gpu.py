@@ -480,6 +480,10 @@ def _layer(cell, act, reset_after, use_bias, T=5, N=4, D=3, H=6, seed=0):
     return CellSpec(cell, act, reset_after, use_bias), params, draw
 
 
+# the reference engine's passes, which every other form of them must equal
+REFERENCE = (reference.forward, reference.backward)
+
+
 def _passes(forward, backward, spec, params, inputs, keep_cache=True, reverse=False):
     x, lengths, h0, d_out, d_h_last = inputs
     out, h, cache = forward(
@@ -514,15 +518,7 @@ def test_replayed_time_loops_equal_the_reference(
     results = []
     for call in range(4):
         inputs = draw(call)
-        expected = _passes(
-            reference.forward,
-            reference.backward,
-            spec,
-            params,
-            inputs,
-            keep_cache,
-            reverse,
-        )
+        expected = _passes(*REFERENCE, spec, params, inputs, keep_cache, reverse)
         results.append(
             (
                 _passes(forward, backward, spec, params, inputs, keep_cache, reverse),
@@ -572,7 +568,7 @@ def test_a_failed_capture_warns_once_then_runs_eagerly():
     forward, backward = _graphed_passes(capture=Failing())
     for call in range(4):
         inputs = draw(call)
-        expected = _passes(reference.forward, reference.backward, spec, params, inputs)
+        expected = _passes(*REFERENCE, spec, params, inputs)
         if call == 1:
             with pytest.warns(RuntimeWarning, match="could not capture a CUDA graph"):
                 actual = _passes(forward, backward, spec, params, inputs)
@@ -596,9 +592,7 @@ def test_threads_do_not_share_graphs():
             for _ in range(3):
                 _assert_same(
                     _passes(forward, backward, spec, params, inputs),
-                    _passes(
-                        reference.forward, reference.backward, spec, params, inputs
-                    ),
+                    _passes(*REFERENCE, spec, params, inputs),
                 )
         except Exception as exc:  # reported below, from the main thread
             errors.append(exc)
@@ -732,15 +726,7 @@ def test_fused_kernels_compiled_for_the_host_match_the_reference(
     )
     tol = 1e-12 if dtype == np.float64 else 1e-5
     for keep_cache in (True, False):  # training, then inference
-        expected = _passes(
-            reference.forward,
-            reference.backward,
-            spec,
-            params,
-            inputs,
-            keep_cache,
-            reverse,
-        )
+        expected = _passes(*REFERENCE, spec, params, inputs, keep_cache, reverse)
         actual = _passes(*host, spec, params, inputs, keep_cache, reverse)
         for e, a in zip(expected, actual):
             pairs = (
@@ -946,9 +932,7 @@ def test_cuda_graphs_replay_the_time_loops(cuda, cell, act, reset_after, reverse
     results = []
     for call in range(4):
         inputs = draw(call)
-        expected = _passes(
-            reference.forward, reference.backward, spec, params, inputs, reverse=reverse
-        )
+        expected = _passes(*REFERENCE, spec, params, inputs, reverse=reverse)
         x, lengths, h0, d_out, d_h_last = (
             a if a.dtype.kind == "i" else cupy.asarray(a, dtype=np.float32)
             for a in inputs
