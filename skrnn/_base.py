@@ -492,7 +492,8 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         # On the host, checking every step for divergence costs nothing; on a
         # device it would make the host wait for the device at every step.
         deferred = run.engine.memory is not None
-        for _ in range(1 if incremental else self.max_iter):
+        n_epochs = 1 if incremental else self.max_iter
+        for epoch in range(n_epochs):
             start = time.perf_counter()
             epoch_start[...] = params.flat
             previous_start[...] = run.previous
@@ -523,20 +524,26 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
                     # no epoch of this call completed: the loss of the weights kept
                     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                         self.loss_ = self._loss_at(run)
-                warnings.warn(
-                    "Training diverged (the loss or a weight became NaN or "
-                    "infinite, or the loss grew past what the weights' precision "
-                    "can compare); stopped and kept the weights from before the "
-                    "update that caused it. Try a smaller learning_rate_init.",
-                    ConvergenceWarning,
-                )
+                _warn_diverged()
                 converged = True
                 break
             self.n_iter_ += 1
             self.t_ += len(run.train)
             self.loss_ = loss / total_weight if total_weight > 0 else 0.0
             self.loss_curve_.append(self.loss_)
-            stop = self._update_no_improvement_count(run, best_flat)
+            # The epoch's last update is checked by no step of it: before the
+            # validation set is scored, or before the call ends with it.
+            diverged, raw_val = False, None
+            if run.val is not None:
+                raw_val = self._forward(run.val[0])
+                diverged = not np.isfinite(raw_val).all()
+                if diverged:
+                    run.params.flat[...] = run.previous
+                    raw_val = self._forward(run.val[0])
+            stop = self._update_no_improvement_count(run, best_flat, raw_val)
+            if run.val is None and (stop or epoch == n_epochs - 1):
+                peak = max(self.loss_curve_[first_epoch:])
+                diverged = not self._last_update_sound(run, peak)
             if self.verbose:
                 score = (
                     f", validation score = {self.validation_scores_[-1]:.6f}"
@@ -547,7 +554,9 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
                     f"Epoch {self.n_iter_}, loss = {self.loss_:.8f}{score}, "
                     f"{time.perf_counter() - start:.2f} s"
                 )
-            if stop:
+            if diverged:
+                _warn_diverged()
+            if stop or diverged:
                 converged = True
                 break
         if not converged:
@@ -614,8 +623,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         if run.sample_weight[idx].sum() <= 0:
             return 0.0  # only zero-weight samples: nothing to learn from
         loss, grad_check = self._loss_grad(run, idx)
-        bounded = (peak <= 0) | (loss <= peak / np.finfo(params.flat.dtype).eps)
-        sound = xp.isfinite(loss) & grad_check[0] & bounded
+        sound = self._sound(run, loss, grad_check, peak)
         if checked and not to_host(run.engine, sound):
             params.flat[...] = run.previous
             return None
@@ -626,6 +634,29 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
                 return None
             return loss
         return xp.where(sound & updated, loss, np.nan)
+
+    def _sound(self, run, loss, grad_check, peak):
+        """The divergence rule of :meth:`_step` at the current weights,
+        whose ``loss`` and gradient were just computed: whether they are
+        sound (a bool of the engine's module)."""
+        eps = np.finfo(run.params.flat.dtype).eps
+        bounded = (peak <= 0) | (loss <= peak / eps)
+        return run.engine.xp.isfinite(loss) & grad_check[0] & bounded
+
+    def _last_update_sound(self, run, peak):
+        """The divergence rule for the weights the last update of a call
+        left, which no later step checks, on the training set's first batch;
+        an update it fails is undone (``run.previous`` holds the weights
+        from before it). ``peak``: the largest epoch loss of the call."""
+        idx = run.train[: self._batch_size(len(run.train))]
+        if run.sample_weight[idx].sum() <= 0:
+            return True
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            loss, grad_check = self._loss_grad(run, idx)
+            sound = to_host(run.engine, self._sound(run, loss, grad_check, peak))
+        if not sound:
+            run.params.flat[...] = run.previous
+        return bool(sound)
 
     def _update(self, run, grad_check):
         """Clip the gradient, keep the weights in ``run.previous`` and take
@@ -674,10 +705,14 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
                 total, weight = total + loss * w, weight + w
         return total / weight if weight > 0 else 0.0
 
-    def _update_no_improvement_count(self, run, best_flat):
-        """MLP's stopping rule; returns whether to stop."""
+    def _update_no_improvement_count(self, run, best_flat, raw_val):
+        """MLP's stopping rule; returns whether to stop. ``raw_val``: the
+        network's raw outputs on the validation set, if any; where one is
+        not finite the score is -inf."""
         if run.val is not None:
-            score = self._score_targets(*run.val)
+            score = -np.inf
+            if np.isfinite(raw_val).all():
+                score = self._score_targets(*run.val, raw=raw_val)
             self.validation_scores_.append(score)
             if score < self.best_validation_score_ + self.tol:
                 self._no_improvement_count += 1
@@ -740,10 +775,12 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         )
         return self._score_targets(seqs, targets, sample_weight)
 
-    def _score_targets(self, seqs, targets, sample_weight):
+    def _score_targets(self, seqs, targets, sample_weight, raw=None):
         """``_metric`` of the current model on encoded targets; per step,
-        every valid step is a row with its sample's weight."""
-        predicted = self._targets_from_raw(self._forward(seqs))
+        every valid step is a row with its sample's weight. ``raw``: the
+        network's raw outputs for ``seqs``, when already computed."""
+        raw = self._forward(seqs) if raw is None else raw
+        predicted = self._targets_from_raw(raw)
         if self._output == "last":
             return self._metric(targets, predicted, sample_weight=sample_weight)
         valid = np.arange(predicted.shape[1])[None, :] < seqs.lengths[:, None]
@@ -758,3 +795,13 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True
         return tags
+
+
+def _warn_diverged():
+    warnings.warn(
+        "Training diverged (the loss or a weight became NaN or infinite, or the "
+        "loss grew past what the weights' precision can compare); stopped and "
+        "kept the weights from before the update that caused it. Try a smaller "
+        "learning_rate_init.",
+        ConvergenceWarning,
+    )

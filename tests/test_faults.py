@@ -461,7 +461,76 @@ def test_a_finite_loss_past_the_precision_is_divergence():
     with _divergence_warning():
         model.fit(X, y)
     assert model.n_iter_ == 2
-    assert model.loss_curve_ == make(max_iter=2).fit(X, y).loss_curve_
+    with _divergence_warning():  # its last update is the one undone, too
+        twin = make(max_iter=2).fit(X, y)
+    assert model.loss_curve_ == twin.loss_curve_
+    np.testing.assert_array_equal(_flat(model), _flat(twin))
     assert model.loss_ == model.loss_curve_[1] < 10
     np.testing.assert_array_equal(_flat(model), _flat(make(max_iter=1).fit(X, y)))
     assert model.score(X, y) > 0.5
+
+
+def _diverging_regressor(**params):
+    """Full-batch SGD at a learning rate of 1e4 on a relu RNN: on the binary
+    sum below, the loss after the first update is not finite."""
+    return SequenceRegressor(
+        cell="rnn",
+        activation="relu",
+        solver="sgd",
+        learning_rate_init=1e4,
+        clip_norm=None,
+        random_state=0,
+        **params,
+    )
+
+
+@pytest.mark.parametrize("max_iter", [1, 3])
+def test_the_last_update_of_a_fit_is_checked(max_iter):
+    """Whether the update that diverges is the call's last (max_iter=1) or
+    the next epoch's first step finds it (max_iter=3), it is undone: the
+    initial weights stay, and the predictions are finite."""
+    from skrnn.datasets import make_binary_sum
+
+    X, y = make_binary_sum(n_samples=100, n_timesteps=10, random_state=0)
+    model = _diverging_regressor(max_iter=max_iter)
+    with _divergence_warning():
+        model.fit(X, y)
+    assert model.n_iter_ == 1
+    initial = _twin_for_steps(_diverging_regressor, X, y, 0)
+    np.testing.assert_array_equal(_flat(model), _flat(initial))
+    _assert_usable(model, X)
+    # and training goes on from there: the next call is checked the same way
+    with _divergence_warning():
+        model.partial_fit(X, y)
+    assert np.isfinite(model.loss_)
+    np.testing.assert_array_equal(_flat(model), _flat(initial))
+
+
+def test_the_last_update_of_partial_fit_is_checked():
+    from skrnn.datasets import make_binary_sum
+
+    X, y = make_binary_sum(n_samples=100, n_timesteps=10, random_state=0)
+    model = _diverging_regressor()
+    with _divergence_warning():
+        model.partial_fit(X, y)
+    np.testing.assert_array_equal(
+        _flat(model), _flat(_twin_for_steps(_diverging_regressor, X, y, 0))
+    )
+    _assert_usable(model, X)
+
+
+@pytest.mark.parametrize("seed", [0, 3, 4])
+def test_early_stopping_never_scores_non_finite_predictions(seed):
+    """The epoch's last update makes the validation predictions NaN or
+    infinite (for these seeds): it is undone before the validation set is
+    scored, and the fit ends with the divergence warning, not an error."""
+    from skrnn.datasets import make_binary_sum
+
+    X, y = make_binary_sum(n_samples=100, n_timesteps=10, random_state=seed)
+    model = _diverging_regressor(max_iter=3, early_stopping=True)
+    model.set_params(random_state=seed)
+    with _divergence_warning():
+        model.fit(X, y)
+    assert model.n_iter_ == len(model.validation_scores_) == 1
+    assert np.isfinite(model.validation_scores_).all()
+    _assert_usable(model, X)
