@@ -71,8 +71,9 @@ class SequenceScaler(
     with_mean : bool, default=True
         Subtract the mean.
     with_std : bool, default=True
-        Divide by the standard deviation (a feature with zero variance keeps
-        scale 1).
+        Divide by the standard deviation. A constant feature, one whose
+        variance is within the rounding error of its mean's, keeps scale 1,
+        as in :class:`~sklearn.preprocessing.StandardScaler`.
 
     Attributes
     ----------
@@ -159,7 +160,7 @@ class SequenceScaler(
         self._mean, self._var = mean, var
         self.mean_ = mean if (self.with_mean or self.with_std) else None
         self.var_ = var if self.with_std else None
-        self.scale_ = np.where(var > 0, np.sqrt(var), 1.0) if self.with_std else None
+        self.scale_ = _scale(var, mean, n) if self.with_std else None
         return self
 
     def transform(self, X):
@@ -246,6 +247,17 @@ class SequenceScaler(
         tags.input_tags.three_d_array = True
         tags.requires_fit = True
         return tags
+
+
+def _scale(var, mean, n):
+    """The standard deviation, 1 for a feature that is constant up to
+    rounding: StandardScaler's rule, var <= n eps var + (n eps mean)^2 (a
+    bound on the error of the variance computed in float64 from n values
+    equal to the mean), so that a constant feature is not divided by the
+    noise of its own rounding."""
+    eps = np.finfo(np.float64).eps
+    constant = var <= n * eps * var + (n * eps * mean) ** 2
+    return np.where(constant, 1.0, np.sqrt(var))
 
 
 def _valid_rows(seqs, sample_weight):

@@ -22,6 +22,7 @@ from sklearn.model_selection import (
     cross_val_score,
 )
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 
 from skrnn import SequenceClassifier, SequenceRegressor
 from skrnn.preprocessing import SequenceScaler
@@ -381,6 +382,26 @@ def test_scaler_partial_fit_halves_equals_fit(form):
     assert halves.n_samples_seen_ == whole.n_samples_seen_ == sum(len(s) for s in seqs)
     # a table is univariate: one mean and one scale
     assert whole.mean_.shape == ((1,) if form == "table" else (2,))
+
+
+@pytest.mark.parametrize("value", [0.3, 1e5 / 3, -7.1])
+def test_scaler_keeps_scale_1_for_a_constant_feature(value):
+    """A feature that is always ``value`` (whose variance comes out as
+    rounding noise, 5.6e-17 for 0.3) is centred and not scaled, as
+    StandardScaler does; the other feature is scaled as usual."""
+    rng = np.random.RandomState(9)
+    X = rng.normal(size=(5, 4, 2))
+    X[:, :, 0] = value
+    scaler = SequenceScaler().fit(X)
+    reference = StandardScaler().fit(X.reshape(-1, 2))
+    np.testing.assert_array_equal(scaler.scale_[0], 1.0)
+    np.testing.assert_allclose(scaler.scale_, reference.scale_, rtol=1e-12)
+    rounding = 1e-12 * max(1.0, abs(value))
+    np.testing.assert_allclose(scaler.transform(X)[:, :, 0], 0.0, atol=rounding)
+    new = np.full((1, 3, 2), value + 0.1)
+    np.testing.assert_allclose(scaler.transform(new)[0, :, 0], 0.1, rtol=1e-9)
+    halves = SequenceScaler().partial_fit(X[:3]).partial_fit(X[3:])
+    np.testing.assert_array_equal(halves.scale_[0], 1.0)
 
 
 def test_scaler_keeps_nan_padding():

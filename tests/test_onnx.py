@@ -267,3 +267,16 @@ def test_what_cannot_be_exported_says_so(make, match):
     X, y = _data()
     with pytest.raises(NotImplementedError, match=match):
         to_onnx(make(X, y), X[:1])
+
+
+def test_a_constant_feature_exports_with_scale_1():
+    """A feature always 0.3 (whose float64 variance is rounding noise) is
+    not scaled by the graph either."""
+    X, _ = _data(dtype=np.float64)
+    X[:, :, 1] = np.where(np.isnan(X[:, :, 0]), np.nan, 0.3)
+    scaler = SequenceScaler().fit(X)
+    assert scaler.scale_[1] == 1.0
+    new = np.full((2, 4, 3), 0.4)
+    (scaled,) = _run(to_onnx(scaler, X[:1]), new)
+    np.testing.assert_allclose(scaled[:, :, 1], 0.1, rtol=1e-9)
+    np.testing.assert_allclose(scaled, scaler.transform(new), rtol=1e-12)
