@@ -256,14 +256,32 @@ def _check_sequence(x, i):
     return a
 
 
-def _with_names(X):
-    """What scikit-learn's feature-name checks read for X: for a list of
-    DataFrames that all have the same columns, the first; otherwise X."""
-    if is_sequence_list(X) and hasattr(X[0], "columns"):
-        columns = X[0].columns
-        if all(columns.equals(getattr(x, "columns", None)) for x in X[1:]):
-            return X[0]
-    return X
+def _with_names(X, fitted=None):
+    """What scikit-learn's feature-name checks read for X: for a list with
+    DataFrames in it, the first of them; otherwise X.
+
+    Every DataFrame of a list must have the same columns in the same order:
+    ``fitted``, the names a model was fitted with, or else the first
+    DataFrame's. A ValueError names the first sequence whose columns differ,
+    so that no sequence is read with its columns in another order.
+    """
+    if not is_sequence_list(X):
+        return X
+    frames = [(i, x) for i, x in enumerate(X) if hasattr(x, "columns")]
+    if not frames:
+        return X
+    if fitted is not None:
+        expected, source = list(fitted), "the model was fitted with"
+    else:
+        expected, source = list(frames[0][1].columns), f"sample {frames[0][0]} has"
+    for i, x in frames:
+        if list(x.columns) != expected:
+            raise ValueError(
+                f"Sample {i} of X has columns {list(x.columns)}, but {source} "
+                f"{expected}: every DataFrame of a list needs the same columns, "
+                "in the same order."
+            )
+    return frames[0][1]
 
 
 class SequenceInputMixin:
@@ -298,7 +316,8 @@ class SequenceInputMixin:
             return seqs, attrs
         if type(X) is not np.ndarray or hasattr(self, "feature_names_in_"):
             # an array has no names: nothing to check unless fitted with some
-            _check_feature_names(self, _with_names(X), reset=False)
+            fitted = getattr(self, "feature_names_in_", None)
+            _check_feature_names(self, _with_names(X, fitted), reset=False)
         seqs = check_sequences(X, dtype=self._dtype)
         width = seqs.values.shape[1] if seqs.form == "table" else seqs.values.shape[2]
         if seqs.form == "table" and self._fit_form_is_table:

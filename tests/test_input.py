@@ -429,21 +429,40 @@ def test_ragged_list_of_dataframes_reads_like_arrays_and_keeps_names(Est):
     assert list(est.feature_names_in_) == ["speed", "heading"]
     np.testing.assert_array_equal(est.predict(frames), from_arrays.predict(arrays))
     renamed = [f.rename(columns={"speed": "velocity"}) for f in frames]
-    with pytest.raises(ValueError, match="feature names should match"):
+    with pytest.raises(ValueError, match="Sample 0 of X has columns"):
         est.predict(renamed)
     with pytest.warns(UserWarning, match="does not have valid feature names"):
         est.predict(arrays)
 
 
-def test_list_of_dataframes_with_different_columns_records_no_names():
+@pytest.mark.parametrize("change", ["swapped", "renamed"])
+def test_list_of_dataframes_whose_columns_disagree_is_refused(change):
+    """Columns in another order or under other names in some DataFrames of
+    a list, at fit or at predict: a ValueError naming the first such sample,
+    before anything changes, rather than columns read by position."""
     pd = pytest.importorskip("pandas")
     rng = np.random.RandomState(0)
     frames = [
         pd.DataFrame(rng.normal(size=(L, D)), columns=["a", "b"]) for L in LENGTHS
     ]
-    frames[2].columns = ["a", "c"]
-    est = _fit(_make(SequenceRegressor), frames, rng.normal(size=N))
-    assert not hasattr(est, "feature_names_in_")
+    y = rng.normal(size=N)
+
+    def disagree(frame):
+        if change == "swapped":
+            return frame[["b", "a"]]
+        return frame.rename(columns={"b": "c"})
+
+    odd = [disagree(f) if i in (2, 4) else f for i, f in enumerate(frames)]
+    message = r"Sample 2 of X has columns \['[abc]', '[abc]'\], but"
+    with pytest.raises(ValueError, match=message + " sample 0 has"):
+        _make(SequenceRegressor).fit(odd, y)
+    est = _fit(_make(SequenceRegressor), frames, y)
+    before = est.predict(frames)
+    with pytest.raises(ValueError, match=message + " the model was fitted with"):
+        est.predict(odd)
+    with pytest.raises(ValueError, match=message):
+        est.partial_fit(odd, y)
+    np.testing.assert_array_equal(est.predict(frames), before)
 
 
 @pytest.mark.parametrize("ragged", [False, True])
