@@ -181,7 +181,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
 
     _metric = None  # score(targets, predictions, sample_weight=...) -> float
 
-    def _target_weights(self, targets, y_attrs, incremental):
+    def _target_weights(self, targets, sample_weight, y_attrs, incremental):
         """Factors of the sample weights that the targets decide (the
         classifier's ``class_weight``); ``y_attrs`` are those of a first fit."""
         return 1.0
@@ -279,7 +279,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
                 sample_weight, seqs.values, dtype=np.float64, ensure_non_negative=True
             )
         sample_weight = sample_weight * self._target_weights(
-            targets, y_attrs, incremental
+            targets, sample_weight, y_attrs, incremental
         )
         given_val = None
         if validation is not None and any(v is not None for v in validation[:2]):

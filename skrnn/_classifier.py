@@ -7,7 +7,6 @@ import numpy as np
 from scipy.special import expit, log_expit, log_softmax, softmax
 from sklearn.base import ClassifierMixin
 from sklearn.metrics import accuracy_score
-from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 
@@ -41,8 +40,9 @@ class SequenceClassifier(ClassifierMixin, BaseSequenceEstimator):
         :class:`~sklearn.linear_model.LogisticRegression`: a dict label ->
         weight (a label that is not in the data raises), or "balanced",
         ``n_samples / (n_classes * np.bincount(y))`` over the labels given
-        to ``fit`` (``partial_fit`` takes a dict only). With
-        ``output="last"`` only.
+        to ``fit``, each sample counted by its ``sample_weight`` (a warm fit
+        balances the classes its data has). ``partial_fit`` takes a dict
+        only. With ``output="last"`` only.
 
     Attributes
     ----------
@@ -99,8 +99,14 @@ class SequenceClassifier(ClassifierMixin, BaseSequenceEstimator):
     # step of output="sequence" models and takes every input form.
     score = BaseSequenceEstimator.score
 
-    def _target_weights(self, codes, y_attrs, incremental):
-        """Each sample's weight from ``class_weight`` (1.0 without)."""
+    def _target_weights(self, codes, sample_weight, y_attrs, incremental):
+        """Each sample's weight from ``class_weight`` (1.0 without).
+
+        "balanced" counts each class by its samples' weights and leaves out
+        classes of no weight, so that an integer weight counts as repeated
+        rows and a warm fit on data that lacks a fitted class balances the
+        classes it has, as a fit on that data alone would.
+        """
         if self.class_weight is None:
             return 1.0
         if codes.ndim > 1:
@@ -115,15 +121,22 @@ class SequenceClassifier(ClassifierMixin, BaseSequenceEstimator):
             )
         classes = y_attrs.get("classes_", getattr(self, "classes_", None))
         if isinstance(self.class_weight, dict):
+            # looked up by the labels themselves: compute_class_weight would
+            # read the labels "1" and "2" as the integers 1 and 2
             unknown = set(self.class_weight) - set(classes.tolist())
             if unknown:
                 raise ValueError(
                     f"class_weight names classes that are not in the data: "
                     f"{sorted(unknown, key=repr)}; the classes are {classes.tolist()}."
                 )
-        weights = compute_class_weight(
-            self.class_weight, classes=classes, y=classes[codes]
-        )
+            weights = np.array(
+                [self.class_weight.get(c, 1.0) for c in classes.tolist()]
+            )
+            return weights[codes]
+        counts = np.bincount(codes, weights=sample_weight, minlength=len(classes))
+        present = counts > 0
+        weights = np.ones(len(classes))
+        weights[present] = counts.sum() / (present.sum() * counts[present])
         return weights[codes]
 
     def _head_loss(self):

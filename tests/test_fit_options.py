@@ -4,6 +4,9 @@ one's own."""
 import numpy as np
 import pytest
 from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.estimator_checks import (
+    check_sample_weight_equivalence_on_dense_data,
+)
 
 from skrnn import SequenceClassifier
 
@@ -35,11 +38,47 @@ def test_class_weight_is_the_equivalent_sample_weight(class_weight):
     X, y = _imbalanced()
     w = np.linspace(0.5, 2.0, len(y))
     weighted = _clf(class_weight=class_weight).fit(X, y, sample_weight=w)
+    if class_weight == "balanced":
+        # LogisticRegression's rule: the classes counted by their weights
+        counts = {c: w[y == c].sum() for c in ("rare", "common")}
+        class_weight = {c: w.sum() / (2 * counts[c]) for c in counts}
     by_hand = _clf().fit(X, y, sample_weight=w * compute_sample_weight(class_weight, y))
     np.testing.assert_array_equal(_coefs(weighted), _coefs(by_hand))
     assert not np.array_equal(
         _coefs(weighted), _coefs(_clf().fit(X, y, sample_weight=w))
     )
+
+
+def test_balanced_class_weight_counts_integer_weights_as_repeated_rows():
+    """scikit-learn's check, on the classifier with class_weight="balanced"
+    (in float64 and at max_iter=100, as test_sklearn_checks.py runs it)."""
+    model = _clf(class_weight="balanced", dtype="float64", max_iter=100)
+    check_sample_weight_equivalence_on_dense_data("SequenceClassifier", model)
+
+
+def test_class_weight_of_labels_that_read_as_integers():
+    """Labels "1" and "2" (as read from a CSV) are looked up as they are,
+    not as the integers 1 and 2."""
+    X, y = _imbalanced()
+    y = np.where(y == "rare", "1", "2")
+    weighted = _clf(class_weight={"1": 5.0}).fit(X, y)
+    by_hand = _clf().fit(X, y, sample_weight=np.where(y == "1", 5.0, 1.0))
+    np.testing.assert_array_equal(_coefs(weighted), _coefs(by_hand))
+
+
+def test_balanced_warm_fit_on_data_without_a_fitted_class():
+    """A warm fit on data that lacks one of the fitted classes balances the
+    classes it has, as a fit on that data alone would."""
+    X, y = _imbalanced(n=48)
+    y[::6] = "third"
+    kept = y != "third"
+    first = {"class_weight": "balanced", "warm_start": True}
+    model = _clf(**first).fit(X, y)
+    twin = _clf(**first).fit(X, y).set_params(class_weight=None)
+    model.fit(X[kept], y[kept])
+    twin.fit(X[kept], y[kept], sample_weight=compute_sample_weight("balanced", y[kept]))
+    assert model.classes_.tolist() == ["common", "rare", "third"]
+    np.testing.assert_array_equal(_coefs(model), _coefs(twin))
 
 
 def test_class_weight_naming_an_unknown_class_is_refused():
