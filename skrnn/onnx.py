@@ -76,6 +76,9 @@ _ACTIVATIONS = {
     "identity": "Affine",
 }
 _TENSOR_TYPES = {"float32": FloatTensorType, "float64": DoubleTensorType}
+# The estimators' graphs pass the axes of Squeeze, Unsqueeze and ReduceSum as
+# inputs, which those operators take from opset 13 on.
+MIN_OPSET = 13
 _ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE}
 
 
@@ -99,7 +102,9 @@ def to_onnx(model, X_sample, *, target_opset=None, options=None):
         dimension set the graph's input type. The graph takes any number
         of samples and of steps.
     target_opset : int, default=None
-        The ONNX opset; None: the newest skl2onnx supports.
+        The ONNX opset; None: the newest skl2onnx supports. The estimators
+        export to opset 13 or newer (a lower one raises a ValueError), the
+        scaler to any.
     options : dict, default=None
         The conversion options of skl2onnx, e.g. ``{"zipmap": False}`` for a
         classifier's probabilities as a tensor.
@@ -111,6 +116,9 @@ def to_onnx(model, X_sample, *, target_opset=None, options=None):
 
     Raises
     ------
+    ValueError
+        For an ``X_sample`` with another number of features per step than
+        the model takes, or a ``target_opset`` below 13 for an estimator.
     NotImplementedError
         For a configuration ONNX cannot express exactly.
 
@@ -397,6 +405,12 @@ def _scan_layers(g, net, coefs, x, valid, lengths):
 def _raw_outputs(g, model, operator):
     """The head's outputs: (N, n_outputs), or (N, T, n_outputs) for
     ``output="sequence"`` with the (N, T) validity of each step (else None)."""
+    if g.container.target_opset < MIN_OPSET:
+        raise ValueError(
+            f"{type(model).__name__} exports to ONNX opset {MIN_OPSET} or newer "
+            "(its graph gives Squeeze, Unsqueeze and ReduceSum their axes as "
+            f"inputs); got target_opset={g.container.target_opset}."
+        )
     x = operator.inputs[0].full_name
     if _dtype_of(operator.inputs[0].type) != g.dtype.name:
         x = g.node("Cast", [x], to=g.onnx_dtype)
@@ -500,11 +514,20 @@ def _dtype_of(tensor_type):
 
 
 def _input_check(operator, model):
+    """The input's type, a float tensor (N, T, D) with the model's D, or
+    (N, T) for a model of one feature per step; else an error."""
     input_type = operator.inputs[0].type
     if _dtype_of(input_type) is None or len(input_type.shape) not in (2, 3):
         raise NotImplementedError(
             f"{type(model).__name__} exports for float tensors of shape (N, T, D) "
             f"or (N, T), not {input_type}"
+        )
+    width = input_type.shape[2] if len(input_type.shape) == 3 else 1
+    if width != model._n_step_features:
+        raise ValueError(
+            f"The graph's input X has {width} features per step, but "
+            f"{type(model).__name__} is expecting {model._n_step_features}: "
+            "export with an X_sample of the shape predict takes."
         )
     return input_type
 
@@ -530,7 +553,7 @@ def _classifier_shape(operator):
 
 
 def _scaler_shape(operator):
-    input_type = operator.inputs[0].type
+    input_type = _input_check(operator, operator.raw_operator)
     operator.outputs[0].type = type(input_type)(list(input_type.shape))
 
 

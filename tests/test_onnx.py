@@ -280,3 +280,40 @@ def test_a_constant_feature_exports_with_scale_1():
     (scaled,) = _run(to_onnx(scaler, X[:1]), new)
     np.testing.assert_allclose(scaled[:, :, 1], 0.1, rtol=1e-9)
     np.testing.assert_allclose(scaled, scaler.transform(new), rtol=1e-12)
+
+
+@pytest.mark.parametrize("opset", [9, 11, 12])
+def test_an_opset_below_13_is_refused_by_the_estimators(opset):
+    """onnxruntime rejects the estimators' graphs below opset 13 (Range at 9,
+    ReduceSum's axes as an input at 11 and 12): refused at export, saying
+    which opset works; the scaler, of Sub and Div, exports at any."""
+    X, y = _data()
+    model = _fit(SequenceClassifier, X, (y > 0).astype(int), cell="lstm")
+    scaler = SequenceScaler().fit(X)
+    for exported in (model, make_pipeline(scaler, model)):
+        with pytest.raises(ValueError, match=f"opset 13 or newer.*={opset}"):
+            to_onnx(exported, X[:1], target_opset=opset)
+    (scaled,) = _run(to_onnx(scaler, X[:1], target_opset=opset), X)
+    np.testing.assert_allclose(scaled, scaler.transform(X), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_lowest_opset_runs(cell, dtype):
+    X, y = _data(dtype=dtype)
+    model = _fit(SequenceRegressor, X, y, cell=cell, dtype=dtype.__name__)
+    (out,) = _run(to_onnx(model, X[:1], target_opset=13), X)
+    np.testing.assert_allclose(
+        out[:, 0], model.predict(X), rtol=TOL[dtype], atol=TOL[dtype]
+    )
+
+
+@pytest.mark.parametrize("make", [SequenceRegressor, SequenceScaler])
+def test_an_x_sample_with_other_features_is_refused(make):
+    X, y = _data()  # 3 features per step
+    model = make().fit(X, y) if make is SequenceScaler else _fit(make, X, y)
+    for sample in (X[:1, :, :2], X[:1, :, 0]):  # 2 features, a table of 1
+        with pytest.raises(ValueError, match="X has [12] features per step, but"):
+            to_onnx(model, sample)
+        with pytest.raises(ValueError, match="is expecting 3"):
+            skl2onnx.to_onnx(make_pipeline(model), sample)
