@@ -160,7 +160,9 @@ SHARED = {
     use_bias : bool, default=True
         Whether ``bias_ih`` and ``bias_hh`` exist.
     stateful : bool, default=False
-        Carry the last state into the next ``forward`` call.
+        Carry the last state into the next ``forward`` call, which must then
+        have as many sequences (or an initial state of its own, or follow
+        :meth:`reset_state`).
     dtype : {"float32", "float64"}, default="float32"
         Precision of parameters and computation.
     random_state : int, RandomState instance or None, default=None

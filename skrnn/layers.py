@@ -123,6 +123,21 @@ class _RecurrentLayer:
         """Forget the state carried between calls (``stateful=True``)."""
         self.h = None
 
+    def _carried(self, N):
+        """The state (N, S) carried from the previous call with
+        ``stateful=True``, or None; an error when that call had another
+        number of sequences, whose states would be matched by position."""
+        if not self.stateful or self.h is None:
+            return None
+        if len(self.h) != N:
+            raise ValueError(
+                f"This stateful layer carries the state of {len(self.h)} sequences "
+                f"from its previous forward call, but X has {N}. Pass as many "
+                "sequences, an initial state of their own, or call reset_state() "
+                "first."
+            )
+        return self.h
+
     def forward(self, X, h0=None, lengths=None):
         """Run the layer over a batch of sequences.
 
@@ -201,9 +216,9 @@ class _RecurrentLayer:
         (N, S); None: zeros, or the state carried with ``stateful=True``."""
         N, T, _ = X.shape
         if state0 is None:
-            carried = self.stateful and self.h is not None
+            carried = self._carried(N)
             S = state_size(self._cell, self.hidden_size)
-            state0 = self.h if carried else np.zeros((N, S), dtype=self.dtype)
+            state0 = np.zeros((N, S), self.dtype) if carried is None else carried
         self._check_params()
         # The engines want time-major data sorted by length, longest first,
         # and finite values at padded steps (NaN padding would reach the
@@ -403,7 +418,8 @@ class LSTM(_RecurrentLayer):
         state0 = None
         if h0 is not None or c0 is not None:
             N, H = len(X), self.hidden_size
-            carried = self.h if self.stateful and self.h is not None else None
+            given = h0 is not None and c0 is not None
+            carried = None if given else self._carried(N)
             parts = []
             for k, (name, value) in enumerate((("h0", h0), ("c0", c0))):
                 if value is None:  # the carried part, else zeros

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from skrnn.layers import GRU, RNN
+from skrnn.layers import GRU, LSTM, RNN
 
 D, H = 3, 4
 
@@ -213,6 +213,34 @@ def test_stateful_explicit_h0_overrides_carried_state():
     first, _ = layer.forward(X)
     again, _ = layer.forward(X, h0=np.zeros((2, H)))
     np.testing.assert_array_equal(first, again)
+
+
+@pytest.mark.parametrize("cls", [RNN, GRU, LSTM])
+@pytest.mark.parametrize("n_next", [1, 3])
+def test_stateful_refuses_another_number_of_sequences(cls, n_next):
+    """The carried state holds 2 sequences: a call with 1 or 3 would match
+    states to sequences by position (or fail inside). It is refused,
+    keeping the state; an initial state of its own, or reset_state(),
+    starts afresh."""
+    rng = np.random.RandomState(8)
+    layer = cls(D, H, stateful=True, random_state=0)
+    layer.forward(rng.normal(size=(2, 4, D)))
+    carried = layer.h.copy()
+    X = rng.normal(size=(n_next, 4, D))
+    message = "carries the state of 2 sequences .* but X has"
+    with pytest.raises(ValueError, match=message):
+        layer.forward(X)
+    if cls is LSTM:  # h0 alone: c is still the carried one's
+        with pytest.raises(ValueError, match=message):
+            layer.forward(X, h0=np.zeros((n_next, H)))
+        given = {"h0": np.zeros((n_next, H)), "c0": np.zeros((n_next, H))}
+    else:
+        given = {"h0": np.zeros((n_next, H))}
+    np.testing.assert_array_equal(layer.h, carried)
+    fresh = cls(D, H, random_state=0).forward(X)[0]
+    np.testing.assert_array_equal(layer.forward(X, **given)[0], fresh)
+    layer.reset_state()
+    np.testing.assert_array_equal(layer.forward(X)[0], fresh)
 
 
 def test_not_stateful_does_not_carry():
