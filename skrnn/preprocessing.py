@@ -328,8 +328,9 @@ class CharacterEncoder(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : iterable of str
-            The texts, one per sample.
+        X : iterable of str, or table of one column
+            The texts, one per sample: a list, an array or Series, or a
+            DataFrame or 2-D array of one column.
         y : None
             Ignored.
 
@@ -347,8 +348,8 @@ class CharacterEncoder(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : iterable of str
-            The texts, one per sample.
+        X : iterable of str, or table of one column
+            The texts, one per sample, in any form :meth:`fit` takes.
 
         Returns
         -------
@@ -401,6 +402,15 @@ class CharacterEncoder(TransformerMixin, BaseEstimator):
                 f"X must be an iterable of strings, one per sample; got "
                 f"{type(X).__name__}."
             )
+        if getattr(X, "ndim", 1) == 2:
+            # a one-column table (a ColumnTransformer hands over df[["text"]]),
+            # which iterates over its columns' names
+            if X.shape[1] != 1:
+                raise ValueError(
+                    "X must hold one text per sample: a table with one column, "
+                    f"not {X.shape[1]}."
+                )
+            X = np.asarray(X)[:, 0]
         texts = list(X)
         if not texts:
             raise ValueError(
@@ -477,7 +487,9 @@ def sliding_windows(series, window, *, horizon=1):
     series = np.asarray(series)
     if series.ndim not in (1, 2):
         raise ValueError(f"series must be (T,) or (T, D); got shape {series.shape}.")
-    values = series.reshape(len(series), -1)
+    values = series[:, None] if series.ndim == 1 else series
+    if values.shape[1] == 0:
+        raise ValueError(f"series has 0 features per step; got shape {series.shape}.")
     n_windows = len(values) - window - horizon + 1
     if n_windows < 1:
         raise ValueError(

@@ -55,6 +55,24 @@ def test_bad_texts(X, match):
         CharacterEncoder().fit(X)
 
 
+@pytest.mark.parametrize("form", ["dataframe", "array"])
+def test_a_one_column_table_is_its_texts(form):
+    """df[["text"]], what a ColumnTransformer hands over for a list of
+    columns, holds one text per row, as the column itself does."""
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"text": TEXTS, "other": range(len(TEXTS))})
+    table = frame[["text"]] if form == "dataframe" else np.array(TEXTS)[:, None]
+    encoder = CharacterEncoder().fit(table)
+    reference = CharacterEncoder().fit(frame["text"])
+    assert encoder.categories_.tolist() == reference.categories_.tolist()
+    encoded = encoder.transform(table)
+    assert len(encoded) == len(TEXTS)
+    for a, b in zip(encoded, reference.transform(TEXTS)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="a table with one column, not 2"):
+        encoder.transform(frame if form == "dataframe" else np.c_[table, table])
+
+
 def test_pickles():
     encoder = CharacterEncoder().fit(TEXTS)
     loaded = pickle.loads(pickle.dumps(encoder))
@@ -114,6 +132,9 @@ def test_windows_are_copies():
     "args, kwargs, match",
     [
         ((np.arange(5.0), 5), {}, "at least 6 steps"),
+        ((np.array([]), 3), {}, "A series of 0 steps .* at least 4 steps"),
+        ((np.zeros((0, 2)), 1), {}, "A series of 0 steps"),
+        ((np.zeros((6, 0)), 2), {}, "0 features per step"),
         ((np.arange(5.0), 3), {"horizon": 3}, "at least 6 steps"),
         ((np.zeros((4, 2, 2)), 2), {}, r"\(T,\) or \(T, D\)"),
         ((np.arange(5.0), 0), {}, "'window' parameter"),
