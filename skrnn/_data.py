@@ -67,7 +67,16 @@ def _first_nonfinite(values):
     return idx, "NaN" if np.isnan(values[idx]) else "infinity"
 
 
-def _raise_nonfinite(kind, sample, step, name="X"):
+def _raise_nonfinite(kind, sample, step, name="X", given=None, dtype=None):
+    """Refuse a value that is not finite; ``given``: the value as X holds it,
+    which may be finite and too large for ``dtype``, which it was cast to."""
+    if given is not None and np.isfinite(given):
+        hint = " Fit with dtype='float64', or scale X." if dtype == np.float32 else ""
+        raise ValueError(
+            f"Input {name} contains {given:g} at sample {sample}, step {step}, "
+            f"which is too large for {np.dtype(dtype).name}, the dtype the model "
+            f"computes in.{hint}"
+        )
     raise ValueError(f"Input {name} contains {kind} at sample {sample}, step {step}.")
 
 
@@ -129,11 +138,13 @@ def check_sequences(X, dtype=None):
             "sequences) or 3 (n_samples, n_timesteps, n_features)."
         )
     out_dtype = _float_dtype(dtype, [arr.dtype])
-    arr = arr.astype(out_dtype, copy=False)
+    # a value too large for the dtype becomes infinite, refused below
+    with np.errstate(over="ignore"):
+        given, arr = arr, arr.astype(out_dtype, copy=False)
     N = arr.shape[0]
     form = "table" if arr.ndim == 2 else "array"
     if arr.ndim == 2:
-        arr = arr[:, :, None]
+        given, arr = given[:, :, None], arr[:, :, None]
     elif 0 in arr.shape[1:]:
         raise ValueError(
             f"Found array with shape {arr.shape}: every sample needs at least one "
@@ -155,8 +166,8 @@ def check_sequences(X, dtype=None):
         arr = np.where(valid[:, :, None], arr, 0).astype(out_dtype, copy=False)
     bad = _first_nonfinite(arr)
     if bad is not None:
-        (i, t, _), kind = bad
-        _raise_nonfinite(kind, i, t)
+        (i, t, d), kind = bad
+        _raise_nonfinite(kind, i, t, given=given[i, t, d], dtype=out_dtype)
     return Sequences(arr, lengths, form)
 
 
@@ -201,13 +212,17 @@ def _check_list(X, dtype):
         )
     out_dtype = _float_dtype(dtype, set(map(attrgetter("dtype"), arrays)))
     # the valid steps of every sequence, one after the other
-    rows = np.concatenate(arrays, axis=None, dtype=out_dtype).reshape(-1, widths[0])
+    with np.errstate(over="ignore"):  # too large for the dtype: refused below
+        rows = np.concatenate(arrays, axis=None, dtype=out_dtype)
+    rows = rows.reshape(-1, widths[0])
     bad = _first_nonfinite(rows)
     if bad is not None:
-        (row, _), kind = bad
+        (row, d), kind = bad
         starts = np.cumsum(lengths) - lengths
         i = int(np.searchsorted(starts, row, side="right")) - 1
-        _raise_nonfinite(kind, i, row - starts[i])
+        t = row - starts[i]
+        given = arrays[i].reshape(lengths[i], -1)[t, d]
+        _raise_nonfinite(kind, i, t, given=given, dtype=out_dtype)
     T = int(lengths.max())
     if (lengths == T).all():
         return Sequences(rows.reshape(n, T, -1), lengths, "list")

@@ -133,6 +133,26 @@ def _inf_list_2d():
     return X
 
 
+def _huge_table():
+    # finite in float64, infinite in float32 (the estimators' default dtype)
+    X = np.ones((N, T))
+    X[1, 3] = 1e300
+    return X
+
+
+def _huge_3d_padded():
+    X = np.ones((N, T, 1))
+    X[0, 4:] = np.nan  # padding: the padded path finds it too
+    X[1, 3, 0] = -1e300
+    return X
+
+
+def _huge_list_2d():
+    X = _inf_list_2d()
+    X[1][3, 0] = 1e300
+    return X
+
+
 NONFINITE_X = {
     "nan_table": (_nan_table, "NaN"),
     "inf_table": (_inf_table, "infinity"),
@@ -141,6 +161,9 @@ NONFINITE_X = {
     "inf_3d_trailing": (_inf_3d_trailing, "infinity"),
     "nan_list": (_nan_list, "NaN"),
     "inf_list_2d": (_inf_list_2d, "infinity"),
+    "huge_table": (_huge_table, "1e+300 at sample 1, step 3, which is too large"),
+    "huge_3d_padded": (_huge_3d_padded, "is too large for float32"),
+    "huge_list_2d": (_huge_list_2d, "is too large for float32"),
 }
 
 
