@@ -21,7 +21,7 @@ from skrnn._engine import Engine, HostCopyMemory, get_engine, reference
 from skrnn._engine.reference import CellSpec, state_size
 from skrnn._losses import binary_log_loss, multi_log_loss, squared_error
 from skrnn._network import MIN_SHARE, TRAINING_SHARES, Network
-from skrnn.layers import GRU, RNN
+from skrnn.layers import GRU, LSTM, RNN
 
 ENGINE = get_engine("reference")
 EPS = 1e-6  # central difference step
@@ -526,25 +526,24 @@ LAYER_CELLS = [(cell, use_bias) for cell in CELLS for use_bias in (True, False)]
 
 def _make_layer(cell, use_bias, seed):
     name, act, reset_after = cell
+    options = {"use_bias": use_bias, "dtype": "float64", "random_state": seed}
     if name == "rnn":
-        return RNN(
-            D, 3, activation=act, use_bias=use_bias, dtype="float64", random_state=seed
-        )
-    return GRU(
-        D,
-        3,
-        activation=act,
-        reset_after=reset_after,
-        use_bias=use_bias,
-        dtype="float64",
-        random_state=seed,
-    )
+        return RNN(D, 3, activation=act, **options)
+    if name == "lstm":
+        return LSTM(D, 3, **options)
+    return GRU(D, 3, activation=act, reset_after=reset_after, **options)
 
 
-def _layer_objective(layer, X, h0, lengths, d_out, d_h_last):
-    """Σ d_out ⊙ outputs + Σ d_h_last ⊙ h_last, the function backward differentiates."""
-    outputs, h_last = layer.forward(X, h0=h0, lengths=lengths)
-    return float((d_out * outputs).sum() + (d_h_last * h_last).sum())
+def _layer_objective(layer, X, state0, lengths, d_last):
+    """Σ d_out ⊙ outputs + Σ d_h_last ⊙ h_last (+ Σ d_c_last ⊙ c_last for
+    the LSTM), the function backward differentiates; ``state0`` holds h0
+    (and c0), ``d_last`` d_out and d_h_last (and d_c_last)."""
+    outputs, h_last = layer.forward(X, lengths=lengths, **state0)
+    d_out, d_h_last, *d_c_last = d_last
+    value = (d_out * outputs).sum() + (d_h_last * h_last).sum()
+    if d_c_last:
+        value += (d_c_last[0] * layer.c_last).sum()
+    return float(value)
 
 
 def _numeric_gradient(f, array):
@@ -560,32 +559,35 @@ def _numeric_gradient(f, array):
 
 
 def _layer_problem(cell, use_bias, variable):
-    """A float64 layer and a batch; relu layers get a seed away from the kinks."""
+    """A float64 layer and a batch: the initial state ({"h0"[, "c0"]}) and
+    the gradients backward takes (d_out, d_h_last[, d_c_last]); relu layers
+    get a seed away from the kinks."""
     n, t = 3, 4
     for seed in range(100):
         rng = np.random.RandomState(seed)
         layer = _make_layer(cell, use_bias, seed)
         X = rng.normal(size=(n, t, D))
-        h0 = rng.normal(scale=0.5, size=(n, 3))
+        parts = ("h0", "c0") if cell[0] == "lstm" else ("h0",)
+        state0 = {name: rng.normal(scale=0.5, size=(n, 3)) for name in parts}
         lengths = np.array([3, 4, 1]) if variable else np.full(n, t)
         X[np.arange(t)[None, :] >= lengths[:, None]] = 7.0  # padding garbage
         d_out = rng.normal(size=(n, t, 3))  # nonzero at padded steps too
-        d_h_last = rng.normal(size=(n, 3))
+        d_last = (d_out, *(rng.normal(size=(n, 3)) for _ in parts))
         if cell[1] != "relu":
             break
-        outputs, _ = layer.forward(X, h0=h0, lengths=lengths)
+        outputs, _ = layer.forward(X, lengths=lengths, **state0)
         a = _elman_preactivations(
             layer.spec,
             layer.params,
             False,
             X.transpose(1, 0, 2),
             outputs.transpose(1, 0, 2),
-            h0,
+            state0["h0"],
             lengths,
         )
         if np.abs(a).min() > RELU_MARGIN:
             break
-    return layer, X, h0, lengths, d_out, d_h_last
+    return layer, X, state0, lengths, d_last
 
 
 @pytest.mark.parametrize("variable", [False, True], ids=["equal", "variable"])
@@ -595,16 +597,23 @@ def _layer_problem(cell, use_bias, variable):
     ids=[f"{_cell_id(c)}-{'bias' if b else 'nobias'}" for c, b in LAYER_CELLS],
 )
 def test_layer_backward_matches_finite_differences(cell, use_bias, variable):
-    layer, X, h0, lengths, d_out, d_h_last = _layer_problem(cell, use_bias, variable)
-    layer.forward(X, h0=h0, lengths=lengths)
-    dX = layer.backward(d_out, d_h_last)
-    dh0, grads = layer.dh0.copy(), {k: v.copy() for k, v in layer.grads.items()}
+    layer, X, state0, lengths, d_last = _layer_problem(cell, use_bias, variable)
+    assert type(layer).__name__ == cell[0].upper()
+    layer.forward(X, lengths=lengths, **state0)
+    if cell[0] == "lstm":
+        dX = layer.backward(*d_last[:2], d_c_last=d_last[2])
+        d_state0 = {"h0": layer.dh0.copy(), "c0": layer.dc0.copy()}
+    else:
+        dX = layer.backward(*d_last)
+        d_state0 = {"h0": layer.dh0.copy()}
+    grads = {k: v.copy() for k, v in layer.grads.items()}
 
     def f():
-        return _layer_objective(layer, X, h0, lengths, d_out, d_h_last)
+        return _layer_objective(layer, X, state0, lengths, d_last)
 
     assert _relative_error(dX, _numeric_gradient(f, X)) < RTOL
-    assert _relative_error(dh0, _numeric_gradient(f, h0)) < RTOL
+    for name, value in state0.items():
+        assert _relative_error(d_state0[name], _numeric_gradient(f, value)) < RTOL
     assert set(grads) == set(layer.params)
     for name, value in layer.params.items():
         assert _relative_error(grads[name], _numeric_gradient(f, value)) < RTOL, name
