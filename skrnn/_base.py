@@ -531,15 +531,12 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             self.t_ += len(run.train)
             self.loss_ = loss / total_weight if total_weight > 0 else 0.0
             self.loss_curve_.append(self.loss_)
-            # The epoch's last update is checked by no step of it: before the
-            # validation set is scored, or before the call ends with it.
+            # No step of the epoch checks its last update: the validation set
+            # does before it is scored, else the first training batch before
+            # the call ends with it.
             diverged, raw_val = False, None
             if run.val is not None:
-                raw_val = self._forward(run.val[0])
-                diverged = not np.isfinite(raw_val).all()
-                if diverged:
-                    run.params.flat[...] = run.previous
-                    raw_val = self._forward(run.val[0])
+                raw_val, diverged = self._validation_outputs(run)
             stop = self._update_no_improvement_count(run, best_flat, raw_val)
             if run.val is None and (stop or epoch == n_epochs - 1):
                 peak = max(self.loss_curve_[first_epoch:])
@@ -623,7 +620,8 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         if run.sample_weight[idx].sum() <= 0:
             return 0.0  # only zero-weight samples: nothing to learn from
         loss, grad_check = self._loss_grad(run, idx)
-        sound = self._sound(run, loss, grad_check, peak)
+        bounded = (peak <= 0) | (loss <= peak / np.finfo(params.flat.dtype).eps)
+        sound = xp.isfinite(loss) & grad_check[0] & bounded
         if checked and not to_host(run.engine, sound):
             params.flat[...] = run.previous
             return None
@@ -635,28 +633,50 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             return loss
         return xp.where(sound & updated, loss, np.nan)
 
-    def _sound(self, run, loss, grad_check, peak):
-        """The divergence rule of :meth:`_step` at the current weights,
-        whose ``loss`` and gradient were just computed: whether they are
-        sound (a bool of the engine's module)."""
-        eps = np.finfo(run.params.flat.dtype).eps
-        bounded = (peak <= 0) | (loss <= peak / eps)
-        return run.engine.xp.isfinite(loss) & grad_check[0] & bounded
+    def _validation_outputs(self, run):
+        """The network's raw outputs on the validation set after an epoch,
+        and whether its last update was undone: where one of them is not
+        finite, as the divergence rule does (``run.previous`` holds the
+        weights from before the update), and they are computed again."""
+        seqs = run.val[0]
+        raw = self._network.forward(run.engine, seqs.values, seqs.lengths)
+        if np.isfinite(raw).all():
+            return raw, False
+        run.params.flat[...] = run.previous
+        return self._network.forward(run.engine, seqs.values, seqs.lengths), True
 
     def _last_update_sound(self, run, peak):
-        """The divergence rule for the weights the last update of a call
-        left, which no later step checks, on the training set's first batch;
-        an update it fails is undone (``run.previous`` holds the weights
-        from before it). ``peak``: the largest epoch loss of the call."""
-        idx = run.train[: self._batch_size(len(run.train))]
-        if run.sample_weight[idx].sum() <= 0:
-            return True
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            loss, grad_check = self._loss_grad(run, idx)
-            sound = to_host(run.engine, self._sound(run, loss, grad_check, peak))
+        """The divergence rule of :meth:`_step` for the weights that the last
+        update of a call leaves, which no later step checks: the data loss
+        of :meth:`_probe_loss` must be finite and at most 1/eps times
+        ``peak``, the call's largest epoch loss. An update that fails is
+        undone."""
+        loss = self._probe_loss(run)
+        eps = np.finfo(run.params.flat.dtype).eps
+        sound = np.isfinite(loss) and (peak <= 0 or loss <= peak / eps)
         if not sound:
             run.params.flat[...] = run.previous
         return bool(sound)
+
+    def _probe_loss(self, run):
+        """The data loss (no penalty) of the training set's first batch at
+        the current weights, from a forward pass alone (a third of a step's
+        work); NaN where a raw output is not finite."""
+        idx = run.train[: self._batch_size(len(run.train))]
+        lengths, w = run.seqs.lengths[idx], run.sample_weight[idx]
+        values = take(run.engine.xp, run.data[0], idx)  # where training reads them
+        raw = self._network.forward(run.engine, values, lengths)
+        targets = run.targets[idx]
+        if self._output == "sequence":  # every valid step is a row
+            valid = np.arange(raw.shape[1])[None, :] < lengths[:, None]
+            raw, targets = raw[valid], targets[valid]
+            w = np.broadcast_to(w[:, None], valid.shape)[valid]
+        if not np.isfinite(raw).all():
+            return np.nan
+        if w.sum() <= 0:
+            return 0.0
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return float(self._head_loss()(raw, targets, w / w.sum())[0])
 
     def _update(self, run, grad_check):
         """Clip the gradient, keep the weights in ``run.previous`` and take

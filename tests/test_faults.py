@@ -534,3 +534,48 @@ def test_early_stopping_never_scores_non_finite_predictions(seed):
     assert model.n_iter_ == len(model.validation_scores_) == 1
     assert np.isfinite(model.validation_scores_).all()
     _assert_usable(model, X)
+
+
+@pytest.mark.parametrize("output", ["last", "sequence"])
+@pytest.mark.parametrize("head", ["regression", "two-class", "three-class"])
+def test_the_last_update_is_checked_on_the_data_loss_of_a_step(head, output):
+    """The check of a call's last update reads the first batch's data loss
+    from a forward pass: the loss that a training step computes there, for
+    every head and output (float64, where the two agree to rounding)."""
+    rng = np.random.RandomState(0)
+    X = [rng.normal(size=(L, 2)) for L in rng.randint(2, 7, size=30)]
+    if head == "regression":
+        y = [x.sum(axis=1) for x in X] if output == "sequence" else rng.normal(size=30)
+        model = SequenceRegressor(output=output)
+    else:
+        n_classes = 2 if head == "two-class" else 3
+        per_step = [rng.randint(0, n_classes, size=len(x)) for x in X]
+        y = per_step if output == "sequence" else np.arange(30) % n_classes
+        model = SequenceClassifier(output=output)
+    model.set_params(
+        hidden_size=4, batch_size=8, max_iter=3, dtype="float64", random_state=0
+    )
+    checked = []
+
+    def spy(run, peak):
+        idx = run.train[:8]
+        lengths, w = run.seqs.lengths[idx], run.sample_weight[idx]
+        rows = w.sum() if output == "last" else (w * lengths).sum()
+        step = model._network.loss_grad(
+            run.engine,
+            run.seqs.values[idx],
+            lengths,
+            run.targets[idx],
+            w / rows,
+            model._head_loss(),
+            None,
+        )
+        checked.append((model._probe_loss(run), float(step)))
+        return type(model)._last_update_sound(model, run, peak)
+
+    model._last_update_sound = spy
+    with pytest.warns(ConvergenceWarning, match="Stochastic Optimizer"):
+        model.fit(X, y)
+    assert len(checked) == 1
+    probe, step = checked[0]
+    assert probe == pytest.approx(step, rel=1e-12)

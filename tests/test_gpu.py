@@ -227,17 +227,18 @@ def test_device_copies_once_per_fit_and_per_predict(mirror):
     model = _fit(
         SequenceRegressor, X, y, device="cuda", batch_size=5
     )  # 8 batches x 4 epochs
-    # flat, weight mask, values, targets up; each epoch's loss, then flat and
-    # the two Adam moments (created on the device) down: nothing per batch,
-    # not even whether its step diverged
-    assert (memory.uploads, memory.downloads) == (4, 4 + 3)
+    # flat, weight mask, values, targets up; each epoch's loss, the outputs
+    # that check the last update, then flat and the two Adam moments
+    # (created on the device) down: nothing per batch, not even whether its
+    # step diverged
+    assert (memory.uploads, memory.downloads) == (4, 4 + 1 + 3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.partial_fit(X, y)
     # now the two Adam moments go up too
-    assert (memory.uploads, memory.downloads) == (4 + 6, 7 + 1 + 3)
+    assert (memory.uploads, memory.downloads) == (4 + 6, 8 + 1 + 1 + 3)
     model.predict(X)
-    assert (memory.uploads, memory.downloads) == (11, 12)  # flat up, outputs down
+    assert (memory.uploads, memory.downloads) == (11, 14)  # flat up, outputs down
 
 
 def test_writes_into_coefs_reach_the_device(mirror):
