@@ -78,7 +78,7 @@ _ACTIVATIONS = {
 _TENSOR_TYPES = {"float32": FloatTensorType, "float64": DoubleTensorType}
 # The estimators' graphs pass the axes of Squeeze, Unsqueeze and ReduceSum as
 # inputs, which those operators take from opset 13 on.
-MIN_OPSET = 13
+_MIN_OPSET = 13
 _ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE}
 
 
@@ -405,9 +405,9 @@ def _scan_layers(g, net, coefs, x, valid, lengths):
 def _raw_outputs(g, model, operator):
     """The head's outputs: (N, n_outputs), or (N, T, n_outputs) for
     ``output="sequence"`` with the (N, T) validity of each step (else None)."""
-    if g.container.target_opset < MIN_OPSET:
+    if g.container.target_opset < _MIN_OPSET:
         raise ValueError(
-            f"{type(model).__name__} exports to ONNX opset {MIN_OPSET} or newer "
+            f"{type(model).__name__} exports to ONNX opset {_MIN_OPSET} or newer "
             "(its graph gives Squeeze, Unsqueeze and ReduceSum their axes as "
             f"inputs); got target_opset={g.container.target_opset}."
         )

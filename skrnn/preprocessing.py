@@ -71,9 +71,9 @@ class SequenceScaler(
     with_mean : bool, default=True
         Subtract the mean.
     with_std : bool, default=True
-        Divide by the standard deviation. A constant feature, one whose
-        variance is within the rounding error of its mean's, keeps scale 1,
-        as in :class:`~sklearn.preprocessing.StandardScaler`.
+        Divide by the standard deviation. A feature whose variance is
+        within its own rounding error (a constant one) keeps scale 1, as in
+        :class:`~sklearn.preprocessing.StandardScaler`.
 
     Attributes
     ----------

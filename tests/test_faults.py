@@ -25,6 +25,7 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 from skrnn import SequenceClassifier, SequenceRegressor
+from skrnn.datasets import make_binary_sum
 
 # Training a twin for a fixed number of epochs ends with the max_iter
 # ConvergenceWarning: expected, so filtered where a twin is trained.
@@ -489,8 +490,6 @@ def test_the_last_update_of_a_fit_is_checked(max_iter):
     """Whether the update that diverges is the call's last (max_iter=1) or
     the next epoch's first step finds it (max_iter=3), it is undone: the
     initial weights stay, and the predictions are finite."""
-    from skrnn.datasets import make_binary_sum
-
     X, y = make_binary_sum(n_samples=100, n_timesteps=10, random_state=0)
     model = _diverging_regressor(max_iter=max_iter)
     with _divergence_warning():
@@ -507,8 +506,6 @@ def test_the_last_update_of_a_fit_is_checked(max_iter):
 
 
 def test_the_last_update_of_partial_fit_is_checked():
-    from skrnn.datasets import make_binary_sum
-
     X, y = make_binary_sum(n_samples=100, n_timesteps=10, random_state=0)
     model = _diverging_regressor()
     with _divergence_warning():
@@ -524,8 +521,6 @@ def test_early_stopping_never_scores_non_finite_predictions(seed):
     """The epoch's last update makes the validation predictions NaN or
     infinite (for these seeds): it is undone before the validation set is
     scored, and the fit ends with the divergence warning, not an error."""
-    from skrnn.datasets import make_binary_sum
-
     X, y = make_binary_sum(n_samples=100, n_timesteps=10, random_state=seed)
     model = _diverging_regressor(max_iter=3, early_stopping=True)
     model.set_params(random_state=seed)
