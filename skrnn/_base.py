@@ -164,7 +164,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
     # ----------------------------------------------------------------- hooks
     @abstractmethod
     def _head_loss(self):
-        """The loss of the head's raw outputs, one of :mod:`skrnn._losses`."""
+        """The loss of the head's raw outputs, a :class:`skrnn._losses.HeadLoss`."""
 
     @abstractmethod
     def _validate_targets(self, y, seqs, reset, classes=None, scoring=False):

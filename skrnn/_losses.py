@@ -6,11 +6,14 @@ batch's total weight), and returns the weighted loss sum — a float64 scalar
 of the array module ``xp``, so that on a GPU it stays there — and its
 gradient with respect to ``z``. The losses are MLP's: squared error / 2
 averaged over targets, and the log-loss of a logistic (one output) or
-softmax head.
+softmax head. Each is a :class:`HeadLoss`, which names its compiled twin in
+the CPU engine's training pass.
 """
 
 import numpy as np
 from scipy import special
+
+from ._engine import _batch
 
 
 class _XpSpecial:
@@ -37,29 +40,74 @@ def _special(xp):
     return special if xp is np else _XpSpecial(xp)
 
 
-def squared_error(z, y, w, xp=np):
+class HeadLoss:
+    """A loss of the head's raw outputs, carrying its compiled twin.
+
+    Calling it, ``loss(z, y, w, xp=np)``, gives the weighted loss sum and its
+    gradient with respect to ``z`` (see the module's docstring).
+
+    Attributes
+    ----------
+    compiled : skrnn._engine._batch.Loss or None
+        The same loss in the CPU engine's compiled training pass; None: a
+        loss that pass does not know, for which the layers run one engine
+        call each and the loss is computed here.
+    codes : bool
+        Whether the targets are class codes (integers) rather than values.
+    """
+
+    compiled = None
+    codes = False
+
+    def __call__(self, z, y, w, xp=np):
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"<skrnn loss {type(self).__name__}>"
+
+
+class SquaredError(HeadLoss):
     """Half the squared error, averaged over the O targets of each row."""
-    # the targets may be float64 (the estimators keep them as given); the
-    # loss is computed in the outputs' precision
-    diff = z - y.astype(z.dtype, copy=False)
-    dz = diff * (w / z.shape[1])[:, None]
-    return 0.5 * xp.vdot(dz, diff).astype(np.float64), dz
+
+    compiled = _batch.Loss.SQUARED_ERROR
+
+    def __call__(self, z, y, w, xp=np):
+        # the targets may be float64 (the estimators keep them as given); the
+        # loss is computed in the outputs' precision
+        diff = z - y.astype(z.dtype, copy=False)
+        dz = diff * (w / z.shape[1])[:, None]
+        return 0.5 * xp.vdot(dz, diff).astype(np.float64), dz
 
 
-def binary_log_loss(z, y, w, xp=np):
+class BinaryLogLoss(HeadLoss):
     """Log-loss of a logistic output; ``y`` holds 0/1 codes, ``z`` is (R, 1)."""
-    sp = _special(xp)
-    z, y = z[:, 0], y.astype(z.dtype, copy=False)
-    # -[y log σ(z) + (1 - y) log(1 - σ(z))] = -log σ(±z), stable for any z
-    loss = -(w @ sp.log_expit(xp.where(y == 1, z, -z))).astype(np.float64)
-    return loss, ((sp.expit(z) - y) * w)[:, None]
+
+    compiled = _batch.Loss.BINARY_LOG_LOSS
+    codes = True
+
+    def __call__(self, z, y, w, xp=np):
+        sp = _special(xp)
+        z, y = z[:, 0], y.astype(z.dtype, copy=False)
+        # -[y log σ(z) + (1 - y) log(1 - σ(z))] = -log σ(±z), stable for any z
+        loss = -(w @ sp.log_expit(xp.where(y == 1, z, -z))).astype(np.float64)
+        return loss, ((sp.expit(z) - y) * w)[:, None]
 
 
-def multi_log_loss(z, y, w, xp=np):
+class MultiLogLoss(HeadLoss):
     """Log-loss of a softmax output; ``y`` holds class codes."""
-    sp = _special(xp)
-    rows = xp.arange(len(y))
-    loss = -(w @ sp.log_softmax(z, axis=1)[rows, y]).astype(np.float64)
-    grad = sp.softmax(z, axis=1)
-    grad[rows, y] -= 1.0
-    return loss, grad * w[:, None]
+
+    compiled = _batch.Loss.MULTI_LOG_LOSS
+    codes = True
+
+    def __call__(self, z, y, w, xp=np):
+        sp = _special(xp)
+        rows = xp.arange(len(y))
+        loss = -(w @ sp.log_softmax(z, axis=1)[rows, y]).astype(np.float64)
+        grad = sp.softmax(z, axis=1)
+        grad[rows, y] -= 1.0
+        return loss, grad * w[:, None]
+
+
+squared_error = SquaredError()
+binary_log_loss = BinaryLogLoss()
+multi_log_loss = MultiLogLoss()

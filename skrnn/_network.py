@@ -511,8 +511,8 @@ class Network:
         ``engine.workers`` threads, and their gradients are added in a fixed
         order: the result does not depend on the number of threads. On the
         CPU engine each share runs through the whole network in one compiled
-        call (:mod:`skrnn._engine.batch`) when the loss is one of
-        :mod:`skrnn._losses` and truncated BPTT does not split it in
+        call (:mod:`skrnn._engine.batch`) when the loss has a compiled twin
+        (``loss.compiled``) and truncated BPTT does not split it in
         windows; otherwise, and on the other engines, through the engine's
         passes layer by layer, as written here.
 
@@ -525,7 +525,7 @@ class Network:
         weights : ndarray of shape (N,)
             Sample weights divided by the batch's total weight, so that the
             loss is a weighted mean.
-        loss : callable
+        loss : skrnn._losses.HeadLoss
             ``loss(z, y, w) -> (weighted loss sum, dz)``, called with
             ``xp=engine.xp`` too when that is not NumPy.
         bptt_steps : int or None
@@ -579,7 +579,7 @@ class Network:
         grad_views = p.grad_views if grad is p.grad else _views_of(grad, self._layout)
         if (
             engine.name == "cpu"
-            and loss in compiled.LOSSES
+            and loss.compiled is not None
             and len(self._windows(int(lengths[rows[0]]), bptt_steps)) == 1
         ):
             return compiled.loss_grad(self, p, grad_views, batch, rows, loss, share)

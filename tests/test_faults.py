@@ -25,6 +25,7 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 from skrnn import SequenceClassifier, SequenceRegressor
+from skrnn._losses import HeadLoss
 from skrnn.datasets import make_binary_sum
 
 # Training a twin for a fixed number of epochs ends with the max_iter
@@ -148,6 +149,17 @@ def test_exploding_gradients_relu_without_clipping():
     _assert_usable(model, X[:, :100])
 
 
+class _Wrapped(HeadLoss):
+    """The loss ``fn(z, y, w)``; with no compiled twin, it runs where the
+    layers run one engine call each."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, z, y, w, xp=np):
+        return self.fn(z, y, w)
+
+
 def _nan_at_loss(monkeypatch, model, k):
     """Make the k-th loss that ``model`` computes NaN; the count of its
     losses, as a dict that fills as it trains."""
@@ -159,7 +171,7 @@ def _nan_at_loss(monkeypatch, model, k):
         value, dz = head_loss()(z, y_, w)
         return (np.nan if calls["n"] == k else value), dz
 
-    monkeypatch.setattr(model, "_head_loss", lambda: faulty)
+    monkeypatch.setattr(model, "_head_loss", lambda: _Wrapped(faulty))
     return calls
 
 
@@ -234,7 +246,7 @@ def test_nan_in_classifier_loss_keeps_predict_proba_finite(monkeypatch):
         value, dz = head_loss()(z, y_, w)
         return value, (dz * np.nan if calls["n"] == 5 else dz)  # a NaN gradient
 
-    monkeypatch.setattr(model, "_head_loss", lambda: faulty)
+    monkeypatch.setattr(model, "_head_loss", lambda: _Wrapped(faulty))
     with _divergence_warning():
         model.fit(X, y)
     proba = model.predict_proba(X)

@@ -49,7 +49,7 @@ from skrnn._engine import (
 )
 from skrnn._engine import cuda as cuda_engine
 from skrnn._engine.reference import CellSpec
-from skrnn._losses import squared_error
+from skrnn._losses import HeadLoss, squared_error
 from skrnn._network import Network
 
 
@@ -305,13 +305,16 @@ class _Fault:
             self.step += 1
             return real_step(*args, **kwargs)
 
-        def loss(z, y, w, **kwargs):
-            value, dz = real_head_loss()(z, y, w, **kwargs)
-            if self.now("loss"):
-                value = value * np.nan
-            if self.now("gradient"):
-                dz = dz * np.inf
-            return value, dz
+        fault = self
+
+        class Loss(HeadLoss):  # no compiled twin: the layer-by-layer path
+            def __call__(self, z, y, w, xp=np):
+                value, dz = real_head_loss()(z, y, w, xp=xp)
+                if fault.now("loss"):
+                    value = value * np.nan
+                if fault.now("gradient"):
+                    dz = dz * np.inf
+                return value, dz
 
         def update(run, grad_check):
             finite = real_update(run, grad_check)
@@ -320,7 +323,7 @@ class _Fault:
             return finite & run.engine.xp.isfinite(run.params.flat).all()
 
         model._epoch, model._step = run_epoch, run_step
-        model._head_loss = lambda: loss
+        model._head_loss = lambda: Loss()
         model._update = update
 
     def now(self, kind):

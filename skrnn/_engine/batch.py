@@ -13,16 +13,9 @@ import math
 
 import numpy as np
 
-from .._losses import binary_log_loss, multi_log_loss, squared_error
 from . import _batch, _recurrent, cpu
 from .reference import N_GATES
 
-# The losses with a compiled form.
-LOSSES = {
-    squared_error: _batch.Loss.SQUARED_ERROR,
-    binary_log_loss: _batch.Loss.BINARY_LOG_LOSS,
-    multi_log_loss: _batch.Loss.MULTI_LOG_LOSS,
-}
 _ALIGN = 64  # bytes: each array starts on a cache line
 
 
@@ -31,7 +24,7 @@ def loss_grad(net, params, grad_views, batch, rows, loss, share):
     window, compiled: the weighted loss sum of the sequences ``rows`` (sorted
     longest first) of ``batch``, the batch's share number ``share``, whose
     gradient is written into ``grad_views`` (views of a vector of zeros).
-    ``loss`` is one of :data:`LOSSES`."""
+    ``loss`` is a :class:`skrnn._losses.HeadLoss` with a compiled twin."""
     values, lengths, targets, weights = batch
     dtype = np.dtype(net.dtype)
     lengths = np.ascontiguousarray(lengths[rows], dtype=np.intp)
@@ -41,16 +34,16 @@ def loss_grad(net, params, grad_views, batch, rows, loss, share):
     room = _room(net, share, T, N, dtype)
     room.bind(net, params.views, grad_views)
     y = codes = None
-    if loss is squared_error:
+    if loss.codes:
+        codes = np.ascontiguousarray(targets, dtype=np.intp).reshape(len(targets), -1)
+    else:
         y = np.ascontiguousarray(targets, dtype=np.float64)
         y = y.reshape(len(y), -1 if net.output == "sequence" else 1, y.shape[-1])
-    else:
-        codes = np.ascontiguousarray(targets, dtype=np.intp).reshape(len(targets), -1)
     return _batch.loss_grad(
         room.layers,
         net.n_dirs,
         net.output == "sequence",
-        LOSSES[loss],
+        loss.compiled,
         np.ascontiguousarray(values, dtype=dtype),
         np.ascontiguousarray(rows, dtype=np.intp),
         lengths,
