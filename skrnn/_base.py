@@ -382,14 +382,12 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         """The optimiser for the current settings, when training continues.
 
         The same solver keeps its state (Adam's moments and step count, SGD's
-        velocity) and takes new settings from the next update; another solver
-        starts afresh. Rprop's state is its step sizes, which
-        ``learning_rate_init`` sets: a new value starts them afresh.
+        velocity) and takes new settings from the next update, unless the
+        optimizer says the new settings start it afresh (Rprop's step sizes,
+        which ``learning_rate_init`` sets); another solver starts afresh.
         """
         old, new = self._optimizer, self._make_optimizer()
-        if type(old) is type(new) and not (
-            isinstance(new, optim.Rprop) and new.learning_rate != old.learning_rate
-        ):
+        if type(old) is type(new) and new._continues(old):
             new.state = old.state
         self._optimizer = new
 
@@ -446,7 +444,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         return False
 
     def _batch_size(self, n_samples):
-        if self.solver == "rprop":
+        if self._optimizer.full_batch:
             return n_samples
         if self.batch_size == "auto":
             return min(200, n_samples)

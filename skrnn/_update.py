@@ -41,42 +41,23 @@ def update(optimizer, params, previous, clip_norm, grad_check, xp):
     Returns whether every updated weight is finite (a bool of ``xp``).
     """
     _, squared_norm = grad_check
-    if xp is not np:
+    state = optimizer._state_for("coefs", params.flat)
+    # the compiled loop reads every array over the weights' length
+    arrays = [params.grad, previous]
+    arrays += [v for v in state.values() if hasattr(v, "shape")]
+    if any(a.shape != params.flat.shape for a in arrays):
+        raise ValueError(
+            "the gradient or the optimiser's state does not fit the weights"
+        )
+    step = optimizer._compiled_step(state) if xp is np else None
+    if step is None:
         if clip_norm is not None:
             optim._clip_grad_norm([params.grad], clip_norm, xp)
         previous[...] = params.flat
         optimizer.update({"coefs": params.flat}, {"coefs": params.grad})
         return xp.isfinite(params.flat).all()
     scale = 1.0 if clip_norm is None else _update.clip_scale(squared_norm, clip_norm)
-    state = optimizer._state_for("coefs", params.flat)
-    # the compiled loop reads every array over the weights' length
-    arrays = [
-        params.grad,
-        previous,
-        *(v for v in state.values() if hasattr(v, "shape")),
-    ]
-    if any(a.shape != params.flat.shape for a in arrays):
-        raise ValueError(
-            "the gradient or the optimiser's state does not fit the weights"
-        )
-    solver, a, b, constants = _solver(optimizer, state)
+    solver, a, b, constants = step
     return _update.update(
         solver, params.flat, params.grad, previous, scale, a, b, *constants
     )
-
-
-def _solver(optimizer, state):
-    """``(solver, state array a, state array b, constants)`` of
-    :func:`skrnn._engine._update.update` for ``optimizer``, whose state for
-    the vector is ``state``; Adam's step count advances."""
-    if isinstance(optimizer, optim.Adam):
-        state["t"] += 1
-        rate = optimizer._step_rate(state["t"])
-        constants = (rate, optimizer.beta_1, optimizer.beta_2, optimizer.epsilon)
-        return _update.Solver.ADAM, state["m"], state["v"], constants
-    if isinstance(optimizer, optim.Rprop):
-        constants = (*optimizer.etas, *optimizer.step_sizes)
-        return _update.Solver.RPROP, state["prev"], state["step_size"], constants
-    solver = _update.Solver.NESTEROV if optimizer.nesterov else _update.Solver.SGD
-    constants = (optimizer.learning_rate, optimizer.momentum, 0, 0)
-    return solver, state["velocity"], state["velocity"], constants

@@ -27,6 +27,7 @@ from numbers import Real
 
 import numpy as np
 
+from ._engine._update import Solver
 from ._sklearn_compat import (
     InvalidParameterError,
     Number,
@@ -47,12 +48,18 @@ class _Optimizer:
     Subclasses define ``_param_names`` (for ``repr``), ``_init_state(param)``
     returning the state dict of one weight array, ``_ref_key`` (a key of that
     dict holding an array of the weight's shape and dtype), and
-    ``_update_one(param, grad, state)`` updating ``param`` in place.
+    ``_update_one(param, grad, state)`` updating ``param`` in place; and,
+    where the CPU engine's compiled update has the same step,
+    ``_compiled_step(state)`` (see its docstring).
+
+    ``full_batch``: the optimizer takes one step per epoch, on the whole
+    training set (the estimators' batches are then the whole set).
     """
 
     _param_names = ()
     _ref_key = None
     _parameter_constraints = {"learning_rate": [_POSITIVE]}
+    full_batch = False
 
     def __init__(self, learning_rate):
         self.learning_rate = float(learning_rate)
@@ -129,6 +136,20 @@ class _Optimizer:
 
     def _update_one(self, param, grad, state):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _compiled_step(self, state):
+        """The step of :meth:`_update_one` as the compiled update
+        (:func:`skrnn._engine._update.update`) takes it, for one weight
+        array whose state is ``state``: ``(solver, state array a, state
+        array b, four constants)``, counting the step where the optimizer
+        counts steps; None where the compiled update has no such step (the
+        update then runs :meth:`update`)."""
+        return None
+
+    def _continues(self, old):
+        """Whether the state of ``old``, an optimizer of the same kind with
+        other settings, carries over to this one: by default it does."""
+        return True
 
 
 class SGD(_Optimizer):
@@ -212,6 +233,11 @@ class SGD(_Optimizer):
             param += momentum * velocity - lr * grad
         else:
             param += velocity
+
+    def _compiled_step(self, state):
+        solver = Solver.NESTEROV if self.nesterov else Solver.SGD
+        velocity = state["velocity"]
+        return solver, velocity, velocity, (self.learning_rate, self.momentum, 0, 0)
 
 
 class Adam(_Optimizer):
@@ -306,6 +332,12 @@ class Adam(_Optimizer):
         b1, b2 = self.beta_1, self.beta_2
         return self.learning_rate * math.sqrt(1 - b2**t) / (1 - b1**t)
 
+    def _compiled_step(self, state):
+        state["t"] += 1
+        rate = self._step_rate(state["t"])
+        constants = (rate, self.beta_1, self.beta_2, self.epsilon)
+        return Solver.ADAM, state["m"], state["v"], constants
+
 
 class Rprop(_Optimizer):
     """Resilient backpropagation, the iRprop- variant of ``torch.optim.Rprop``.
@@ -369,6 +401,7 @@ class Rprop(_Optimizer):
     """
 
     _param_names = ("learning_rate", "etas", "step_sizes")
+    full_batch = True  # the sign of a mini-batch gradient is not the gradient's
     _ref_key = "prev"
     _parameter_constraints = {
         **_Optimizer._parameter_constraints,
@@ -425,6 +458,14 @@ class Rprop(_Optimizer):
         prev[...] = grad
         prev[shrink] = 0
         param -= np.sign(prev) * step_size
+
+    def _compiled_step(self, state):
+        constants = (*self.etas, *self.step_sizes)
+        return Solver.RPROP, state["prev"], state["step_size"], constants
+
+    def _continues(self, old):
+        # the step sizes start at the learning rate: a new one starts afresh
+        return self.learning_rate == old.learning_rate
 
 
 @validate_params(

@@ -10,7 +10,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from skrnn._update import add_penalty, update
-from skrnn.optim import SGD, Adam, Rprop
+from skrnn.optim import SGD, Adam, Rprop, _Optimizer
 
 OPTIMIZERS = {
     "sgd-nesterov": lambda: SGD(learning_rate=0.01, momentum=0.9),
@@ -151,3 +151,31 @@ def test_arrays_that_do_not_fit_raise_before_the_loops_run():
     params.weight_mask = np.ones(3)
     with pytest.raises(ValueError, match="must fit"):
         add_penalty(params, 0.1, np)
+
+
+class _Descent(_Optimizer):
+    """Plain gradient descent: an optimizer the compiled update has no step
+    for."""
+
+    _ref_key = "seen"
+
+    def _init_state(self, param):
+        return {"seen": np.zeros_like(param)}
+
+    def _update_one(self, param, grad, state):
+        param -= self.learning_rate * grad
+
+
+@pytest.mark.parametrize("clip_norm", [None, 1.0])
+def test_an_optimizer_without_a_compiled_step_runs_its_own_update(clip_norm):
+    rng = np.random.RandomState(5)
+    params = _params("float64", rng)
+    params.grad[...] = rng.normal(size=params.flat.size)
+    before, grad = params.flat.copy(), params.grad.copy()
+    previous = np.empty_like(before)
+    _, check = add_penalty(params, 0.0, np)
+    assert update(_Descent(0.1), params, previous, clip_norm, check, np)
+    if clip_norm is not None:
+        grad *= clip_norm / np.linalg.norm(grad)
+    assert_allclose(params.flat, before - 0.1 * grad, rtol=1e-12)
+    assert_array_equal(previous, before)
