@@ -685,7 +685,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             run.previous,
             self.clip_norm,
             grad_check,
-            run.engine.xp,
+            run.engine,
         )
 
     def _loss_grad(self, run, idx):
@@ -708,7 +708,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         )
         # L2 on weights (not biases), scaled as MLP's: alpha / 2 * ||W||^2 / n
         penalty_scale = self.alpha / w.sum()
-        penalty, grad_check = add_penalty(params, penalty_scale, xp)
+        penalty, grad_check = add_penalty(params, penalty_scale, run.engine)
         return loss + 0.5 * penalty_scale * penalty, grad_check
 
     def _loss_at(self, run):

@@ -23,7 +23,6 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from ._docs import fill_doc
-from ._engine import batch as compiled
 from ._engine.reference import N_GATES, state_size
 from .layers import init_params, param_names
 
@@ -509,9 +508,10 @@ class Network:
         a batch with work enough for ``TRAINING_SHARES`` shares (see
         :meth:`max_shares`) is computed in that many, on up to
         ``engine.workers`` threads, and their gradients are added in a fixed
-        order: the result does not depend on the number of threads. On the
-        CPU engine each share runs through the whole network in one compiled
-        call (:mod:`skrnn._engine.batch`) when the loss has a compiled twin
+        order: the result does not depend on the number of threads. On an
+        engine with a ``network_pass`` (the CPU engine's
+        :mod:`skrnn._engine.batch`) each share runs through the whole network
+        in one compiled call when the loss has a compiled twin
         (``loss.compiled``) and truncated BPTT does not split it in
         windows; otherwise, and on the other engines, through the engine's
         passes layer by layer, as written here.
@@ -578,11 +578,11 @@ class Network:
         values, lengths, targets, weights = batch
         grad_views = p.grad_views if grad is p.grad else _views_of(grad, self._layout)
         if (
-            engine.name == "cpu"
+            engine.network_pass is not None
             and loss.compiled is not None
             and len(self._windows(int(lengths[rows[0]]), bptt_steps)) == 1
         ):
-            return compiled.loss_grad(self, p, grad_views, batch, rows, loss, share)
+            return engine.network_pass(self, p, grad_views, batch, rows, loss, share)
         lengths, states = lengths[rows], self._zero_states(xp, len(rows))
         x = self._prepare(xp, values, rows, slice(0, lengths[0]))
         targets, weights = take(xp, targets, rows), take(xp, weights, rows)
@@ -614,7 +614,7 @@ class Network:
                 last = self._final_states(xp, states)
                 feats, y, w = last[ends], targets[ends], weights[ends]
             z = feats @ W.T + b
-            value, dz = loss(z, y, w) if xp is np else loss(z, y, w, xp=xp)
+            value, dz = loss(z, y, w, xp=xp)
             total = total + value
             gW += dz.T @ feats
             gb += dz.sum(axis=0)

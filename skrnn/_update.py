@@ -1,30 +1,31 @@
 """The end of a training step: the L2 penalty, the gradient's checks,
 clipping and the optimiser's update.
 
-On NumPy arrays each is one compiled pass over the flat parameter vector
-(:mod:`skrnn._engine._update`); on another array module's (CuPy's, on the
-GPU) the same math runs as :mod:`skrnn.optim` and
-:func:`skrnn.optim.clip_grad_norm` write it, with that module.
+On an engine with ``update_kernels`` (the CPU engine's
+:mod:`skrnn._engine._update`) each is one compiled pass over the flat
+parameter vector, for an optimiser with a compiled step; otherwise the same
+math runs as :mod:`skrnn.optim` and :func:`skrnn.optim.clip_grad_norm`
+write it, with the engine's array module (CuPy's, on the GPU).
 """
 
 import numpy as np
 
 from . import optim
-from ._engine import _update
 
 
-def add_penalty(params, scale, xp):
+def add_penalty(params, scale, engine):
     """Add the gradient of ``scale / 2 * ||weights||^2`` (biases excluded)
     to ``params.grad``.
 
     Returns ``(penalty, grad_check)``: ``||weights||^2`` as a float64 scalar
-    of ``xp``, and what :func:`update` needs to know of the gradient —
-    whether it is finite, and on NumPy arrays its squared norm.
+    of ``engine.xp``, and what :func:`update` needs to know of the gradient:
+    whether it is finite, and with compiled kernels its squared norm.
     """
-    if xp is np:
+    kernels, xp = engine.update_kernels, engine.xp
+    if kernels is not None:
         if not params.flat.shape == params.grad.shape == params.weight_mask.shape:
             raise ValueError("the gradient and the weight mask must fit the parameters")
-        penalty, squared_norm, finite = _update.penalize(
+        penalty, squared_norm, finite = kernels.penalize(
             params.grad, params.flat, params.weight_mask, scale
         )
         return np.float64(penalty), (finite, squared_norm)
@@ -34,12 +35,13 @@ def add_penalty(params, scale, xp):
     return penalty, (xp.isfinite(params.grad).all(), None)
 
 
-def update(optimizer, params, previous, clip_norm, grad_check, xp):
+def update(optimizer, params, previous, clip_norm, grad_check, engine):
     """Clip ``params.grad`` to ``clip_norm`` (None: no clipping), copy the
     weights into ``previous`` and take one step of ``optimizer``.
 
-    Returns whether every updated weight is finite (a bool of ``xp``).
+    Returns whether every updated weight is finite (a bool of ``engine.xp``).
     """
+    kernels, xp = engine.update_kernels, engine.xp
     _, squared_norm = grad_check
     state = optimizer._state_for("coefs", params.flat)
     # the compiled loop reads every array over the weights' length
@@ -49,15 +51,15 @@ def update(optimizer, params, previous, clip_norm, grad_check, xp):
         raise ValueError(
             "the gradient or the optimiser's state does not fit the weights"
         )
-    step = optimizer._compiled_step(state) if xp is np else None
+    step = None if kernels is None else optimizer._compiled_step(state)
     if step is None:
         if clip_norm is not None:
             optim._clip_grad_norm([params.grad], clip_norm, xp)
         previous[...] = params.flat
         optimizer.update({"coefs": params.flat}, {"coefs": params.grad})
         return xp.isfinite(params.flat).all()
-    scale = 1.0 if clip_norm is None else _update.clip_scale(squared_norm, clip_norm)
+    scale = 1.0 if clip_norm is None else kernels.clip_scale(squared_norm, clip_norm)
     solver, a, b, constants = step
-    return _update.update(
+    return kernels.update(
         solver, params.flat, params.grad, previous, scale, a, b, *constants
     )

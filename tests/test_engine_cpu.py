@@ -699,7 +699,8 @@ def test_a_fit_from_the_workspace_equals_one_without(monkeypatch, params):
 
     real_loss_grad = batch.loss_grad
     monkeypatch.setattr(batch, "_Room", CountingRoom)
-    monkeypatch.setattr(batch, "loss_grad", counting_loss_grad)
+    counted = get_engine("cpu")._replace(network_pass=counting_loss_grad)
+    monkeypatch.setattr(skrnn._base, "get_engine", lambda name="cpu": counted)
     rng = np.random.RandomState(0)
     lengths = rng.randint(2, 9, size=70)
     X = [rng.normal(size=(n, 3)) for n in lengths]
@@ -720,7 +721,7 @@ def test_a_fit_from_the_workspace_equals_one_without(monkeypatch, params):
     else:
         assert rooms["used"] > 3 * rooms["built"] > 0
 
-    plain = get_engine("cpu")._replace(workspace=nullcontext)
+    plain = counted._replace(workspace=nullcontext)
     monkeypatch.setattr(skrnn._base, "get_engine", lambda name="cpu": plain)
     fresh = estimator(**model_args).fit(X, y)
     for name, value in pooled.coefs_.items():

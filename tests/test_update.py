@@ -1,6 +1,7 @@
 """The compiled end of a training step (penalty, gradient checks, clipping,
-the optimiser's update) against the NumPy code that specifies it: the
-optimisers of skrnn.optim and clip_grad_norm, which run on the GPU's arrays."""
+the optimiser's update), the CPU engine's, against the NumPy code that
+specifies it: the optimisers of skrnn.optim and clip_grad_norm, which the
+reference engine runs, and the GPU's on its arrays."""
 
 import copy
 from types import SimpleNamespace
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
+from skrnn._engine import get_engine
 from skrnn._update import add_penalty, update
 from skrnn.optim import SGD, Adam, Rprop, _Optimizer
 
@@ -23,16 +25,13 @@ OPTIMIZERS = {
 TOLERANCE = {"float64": 1e-12, "float32": 1e-5}
 
 
-class _OtherModule:
-    """NumPy under another name: the path of array modules other than
-    NumPy (CuPy's), which runs skrnn.optim's code."""
-
-    def __getattr__(self, name):
-        return getattr(np, name)
+CPU, REFERENCE = get_engine("cpu"), get_engine("reference")
 
 
-def _xp(compiled):
-    return np if compiled else _OtherModule()
+def _engine(compiled):
+    """The CPU engine, with compiled update kernels, or the reference
+    engine, which has none and runs skrnn.optim's code (as on the GPU)."""
+    return CPU if compiled else REFERENCE
 
 
 def _params(dtype, rng, n=257):
@@ -46,7 +45,7 @@ def _steps(dtype, compiled, make_opt, clip_norm, n_steps=20):
     """Weights, optimiser state and what each step returned after
     ``n_steps`` steps on the same gradients."""
     rng = np.random.RandomState(0)
-    xp = _xp(compiled)
+    engine = _engine(compiled)
     params = _params(dtype, rng)
     optimizer = make_opt()
     previous = np.empty_like(params.flat)
@@ -55,9 +54,9 @@ def _steps(dtype, compiled, make_opt, clip_norm, n_steps=20):
         # sizes from 0.01 to 100: some steps are clipped, some not; signs
         # flip now and then (Rprop's shrinking branch)
         params.grad[...] = rng.normal(size=params.flat.size) * 10.0 ** (step % 5 - 2)
-        penalty, check = add_penalty(params, 0.3, xp)
+        penalty, check = add_penalty(params, 0.3, engine)
         assert check[0]
-        finite = update(optimizer, params, previous, clip_norm, check, xp)
+        finite = update(optimizer, params, previous, clip_norm, check, engine)
         returned.append((float(penalty), bool(finite)))
     return params.flat, previous, optimizer.state["coefs"], returned
 
@@ -92,7 +91,7 @@ def test_compiled_step_end_follows_the_optimizers(name, dtype, clip_norm):
 def test_a_gradient_that_is_not_finite_is_reported(compiled, bad):
     params = _params("float64", np.random.RandomState(1))
     params.grad[5] = bad
-    _, (finite, _) = add_penalty(params, 0.1, _xp(compiled))
+    _, (finite, _) = add_penalty(params, 0.1, _engine(compiled))
     assert not finite
 
 
@@ -110,7 +109,12 @@ def test_an_update_that_overflows_is_reported(compiled, name):
     # the estimators train under this errstate: divergence is expected
     with np.errstate(over="ignore", invalid="ignore"):
         finite = update(
-            optimizer, params, np.empty_like(before), None, (True, 1.0), _xp(compiled)
+            optimizer,
+            params,
+            np.empty_like(before),
+            None,
+            (True, 1.0),
+            _engine(compiled),
         )
     assert not finite
     assert np.isinf(params.flat[3])
@@ -123,13 +127,13 @@ def test_state_is_shared_with_the_optimizer_and_checked():
     params = _params("float64", rng)
     optimizer = Adam(learning_rate=0.01)
     params.grad[...] = rng.normal(size=params.flat.size)
-    update(optimizer, params, np.empty_like(params.flat), None, (True, 1.0), np)
+    update(optimizer, params, np.empty_like(params.flat), None, (True, 1.0), CPU)
     state = copy.deepcopy(optimizer.state["coefs"])
     assert state["t"] == 1
     assert_array_equal(state["m"], (1 - 0.9) * params.grad)
     wrong = _params("float64", rng, n=10)
     with pytest.raises(ValueError, match="changed from shape"):
-        update(optimizer, wrong, np.empty_like(wrong.flat), None, (True, 1.0), np)
+        update(optimizer, wrong, np.empty_like(wrong.flat), None, (True, 1.0), CPU)
 
 
 def test_arrays_that_do_not_fit_raise_before_the_loops_run():
@@ -139,18 +143,18 @@ def test_arrays_that_do_not_fit_raise_before_the_loops_run():
     params.grad[...] = rng.normal(size=params.flat.size)
     before = params.flat.copy()
     with pytest.raises(ValueError, match="does not fit"):
-        update(SGD(), params, np.empty(3), None, (True, 1.0), np)
+        update(SGD(), params, np.empty(3), None, (True, 1.0), CPU)
     optimizer = Adam()
-    update(optimizer, params, np.empty_like(before), None, (True, 1.0), np)
+    update(optimizer, params, np.empty_like(before), None, (True, 1.0), CPU)
     optimizer.state["coefs"]["v"] = np.zeros(3)
     after_one_step = params.flat.copy()
     with pytest.raises(ValueError, match="does not fit"):
-        update(optimizer, params, np.empty_like(before), None, (True, 1.0), np)
+        update(optimizer, params, np.empty_like(before), None, (True, 1.0), CPU)
     np.testing.assert_array_equal(params.flat, after_one_step)
     assert optimizer.state["coefs"]["t"] == 1
     params.weight_mask = np.ones(3)
     with pytest.raises(ValueError, match="must fit"):
-        add_penalty(params, 0.1, np)
+        add_penalty(params, 0.1, CPU)
 
 
 class _Descent(_Optimizer):
@@ -173,8 +177,8 @@ def test_an_optimizer_without_a_compiled_step_runs_its_own_update(clip_norm):
     params.grad[...] = rng.normal(size=params.flat.size)
     before, grad = params.flat.copy(), params.grad.copy()
     previous = np.empty_like(before)
-    _, check = add_penalty(params, 0.0, np)
-    assert update(_Descent(0.1), params, previous, clip_norm, check, np)
+    _, check = add_penalty(params, 0.0, CPU)
+    assert update(_Descent(0.1), params, previous, clip_norm, check, CPU)
     if clip_norm is not None:
         grad *= clip_norm / np.linalg.norm(grad)
     assert_allclose(params.flat, before - 0.1 * grad, rtol=1e-12)

@@ -33,6 +33,21 @@ side by side.
 the compiled engine keeps its large arrays there from batch to batch, or
 window to window (see :func:`skrnn._engine.cpu.workspace`); elsewhere it
 does nothing.
+
+What an engine compiles beyond the layers' passes, it offers; None where
+it has none, and the network and the estimators then run the math as
+written in Python, with ``xp``:
+
+- ``network_pass``: a share of a training batch through the whole network
+  in one call, for a loss with a compiled twin
+  (:func:`skrnn._engine.batch.loss_grad`);
+- ``update_kernels``: the end of a training step (penalty, gradient checks,
+  clipping, the optimisers' compiled steps) over the flat parameter vector
+  (:mod:`skrnn._engine._update`).
+
+``host_blas``: the passes call this process's BLAS (SciPy's) from the
+calling thread, so the estimators share its threads out
+(:mod:`skrnn._engine._threads`).
 """
 
 from collections import namedtuple
@@ -40,12 +55,23 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from . import cpu, reference
+from . import _update, batch, cpu, reference
 
 Engine = namedtuple(
     "Engine",
-    ["name", "xp", "forward", "backward", "memory", "workers", "workspace"],
-    defaults=(None, 1, nullcontext),
+    [
+        "name",
+        "xp",
+        "forward",
+        "backward",
+        "memory",
+        "workers",
+        "workspace",
+        "network_pass",
+        "update_kernels",
+        "host_blas",
+    ],
+    defaults=(None, 1, nullcontext, None, None, False),
 )
 
 
@@ -70,7 +96,16 @@ class CudaUnavailableError(RuntimeError):
     """
 
 
-_CPU = Engine("cpu", np, cpu.forward, cpu.backward, workspace=cpu.workspace)
+_CPU = Engine(
+    "cpu",
+    np,
+    cpu.forward,
+    cpu.backward,
+    workspace=cpu.workspace,
+    network_pass=batch.loss_grad,
+    update_kernels=_update,
+    host_blas=True,
+)
 
 _REFERENCE = Engine("reference", np, reference.forward, reference.backward)
 

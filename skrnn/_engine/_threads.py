@@ -81,7 +81,7 @@ class BlasThreads:
                     if self._active == 0:
                         self._limiter.__exit__(None, None, None)
                         self._limiter = None
-        elif engine.name == "cpu":
+        elif engine.host_blas:
             with held(self._libraries()[2], 1):
                 yield
         else:
@@ -108,10 +108,7 @@ class BlasThreads:
         if work is not None and work < UNTHREADED_WORK:
             yield engine
             return
-        if (
-            engine.name == "cpu"
-            and threading.current_thread() is threading.main_thread()
-        ):
+        if engine.host_blas and threading.current_thread() is threading.main_thread():
             every, scipy_blas, numpy_blas = self._libraries()
             threads = max(
                 (lib.num_threads for lib in scipy_blas.lib_controllers), default=1
