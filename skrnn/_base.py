@@ -22,10 +22,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import optim
 from ._data import SequenceInputMixin, Sequences, unpack, warn_if_channels_first
+from ._device import optimizer_state_in, place_training_data, to_host
 from ._docs import fill_doc
 from ._engine import CudaUnavailableError, get_engine
-from ._engine._device import optimizer_state_in, place_training_data, to_host
-from ._engine._threads import blas_threads
 from ._engine.reference import ACTIVATIONS, CellSpec
 from ._network import Network, take
 from ._progress import progress_bar
@@ -36,6 +35,7 @@ from ._sklearn_compat import (
     _check_sample_weight,
     _fit_context,
 )
+from ._threads import blas_threads
 from ._update import add_penalty, update
 
 

@@ -416,7 +416,7 @@ class Network:
         )
 
     def training_split(self, batch_size, n_steps):
-        """``(shares, serial)`` for :meth:`skrnn._engine._threads.BlasThreads.split`
+        """``(shares, serial)`` for :meth:`skrnn._threads.BlasThreads.split`
         during a fit in batches of ``batch_size`` sequences of up to
         ``n_steps`` steps: the threads are shared out only when full batches
         are computed in TRAINING_SHARES shares, and batches without the

@@ -1,10 +1,12 @@
 """Recurrent layers: one direction of one layer, as building blocks.
 
-These are the parts the estimators are built on, offered to people who
-want to assemble or train a network by hand, as Darknet's RNN/GRU layers and
-the "TimeRNN" layer of *Deep Learning from Scratch 2* offer them: parameters
-and gradients in dicts, ``forward`` and ``backward`` over a whole batch of
-sequences, and a ``stateful`` mode for truncated BPTT over a long stream.
+For people who want to assemble or train a network by hand, as Darknet's
+RNN/GRU layers and the "TimeRNN" layer of *Deep Learning from Scratch 2*
+offer it: parameters and gradients in dicts, ``forward`` and ``backward``
+over a whole batch of sequences, and a ``stateful`` mode for truncated BPTT
+over a long stream. They run the compiled CPU engine's kernels, which the
+estimators' networks run too (with their parameters in one vector rather
+than these dicts).
 """
 
 from numbers import Integral

@@ -37,8 +37,8 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 import skrnn._base
+import skrnn._device
 import skrnn._engine as engines
-import skrnn._engine._device
 from skrnn import SequenceClassifier, SequenceRegressor
 from skrnn._engine import (
     CudaUnavailableError,
@@ -1046,7 +1046,7 @@ def test_fit_on_gpu_equals_fit_on_cpu_after_one_epoch(cuda, Est, params):
 def test_gpu_fit_with_data_per_batch_equals_data_on_device(cuda, monkeypatch):
     X, y = _data(n=50, T=7, D=2)
     on_device = _fit(SequenceRegressor, X, y, device="cuda")
-    monkeypatch.setattr(skrnn._engine._device, "DEVICE_DATA_FRACTION", 0.0)
+    monkeypatch.setattr(skrnn._device, "DEVICE_DATA_FRACTION", 0.0)
     per_batch = _fit(SequenceRegressor, X, y, device="cuda")
     for name, value in on_device.coefs_.items():
         _close(per_batch.coefs_[name], value, rtol=1e-6, what=name)

@@ -145,8 +145,7 @@ def test_main_thread_predict_splits_the_sequences_between_blas_threads(monkeypat
     meanwhile; in a worker thread it runs alone."""
     if not _blas_threads(_kernels_blas):
         pytest.skip("SciPy's BLAS is not a library that threadpoolctl can see")
-    from skrnn import _network
-    from skrnn._engine import _threads
+    from skrnn import _network, _threads
     from skrnn._network import MIN_SHARE, Network
 
     # split this small net, and hold the threads for it
@@ -229,7 +228,7 @@ class _FakeBlas:
 def test_a_hold_sets_only_the_counts_that_differ_and_gives_them_back():
     from types import SimpleNamespace
 
-    from skrnn._engine._threads import held
+    from skrnn._threads import held
 
     two, one = _FakeBlas(2), _FakeBlas(1)
     libraries = SimpleNamespace(lib_controllers=[two, one])
@@ -246,7 +245,7 @@ def test_a_prediction_too_small_for_blas_threads_holds_none(monkeypatch):
     """Predicting one short sequence sets no thread count: BLAS would run its
     GEMMs on one thread anyway, and setting counts costs more than the
     arithmetic. A prediction of more work does hold them."""
-    from skrnn._engine import _threads
+    from skrnn import _threads
 
     X = np.random.RandomState(0).normal(size=(200, 50, 8))
     model = SequenceRegressor(hidden_size=32, max_iter=1, random_state=0)

@@ -47,7 +47,7 @@ written in Python, with ``xp``:
 
 ``host_blas``: the passes call this process's BLAS (SciPy's) from the
 calling thread, so the estimators share its threads out
-(:mod:`skrnn._engine._threads`).
+(:mod:`skrnn._threads`).
 """
 
 from collections import namedtuple
