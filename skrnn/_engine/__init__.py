@@ -50,51 +50,18 @@ calling thread, so the estimators share its threads out
 (:mod:`skrnn._threads`).
 """
 
-from collections import namedtuple
-from contextlib import nullcontext
-
 import numpy as np
 
-from . import _update, batch, cpu, reference
+from . import _update, batch, cpu, cuda, reference
+from .engine import CudaUnavailableError, Engine, HostCopyMemory
 
-Engine = namedtuple(
+__all__ = [
+    "CudaUnavailableError",
     "Engine",
-    [
-        "name",
-        "xp",
-        "forward",
-        "backward",
-        "memory",
-        "workers",
-        "workspace",
-        "network_pass",
-        "update_kernels",
-        "host_blas",
-    ],
-    defaults=(None, 1, nullcontext, None, None, False),
-)
-
-
-class CudaUnavailableError(RuntimeError):
-    """``device="cuda"`` was asked for, but CuPy or a usable CUDA device is missing.
-
-    The message says which of the two, and how to install CuPy. It is a
-    ``RuntimeError``, raised by ``fit`` and ``partial_fit`` before anything
-    changes.
-
-    See Also
-    --------
-    skrnn.SequenceRegressor, skrnn.SequenceClassifier : Their ``device``.
-
-    Examples
-    --------
-    >>> from skrnn import CudaUnavailableError, SequenceRegressor
-    >>> try:
-    ...     SequenceRegressor(device="cuda").fit([[0.0, 1.0]] * 4, [0.0] * 4)
-    ... except CudaUnavailableError as exc:
-    ...     print("no GPU here:", type(exc).__name__)  # doctest: +SKIP
-    """
-
+    "HostCopyMemory",
+    "cuda_available",
+    "get_engine",
+]
 
 _CPU = Engine(
     "cpu",
@@ -140,8 +107,6 @@ def get_engine(name="cpu"):
         return _REFERENCE
     if name == "cuda":
         if _CUDA is None:
-            from . import cuda
-
             _CUDA = cuda.make_engine()
         return _CUDA
     raise ValueError(f"unknown engine {name!r}")
@@ -154,26 +119,3 @@ def cuda_available():
     except CudaUnavailableError:
         return False
     return True
-
-
-class HostCopyMemory:
-    """A "device" memory that is host memory, reached only through copies.
-
-    With ``Engine(..., xp=numpy, memory=HostCopyMemory())`` the estimators
-    run the code path of a GPU engine — parameters, optimiser state and
-    training data copied to the engine's memory and back — with NumPy, so
-    that path is tested on machines without a GPU. ``free`` sets what
-    :meth:`free_bytes` reports (to test data that does not fit).
-    """
-
-    def __init__(self, free=1 << 40):
-        self.free = free
-
-    def to_device(self, a):
-        return np.array(a, copy=True)
-
-    def to_host(self, a):
-        return np.array(a, copy=True)
-
-    def free_bytes(self):
-        return self.free

@@ -29,7 +29,8 @@ from functools import partial
 
 import numpy as np
 
-from . import CudaUnavailableError, Engine, reference
+from . import reference
+from .engine import CudaUnavailableError, Engine
 
 INSTALL_HINT = (
     "pip install skrnn[gpu] (CuPy for CUDA 12, cupy-cuda12x), or "
