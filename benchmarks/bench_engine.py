@@ -17,8 +17,8 @@ import numpy as np
 from _timing import best_time
 from threadpoolctl import threadpool_limits
 
+from skrnn._cells import CellSpec
 from skrnn._engine import get_engine
-from skrnn._engine.reference import CellSpec
 
 SHAPES = [(64, 20, 1, 16), (64, 50, 8, 32), (64, 100, 16, 128), (256, 100, 64, 512)]
 CELLS = {

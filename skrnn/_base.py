@@ -21,11 +21,11 @@ from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils.validation import check_is_fitted
 
 from . import optim
+from ._cells import ACTIVATIONS, CELLS, CellSpec
 from ._data import SequenceInputMixin, Sequences, unpack, warn_if_channels_first
 from ._device import optimizer_state_in, place_training_data, to_host
 from ._docs import fill_doc
 from ._engine import CudaUnavailableError, get_engine
-from ._engine.reference import ACTIVATIONS, CellSpec
 from ._network import Network, take
 from ._progress import progress_bar
 from ._sklearn_compat import (
@@ -62,7 +62,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
     """
 
     _parameter_constraints = {
-        "cell": [StrOptions({"rnn", "gru", "lstm"})],
+        "cell": [StrOptions(set(CELLS))],
         "hidden_size": [Interval(Integral, 1, None, closed="left")],
         "num_layers": [Interval(Integral, 1, None, closed="left")],
         "bidirectional": ["boolean"],

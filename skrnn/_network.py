@@ -22,9 +22,8 @@ from contextlib import contextmanager
 import numpy as np
 from sklearn.utils import check_random_state
 
+from ._cells import CELLS, N_GATES, init_params, param_names, state_size
 from ._docs import fill_doc
-from ._engine.reference import N_GATES, state_size
-from .layers import init_params, param_names
 
 # Inference runs over windows of at most INFERENCE_WINDOW steps, carrying
 # the state, so that its memory grows with N * H rather than N * T * H; in
@@ -364,11 +363,12 @@ class Network:
         return top[0] if self.n_dirs == 1 else xp.concatenate(top, axis=1)
 
     def _state_grad(self, xp, d_h):
-        """The gradient of a layer's final state from that of its h: for the
-        LSTM, zero for its c."""
-        if self.spec.cell != "lstm":
+        """The gradient of a layer's final state from that of its h: zero
+        for the state's other parts (the LSTM's c)."""
+        parts = CELLS[self.spec.cell].state_parts
+        if parts == 1:
             return d_h
-        return xp.concatenate([d_h, xp.zeros_like(d_h)], axis=1)
+        return xp.concatenate([d_h] + [xp.zeros_like(d_h)] * (parts - 1), axis=1)
 
     def _zero_states(self, xp, n):
         width = state_size(self.spec.cell, self.hidden_size)

@@ -14,14 +14,12 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils import check_random_state
 
+from ._cells import ACTIVATIONS, CellSpec, init_params, state_size
 from ._docs import fill_doc
 from ._engine import get_engine
-from ._engine.reference import ACTIVATIONS, N_GATES, CellSpec, state_size
 from ._sklearn_compat import Number, Options, StrOptions, validate_parameter_constraints
 
 __all__ = ["RNN", "GRU", "LSTM"]
-
-PARAM_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 # the constructor's arguments but the activation, whose choices are the cell's
 _CONSTRAINTS = {
@@ -36,45 +34,6 @@ _CONSTRAINTS = {
     ],
     "random_state": ["random_state"],
 }
-
-
-def init_params(spec, input_size, hidden_size, dtype, rng):
-    """Draw a layer's parameters as PyTorch does: U(-1/sqrt(H), 1/sqrt(H)).
-
-    Parameters
-    ----------
-    spec : CellSpec
-        The cell; decides the number of gates and whether biases exist.
-    input_size, hidden_size : int
-        D and H.
-    dtype : numpy dtype
-        The parameters' dtype.
-    rng : numpy.random.RandomState
-        The source of randomness.
-
-    Returns
-    -------
-    params : dict
-        ``weight_ih`` (G*H, D), ``weight_hh`` (G*H, H) and, with biases,
-        ``bias_ih``, ``bias_hh`` (G*H,).
-    """
-    gh = N_GATES[spec.cell] * hidden_size
-    shapes = {
-        "weight_ih": (gh, input_size),
-        "weight_hh": (gh, hidden_size),
-        "bias_ih": (gh,),
-        "bias_hh": (gh,),
-    }
-    bound = 1.0 / np.sqrt(hidden_size)
-    return {
-        name: rng.uniform(-bound, bound, size=shapes[name]).astype(dtype)
-        for name in param_names(spec)
-    }
-
-
-def param_names(spec):
-    """The parameter names of a layer with this spec, in storage order."""
-    return PARAM_NAMES if spec.use_bias else PARAM_NAMES[:2]
 
 
 @fill_doc()

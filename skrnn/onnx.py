@@ -56,17 +56,19 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "(with onnxruntime to run the exported graphs)."
     ) from exc
 
+from ._cells import CELLS
 from ._classifier import SequenceClassifier
 from ._regressor import SequenceRegressor
 from .preprocessing import CharacterEncoder, SequenceScaler
 
 __all__ = ["to_onnx"]
 
-# ONNX's gate order, as indices into PyTorch's blocks of H rows.
+# ONNX's gate order (its names: the GRU's n is h, the LSTM's g is c), as
+# indices into skrnn's blocks of H rows, stacked in CELLS' order.
+_ONNX_GATES = {"rnn": ("h",), "gru": ("z", "r", "n"), "lstm": ("i", "o", "f", "g")}
 _GATE_ORDER = {
-    "rnn": [0],
-    "gru": [1, 0, 2],  # r, z, n -> z, r, h
-    "lstm": [0, 3, 1, 2],  # i, f, g, o -> i, o, f, c
+    cell: [CELLS[cell].gates.index(gate) for gate in gates]
+    for cell, gates in _ONNX_GATES.items()
 }
 _OPS = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}
 _ACTIVATIONS = {

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 
+from skrnn._cells import N_GATES, CellSpec, state_size
 from skrnn._engine import _recurrent, cpu, get_engine, reference
-from skrnn._engine.reference import CellSpec
 
 CELL_GRID = (
     [
@@ -35,11 +35,11 @@ def _spec_id(spec):
 
 
 def _state_size(spec, H):
-    return reference.state_size(spec.cell, H)
+    return state_size(spec.cell, H)
 
 
 def _params(spec, D, H, dtype, rng):
-    G = reference.N_GATES[spec.cell]
+    G = N_GATES[spec.cell]
     params = {
         "weight_ih": rng.normal(scale=0.6, size=(G * H, D)),
         "weight_hh": rng.normal(scale=0.6 / np.sqrt(H), size=(G * H, H)),
@@ -223,7 +223,7 @@ def test_inference_without_cache(spec, T, reverse, dtype, window, monkeypatch):
     """keep_cache=False (the GRU then projects the inputs in windows of
     ``window`` steps, by default all of them at these sizes)."""
     N, D, H = 5, 3, 4
-    G = reference.N_GATES[spec.cell]
+    G = N_GATES[spec.cell]
     if window is not None:
         step_bytes = N * G * H * np.dtype(dtype).itemsize
         monkeypatch.setattr(cpu, "INFERENCE_GATES_BYTES", window * step_bytes)
@@ -256,7 +256,7 @@ def test_inference_without_outputs(spec, T, reverse, window, monkeypatch):
     """keep_outputs=False: no outputs, the same h_last bit for bit, and the
     kernel writes the outputs of one window of steps only."""
     N, D, H = 5, 3, 4
-    G = reference.N_GATES[spec.cell]
+    G = N_GATES[spec.cell]
     if window is not None:
         monkeypatch.setattr(cpu, "INFERENCE_GATES_BYTES", window * N * G * H * 4)
     lengths = -np.sort(-np.minimum([T, T, T - 1, 3, 1], T))

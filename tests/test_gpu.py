@@ -40,6 +40,7 @@ import skrnn._base
 import skrnn._device
 import skrnn._engine as engines
 from skrnn import SequenceClassifier, SequenceRegressor
+from skrnn._cells import N_GATES, CellSpec, state_size
 from skrnn._engine import (
     CudaUnavailableError,
     Engine,
@@ -48,7 +49,6 @@ from skrnn._engine import (
     reference,
 )
 from skrnn._engine import cuda as cuda_engine
-from skrnn._engine.reference import CellSpec
 from skrnn._losses import HeadLoss, squared_error
 from skrnn._network import Network
 
@@ -457,7 +457,7 @@ def test_network_loss_grad_outside_a_fit_fills_the_host_gradient():
 def _layer(cell, act, reset_after, use_bias, T=5, N=4, D=3, H=6, seed=0):
     """A layer's spec and float64 parameters, and a draw of its inputs."""
     rng = np.random.RandomState(seed)
-    G = reference.N_GATES[cell]
+    G = N_GATES[cell]
     # scaled as in test_engine_cpu, so that float32 can be held to 1e-4
     params = {
         "weight_ih": rng.normal(scale=0.6, size=(G * H, D)),
@@ -472,7 +472,7 @@ def _layer(cell, act, reset_after, use_bias, T=5, N=4, D=3, H=6, seed=0):
         lengths = np.sort(r.randint(1, T + 1, N))[::-1].copy()
         x = r.normal(size=(T, N, D))
         x[np.arange(T)[:, None] >= lengths[None, :]] = 0
-        S = reference.state_size(cell, H)  # an LSTM's state is h and c
+        S = state_size(cell, H)  # an LSTM's state is h and c
         return (
             x,
             lengths,
@@ -871,7 +871,7 @@ def test_cuda_engine_matches_reference(
     cupy, engine = cuda
     T, N, D, H = 9, 13, 3, 29  # N * H > one block of threads
     rng = np.random.RandomState(0)
-    G, S = reference.N_GATES[cell], reference.state_size(cell, H)
+    G, S = N_GATES[cell], state_size(cell, H)
     spec = CellSpec(cell, act, reset_after, use_bias)
     params = {
         "weight_ih": rng.uniform(-0.5, 0.5, (G * H, D)),
@@ -973,7 +973,7 @@ def test_cuda_engine_float64_matches_reference(cuda, cell, reset_after):
     cupy, engine = cuda
     T, N, D, H = 5, 4, 2, 3
     rng = np.random.RandomState(1)
-    G = reference.N_GATES[cell]
+    G = N_GATES[cell]
     spec = CellSpec(cell, "tanh", reset_after, True)
     params = {
         "weight_ih": rng.normal(size=(G * H, D)),
@@ -983,7 +983,7 @@ def test_cuda_engine_float64_matches_reference(cuda, cell, reset_after):
     }
     lengths = np.array([5, 4, 2, 1])
     x = rng.normal(size=(T, N, D))
-    h0 = np.zeros((N, reference.state_size(cell, H)))
+    h0 = np.zeros((N, state_size(cell, H)))
     d_out = rng.normal(size=(T, N, H))
     ref = get_engine("reference")
     out, h_last, cache = ref.forward(spec, params, x, lengths, h0)

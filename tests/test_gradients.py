@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from skrnn import _network as network
+from skrnn._cells import CellSpec, state_size
 from skrnn._engine import Engine, HostCopyMemory, get_engine, reference
-from skrnn._engine.reference import CellSpec, state_size
 from skrnn._losses import binary_log_loss, multi_log_loss, squared_error
 from skrnn._network import MIN_SHARE, TRAINING_SHARES, Network
 from skrnn.layers import GRU, LSTM, RNN

@@ -6,8 +6,8 @@ differences in float64), and as the layer ``skrnn.layers.LSTM``."""
 import numpy as np
 import pytest
 
+from skrnn._cells import CellSpec, state_size
 from skrnn._engine import reference
-from skrnn._engine.reference import CellSpec, state_size
 from skrnn.layers import LSTM
 
 T, N, D, H = 6, 4, 3, 5

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 
 from skrnn import SequenceClassifier, SequenceRegressor
 from skrnn import _network as network_module
+from skrnn._cells import N_GATES, CellSpec
 from skrnn._engine import cpu, get_engine, reference
-from skrnn._engine.reference import CellSpec
 from skrnn._losses import HeadLoss
 from skrnn._network import Network
 
@@ -120,7 +120,7 @@ def test_engine_matches_reference(case):
     spec, T, N, D, H = (case[k] for k in ("spec", "T", "N", "D", "H"))
     dtype, lengths = case["dtype"], case["lengths"]
     rng = np.random.default_rng(case["seed"])
-    G = reference.N_GATES[spec.cell]
+    G = N_GATES[spec.cell]
     # PyTorch's initialisation scale, as the estimators use
     bound = 1.0 / np.sqrt(H)
     params = {

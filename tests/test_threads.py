@@ -292,11 +292,10 @@ def _runs_without_the_gil(work):
 
 
 def test_the_compiled_passes_release_the_gil():
+    from skrnn._cells import CellSpec, init_params
     from skrnn._engine import cpu, get_engine
-    from skrnn._engine.reference import CellSpec
     from skrnn._losses import squared_error
     from skrnn._network import Network
-    from skrnn.layers import init_params
 
     spec = CellSpec("gru", "tanh", True, True)
     rng = np.random.RandomState(0)

@@ -15,7 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skrnn import SequenceClassifier, SequenceRegressor
-from skrnn._engine.reference import ACTIVATIONS
+from skrnn._cells import ACTIVATIONS
 from skrnn.datasets import make_binary_sum, make_char_sequences
 from skrnn.layers import GRU, RNN
 from skrnn.optim import SGD, Adam, Rprop, clip_grad_norm

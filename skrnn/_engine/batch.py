@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
+from .._cells import N_GATES
 from . import _batch, _recurrent, cpu
-from .reference import N_GATES
 
 _ALIGN = 64  # bytes: each array starts on a cache line
 

@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .reference import N_GATES
+from .._cells import N_GATES
 
 
 def _not_built_message():

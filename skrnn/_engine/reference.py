@@ -28,27 +28,13 @@ take and return a state (N, H), it takes and returns (N, 2H), h then c
 side by side (:func:`state_size`), and its outputs are h alone.
 """
 
-from collections import namedtuple
-
 import numpy as np
 
-#: What defines a recurrent cell, apart from its sizes.
-CellSpec = namedtuple("CellSpec", ["cell", "activation", "reset_after", "use_bias"])
-
-N_GATES = {"rnn": 1, "gru": 3, "lstm": 4}
-
-# The activations each cell takes: the Elman cell's nonlinearity, the GRU
-# candidate's (its gates are always logistic); the LSTM's are fixed.
-ACTIVATIONS = {
-    "rnn": ("tanh", "relu", "identity", "logistic"),
-    "gru": ("tanh", "logistic"),
-    "lstm": ("tanh",),
-}
-
-
-def state_size(cell, hidden_size):
-    """Width of a cell's state: H, or 2H for the LSTM's h and c."""
-    return 2 * hidden_size if cell == "lstm" else hidden_size
+from .._cells import (
+    N_GATES,
+    CellSpec,  # noqa: F401 (models pickled by 0.1.0 name it here)
+    state_size,
+)
 
 
 def activate(name, a, xp):
