@@ -50,6 +50,12 @@ def state_size(cell, hidden_size):
     return CELLS[cell].state_parts * hidden_size
 
 
+def param_suffix(layer, direction):
+    """PyTorch's suffix of the parameters of a layer and direction of a
+    network: ``weight_ih`` + ``_l1_reverse``."""
+    return f"_l{layer}" + ("_reverse" if direction else "")
+
+
 def param_names(spec):
     """The parameter names of a layer with this spec, in storage order."""
     return PARAM_NAMES if spec.use_bias else PARAM_NAMES[:2]

@@ -22,8 +22,9 @@ from contextlib import contextmanager
 import numpy as np
 from sklearn.utils import check_random_state
 
-from ._cells import CELLS, N_GATES, init_params, param_names, state_size
+from ._cells import CELLS, N_GATES, init_params, param_names, param_suffix, state_size
 from ._docs import fill_doc
+from ._engine.engine import Architecture
 
 # Inference runs over windows of at most INFERENCE_WINDOW steps, carrying
 # the state, so that its memory grows with N * H rather than N * T * H; in
@@ -162,7 +163,7 @@ class Network:
             for d in range(self.n_dirs):
                 params = init_params(spec, layer_input, hidden_size, self.dtype, rng)
                 for name, value in params.items():
-                    initial[name + self._suffix(k, d)] = value
+                    initial[name + param_suffix(k, d)] = value
         fan_in = hidden_size * self.n_dirs
         bound = 1.0 / np.sqrt(fan_in)
         for name, shape in (
@@ -173,9 +174,20 @@ class Network:
         self.coefs = initial
         self._build_flat()
 
-    @staticmethod
-    def _suffix(k, d):
-        return f"_l{k}" + ("_reverse" if d else "")
+    @property
+    def architecture(self):
+        """The network apart from its parameters, as an engine's
+        whole-network pass reads it."""
+        return Architecture(
+            self.spec,
+            self.coefs["weight_ih_l0"].shape[1],
+            self.hidden_size,
+            self.num_layers,
+            self.n_dirs,
+            self.coefs["head.bias"].shape[0],
+            self.output,
+            self.dtype,
+        )
 
     def _build_flat(self):
         """Move the values of ``coefs`` into one vector and make them views of it."""
@@ -261,7 +273,7 @@ class Network:
         return DeviceParams(self, engine, training=training)
 
     def _params(self, p, k, d):
-        suffix = self._suffix(k, d)
+        suffix = param_suffix(k, d)
         return {n: p.views[n + suffix] for n in param_names(self.spec)}
 
     def _windows(self, T, size):
@@ -323,7 +335,7 @@ class Network:
                     consume_cache=True,
                 )
                 for name, g in grads.items():
-                    grad_views[name + self._suffix(k, d)] += g
+                    grad_views[name + param_suffix(k, d)] += g
                 if k > 0:
                     d_below = dx if d_below is None else d_below + dx
             d_top, d_last = d_below, None
@@ -582,7 +594,9 @@ class Network:
             and loss.compiled is not None
             and len(self._windows(int(lengths[rows[0]]), bptt_steps)) == 1
         ):
-            return engine.network_pass(self, p, grad_views, batch, rows, loss, share)
+            return engine.network_pass(
+                self.architecture, p.views, grad_views, batch, rows, loss, share
+            )
         lengths, states = lengths[rows], self._zero_states(xp, len(rows))
         x = self._prepare(xp, values, rows, slice(0, lengths[0]))
         targets, weights = take(xp, targets, rows), take(xp, weights, rows)

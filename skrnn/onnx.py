@@ -56,7 +56,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "(with onnxruntime to run the exported graphs)."
     ) from exc
 
-from ._cells import CELLS
+from ._cells import CELLS, param_suffix
 from ._classifier import SequenceClassifier
 from ._regressor import SequenceRegressor
 from .preprocessing import CharacterEncoder, SequenceScaler
@@ -240,7 +240,7 @@ def _layer_weights(g, net, coefs, k):
 
     W, R, B = [], [], []
     for d in range(net.n_dirs):
-        suffix = net._suffix(k, d)
+        suffix = param_suffix(k, d)
         W.append(onnx_order(coefs["weight_ih" + suffix]))
         R.append(onnx_order(coefs["weight_hh" + suffix]))
         if net.spec.use_bias:
@@ -396,7 +396,7 @@ def _scan_layers(g, net, coefs, x, valid, lengths):
         ys, hs = [], []
         for d in range(net.n_dirs):
             y, h = _scan_direction(
-                g, net.spec, coefs, net._suffix(k, d), x, valid_tm, lengths, d == 1
+                g, net.spec, coefs, param_suffix(k, d), x, valid_tm, lengths, d == 1
             )
             ys.append(y)
             hs.append(h)

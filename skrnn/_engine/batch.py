@@ -5,44 +5,49 @@ This module lays out what that call reads and writes: the layers' room,
 carved from one block of memory per share that is kept for the whole fit
 (in the workspace of :func:`skrnn._engine.cpu.workspace`) and viewed anew
 for each shape of batch, and views of the network's parameters and
-gradient. Every shape is fixed here, so that the compiled loops can run
-without bounds checks.
+gradient. It knows the network by its
+:class:`~skrnn._engine.engine.Architecture` and its parameters by name.
+Every shape is fixed here, so that the compiled loops can run without
+bounds checks.
 """
 
 import math
 
 import numpy as np
 
-from .._cells import N_GATES
+from .._cells import N_GATES, param_suffix
 from . import _batch, _recurrent, cpu
 
 _ALIGN = 64  # bytes: each array starts on a cache line
 
 
-def loss_grad(net, params, grad_views, batch, rows, loss, share):
-    """:meth:`skrnn._network.Network._loss_grad_sorted` of ``net`` over one
-    window, compiled: the weighted loss sum of the sequences ``rows`` (sorted
-    longest first) of ``batch``, the batch's share number ``share``, whose
-    gradient is written into ``grad_views`` (views of a vector of zeros).
-    ``loss`` is a :class:`skrnn._losses.HeadLoss` with a compiled twin."""
+def loss_grad(arch, views, grad_views, batch, rows, loss, share):
+    """:meth:`skrnn._network.Network._loss_grad_sorted` of a network of
+    architecture ``arch`` over one window, compiled: the weighted loss sum
+    of the sequences ``rows`` (sorted longest first) of ``batch``, the
+    batch's share number ``share``, at the parameters ``views`` (views by
+    name), whose gradient is written into ``grad_views`` (views of a vector
+    of zeros). ``loss`` is a :class:`skrnn._losses.HeadLoss` with a compiled
+    twin."""
     values, lengths, targets, weights = batch
-    dtype = np.dtype(net.dtype)
+    dtype = np.dtype(arch.dtype)
+    sequence = arch.output == "sequence"
     lengths = np.ascontiguousarray(lengths[rows], dtype=np.intp)
     T, N = int(lengths[0]), len(rows)
     n_live = np.empty(T, dtype=np.intp)
     _recurrent.live_rows(lengths, n_live)
-    room = _room(net, share, T, N, dtype)
-    room.bind(net, params.views, grad_views)
+    room = _room(arch, share, T, N, dtype)
+    room.bind(arch, views, grad_views)
     y = codes = None
     if loss.codes:
         codes = np.ascontiguousarray(targets, dtype=np.intp).reshape(len(targets), -1)
     else:
         y = np.ascontiguousarray(targets, dtype=np.float64)
-        y = y.reshape(len(y), -1 if net.output == "sequence" else 1, y.shape[-1])
+        y = y.reshape(len(y), -1 if sequence else 1, y.shape[-1])
     return _batch.loss_grad(
         room.layers,
-        net.n_dirs,
-        net.output == "sequence",
+        arch.n_dirs,
+        sequence,
         loss.compiled,
         np.ascontiguousarray(values, dtype=dtype),
         np.ascontiguousarray(rows, dtype=np.intp),
@@ -51,8 +56,8 @@ def loss_grad(net, params, grad_views, batch, rows, loss, share):
         _EMPTY_Y if y is None else y,
         _EMPTY_CODES if codes is None else codes,
         np.ascontiguousarray(weights, dtype=dtype),
-        params.views["head.weight"],
-        params.views["head.bias"],
+        views["head.weight"],
+        views["head.bias"],
         grad_views["head.weight"],
         grad_views["head.bias"],
         room.feats,
@@ -66,21 +71,22 @@ _EMPTY_Y = np.empty((0, 0, 0))
 _EMPTY_CODES = np.empty((0, 0), dtype=np.intp)
 
 
-def _room(net, share, T, N, dtype):
-    """The arrays of a pass of ``net`` over N sequences of up to T steps:
-    kept in the workspace in use, per network and share of a batch (the
-    shares run side by side), and rebuilt only for a larger batch; views of
-    the same memory for every smaller shape."""
-    ws = cpu._WORKSPACE.get()
+def _room(arch, share, T, N, dtype):
+    """The arrays of a pass of a network of architecture ``arch`` over N
+    sequences of up to T steps: kept in the workspace in use, per
+    architecture and share of a batch (the shares run side by side), and
+    rebuilt only for a larger batch; views of the same memory for every
+    smaller shape."""
+    ws = cpu.current_workspace()
     if ws is None:
-        return _Room(net, T, N, dtype, _Carver(dtype, net))
-    key = (id(net), share)
+        return _Room(arch, T, N, dtype, _Carver(dtype))
+    key = (arch, share)
     carver = ws.rooms.get(key)
-    if carver is None or carver.net is not net:
-        carver = ws.rooms[key] = _Carver(dtype, net)
+    if carver is None:
+        carver = ws.rooms[key] = _Carver(dtype)
     room = carver.shapes.get((T, N))
     if room is None:
-        room = carver.shapes[(T, N)] = _Room(net, T, N, dtype, carver)
+        room = carver.shapes[(T, N)] = _Room(arch, T, N, dtype, carver)
     return room
 
 
@@ -89,9 +95,8 @@ class _Carver:
     whose arrays do not fit makes a larger block, and the rooms carved from
     the smaller one are dropped (their arrays keep it alive while in use)."""
 
-    def __init__(self, dtype, net):
-        # the network served: a key by its id could outlive it
-        self.dtype, self.net = dtype, net
+    def __init__(self, dtype):
+        self.dtype = dtype
         self.block = np.empty(0, dtype=np.uint8)
         self.offset = 0
         self.shapes = {}
@@ -115,28 +120,28 @@ class _Room:
     """The arrays of one pass over N sequences of up to T steps (see
     :class:`skrnn._engine._batch.LayerPass`), and the head's."""
 
-    def __init__(self, net, T, N, dtype, carver):
+    def __init__(self, arch, T, N, dtype, carver):
         sizes = []
-        _Room._build(net, T, N, dtype, _Measure(sizes, dtype))
+        _Room._build(arch, T, N, dtype, _Measure(sizes, dtype))
         carver.start(sum(-(-s // _ALIGN) * _ALIGN for s in sizes))
         self.layers, self.feats, self.d_feats, self.z, self.zeros = _Room._build(
-            net, T, N, dtype, carver
+            arch, T, N, dtype, carver
         )
         self._bound = (None, None)
 
-    def bind(self, net, views, grad_views):
+    def bind(self, arch, views, grad_views):
         """Point the layers at the parameters ``views`` and the gradient
         ``grad_views`` (dicts of views by name), unless they already are."""
         if self._bound[0] is views and self._bound[1] is grad_views:
             return
-        keys = [(k, d) for k in range(net.num_layers) for d in range(net.n_dirs)]
+        keys = [(k, d) for k in range(arch.num_layers) for d in range(arch.n_dirs)]
         for layer, (k, d) in zip(self.layers, keys):
-            suffix = net._suffix(k, d)
+            suffix = param_suffix(k, d)
             layer.w_ih = views["weight_ih" + suffix]
             layer.w_hh = views["weight_hh" + suffix]
             layer.dw_ih = grad_views["weight_ih" + suffix]
             layer.dw_hh = grad_views["weight_hh" + suffix]
-            if net.spec.use_bias:
+            if arch.spec.use_bias:
                 layer.b_ih = views["bias_ih" + suffix]
                 layer.b_hh = views["bias_hh" + suffix]
                 layer.db_ih = grad_views["bias_ih" + suffix]
@@ -144,14 +149,12 @@ class _Room:
         self._bound = (views, grad_views)
 
     @staticmethod
-    def _build(net, T, N, dtype, carver):
+    def _build(arch, T, N, dtype, carver):
         """``(layers, feats, d_feats, z, zeros)``, the arrays from ``carver``."""
-        H, dirs, cell = net.hidden_size, net.n_dirs, net.spec.cell
-        D = net.coefs["weight_ih_l0"].shape[1]
-        n_outputs = net.coefs["head.bias"].shape[0]
+        H, dirs, cell = arch.hidden_size, arch.n_dirs, arch.spec.cell
+        D, n_outputs = arch.input_size, arch.n_outputs
         GH = N_GATES[cell] * H
-        code = cpu._CELLS[cell, bool(net.spec.reset_after)]
-        act = cpu._ACTIVATIONS[net.spec.activation]
+        code, act = cpu.kernel_codes(arch.spec)
         lstm, gru = cell == "lstm", cell == "gru"
         empty2, empty3 = carver.take((0, 0)), carver.take((0, 0, 0))
         packed_size = 0
@@ -159,11 +162,11 @@ class _Room:
             packed_size = _recurrent.packed_size(code, H)
         packed = carver.take((packed_size,), np.float32)  # layers run in turn
         zero_bias = np.zeros(GH, dtype=dtype)
-        sequence = net.output == "sequence"
+        sequence = arch.output == "sequence"
         layers = []
         x = carver.take((T, N, D))
         below = None
-        for k in range(net.num_layers):
+        for k in range(arch.num_layers):
             if k > 0:
                 x = carver.take((T, N, dirs * H)) if dirs == 2 else below[0].out
             layer_dx = carver.take((T, N, x.shape[2])) if k > 0 else empty3
@@ -210,7 +213,7 @@ class _Room:
                 # direction, its dx, set when it is built) or of the head
                 # (with one direction, d_feats); none for a top layer read at
                 # its final states
-                top_layer = k == net.num_layers - 1
+                top_layer = k == arch.num_layers - 1
                 p.d_out, p.d_out_rows = empty3, empty2
                 if (dirs == 2 and not top_layer) or (top_layer and sequence):
                     p.d_out = carver.take((T, N, H))

@@ -216,6 +216,11 @@ def workspace():
         ws.close()
 
 
+def current_workspace():
+    """The workspace of the :func:`workspace` block in use, or None."""
+    return _WORKSPACE.get()
+
+
 def _empty(shape, dtype):
     """``np.empty``, from the workspace in use for large arrays."""
     ws = _WORKSPACE.get()
@@ -257,6 +262,14 @@ def _contiguous(a, dtype, name):
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
+def kernel_codes(spec):
+    """The compiled kernels' codes of a cell and its activation."""
+    try:
+        return _CELLS[spec.cell, bool(spec.reset_after)], _ACTIVATIONS[spec.activation]
+    except KeyError:
+        raise ValueError(f"unsupported cell {spec!r}") from None
+
+
 def _check_params(spec, params, dtype, D):
     """Check ``params`` against ``spec`` and the input width ``D``.
 
@@ -264,11 +277,7 @@ def _check_params(spec, params, dtype, D):
     weights and biases as the kernels take them: C-contiguous, named by the
     kernels' arguments, biases zero if the layer has none.
     """
-    try:
-        cell = _CELLS[spec.cell, bool(spec.reset_after)]
-        act = _ACTIVATIONS[spec.activation]
-    except KeyError:
-        raise ValueError(f"unsupported cell {spec!r}") from None
+    cell, act = kernel_codes(spec)
     G = N_GATES[spec.cell]
     w_ih = _contiguous(params["weight_ih"], dtype, "weight_ih")
     w_hh = _contiguous(params["weight_hh"], dtype, "weight_hh")

@@ -1,4 +1,5 @@
-"""What an engine is: the :class:`Engine` record, the memory an engine may
+"""What an engine is: the :class:`Engine` record, the :class:`Architecture`
+of a network that its whole-network pass reads, the memory an engine may
 compute in, and the error of a missing GPU.
 
 Kept apart from :mod:`skrnn._engine`, which makes the engines, so that
@@ -8,8 +9,11 @@ that imports it.
 
 from collections import namedtuple
 from contextlib import nullcontext
+from typing import NamedTuple
 
 import numpy as np
+
+from .._cells import CellSpec
 
 Engine = namedtuple(
     "Engine",
@@ -27,6 +31,20 @@ Engine = namedtuple(
     ],
     defaults=(None, 1, nullcontext, None, None, False),
 )
+
+
+class Architecture(NamedTuple):
+    """What a whole-network pass (``Engine.network_pass``) knows of a
+    network apart from its parameters, which it is given by name."""
+
+    spec: CellSpec  # the cell of every layer
+    input_size: int
+    hidden_size: int
+    num_layers: int
+    n_dirs: int
+    n_outputs: int
+    output: str  # "last" or "sequence"
+    dtype: str
 
 
 class CudaUnavailableError(RuntimeError):
