@@ -70,7 +70,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         "reset_after": ["boolean"],
         "use_bias": ["boolean"],
         "output": [StrOptions({"last", "sequence"})],
-        "solver": [StrOptions({"adam", "sgd", "rprop"})],
+        "solver": [StrOptions(set(optim.SOLVERS))],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "momentum": [Interval(Real, 0, 1, closed="both")],
         "nesterovs_momentum": ["boolean"],
@@ -392,16 +392,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         self._optimizer = new
 
     def _make_optimizer(self):
-        lr = self.learning_rate_init
-        if self.solver == "sgd":
-            return optim.SGD(
-                lr, momentum=self.momentum, nesterov=self.nesterovs_momentum
-            )
-        if self.solver == "rprop":
-            return optim.Rprop(lr)
-        return optim.Adam(
-            lr, beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon
-        )
+        return optim.SOLVERS[self.solver]._for_estimator(self)
 
     def _validation_set(self, X_val, y_val, sample_weight_val, attrs):
         """(sequences, targets, weights) of a validation set given to ``fit``,

@@ -151,6 +151,13 @@ class _Optimizer:
         other settings, carries over to this one: by default it does."""
         return True
 
+    @classmethod
+    def _for_estimator(cls, est):
+        """The optimizer of an estimator's ``solver``, from its parameters
+        (``learning_rate_init`` and the solver's own, named as in
+        scikit-learn's MLP)."""
+        return cls(est.learning_rate_init)
+
 
 class SGD(_Optimizer):
     """Stochastic gradient descent with (Nesterov) momentum.
@@ -233,6 +240,14 @@ class SGD(_Optimizer):
             param += momentum * velocity - lr * grad
         else:
             param += velocity
+
+    @classmethod
+    def _for_estimator(cls, est):
+        return cls(
+            est.learning_rate_init,
+            momentum=est.momentum,
+            nesterov=est.nesterovs_momentum,
+        )
 
     def _compiled_step(self, state):
         solver = Solver.NESTEROV if self.nesterov else Solver.SGD
@@ -331,6 +346,15 @@ class Adam(_Optimizer):
         a Python float, so that float32 weights are computed in float32."""
         b1, b2 = self.beta_1, self.beta_2
         return self.learning_rate * math.sqrt(1 - b2**t) / (1 - b1**t)
+
+    @classmethod
+    def _for_estimator(cls, est):
+        return cls(
+            est.learning_rate_init,
+            beta_1=est.beta_1,
+            beta_2=est.beta_2,
+            epsilon=est.epsilon,
+        )
 
     def _compiled_step(self, state):
         state["t"] += 1
@@ -466,6 +490,10 @@ class Rprop(_Optimizer):
     def _continues(self, old):
         # the step sizes start at the learning rate: a new one starts afresh
         return self.learning_rate == old.learning_rate
+
+
+#: The estimators' ``solver`` names.
+SOLVERS = {"sgd": SGD, "adam": Adam, "rprop": Rprop}
 
 
 @validate_params(

@@ -758,3 +758,83 @@ def test_binary_sum_rnn(binary_sum):
         random_state=0,
     ).fit(X, y)
     assert _exact_count_rate(model, X_test, y_test) >= 0.95
+
+
+# ------------------------------------------------------------- cell="lstm"
+def test_lstm_takes_tanh_only():
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from skrnn import SequenceClassifier
+
+    X, y = np.zeros((6, 3, 1)), np.arange(6) % 2
+    with pytest.raises(InvalidParameterError, match="when cell='lstm'"):
+        SequenceClassifier(cell="lstm", activation="logistic").fit(X, y)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("num_layers, bidirectional", [(1, False), (2, True)])
+def test_lstm_coefs_load_into_pytorch(num_layers, bidirectional):
+    """coefs_ in nn.LSTM's state-dict names and shapes: loaded into
+    nn.LSTM + nn.Linear, they predict the same on ragged sequences (packed
+    on PyTorch's side) to 1e-10 in float64."""
+    torch = pytest.importorskip("torch")
+    from skrnn import SequenceRegressor
+
+    rng = np.random.RandomState(8)
+    X = [rng.normal(size=(L, 3)) for L in (6, 2, 5, 3, 1)]
+    y = np.array([x.sum() for x in X])
+    model = SequenceRegressor(
+        cell="lstm",
+        hidden_size=5,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        max_iter=3,
+        dtype="float64",
+        random_state=0,
+    ).fit(X, y)
+    lstm = torch.nn.LSTM(
+        3, 5, num_layers=num_layers, bidirectional=bidirectional, batch_first=True
+    ).double()
+    head = torch.nn.Linear(5 * (2 if bidirectional else 1), 1).double()
+    state = {k: torch.from_numpy(v) for k, v in model.coefs_.items()}
+    lstm.load_state_dict({k: v for k, v in state.items() if not k.startswith("head.")})
+    head.load_state_dict({"weight": state["head.weight"], "bias": state["head.bias"]})
+    lengths = torch.tensor([len(x) for x in X])
+    padded = torch.nn.utils.rnn.pad_sequence(
+        [torch.from_numpy(x) for x in X], batch_first=True
+    )
+    with torch.no_grad():
+        packed = torch.nn.utils.rnn.pack_padded_sequence(
+            padded, lengths, batch_first=True, enforce_sorted=False
+        )
+        _, (h_n, _) = lstm(packed)
+        last = (
+            h_n[-2:].transpose(0, 1).reshape(len(X), -1) if bidirectional else h_n[-1]
+        )
+        expected = head(last)[:, 0].numpy()
+    np.testing.assert_allclose(model.predict(X), expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_lstm_learns_hello_per_step_after_a_scaler():
+    """make_char_sequences, SequenceScaler and a per-step classifier work
+    with the LSTM as with the other cells: 'hell' -> 'ello'."""
+    from sklearn.pipeline import make_pipeline
+
+    from skrnn import SequenceClassifier
+    from skrnn.datasets import make_char_sequences
+    from skrnn.preprocessing import SequenceScaler
+
+    X, y, _ = make_char_sequences("hello", seq_length=4)
+    model = make_pipeline(
+        SequenceScaler(),
+        SequenceClassifier(
+            cell="lstm",
+            output="sequence",
+            hidden_size=8,
+            learning_rate_init=0.05,
+            max_iter=300,
+            random_state=0,
+        ),
+    ).fit(X, y)
+    assert "".join(model.predict(X)[0]) == "ello"

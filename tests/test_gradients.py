@@ -665,6 +665,115 @@ def test_linear_rnn_discounted_sum(w):
 
 
 # --------------------------------------------------------------------------
+# The LSTM in the reference engine: nn.LSTM's equations, by hand
+# --------------------------------------------------------------------------
+LSTM_T, LSTM_N, LSTM_D, LSTM_H = 6, 4, 3, 5
+LSTM_LENGTHS = np.array([6, 3, 1, 5])
+
+
+def _lstm_case(seed, use_bias=True):
+    """(spec, params, x, state0) of one LSTM layer, drawn from ``seed``."""
+    T, N, D, H = LSTM_T, LSTM_N, LSTM_D, LSTM_H
+    rng = np.random.RandomState(seed)
+    shapes = {"weight_ih": (4 * H, D), "weight_hh": (4 * H, H)}
+    if use_bias:
+        shapes.update(bias_ih=(4 * H,), bias_hh=(4 * H,))
+    params = {k: rng.normal(scale=0.5, size=s) for k, s in shapes.items()}
+    x, state0 = rng.normal(size=(T, N, D)), rng.normal(size=(N, 2 * H))
+    return CellSpec("lstm", "tanh", True, use_bias), params, x, state0
+
+
+def _lstm_by_hand(params, x, lengths, state0, reverse):
+    """Each sequence on its own, step by step, as nn.LSTM's documentation
+    writes the cell: (outputs (T, N, H), final state (N, 2H))."""
+    T, N, H = LSTM_T, LSTM_N, LSTM_H
+
+    def sigmoid(a):
+        return 1.0 / (1.0 + np.exp(-a))
+
+    outputs = np.zeros((T, N, H))
+    final = np.empty((N, 2 * H))
+    b = params.get("bias_ih", 0) + params.get("bias_hh", 0)
+    for n in range(N):
+        h, c = state0[n, :H].copy(), state0[n, H:].copy()
+        steps = range(lengths[n])
+        for t in reversed(steps) if reverse else steps:
+            a = params["weight_ih"] @ x[t, n] + params["weight_hh"] @ h + b
+            i, f = sigmoid(a[:H]), sigmoid(a[H : 2 * H])
+            g, o = np.tanh(a[2 * H : 3 * H]), sigmoid(a[3 * H :])
+            c = f * c + i * g
+            h = o * np.tanh(c)
+            outputs[t, n] = h
+        final[n] = np.concatenate([h, c])
+    return outputs, final
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_lstm_forward_is_nn_lstm(reverse, use_bias):
+    spec, params, x, state0 = _lstm_case(0, use_bias)
+    outputs, final, _ = reference.forward(
+        spec, params, x, LSTM_LENGTHS, state0, reverse
+    )
+    expected_outputs, expected_final = _lstm_by_hand(
+        params, x, LSTM_LENGTHS, state0, reverse
+    )
+    assert state_size("lstm", LSTM_H) == final.shape[1] == 2 * LSTM_H
+    np.testing.assert_allclose(outputs, expected_outputs, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(final, expected_final, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_lstm_backward_matches_finite_differences(reverse, use_bias):
+    """The reference engine's LSTM backward, the gradient of the initial
+    state (dh0 and dc0 side by side) included."""
+    spec, params, x, state0 = _lstm_case(1, use_bias)
+    rng = np.random.RandomState(1)
+    weights = (
+        rng.normal(size=(LSTM_T, LSTM_N, LSTM_H)),
+        rng.normal(size=(LSTM_N, 2 * LSTM_H)),
+    )
+    _, _, cache = reference.forward(spec, params, x, LSTM_LENGTHS, state0, reverse)
+    dx, d_state0, grads = reference.backward(spec, params, cache, *weights)
+
+    def f():
+        outputs, final, _ = reference.forward(
+            spec, params, x, LSTM_LENGTHS, state0, reverse
+        )
+        return np.sum(weights[0] * outputs) + np.sum(weights[1] * final)
+
+    for name, value in params.items():
+        assert _relative_error(grads[name], _numeric_gradient(f, value)) < RTOL, name
+    assert _relative_error(dx, _numeric_gradient(f, x)) < RTOL
+    assert _relative_error(d_state0, _numeric_gradient(f, state0)) < RTOL
+    # nothing flows into the padded steps' inputs
+    padded = np.arange(LSTM_T)[:, None] >= LSTM_LENGTHS[None, :]
+    assert not dx[padded].any()
+
+
+def test_lstm_padding_never_leaks():
+    """Whatever the padded steps hold, outputs, states and gradients are the
+    same; the outputs are zero there and the state is carried through."""
+    spec, params, x, state0 = _lstm_case(2)
+    rng = np.random.RandomState(2)
+    padded = np.arange(LSTM_T)[:, None] >= LSTM_LENGTHS[None, :]
+    x_other = x.copy()
+    x_other[padded] = rng.normal(size=(padded.sum(), LSTM_D)) * 100
+    runs = [
+        reference.forward(spec, params, xx, LSTM_LENGTHS, state0) for xx in (x, x_other)
+    ]
+    for a, b in zip(runs[0][:2], runs[1][:2]):
+        np.testing.assert_array_equal(a, b)
+    assert not runs[0][0][padded].any()
+    d_out = rng.normal(size=(LSTM_T, LSTM_N, LSTM_H))
+    backs = [reference.backward(spec, params, run[2], d_out) for run in runs]
+    np.testing.assert_array_equal(backs[0][1], backs[1][1])
+    for name in params:
+        np.testing.assert_array_equal(backs[0][2][name], backs[1][2][name])
+
+
+# --------------------------------------------------------------------------
 # Padding never leaks
 # --------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The public building blocks ``skrnn.layers.RNN`` and ``skrnn.layers.GRU``."""
+"""The public building blocks ``skrnn.layers.RNN``, ``GRU`` and ``LSTM``."""
 
 import numpy as np
 import pytest
@@ -6,6 +6,9 @@ import pytest
 from skrnn.layers import GRU, LSTM, RNN
 
 D, H = 3, 4
+# the LSTM layer's batches: N sequences of LENGTHS, T steps
+T, N = 6, 4
+LENGTHS = np.array([6, 3, 1, 5])
 
 # (class, constructor kwargs, number of gates)
 LAYERS = [
@@ -456,3 +459,109 @@ def test_parity_with_pytorch(cls, kwargs, variable):
     for name, grad in layer.grads.items():
         torch_grad = getattr(module, name + "_l0").grad.numpy()
         np.testing.assert_allclose(grad, torch_grad, err_msg=name, **tol)
+
+
+# --------------------------------------------------------------------------
+# layers.LSTM: h and c
+# --------------------------------------------------------------------------
+def _layer(seed=0, **kwargs):
+    return LSTM(D, H, dtype="float64", random_state=seed, **kwargs)
+
+
+def test_lstm_layer_stateful_carries_h_and_c():
+    """Two calls of a stateful layer on the halves of a sequence equal one
+    call on the whole; reset_state starts again from zeros."""
+    rng = np.random.RandomState(4)
+    X = rng.normal(size=(N, T, D))
+    whole = _layer()
+    out_whole, h_whole = whole.forward(X)
+    halves = _layer(stateful=True)
+    out_a, _ = halves.forward(X[:, :3])
+    out_b, h_b = halves.forward(X[:, 3:])
+    np.testing.assert_allclose(
+        np.concatenate([out_a, out_b], axis=1), out_whole, rtol=1e-12
+    )
+    np.testing.assert_allclose(h_b, h_whole, rtol=1e-12)
+    np.testing.assert_allclose(halves.c_last, whole.c_last, rtol=1e-12)
+    halves.reset_state()
+    np.testing.assert_array_equal(halves.forward(X[:, :3])[0], out_a)
+
+
+def test_lstm_layer_states_default_to_zeros():
+    rng = np.random.RandomState(5)
+    X = rng.normal(size=(N, T, D))
+    zeros = np.zeros((N, H))
+    layer = _layer()
+    h_given = layer.forward(X, zeros)[1]
+    c_given = layer.forward(X, c0=zeros)[1]
+    both = layer.forward(X, zeros, c0=zeros)[1]
+    for h_last in (h_given, c_given):
+        np.testing.assert_array_equal(h_last, layer.forward(X)[1])
+        np.testing.assert_array_equal(h_last, both)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (
+            lambda layer, X: layer.forward(X, c0=np.zeros((N, H + 1))),
+            "c0 must have shape",
+        ),
+        (lambda layer, X: layer.forward(X, np.zeros((N + 1, H))), "h0 must have shape"),
+        (lambda layer, X: LSTM(D, H).backward(np.zeros((N, T, H))), "forward"),
+    ],
+)
+def test_lstm_layer_bad_states(call, match):
+    layer = _layer()
+    with pytest.raises((ValueError, RuntimeError), match=match):
+        call(layer, np.zeros((N, T, D)))
+
+
+def test_lstm_layer_is_pytorch_lstm():
+    """coefs in nn.LSTM's layout compute what nn.LSTM does, on ragged
+    sequences packed on PyTorch's side, to 1e-10 in float64."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.RandomState(6)
+    layer = _layer()
+    X = rng.normal(size=(N, T, D))
+    h0, c0 = rng.normal(size=(N, H)), rng.normal(size=(N, H))
+    outputs, h_last = layer.forward(X, h0, LENGTHS, c0=c0)
+    ref = torch.nn.LSTM(D, H, batch_first=True).double()
+    with torch.no_grad():
+        for name, value in layer.params.items():
+            getattr(ref, name + "_l0").copy_(torch.from_numpy(value))
+        packed = torch.nn.utils.rnn.pack_padded_sequence(
+            torch.from_numpy(X),
+            torch.from_numpy(LENGTHS),
+            batch_first=True,
+            enforce_sorted=False,
+        )
+        out, (h_n, c_n) = ref(
+            packed, (torch.from_numpy(h0)[None], torch.from_numpy(c0)[None])
+        )
+        out, _ = torch.nn.utils.rnn.pad_packed_sequence(
+            out, batch_first=True, total_length=T
+        )
+    np.testing.assert_allclose(outputs, out.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(h_last, h_n[0].numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(layer.c_last, c_n[0].numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_lstm_layer_stateful_carries_the_part_not_given():
+    """A stateful layer given h0 alone starts from the c it carries (and
+    given c0 alone, from the h it carries)."""
+    rng = np.random.RandomState(7)
+    X = rng.normal(size=(N, T, D))
+    h_new, c_new = rng.normal(size=(N, H)), rng.normal(size=(N, H))
+    plain = _layer()
+    _, h_first = plain.forward(X)
+    c_first = plain.c_last
+    for given, expected in (
+        ({"h0": h_new}, {"h0": h_new, "c0": c_first}),
+        ({"c0": c_new}, {"h0": h_first, "c0": c_new}),
+    ):
+        stateful = _layer(stateful=True)
+        stateful.forward(X)
+        got = stateful.forward(X, given.get("h0"), c0=given.get("c0"))[1]
+        want = plain.forward(X, expected["h0"], c0=expected["c0"])[1]
+        np.testing.assert_array_equal(got, want)
