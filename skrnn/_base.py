@@ -435,7 +435,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         return False
 
     def _batch_size(self, n_samples):
-        if self._optimizer.full_batch:
+        if self._optimizer._full_batch:
             return n_samples
         if self.batch_size == "auto":
             return min(200, n_samples)

@@ -52,14 +52,14 @@ class _Optimizer:
     where the CPU engine's compiled update has the same step,
     ``_compiled_step(state)`` (see its docstring).
 
-    ``full_batch``: the optimizer takes one step per epoch, on the whole
+    ``_full_batch``: the optimizer takes one step per epoch, on the whole
     training set (the estimators' batches are then the whole set).
     """
 
     _param_names = ()
     _ref_key = None
     _parameter_constraints = {"learning_rate": [_POSITIVE]}
-    full_batch = False
+    _full_batch = False
 
     def __init__(self, learning_rate):
         self.learning_rate = float(learning_rate)
@@ -425,7 +425,7 @@ class Rprop(_Optimizer):
     """
 
     _param_names = ("learning_rate", "etas", "step_sizes")
-    full_batch = True  # the sign of a mini-batch gradient is not the gradient's
+    _full_batch = True  # the sign of a mini-batch gradient is not the gradient's
     _ref_key = "prev"
     _parameter_constraints = {
         **_Optimizer._parameter_constraints,
