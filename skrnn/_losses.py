@@ -11,33 +11,21 @@ the CPU engine's training pass.
 """
 
 import numpy as np
-from scipy import special
 
 from ._engine import _batch
 
 
-class _XpSpecial:
-    """The functions of scipy.special the losses use, for another array module."""
-
-    def __init__(self, xp):
-        self.xp = xp
-
-    def expit(self, z):
-        return 1.0 / (1.0 + self.xp.exp(-z))
-
-    def log_expit(self, z):
-        return -self.xp.logaddexp(0.0, -z)
-
-    def log_softmax(self, z, axis):
-        shifted = z - z.max(axis=axis, keepdims=True)
-        return shifted - self.xp.log(self.xp.exp(shifted).sum(axis=axis, keepdims=True))
-
-    def softmax(self, z, axis):
-        return self.xp.exp(self.log_softmax(z, axis))
+# Written with ``xp``'s operations alone, stable for any z, so that the same
+# code runs on NumPy's arrays and on CuPy's (scipy.special takes NumPy's).
+def _log_expit(z, xp):
+    """log σ(z) = -log(1 + exp(-z))."""
+    return -xp.logaddexp(0.0, -z)
 
 
-def _special(xp):
-    return special if xp is np else _XpSpecial(xp)
+def _log_softmax(z, xp):
+    """log softmax(z) over the last axis of a 2-D z."""
+    shifted = z - z.max(axis=1, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
 
 
 class HeadLoss:
@@ -86,11 +74,10 @@ class BinaryLogLoss(HeadLoss):
     codes = True
 
     def __call__(self, z, y, w, xp=np):
-        sp = _special(xp)
         z, y = z[:, 0], y.astype(z.dtype, copy=False)
         # -[y log σ(z) + (1 - y) log(1 - σ(z))] = -log σ(±z), stable for any z
-        loss = -(w @ sp.log_expit(xp.where(y == 1, z, -z))).astype(np.float64)
-        return loss, ((sp.expit(z) - y) * w)[:, None]
+        loss = -(w @ _log_expit(xp.where(y == 1, z, -z), xp)).astype(np.float64)
+        return loss, ((xp.exp(_log_expit(z, xp)) - y) * w)[:, None]
 
 
 class MultiLogLoss(HeadLoss):
@@ -100,10 +87,10 @@ class MultiLogLoss(HeadLoss):
     codes = True
 
     def __call__(self, z, y, w, xp=np):
-        sp = _special(xp)
         rows = xp.arange(len(y))
-        loss = -(w @ sp.log_softmax(z, axis=1)[rows, y]).astype(np.float64)
-        grad = sp.softmax(z, axis=1)
+        log_p = _log_softmax(z, xp)
+        loss = -(w @ log_p[rows, y]).astype(np.float64)
+        grad = xp.exp(log_p)
         grad[rows, y] -= 1.0
         return loss, grad * w[:, None]
 
