@@ -1,4 +1,4 @@
-"""Test-session settings.
+"""Test-session settings, and the fixture of device="cuda"'s code path.
 
 SCIPY_ARRAY_API=1 has to be set before SciPy is first imported: with it,
 scikit-learn's ``check_array_api_input`` runs on our estimators instead of
@@ -9,3 +9,25 @@ nothing).
 import os
 
 os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
+import pytest  # noqa: E402
+from _device_helpers import CountingMemory, _mirror_engine  # noqa: E402
+
+import skrnn._base  # noqa: E402
+
+
+@pytest.fixture(params=[False, True], ids=["eager", "graphs"])
+def mirror(monkeypatch, request):
+    """Point device="cuda" at a NumPy engine with its own (copied) memory.
+
+    The CPU side runs the same reference engine, so that a difference can
+    only come from the device code path (copies, device-side state, graphs).
+    """
+    engine = _mirror_engine(CountingMemory(), graphs=request.param)
+    real = skrnn._base.get_engine
+    monkeypatch.setattr(
+        skrnn._base,
+        "get_engine",
+        lambda name="cpu": engine if name == "cuda" else real("reference"),
+    )
+    return engine
