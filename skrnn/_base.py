@@ -609,8 +609,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         if run.sample_weight[idx].sum() <= 0:
             return 0.0  # only zero-weight samples: nothing to learn from
         loss, grad_check = self._loss_grad(run, idx)
-        bounded = (peak <= 0) | (loss <= peak / np.finfo(params.flat.dtype).eps)
-        sound = xp.isfinite(loss) & grad_check[0] & bounded
+        sound = _loss_sound(loss, peak, params.flat.dtype, xp) & grad_check[0]
         if checked and not to_host(run.engine, sound):
             params.flat[...] = run.previous
             return None
@@ -626,13 +625,17 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         """The network's raw outputs on the validation set after an epoch,
         and whether its last update was undone: where one of them is not
         finite, as the divergence rule does (``run.previous`` holds the
-        weights from before the update), and they are computed again."""
+        weights from before the update), and they are computed again. The
+        outputs are None where they still are not all finite."""
         seqs = run.val[0]
         raw = self._network.forward(run.engine, seqs.values, seqs.lengths)
-        if np.isfinite(raw).all():
-            return raw, False
-        run.params.flat[...] = run.previous
-        return self._network.forward(run.engine, seqs.values, seqs.lengths), True
+        undone = not np.isfinite(raw).all()
+        if undone:
+            run.params.flat[...] = run.previous
+            raw = self._network.forward(run.engine, seqs.values, seqs.lengths)
+            if not np.isfinite(raw).all():
+                raw = None
+        return raw, undone
 
     def _last_update_sound(self, run, peak):
         """The divergence rule of :meth:`_step` for the weights that the last
@@ -640,9 +643,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         of :meth:`_probe_loss` must be finite and at most 1/eps times
         ``peak``, the call's largest epoch loss. An update that fails is
         undone."""
-        loss = self._probe_loss(run)
-        eps = np.finfo(run.params.flat.dtype).eps
-        sound = np.isfinite(loss) and (peak <= 0 or loss <= peak / eps)
+        sound = _loss_sound(self._probe_loss(run), peak, run.params.flat.dtype, np)
         if not sound:
             run.params.flat[...] = run.previous
         return bool(sound)
@@ -656,10 +657,8 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         values = take(run.engine.xp, run.data[0], idx)  # where training reads them
         raw = self._network.forward(run.engine, values, lengths)
         targets = run.targets[idx]
-        if self._output == "sequence":  # every valid step is a row
-            valid = np.arange(raw.shape[1])[None, :] < lengths[:, None]
-            raw, targets = raw[valid], targets[valid]
-            w = np.broadcast_to(w[:, None], valid.shape)[valid]
+        if self._output == "sequence":
+            w, raw, targets = _step_rows(lengths, w, raw, targets)
         if not np.isfinite(raw).all():
             return np.nan
         if w.sum() <= 0:
@@ -716,11 +715,11 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
 
     def _update_no_improvement_count(self, run, best_flat, raw_val):
         """MLP's stopping rule; returns whether to stop. ``raw_val``: the
-        network's raw outputs on the validation set, if any; where one is
-        not finite the score is -inf."""
+        network's raw outputs on the validation set (see
+        :meth:`_validation_outputs`); None scores -inf."""
         if run.val is not None:
             score = -np.inf
-            if np.isfinite(raw_val).all():
+            if raw_val is not None:
                 score = self._score_targets(*run.val, raw=raw_val)
             self.validation_scores_.append(score)
             if score < self.best_validation_score_ + self.tol:
@@ -792,9 +791,10 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         predicted = self._targets_from_raw(raw)
         if self._output == "last":
             return self._metric(targets, predicted, sample_weight=sample_weight)
-        valid = np.arange(predicted.shape[1])[None, :] < seqs.lengths[:, None]
-        weights = np.broadcast_to(sample_weight[:, None], valid.shape)[valid]
-        return self._metric(targets[valid], predicted[valid], sample_weight=weights)
+        weights, targets, predicted = _step_rows(
+            seqs.lengths, sample_weight, targets, predicted
+        )
+        return self._metric(targets, predicted, sample_weight=weights)
 
     def __sklearn_is_fitted__(self):
         # check_is_fitted's default scans every attribute's name
@@ -814,3 +814,18 @@ def _warn_diverged():
         "learning_rate_init.",
         ConvergenceWarning,
     )
+
+
+def _loss_sound(loss, peak, dtype, xp):
+    """The divergence rule's test of a loss: finite, and at most 1/eps times
+    ``peak`` (eps: ``dtype``'s machine epsilon; no bound while ``peak`` is 0),
+    below whose share of it every earlier loss is rounding."""
+    return xp.isfinite(loss) & ((peak <= 0) | (loss <= peak / np.finfo(dtype).eps))
+
+
+def _step_rows(lengths, weights, *arrays):
+    """Every valid step of (N, T, ...) ``arrays`` as a row: their valid
+    steps, each with its sequence's weight from ``weights`` (N,), first."""
+    valid = np.arange(arrays[0].shape[1])[None, :] < lengths[:, None]
+    rows = np.broadcast_to(weights[:, None], valid.shape)[valid]
+    return (rows, *(a[valid] for a in arrays))
