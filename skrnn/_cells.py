@@ -6,9 +6,10 @@ sizes (gates, state, the activations it takes) and :func:`init_params`
 draws its parameters, in PyTorch's layout: ``weight_ih`` (G*H, D),
 ``weight_hh`` (G*H, H), ``bias_ih`` and ``bias_hh`` (G*H,), the gates
 stacked in the table's order. A new cell is a row here, its step in the
-reference engine (:mod:`skrnn._engine.reference`), its compiled kernel (the
-CPU engine), its CUDA kernel, its ONNX mapping (:mod:`skrnn.onnx`) and its
-tests.
+reference engine (:mod:`skrnn._engine.reference`), its compiled kernel
+(:mod:`skrnn._engine._recurrent`, with what it needs in its ``KERNELS``),
+its CUDA kernel, its ONNX mapping (:mod:`skrnn.onnx`) and its tests; the
+estimators' parameters and docstrings follow from the table.
 """
 
 import math
@@ -22,15 +23,30 @@ class CellKind(NamedTuple):
     gates: tuple  # the gates, in the order of their blocks of H rows
     state_parts: int  # 1: the state is h; 2: h and the cell state c, side by side
     activations: tuple  # the nonlinearities it takes; the first is the default
+    description: str  # what it is, for the estimators' docstrings
 
 
 CELLS = {
-    # h' = act(W_ih x + b_ih + W_hh h + b_hh)
-    "rnn": CellKind(("h",), 1, ("tanh", "relu", "identity", "logistic")),
     # reset and update gates (logistic) and the candidate n (its activation)
-    "gru": CellKind(("r", "z", "n"), 1, ("tanh", "logistic")),
+    "gru": CellKind(
+        ("r", "z", "n"),
+        1,
+        ("tanh", "logistic"),
+        "a GRU as PyTorch's ``nn.GRU`` (``activation``: its candidate's)",
+    ),
+    "rnn": CellKind(
+        ("h",),
+        1,
+        ("tanh", "relu", "identity", "logistic"),
+        "an Elman RNN h' = act(W_ih x + b_ih + W_hh h + b_hh)",
+    ),
     # input, forget, cell and output gates; fixed activations
-    "lstm": CellKind(("i", "f", "g", "o"), 2, ("tanh",)),
+    "lstm": CellKind(
+        ("i", "f", "g", "o"),
+        2,
+        ("tanh",),
+        "an LSTM as PyTorch's ``nn.LSTM`` (its head reads h)",
+    ),
 }
 
 #: What defines a recurrent cell, apart from its sizes.

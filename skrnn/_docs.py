@@ -9,24 +9,69 @@ import re
 import textwrap
 from types import FunctionType
 
+from ._cells import CELLS
+
+
+def _entry(name, kind, text):
+    """A numpydoc parameter entry, its text wrapped under it."""
+    body = textwrap.fill(text, 72, initial_indent=" " * 8, subsequent_indent=" " * 8)
+    return f"    {name} : {kind}\n{body}\n"
+
+
+def _quoted(names):
+    return [f'"{name}"' for name in names]
+
+
+def _or(items):
+    """ "a", "b" or "c"."""
+    return ", ".join(items[:-1]) + (" or " if len(items) > 1 else "") + items[-1]
+
+
+def option_entry(name, options, default, intro):
+    """A parameter entry for a choice among ``options`` (a dict of each
+    choice to what it is), so that a new choice documents itself."""
+    quoted = ", ".join(f'"{option}"' for option in options)
+    described = "; ".join(f'"{o}", {text}' for o, text in options.items())
+    return _entry(name, f'{{{quoted}}}, default="{default}"', f"{intro}: {described}.")
+
+
+def _cell_parameters():
+    """The ``cell`` and ``activation`` entries, written from the cell table."""
+    cell = option_entry(
+        "cell",
+        {name: kind.description for name, kind in CELLS.items()},
+        "gru",
+        "The recurrent cell",
+    )
+    activations = dict.fromkeys(a for kind in CELLS.values() for a in kind.activations)
+    takes = [
+        f"{q}: {_or(_quoted(k.activations))}"
+        for q, k in zip(_quoted(CELLS), CELLS.values())
+    ]
+    activation = _entry(
+        "activation",
+        f'{{{", ".join(_quoted(activations))}}}, default="tanh"',
+        "The cell's nonlinearity, of those it takes: " + "; ".join(takes) + ".",
+    )
+    return cell, activation
+
+
+_CELL, _ACTIVATION = _cell_parameters()
+
 SHARED = {
     # every parameter of the regressor, which the classifier has too
-    "parameters": """
-    cell : {"gru", "rnn", "lstm"}, default="gru"
-        The recurrent cell: a GRU, an Elman RNN
-        h' = act(W_ih x + b_ih + W_hh h + b_hh), or an LSTM as PyTorch's
-        ``nn.LSTM`` (its head reads h).
-    hidden_size : int, default=32
+    "parameters": "\n"
+    + _CELL
+    + """    hidden_size : int, default=32
         Units per layer and direction.
     num_layers : int, default=1
         Stacked recurrent layers.
     bidirectional : bool, default=False
         Add a time-reversed direction to each layer; outputs are the
         concatenation [forward, backward].
-    activation : {"tanh", "relu", "identity", "logistic"}, default="tanh"
-        The Elman cell's nonlinearity; for the GRU the candidate's, "tanh"
-        or "logistic" only; "tanh" for the LSTM.
-    reset_after : bool, default=True
+"""
+    + _ACTIVATION
+    + """    reset_after : bool, default=True
         GRU only. True: n = act(W_in x + b_in + r ⊙ (W_hn h + b_hn)) as in
         PyTorch and cuDNN; False: n = act(W_in x + b_in + W_hn (r ⊙ h) + b_hn)
         as in Cho et al. (2014) and Darknet.

@@ -23,7 +23,7 @@ from libc.string cimport memcpy, memset
 
 from ._blas cimport gemm
 
-from ._recurrent import Cell, backward, forward
+from ._recurrent import backward, forward
 
 # The kernels' specialisations by dtype, skipping the fused-type dispatch;
 # each releases the GIL while it runs.
@@ -46,11 +46,12 @@ cdef class LayerPass:
     the pass's room, as :func:`skrnn._engine.cpu.forward` and
     :func:`skrnn._engine.cpu.backward` allocate it for training (the kernels'
     docstrings say what each holds). ``*_rows`` are 2-D views, (T * N, .),
-    of the (T, N, .) array of that name.
+    of the (T, N, .) array of that name. ``cell_state``: the cell has one
+    (the LSTM's c), in ``c``, ``cells`` and their gradient ``dc``.
     """
 
     cdef public int cell, act
-    cdef public bint reverse
+    cdef public bint reverse, cell_state
     cdef public object w_ih, w_hh, b_ih, b_hh, dw_ih, dw_hh, db_ih, db_hh
     cdef public object x, x_rows, h, c, out, out_rows, gates, h_prev, hn
     cdef public object cells, c_prev, c_new, work, packed
@@ -186,7 +187,7 @@ cdef _run_forward(LayerPass lp, kernel, const Py_ssize_t[::1] lengths,
     """One direction of one layer forward from zero states, keeping what its
     backward pass reads."""
     lp.h.fill(0)
-    if lp.cell == Cell.LSTM:
+    if lp.cell_state:
         lp.c.fill(0)
         # c_prev holds the initial (zero) state where each sequence starts:
         # forward in time at row 0; backward in time, for a sequence of
@@ -208,7 +209,7 @@ cdef _run_backward(LayerPass lp, kernel, n_live, zeros, bint from_outputs,
     (``dh``); the inputs' gradient (``dx``) is computed when ``want_dx``."""
     if from_outputs:
         lp.dh.fill(0)
-    if lp.cell == Cell.LSTM:
+    if lp.cell_state:
         lp.dc.fill(0)
     kernel(cell=lp.cell, act=lp.act, reverse=lp.reverse, x=lp.x, n_live=n_live,
            w_ih=lp.w_ih, w_hh=lp.w_hh, out=lp.out, h_prev=lp.h_prev, hn=lp.hn,

@@ -31,6 +31,8 @@ caller; the kernels run without bounds checks, without the GIL and without
 allocating.
 """
 
+from collections import namedtuple
+
 import numpy as np
 
 from cython cimport floating
@@ -44,6 +46,29 @@ cpdef enum Cell:
     GRU_RESET_AFTER
     GRU_RESET_BEFORE
     LSTM
+
+
+#: What a cell's kernels need from their callers beyond the inputs, states,
+#: outputs and parameters: ``code``, the kernels' name for the cell;
+#: ``gates_in_out``, the forward pass computes its one gate in place in the
+#: outputs (it keeps no gates, and backward needs (T, N, G*H) room for the
+#: gate gradients; otherwise backward writes them over the cached gates);
+#: ``hn``, the forward pass caches a (T, N, H) value per step for backward;
+#: ``dan``, backward writes that value's gradient over it; ``work``, the
+#: forward pass takes (2N, G*H) room for a step; ``back_work``, backward
+#: takes (N, H). A cell with two state parts (the cell table's
+#: ``state_parts``) also takes the cell states ``c``, ``c_prev``, ``c_new``.
+Kernel = namedtuple("Kernel", "code gates_in_out hn dan work back_work")
+
+#: The kernels of each cell, by (name, reset_after), which only the GRU reads.
+KERNELS = {
+    ("rnn", False): Kernel(RNN, True, False, False, False, False),
+    ("rnn", True): Kernel(RNN, True, False, False, False, False),
+    ("gru", True): Kernel(GRU_RESET_AFTER, False, True, True, True, False),
+    ("gru", False): Kernel(GRU_RESET_BEFORE, False, True, False, True, True),
+    ("lstm", False): Kernel(LSTM, False, False, False, False, False),
+    ("lstm", True): Kernel(LSTM, False, False, False, False, False),
+}
 
 
 cdef extern from "_gates.h" nogil:

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from .._cells import N_GATES, param_suffix
+from .._cells import CELLS, N_GATES, param_suffix
 from . import _batch, _recurrent, cpu
 
 _ALIGN = 64  # bytes: each array starts on a cache line
@@ -154,12 +154,12 @@ class _Room:
         H, dirs, cell = arch.hidden_size, arch.n_dirs, arch.spec.cell
         D, n_outputs = arch.input_size, arch.n_outputs
         GH = N_GATES[cell] * H
-        code, act = cpu.kernel_codes(arch.spec)
-        lstm, gru = cell == "lstm", cell == "gru"
+        kernel, act = cpu.kernel_codes(arch.spec)
+        two_parts = CELLS[cell].state_parts == 2
         empty2, empty3 = carver.take((0, 0)), carver.take((0, 0, 0))
         packed_size = 0
         if dtype == np.float32 and N <= cpu.PACKED_MAX_ROWS:
-            packed_size = _recurrent.packed_size(code, H)
+            packed_size = _recurrent.packed_size(kernel.code, H)
         packed = carver.take((packed_size,), np.float32)  # layers run in turn
         zero_bias = np.zeros(GH, dtype=dtype)
         sequence = arch.output == "sequence"
@@ -173,7 +173,8 @@ class _Room:
             passes = []
             for d in range(dirs):
                 p = _batch.LayerPass()
-                p.cell, p.act, p.reverse = code, act, bool(d)
+                p.cell, p.act, p.reverse = kernel.code, act, bool(d)
+                p.cell_state = two_parts
                 p.x, p.x_rows = x, x.reshape(T * N, -1)
                 states = carver.take((T + 1, N, H))
                 p.out, p.h_prev = (
@@ -183,7 +184,7 @@ class _Room:
                 p.h, p.dh = carver.take((N, H)), carver.take((N, H))
                 p.c = p.dc = empty2
                 p.cells = p.c_prev = p.c_new = empty3
-                if lstm:
+                if two_parts:
                     p.c, p.dc = carver.take((N, H)), carver.take((N, H))
                     p.cells = carver.take((T + 1, N, H))
                     p.c_prev, p.c_new = (
@@ -191,16 +192,14 @@ class _Room:
                         if d
                         else (p.cells[:-1], p.cells[1:])
                     )
-                p.gates = p.out if cell == "rnn" else carver.take((T, N, GH))
-                p.dg = carver.take((T, N, GH)) if cell == "rnn" else p.gates
-                p.hn = carver.take((T, N, H)) if gru else empty3
-                p.dan = p.hn if code == _recurrent.Cell.GRU_RESET_AFTER else empty3
-                p.work = carver.take((2 * N, GH)) if gru else empty2
-                p.back_work = (
-                    carver.take((N, H))
-                    if code == _recurrent.Cell.GRU_RESET_BEFORE
-                    else empty2
-                )
+                if kernel.gates_in_out:
+                    p.gates, p.dg = p.out, carver.take((T, N, GH))
+                else:
+                    p.gates = p.dg = carver.take((T, N, GH))
+                p.hn = carver.take((T, N, H)) if kernel.hn else empty3
+                p.dan = p.hn if kernel.dan else empty3
+                p.work = carver.take((2 * N, GH)) if kernel.work else empty2
+                p.back_work = carver.take((N, H)) if kernel.back_work else empty2
                 p.packed = packed
                 # with one direction, the inputs' gradient is that of the
                 # outputs of the layer below; with two, their sum is split

@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .._cells import N_GATES
+from .._cells import CELLS, N_GATES
 
 
 def _not_built_message():
@@ -46,14 +46,6 @@ try:
 except ImportError as exc:
     raise ImportError(_not_built_message()) from exc
 
-_CELLS = {
-    ("rnn", False): _recurrent.Cell.RNN,
-    ("rnn", True): _recurrent.Cell.RNN,
-    ("gru", True): _recurrent.Cell.GRU_RESET_AFTER,
-    ("gru", False): _recurrent.Cell.GRU_RESET_BEFORE,
-    ("lstm", False): _recurrent.Cell.LSTM,
-    ("lstm", True): _recurrent.Cell.LSTM,
-}
 _ACTIVATIONS = {
     "tanh": _recurrent.Activation.TANH,
     "logistic": _recurrent.Activation.LOGISTIC,
@@ -79,7 +71,7 @@ class _Cache:
     ``hn`` are None once a backward with ``consume_cache`` has written over
     them. ``c_prev`` and ``c_new``: the LSTM's cell states, else empty."""
 
-    cell: int
+    kernel: tuple
     reverse: bool
     x: np.ndarray
     n_live: np.ndarray
@@ -263,9 +255,11 @@ def _contiguous(a, dtype, name):
 
 
 def kernel_codes(spec):
-    """The compiled kernels' codes of a cell and its activation."""
+    """The compiled kernels of a cell (a :class:`_recurrent.Kernel`) and the
+    code of its activation."""
     try:
-        return _CELLS[spec.cell, bool(spec.reset_after)], _ACTIVATIONS[spec.activation]
+        kernel = _recurrent.KERNELS[spec.cell, bool(spec.reset_after)]
+        return kernel, _ACTIVATIONS[spec.activation]
     except KeyError:
         raise ValueError(f"unsupported cell {spec!r}") from None
 
@@ -273,11 +267,11 @@ def kernel_codes(spec):
 def _check_params(spec, params, dtype, D):
     """Check ``params`` against ``spec`` and the input width ``D``.
 
-    Returns the cell and activation codes, the number of units, and the
+    Returns the cell's kernel, the activation's code, the number of units, and the
     weights and biases as the kernels take them: C-contiguous, named by the
     kernels' arguments, biases zero if the layer has none.
     """
-    cell, act = kernel_codes(spec)
+    kernel, act = kernel_codes(spec)
     G = N_GATES[spec.cell]
     w_ih = _contiguous(params["weight_ih"], dtype, "weight_ih")
     w_hh = _contiguous(params["weight_hh"], dtype, "weight_hh")
@@ -295,7 +289,7 @@ def _check_params(spec, params, dtype, D):
             raise ValueError(f"biases must have shape ({GH},)")
     else:
         b_ih = b_hh = _zero_bias(dtype, GH)
-    return cell, act, H, dict(w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
+    return kernel, act, H, dict(w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
 
 
 def _live_rows(lengths, N, T):
@@ -345,12 +339,12 @@ def forward(
     dtype = x.dtype
     x = _contiguous(x, dtype, "x")
     T, N, D = x.shape
-    cell, act, H, weights = _check_params(spec, params, dtype, D)
+    kernel, act, H, weights = _check_params(spec, params, dtype, D)
     GH = weights["w_hh"].shape[0]
     if T * N * max(D, GH) > _INT_MAX:
         raise ValueError("chunk too large for 32-bit BLAS; split it in time")
-    lstm = cell == _recurrent.Cell.LSTM
-    S = 2 * H if lstm else H
+    two_parts = CELLS[spec.cell].state_parts == 2
+    S = 2 * H if two_parts else H
     h0 = _contiguous(h0, dtype, "h0")
     if h0.shape != (N, S):
         raise ValueError(f"h0 must have shape {(N, S)}, got {h0.shape}")
@@ -360,7 +354,7 @@ def forward(
     h = _empty((N, H), dtype)
     h[...] = h0[:, :H]
     c, c_prev, c_new = _unused(dtype, 2), _unused(dtype, 3), _unused(dtype, 3)
-    if lstm:
+    if two_parts:
         c = _empty((N, H), dtype)
         c[...] = h0[:, H:]
         if keep_cache:
@@ -387,25 +381,19 @@ def forward(
         outputs = _empty((T if keep_outputs or keep_cache else window, N, H), dtype)
         if keep_cache:
             h_prev = _empty((T, N, H), dtype)
-    work = _unused(dtype, 2)
-    if cell == _recurrent.Cell.RNN:
-        # the input projection is computed in place in the outputs
-        gates = outputs
-    else:
-        gates = _empty((window, N, GH), dtype)
-        if not lstm:
-            # the GRU's recurrent projection of a step, then its gates'
-            # pre-activations
-            work = _empty((2 * N, GH), dtype)
-            if keep_cache:
-                hn = _empty((T, N, H), dtype)
+    # the RNN's input projection is computed in place in the outputs
+    gates = outputs if kernel.gates_in_out else _empty((window, N, GH), dtype)
+    # the GRU's recurrent projection of a step, then its gates' pre-activations
+    work = _empty((2 * N, GH), dtype) if kernel.work else _unused(dtype, 2)
+    if kernel.hn and keep_cache:
+        hn = _empty((T, N, H), dtype)
     # what the kernel writes (or reads) that backward reads again
     saved = dict(n_live=n_live, out=outputs, h_prev=h_prev, gates=gates, hn=hn)
     _KERNELS[dtype][0](
-        cell=cell,
+        cell=kernel.code,
         act=act,
         reverse=bool(reverse),
-        packed=_packed(cell, N, H, dtype),
+        packed=_packed(kernel.code, N, H, dtype),
         x=x,
         h=h,
         c=c,
@@ -417,9 +405,14 @@ def forward(
     cache = None
     if keep_cache:
         cache = _Cache(
-            cell=cell, reverse=bool(reverse), x=x, c_prev=c_prev, c_new=c_new, **saved
+            kernel=kernel,
+            reverse=bool(reverse),
+            x=x,
+            c_prev=c_prev,
+            c_new=c_new,
+            **saved,
         )
-    h_last = np.concatenate([h, c], axis=1) if lstm else h
+    h_last = np.concatenate([h, c], axis=1) if two_parts else h
     return (outputs if keep_outputs else None), h_last, cache
 
 
@@ -442,9 +435,9 @@ def backward(
     x = cache.x
     dtype = x.dtype
     T, N, D = x.shape
-    cell, act, H, weights = _check_params(spec, params, dtype, D)
+    kernel, act, H, weights = _check_params(spec, params, dtype, D)
     w_ih, w_hh = weights["w_ih"], weights["w_hh"]
-    if cell != cache.cell or cache.out.shape != (T, N, H):
+    if kernel != cache.kernel or cache.out.shape != (T, N, H):
         raise ValueError("spec or parameter shapes differ from the forward pass")
     GH = w_hh.shape[0]
     if d_outputs is None:
@@ -453,36 +446,33 @@ def backward(
         d_outputs = _contiguous(d_outputs, dtype, "d_outputs")
         if d_outputs.shape != (T, N, H):
             raise ValueError(f"d_outputs must have shape {(T, N, H)}")
-    lstm = cell == _recurrent.Cell.LSTM
-    S = 2 * H if lstm else H
+    two_parts = CELLS[spec.cell].state_parts == 2
+    S = 2 * H if two_parts else H
     # the gradients with respect to h_last's h (and c) become those of h0's
     dh, dc = np.zeros((N, H), dtype=dtype), _unused(dtype, 2)
-    if lstm:
+    if two_parts:
         dc = np.zeros((N, H), dtype=dtype)
     if d_h_last is not None:
         d_h_last = np.asarray(d_h_last, dtype=dtype)
         if d_h_last.shape != (N, S):
             raise ValueError(f"d_h_last must have shape {(N, S)}")
         dh[...] = d_h_last[:, :H]
-        if lstm:
+        if two_parts:
             dc[...] = d_h_last[:, H:]
 
     hn, dan = cache.hn, _unused(dtype, 3)
-    if cell == _recurrent.Cell.RNN:
+    if kernel.gates_in_out:
         dg = _empty((T, N, GH), dtype)
     else:
         # The kernel reads the gates (r, z, n or i, f, g, o) from dg and
         # writes their gradients in their place; with reset after, it reads
         # W_hn h + b_hn from dan and writes da_n in its place.
         dg = cache.gates if consume_cache else _copy(cache.gates)
-        if cell == _recurrent.Cell.GRU_RESET_AFTER:
+        if kernel.dan:
             dan = hn if consume_cache else _copy(hn)
         if consume_cache:
             cache.gates = cache.hn = None
-    if cell == _recurrent.Cell.GRU_RESET_BEFORE:
-        work = _empty((N, H), dtype)
-    else:
-        work = _unused(dtype, 2)
+    work = _empty((N, H), dtype) if kernel.back_work else _unused(dtype, 2)
     db = np.zeros((2, GH), dtype=dtype)
     # the gradients the kernel writes, by its names for them
     written = dict(
@@ -493,7 +483,7 @@ def backward(
         db_hh=db[1],
     )
     _KERNELS[dtype][1](
-        cell=cell,
+        cell=kernel.code,
         act=act,
         reverse=cache.reverse,
         x=x,
@@ -510,12 +500,12 @@ def backward(
         dc=dc,
         dg=dg,
         dan=dan,
-        packed=_packed(cell, N, H, dtype),
+        packed=_packed(kernel.code, N, H, dtype),
         work=work,
         **written,
     )
     grads = {"weight_ih": written["dw_ih"], "weight_hh": written["dw_hh"]}
     if spec.use_bias:
         grads["bias_ih"], grads["bias_hh"] = db
-    dh0 = np.concatenate([dh, dc], axis=1) if lstm else dh
+    dh0 = np.concatenate([dh, dc], axis=1) if two_parts else dh
     return (written["dx"] if need_dx else None), dh0, grads
