@@ -42,10 +42,16 @@ class HeadLoss:
         call each and the loss is computed here.
     codes : bool
         Whether the targets are class codes (integers) rather than values.
+    name : str or None
+        A regression loss's value of the regressor's ``loss`` parameter.
+    description : str
+        What it is, for the regressor's docstring.
     """
 
     compiled = None
     codes = False
+    name = None
+    description = ""
 
     def __call__(self, z, y, w, xp=np):
         raise NotImplementedError
@@ -58,6 +64,8 @@ class SquaredError(HeadLoss):
     """Half the squared error, averaged over the O targets of each row."""
 
     compiled = _batch.Loss.SQUARED_ERROR
+    name = "squared_error"
+    description = "the mean squared error / 2, as ``MLPRegressor``'s"
 
     def __call__(self, z, y, w, xp=np):
         # the targets may be float64 (the estimators keep them as given); the
@@ -98,3 +106,6 @@ class MultiLogLoss(HeadLoss):
 squared_error = SquaredError()
 binary_log_loss = BinaryLogLoss()
 multi_log_loss = MultiLogLoss()
+
+#: The regressor's losses, by their ``loss`` parameter.
+REGRESSION_LOSSES = {loss.name: loss for loss in (squared_error,)}

@@ -1,6 +1,7 @@
-"""SequenceRegressor: squared-error loss, R² score."""
+"""SequenceRegressor: the regression losses, R² score."""
 
 import warnings
+from inspect import Parameter, signature
 
 import numpy as np
 from sklearn.base import RegressorMixin
@@ -9,28 +10,36 @@ from sklearn.utils import check_array
 
 from ._base import BaseSequenceEstimator
 from ._data import check_finite_targets, pack, split_step_targets
-from ._docs import fill_doc
-from ._losses import squared_error
-from ._sklearn_compat import _fit_context
+from ._docs import fill_doc, option_entry
+from ._losses import REGRESSION_LOSSES
+from ._sklearn_compat import StrOptions, _fit_context
 
 
 @fill_doc(
-    loss="squared error / 2",
+    loss_parameter=option_entry(
+        "loss",
+        {name: loss.description for name, loss in REGRESSION_LOSSES.items()},
+        "squared_error",
+        "The loss the head is trained on",
+    ),
+    loss="the ``loss``",
     score="R²",
     n_outputs="Targets per sequence (or per step).",
 )
 class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
     """Recurrent neural network regressor (Elman RNN, GRU or LSTM).
 
-    A stack of recurrent layers read by a linear head, trained on the mean
-    squared error / 2 (as :class:`~sklearn.neural_network.MLPRegressor`),
-    either on one target per sequence (``output="last"``) or one per time
-    step (``output="sequence"``). The recurrent kernels are compiled
+    A stack of recurrent layers read by a linear head, trained on ``loss``
+    (by default the mean squared error / 2, as
+    :class:`~sklearn.neural_network.MLPRegressor`), either on one target per
+    sequence (``output="last"``) or one per time step
+    (``output="sequence"``). The recurrent kernels are compiled
     (Cython + BLAS); ``device="cuda"`` runs them on an NVIDIA GPU with CuPy.
 
     Parameters
     ----------
     %(parameters)s
+    %(loss_parameter)s
 
     Attributes
     ----------
@@ -55,12 +64,35 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
     True
     """
 
+    _parameter_constraints = {
+        **BaseSequenceEstimator._parameter_constraints,
+        "loss": [StrOptions(set(REGRESSION_LOSSES))],
+    }
+
+    def __init__(self, *args, loss="squared_error", **params):
+        super().__init__(*args, **params)
+        self.loss = loss
+
+    # scikit-learn reads an estimator's parameters from its signature: the
+    # shared ones, then the regressor's own
+    __init__.__signature__ = signature(BaseSequenceEstimator.__init__).replace(
+        parameters=[
+            *signature(BaseSequenceEstimator.__init__).parameters.values(),
+            Parameter("loss", Parameter.KEYWORD_ONLY, default="squared_error"),
+        ]
+    )
+
+    def __setstate__(self, state):
+        # models saved before the loss was a parameter load with its default
+        state.setdefault("loss", "squared_error")
+        super().__setstate__(state)
+
     # The mixin's score would sit first in the MRO; ours scores every valid
     # step of output="sequence" models and takes every input form.
     score = BaseSequenceEstimator.score
 
     def _head_loss(self):
-        return squared_error
+        return REGRESSION_LOSSES[self.loss]
 
     def _validate_targets(self, y, seqs, reset, classes=None, scoring=False):
         output = self.output if reset else self._output

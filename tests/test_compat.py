@@ -116,6 +116,20 @@ def test_stored_classifier_predicts_the_same(stored):
 
 
 @pytest.mark.parametrize("kind", ["regressor", "classifier"])
+def test_stored_models_take_todays_parameters_at_their_defaults(stored, kind):
+    from sklearn.base import clone
+
+    model = stored[kind]
+    defaults = type(model)().get_params()
+    params = model.get_params()
+    assert params.keys() == defaults.keys()
+    # the parameters added since 0.1.0
+    for name in {"class_weight", "loss"} & defaults.keys():
+        assert params[name] == defaults[name]
+    assert clone(model).get_params() == params
+
+
+@pytest.mark.parametrize("kind", ["regressor", "classifier"])
 def test_stored_models_train_on(stored, kind):
     model = stored[kind]
     X, y = stored["X"], stored["y_reg" if kind == "regressor" else "y_clf"]
