@@ -141,7 +141,7 @@ class _Optimizer:
         """The step of :meth:`_update_one` as the compiled update
         (:func:`skrnn._engine._update.update`) takes it, for one weight
         array whose state is ``state``: ``(solver, state array a, state
-        array b, four constants)``, counting the step where the optimizer
+        array b, five constants)``, counting the step where the optimizer
         counts steps; None where the compiled update has no such step (the
         update then runs :meth:`update`)."""
         return None
@@ -252,11 +252,12 @@ class SGD(_Optimizer):
     def _compiled_step(self, state):
         solver = Solver.NESTEROV if self.nesterov else Solver.SGD
         velocity = state["velocity"]
-        return solver, velocity, velocity, (self.learning_rate, self.momentum, 0, 0)
+        constants = (self.learning_rate, self.momentum, 0, 0, 0)
+        return solver, velocity, velocity, constants
 
 
 class Adam(_Optimizer):
-    """Adam, as in scikit-learn's ``MLPRegressor(solver="adam")``.
+    """Adam, as in Algorithm 1 of Kingma & Ba (2014) and ``torch.optim.Adam``.
 
     For each weight array ``w`` with gradient ``g``, first and second moment
     estimates ``m`` and ``v`` (initially zero) and step count ``t``::
@@ -264,14 +265,16 @@ class Adam(_Optimizer):
         t += 1
         m = beta_1 * m + (1 - beta_1) * g
         v = beta_2 * v + (1 - beta_2) * g ** 2
-        lr_t = learning_rate * sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
-        w += -lr_t * m / (sqrt(v) + epsilon)
+        step_size = learning_rate / (1 - beta_1 ** t)
+        w += -step_size * m / (sqrt(v) / sqrt(1 - beta_2 ** t) + epsilon)
 
-    Kingma & Ba's (2014) "efficient" form, which puts the bias correction into
-    the learning rate; ``torch.optim.Adam`` adds ``epsilon`` after the bias
-    correction instead, so the two agree closely but not bit for bit. The
-    step count is kept per key: an array that was given no gradient in a call
-    does not advance.
+    ``epsilon`` is added to the bias-corrected ``sqrt(v)``, as the paper and
+    PyTorch add it. scikit-learn's MLP adds it before the correction (the
+    paper's "efficient" form), which early in training is an epsilon up to
+    ``1 / sqrt(1 - beta_2)`` (32) times larger: it damps the weights whose
+    gradients are small, as an LSTM's are on a long plateau. The step count
+    is kept per key: an array that was given no gradient in a call does not
+    advance.
 
     Parameters
     ----------
@@ -280,7 +283,7 @@ class Adam(_Optimizer):
     beta_1, beta_2 : float, default=0.9, 0.999
         Decay rates of the moment estimates, in [0, 1).
     epsilon : float, default=1e-8
-        Added to ``sqrt(v)`` for numerical stability, > 0.
+        Added to the bias-corrected ``sqrt(v)`` for numerical stability, > 0.
 
     Attributes
     ----------
@@ -292,7 +295,8 @@ class Adam(_Optimizer):
     --------
     SGD, Rprop : The other optimizers.
     clip_grad_norm : Gradient clipping before an update.
-    sklearn.neural_network.MLPRegressor : Whose ``solver="adam"`` this is.
+    sklearn.neural_network.MLPRegressor : Whose ``solver="adam"`` adds
+        ``epsilon`` before the bias correction.
 
     Examples
     --------
@@ -339,13 +343,14 @@ class Adam(_Optimizer):
         m += (1 - b1) * grad
         v *= b2
         v += (1 - b2) * (grad * grad)
-        param += -self._step_rate(t) * m / (np.sqrt(v) + self.epsilon)
+        step_size, correction = self._corrections(t)
+        param += -step_size * m / (np.sqrt(v) / correction + self.epsilon)
 
-    def _step_rate(self, t):
-        """The learning rate of step ``t`` with the moments' bias correction;
-        a Python float, so that float32 weights are computed in float32."""
+    def _corrections(self, t):
+        """Step ``t``'s step size and ``sqrt(1 - beta_2**t)``: Python
+        floats, so that float32 weights are computed in float32."""
         b1, b2 = self.beta_1, self.beta_2
-        return self.learning_rate * math.sqrt(1 - b2**t) / (1 - b1**t)
+        return self.learning_rate / (1 - b1**t), math.sqrt(1 - b2**t)
 
     @classmethod
     def _for_estimator(cls, est):
@@ -358,8 +363,8 @@ class Adam(_Optimizer):
 
     def _compiled_step(self, state):
         state["t"] += 1
-        rate = self._step_rate(state["t"])
-        constants = (rate, self.beta_1, self.beta_2, self.epsilon)
+        step_size, correction = self._corrections(state["t"])
+        constants = (step_size, self.beta_1, self.beta_2, self.epsilon, correction)
         return Solver.ADAM, state["m"], state["v"], constants
 
 
@@ -484,7 +489,7 @@ class Rprop(_Optimizer):
         param -= np.sign(prev) * step_size
 
     def _compiled_step(self, state):
-        constants = (*self.etas, *self.step_sizes)
+        constants = (*self.etas, *self.step_sizes, 0)
         return Solver.RPROP, state["prev"], state["step_size"], constants
 
     def _continues(self, old):

@@ -53,19 +53,29 @@ def test_sgd_without_momentum_is_gradient_descent():
 def test_adam_two_steps_by_hand():
     params = {"w": np.array([1.0])}
     opt = Adam(learning_rate=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
-    # t=1: m = 0.2, v = 0.004, lr_t = 0.1 * sqrt(0.001) / 0.1
+    # t=1: m = 0.2, v = 0.004; m_hat = m / 0.1, sqrt(v_hat) = sqrt(v / 0.001)
     opt.update(params, {"w": np.array([2.0])})
-    w1 = 1.0 - math.sqrt(0.001) * 0.2 / (math.sqrt(0.004) + 1e-8)
+    w1 = 1.0 - 0.1 / 0.1 * 0.2 / (math.sqrt(0.004) / math.sqrt(0.001) + 1e-8)
     assert_allclose(params["w"], [w1], rtol=1e-14)
     assert abs(w1 - 0.9) < 1e-6  # the first Adam step is ~ learning_rate
     # t=2: m = 0.18 - 0.1 = 0.08, v = 0.003996 + 0.001 = 0.004996
     opt.update(params, {"w": np.array([-1.0])})
-    lr_2 = 0.1 * math.sqrt(1 - 0.999**2) / (1 - 0.9**2)
-    w2 = w1 - lr_2 * 0.08 / (math.sqrt(0.004996) + 1e-8)
+    denom = math.sqrt(0.004996) / math.sqrt(1 - 0.999**2) + 1e-8
+    w2 = w1 - 0.1 / (1 - 0.9**2) * 0.08 / denom
     assert_allclose(params["w"], [w2], rtol=1e-14)
     assert opt.state["w"]["t"] == 2
     assert_allclose(opt.state["w"]["m"], [0.08], rtol=1e-14)
     assert_allclose(opt.state["w"]["v"], [0.004996], rtol=1e-14)
+
+
+def test_adam_adds_epsilon_after_the_bias_correction():
+    # A gradient as small as epsilon: the bias-corrected moments are g and
+    # |g|, so the first step is learning_rate * g / (g + eps) = lr / 2. With
+    # epsilon added before the correction (scikit-learn's MLP), the step
+    # would be ~0.03 lr: sqrt(v) = sqrt(1 - beta_2) g is 32 times smaller.
+    params = {"w": np.array([0.0])}
+    Adam(learning_rate=0.1, epsilon=1e-8).update(params, {"w": np.array([1e-8])})
+    assert_allclose(params["w"], [-0.05], rtol=1e-12)
 
 
 def test_adam_step_count_is_per_key():
@@ -100,22 +110,24 @@ def test_sgd_matches_sklearn_bit_for_bit(nesterov):
         assert_array_equal(mine, other)
 
 
-def test_adam_matches_sklearn_bit_for_bit():
+def test_adam_is_sklearns_adam_as_epsilon_vanishes():
+    # scikit-learn adds epsilon before the bias correction: the two forms
+    # differ by epsilon alone
     sk = pytest.importorskip("sklearn.neural_network._stochastic_optimizers")
     rng = np.random.RandomState(1)
     shapes = [(5, 2), (2,)]
     ours = {str(i): rng.normal(size=s) for i, s in enumerate(shapes)}
     theirs = [p.copy() for p in ours.values()]
     ref = sk.AdamOptimizer(
-        theirs, learning_rate_init=0.01, beta_1=0.8, beta_2=0.99, epsilon=1e-7
+        theirs, learning_rate_init=0.01, beta_1=0.8, beta_2=0.99, epsilon=1e-300
     )
-    opt = Adam(learning_rate=0.01, beta_1=0.8, beta_2=0.99, epsilon=1e-7)
+    opt = Adam(learning_rate=0.01, beta_1=0.8, beta_2=0.99, epsilon=1e-300)
     for _ in range(20):
         grads = [rng.normal(size=s) for s in shapes]
         ref.update_params(theirs, grads)
         opt.update(ours, {str(i): g for i, g in enumerate(grads)})
     for mine, other in zip(ours.values(), theirs):
-        assert_array_equal(mine, other)
+        assert_allclose(mine, other, rtol=1e-12, atol=1e-15)
 
 
 # --------------------------------------------------------------------------
@@ -471,20 +483,23 @@ def test_sgd_matches_torch_with_constant_learning_rate():
         assert_allclose(mine, other, rtol=1e-12, atol=1e-12)
 
 
-def test_adam_is_torch_adam_with_rescaled_epsilon():
-    # torch divides by sqrt(v) / sqrt(1 - beta_2**t) + eps; with
-    # eps_torch = eps / sqrt(1 - beta_2**t) it is sklearn's form. So with
-    # epsilon -> 0 the two agree up to rounding.
+@pytest.mark.parametrize("epsilon", [1e-8, 1e-3])
+@pytest.mark.parametrize("dtype_name", ["float64", "float32"])
+def test_adam_matches_torch_adam(epsilon, dtype_name):
     torch = pytest.importorskip("torch")
-    grads = _sign_flipping_grads(seed=2)
+    grads = _sign_flipping_grads(seed=2) * 1e-3  # small: epsilon matters
     w0 = np.linspace(-1, 1, grads.shape[1])
     theirs = _torch_trajectory(
         torch,
-        lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.9, 0.999), eps=1e-300),
+        lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.9, 0.999), eps=epsilon),
         w0,
         grads,
-        torch.float64,
+        getattr(torch, dtype_name),
     )
-    ours = _our_trajectory(Adam(0.01, epsilon=1e-300), w0, grads, np.float64)
+    ours = _our_trajectory(
+        Adam(0.01, epsilon=epsilon), w0, grads, np.dtype(dtype_name)
+    )
+    rtol = 1e-12 if dtype_name == "float64" else 1e-6
     for mine, other in zip(ours, theirs):
-        assert_allclose(mine, other, rtol=1e-12, atol=1e-12)
+        assert mine.dtype == other.dtype
+        assert_allclose(mine, other, rtol=rtol, atol=rtol)

@@ -55,7 +55,8 @@ def clip_scale(double squared_norm, double max_norm):
 
 def update(Solver solver, floating[::1] flat, const floating[::1] grad,
            floating[::1] previous, double scale, floating[::1] a,
-           floating[::1] b, double p0, double p1, double p2, double p3):
+           floating[::1] b, double p0, double p1, double p2, double p3,
+           double p4):
     """One optimiser step on ``flat`` with its gradient times ``scale`` (the
     clipping factor; 1: none); ``previous`` receives the weights before it.
 
@@ -64,7 +65,8 @@ def update(Solver solver, floating[::1] flat, const floating[::1] grad,
     - ``SGD``, ``NESTEROV``: ``a`` the velocity; ``p0`` the learning rate,
       ``p1`` the momentum;
     - ``ADAM``: ``a`` and ``b`` the moments m and v; ``p0`` this step's
-      ``lr_t``, ``p1``, ``p2``, ``p3`` beta_1, beta_2 and epsilon;
+      step size, ``p1``, ``p2``, ``p3`` beta_1, beta_2 and epsilon, ``p4``
+      the second moment's bias correction ``sqrt(1 - beta_2**t)``;
     - ``RPROP``: ``a`` the previous gradient, ``b`` the step sizes; ``p0``,
       ``p1`` the etas (minus, plus), ``p2``, ``p3`` the step sizes' bounds.
 
@@ -75,7 +77,7 @@ def update(Solver solver, floating[::1] flat, const floating[::1] grad,
     cdef floating g, s = <floating> scale
     # the constants as NumPy rounds Python floats to the weights' dtype
     cdef floating c0 = <floating> p0, c1 = <floating> p1
-    cdef floating c2 = <floating> p2, c3 = <floating> p3
+    cdef floating c2 = <floating> p2, c3 = <floating> p3, c4 = <floating> p4
     cdef floating d1 = <floating> (1 - p1), d2 = <floating> (1 - p2)
     cdef floating minus_c0 = <floating> -p0
     cdef bint finite = True
@@ -89,8 +91,9 @@ def update(Solver solver, floating[::1] flat, const floating[::1] grad,
                 a[i] = a[i] + d1 * g
                 b[i] = b[i] * c2
                 b[i] = b[i] + d2 * (g * g)
-                # w += -lr_t m / (sqrt(v) + eps)
-                flat[i] = flat[i] + minus_c0 * a[i] / (<floating> sqrt(b[i]) + c3)
+                # w += -step_size m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+                flat[i] = flat[i] + minus_c0 * a[i] / (
+                    <floating> sqrt(b[i]) / c4 + c3)
             elif solver == RPROP:
                 # the step grows while the gradient keeps its sign and
                 # shrinks when it flips; a flipped gradient counts as 0 next
