@@ -58,8 +58,11 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
     """Base class of the recurrent estimators.
 
     Subclasses provide ``_head_loss``, ``_validate_targets``,
-    ``_targets_from_raw`` and ``_metric``.
+    ``_targets_from_raw`` and ``_metric``, and name in ``_constant_output``
+    the best constant prediction, for the warning of a model no better.
     """
+
+    _constant_output = "a constant"
 
     _parameter_constraints = {
         "cell": [StrOptions(set(CELLS))],
@@ -478,6 +481,9 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         best_flat = params.flat.copy() if run.val is not None else None
         converged = incremental  # partial_fit runs one epoch and never warns
         first_epoch = len(self.loss_curve_)
+        # a fit's loss while the model is as good as a constant output
+        constant = None if incremental else self._constant_loss(run)
+        learned = True
         # On the host, checking every step for divergence costs nothing; on a
         # device it would make the host wait for the device at every step.
         deferred = run.engine.memory is not None
@@ -526,7 +532,8 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             diverged, raw_val = False, None
             if run.val is not None:
                 raw_val, diverged = self._validation_outputs(run)
-            stop = self._update_no_improvement_count(run, best_flat, raw_val)
+            learned = not _near_constant(self.loss_, constant)
+            stop = self._update_no_improvement_count(run, best_flat, raw_val, learned)
             if run.val is None and (stop or epoch == n_epochs - 1):
                 peak = max(self.loss_curve_[first_epoch:])
                 diverged = not self._last_update_sound(run, peak)
@@ -546,11 +553,20 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
                 converged = True
                 break
         if not converged:
-            warnings.warn(
+            message = (
                 f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
-                "reached and the optimization hasn't converged yet.",
-                ConvergenceWarning,
+                "reached and the optimization hasn't converged yet."
             )
+            if not learned:
+                message += (
+                    f" The loss, {self.loss_:.6g}, is not {_CONSTANT_MARGIN:.0%} "
+                    f"below that of a constant output ({self._constant_output}), "
+                    f"{constant:.6g}: the model predicts no better than that "
+                    "constant. Try more epochs (max_iter), a larger "
+                    "learning_rate_init or a smaller batch_size, and scale the "
+                    "features (SequenceScaler)."
+                )
+            warnings.warn(message, ConvergenceWarning)
         if run.val is not None:
             params.flat[...] = best_flat
 
@@ -713,10 +729,25 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
                 total, weight = total + loss * w, weight + w
         return total / weight if weight > 0 else 0.0
 
-    def _update_no_improvement_count(self, run, best_flat, raw_val):
+    def _constant_loss(self, run):
+        """The data loss of the best constant output over the training set
+        (see :meth:`skrnn._losses.HeadLoss.constant_loss`)."""
+        idx = run.train
+        w, targets = run.sample_weight[idx], run.targets[idx]
+        if self._output == "sequence":
+            w, targets = _step_rows(run.seqs.lengths[idx], w, targets)
+        if w.sum() <= 0:
+            return 0.0
+        return self._head_loss().constant_loss(targets, w / w.sum())
+
+    def _update_no_improvement_count(self, run, best_flat, raw_val, learned=True):
         """MLP's stopping rule; returns whether to stop. ``raw_val``: the
         network's raw outputs on the validation set (see
-        :meth:`_validation_outputs`); None scores -inf."""
+        :meth:`_validation_outputs`); None scores -inf. An epoch after
+        which the model has not ``learned`` (its loss is not below that of a
+        constant output by the margin) does not count: a long sequence's loss can stay
+        on that plateau for tens of epochs before it falls, and stopping
+        there keeps a useless model."""
         if run.val is not None:
             score = -np.inf
             if raw_val is not None:
@@ -737,6 +768,8 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             else:
                 self._no_improvement_count = 0
             self.best_loss_ = min(best, self.loss_curve_[-1])
+        if not learned:
+            self._no_improvement_count = 0
         return self._no_improvement_count > self.n_iter_no_change
 
     # ------------------------------------------------------------ inference
@@ -804,6 +837,19 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True
         return tags
+
+
+# A loss not this share below a constant output's (the class prior's, the
+# mean's) is that of a model no better than that constant.
+_CONSTANT_MARGIN = 0.01
+
+
+def _near_constant(loss, constant):
+    """Whether ``loss`` is not below ``constant``, the loss of a constant
+    output, by the margin (None: not known, as in ``partial_fit`` or for a loss
+    that does not say; 0: targets that a constant fits, where the margin says
+    nothing)."""
+    return bool(constant) and loss >= (1 - _CONSTANT_MARGIN) * constant
 
 
 def _warn_diverged():

@@ -95,6 +95,8 @@ class SequenceClassifier(ClassifierMixin, BaseSequenceEstimator):
         state.setdefault("class_weight", None)
         super().__setstate__(state)
 
+    _constant_output = "the class prior"
+
     # The mixin's score would sit first in the MRO; ours scores every valid
     # step of output="sequence" models and takes every input form.
     score = BaseSequenceEstimator.score

@@ -105,6 +105,11 @@ SHARED = {
         Minimum improvement of the loss (or validation score).
     n_iter_no_change : int, default=10
         Stop after this many epochs without an improvement of ``tol``.
+        An epoch whose training loss is not 1 %% below that of the best
+        constant output (the class prior, the mean target) does not count: a
+        model on long sequences can stay on that plateau for tens of epochs
+        before it learns. A fit that ends there says so in its
+        ConvergenceWarning.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the data, stop on its score (R²
         for the regressor, accuracy for the classifier) and keep the best

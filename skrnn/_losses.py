@@ -56,6 +56,14 @@ class HeadLoss:
     def __call__(self, z, y, w, xp=np):
         raise NotImplementedError
 
+    def constant_loss(self, y, w):
+        """The weighted loss of the best constant output: of predicting the
+        mean target or the class prior, as a model that learned nothing from
+        the sequences does. ``y`` and ``w`` as for a call, on the host.
+        None: not known (training then never waits for its loss to leave
+        that plateau)."""
+        return None
+
     def __repr__(self):
         return f"<skrnn loss {type(self).__name__}>"
 
@@ -74,6 +82,12 @@ class SquaredError(HeadLoss):
         dz = diff * (w / z.shape[1])[:, None]
         return 0.5 * xp.vdot(dz, diff).astype(np.float64), dz
 
+    def constant_loss(self, y, w):
+        # centred on a target first, so that constant targets give exactly 0
+        y = y.reshape(len(y), -1)
+        y = y - y[0]
+        return 0.5 * float((w @ (y - w @ y) ** 2).mean())
+
 
 class BinaryLogLoss(HeadLoss):
     """Log-loss of a logistic output; ``y`` holds 0/1 codes, ``z`` is (R, 1)."""
@@ -86,6 +100,9 @@ class BinaryLogLoss(HeadLoss):
         # -[y log σ(z) + (1 - y) log(1 - σ(z))] = -log σ(±z), stable for any z
         loss = -(w @ _log_expit(xp.where(y == 1, z, -z), xp)).astype(np.float64)
         return loss, ((xp.exp(_log_expit(z, xp)) - y) * w)[:, None]
+
+    def constant_loss(self, y, w):
+        return _entropy(np.bincount(y.ravel(), weights=w, minlength=2))
 
 
 class MultiLogLoss(HeadLoss):
@@ -101,6 +118,15 @@ class MultiLogLoss(HeadLoss):
         grad = xp.exp(log_p)
         grad[rows, y] -= 1.0
         return loss, grad * w[:, None]
+
+    def constant_loss(self, y, w):
+        return _entropy(np.bincount(y.ravel(), weights=w))
+
+
+def _entropy(p):
+    """-sum p log p of class shares ``p`` (summing to 1), 0 log 0 = 0."""
+    p = p[p > 0]
+    return float(-(p @ np.log(p)))
 
 
 squared_error = SquaredError()

@@ -87,6 +87,8 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
         state.setdefault("loss", "squared_error")
         super().__setstate__(state)
 
+    _constant_output = "the mean target"
+
     # The mixin's score would sit first in the MRO; ours scores every valid
     # step of output="sequence" models and takes every input form.
     score = BaseSequenceEstimator.score

@@ -285,11 +285,12 @@ def test_early_stopping_keeps_the_best_weights():
     # with max_iter = j + 1, runs exactly A's first j + 1 epochs (same seed:
     # same weights, split and shuffles) and ends on the best weights. So A
     # keeps its best weights iff A's final weights are B's.
+    # (the RNN stays at the mean target for 30 epochs, then learns)
     X, y = make_binary_sum(n_samples=200, n_timesteps=10, random_state=0)
     params = dict(
         cell="rnn",
         hidden_size=8,
-        learning_rate_init=0.05,
+        learning_rate_init=0.02,
         batch_size=20,
         random_state=0,
         early_stopping=True,
@@ -336,6 +337,59 @@ def test_partial_fit_ignores_early_stopping():
     reg.partial_fit(X, y)
     reg.partial_fit(X, y)
     assert reg.t_ == 2 * len(X)  # every sample trained on: no held-out split
+
+
+# ------------------------------------------------ stopping on a plateau
+def _bump_sequences(n, seed, T=150):
+    """GunPoint's kind of data: one long univariate series per sample, whose
+    class is the sign of a short bump 20 to 60 steps before its end."""
+    rng = np.random.RandomState(seed)
+    y = rng.randint(0, 2, n)
+    centres = rng.uniform(90, 130, n)
+    bump = np.exp(-0.5 * ((np.arange(T)[None] - centres[:, None]) / 5.0) ** 2)
+    X = (2 * y[:, None] - 1) * bump + 0.1 * rng.normal(size=(n, T))
+    return X[:, :, None], y
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_defaults_get_off_the_plateau_of_long_sequences(seed):
+    # The loss stays at the class prior's for tens of epochs before it falls.
+    # Counting those epochs towards n_iter_no_change stopped the fit there,
+    # at chance (test accuracy 0.48, 0.545, 0.475 for these seeds).
+    X, y = _bump_sequences(50, seed)
+    X_test, y_test = _bump_sequences(200, 100 + seed)
+    model = SequenceClassifier(random_state=seed).fit(X, y)
+    assert model.score(X_test, y_test) >= 0.8
+
+
+@pytest.mark.parametrize("Est", ESTIMATORS)
+def test_a_fit_that_learned_nothing_says_so(Est):
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(40, 5, 2))
+    # targets the sequences do not tell: no model does better than a constant
+    y = rng.normal(size=40) + 3 if Est is SequenceRegressor else rng.randint(0, 2, 40)
+    constant = "the mean target" if Est is SequenceRegressor else "the class prior"
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations") as record:
+        Est(hidden_size=4, max_iter=2, random_state=0).fit(X, y)
+    [warning] = record
+    assert f"of a constant output ({constant})" in str(warning.message)
+    assert "no better than that constant" in str(warning.message)
+
+
+def test_a_fit_that_learned_says_only_that_it_did_not_converge():
+    X, y = _data(SequenceClassifier, n=60)
+    model = SequenceClassifier(
+        hidden_size=8,
+        learning_rate_init=0.05,
+        batch_size=10,
+        max_iter=5,
+        random_state=0,
+    )
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations") as record:
+        model.fit(X, y)
+    assert model.loss_ < 0.5 * np.log(2)  # well below the class prior's loss
+    assert ["constant" not in str(w.message) for w in record] == [True]
 
 
 # ------------------------------------------------------------- long input

@@ -496,9 +496,7 @@ def test_adam_matches_torch_adam(epsilon, dtype_name):
         grads,
         getattr(torch, dtype_name),
     )
-    ours = _our_trajectory(
-        Adam(0.01, epsilon=epsilon), w0, grads, np.dtype(dtype_name)
-    )
+    ours = _our_trajectory(Adam(0.01, epsilon=epsilon), w0, grads, np.dtype(dtype_name))
     rtol = 1e-12 if dtype_name == "float64" else 1e-6
     for mine, other in zip(ours, theirs):
         assert mine.dtype == other.dtype
