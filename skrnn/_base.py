@@ -63,6 +63,9 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
     """
 
     _constant_output = "a constant"
+    # the settings of the targets that training continues with (a first fit
+    # sets them), checked as the network's parameters are
+    _target_settings = {}
 
     _parameter_constraints = {
         "cell": [StrOptions(set(CELLS))],
@@ -177,6 +180,16 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         not fitted on as wrong predictions instead of refusing them.
         """
 
+    def _target_attrs(self, targets, seqs, sample_weight):
+        """The attributes a first fit learns from its weighted targets (the
+        regressor's standardisation); none by default."""
+        return {}
+
+    def _training_targets(self, targets):
+        """The targets as the head learns them (the regressor's standardised
+        ones); those of ``_validate_targets`` by default."""
+        return targets
+
     @abstractmethod
     def _targets_from_raw(self, raw):
         """The network's raw outputs encoded as ``_validate_targets``
@@ -284,6 +297,8 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         sample_weight = sample_weight * self._target_weights(
             targets, sample_weight, y_attrs, incremental
         )
+        if reset:
+            y_attrs.update(self._target_attrs(targets, seqs, sample_weight))
         given_val = None
         if validation is not None and any(v is not None for v in validation[:2]):
             given_val = self._validation_set(*validation, {**x_attrs, **y_attrs})
@@ -311,7 +326,15 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             self._batch_size(len(train)), seqs.lengths.max()
         )
         with blas_threads.split(self._get_engine(), *split) as engine:
-            self._train(engine, seqs, targets, sample_weight, train, val, incremental)
+            self._train(
+                engine,
+                seqs,
+                self._training_targets(targets),
+                sample_weight,
+                train,
+                val,
+                incremental,
+            )
         return self
 
     def _initialize(self, early_stopping):
@@ -352,8 +375,9 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
 
     def _check_same_network(self):
         """Refuse to continue training (``warm_start``, ``partial_fit``) when a
-        parameter now asks for another network than the fitted one: a
-        ValueError, before anything changes."""
+        parameter now asks for another network than the fitted one, or for
+        targets treated otherwise (the regressor's ``loss``, ``normalize_y``):
+        a ValueError, before anything changes."""
         net = self._network
         fitted = {
             "cell": net.spec.cell,
@@ -368,6 +392,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             fitted["reset_after"] = net.spec.reset_after
         if self.dtype is not None:  # None: the fitted input's precision
             fitted["dtype"] = self._dtype
+        fitted.update(self._target_settings)
         changed = [
             f"{name}={getattr(self, name)!r} (fitted: {value!r})"
             for name, value in fitted.items()
@@ -375,10 +400,11 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         ]
         if changed:
             raise ValueError(
-                f"{type(self).__name__} was fitted with another network than its "
-                f"parameters now describe: {', '.join(changed)}. warm_start and "
-                "partial_fit continue training the fitted network; set those "
-                "parameters back, or fit with warm_start=False to train a new one."
+                f"{type(self).__name__} was fitted with another network (or "
+                "targets) than its parameters now describe: "
+                f"{', '.join(changed)}. warm_start and partial_fit continue "
+                "training the fitted network; set those parameters back, or fit "
+                "with warm_start=False to train a new one."
             )
 
     def _continue_optimizer(self):

@@ -8,11 +8,12 @@ from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
 from sklearn.utils import check_array
 
-from ._base import BaseSequenceEstimator
+from ._base import BaseSequenceEstimator, _step_rows
 from ._data import check_finite_targets, pack, split_step_targets
 from ._docs import fill_doc, option_entry
 from ._losses import REGRESSION_LOSSES
 from ._sklearn_compat import StrOptions, _fit_context
+from .preprocessing import _scale
 
 
 @fill_doc(
@@ -40,6 +41,14 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
     ----------
     %(parameters)s
     %(loss_parameter)s
+    normalize_y : bool, default=True
+        Standardise the targets inside ``fit`` (each target column to mean 0
+        and variance 1 over the training rows, as
+        :class:`~sklearn.gaussian_process.GaussianProcessRegressor` does) and
+        undo it in ``predict`` and in the ONNX export. The defaults (learning
+        rate, the initial weights of the head) then suit targets of any
+        scale and level. ``partial_fit`` standardises with the statistics of
+        its first call.
 
     Attributes
     ----------
@@ -67,11 +76,13 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
     _parameter_constraints = {
         **BaseSequenceEstimator._parameter_constraints,
         "loss": [StrOptions(set(REGRESSION_LOSSES))],
+        "normalize_y": ["boolean"],
     }
 
-    def __init__(self, *args, loss="squared_error", **params):
+    def __init__(self, *args, loss="squared_error", normalize_y=True, **params):
         super().__init__(*args, **params)
         self.loss = loss
+        self.normalize_y = normalize_y
 
     # scikit-learn reads an estimator's parameters from its signature: the
     # shared ones, then the regressor's own
@@ -79,12 +90,19 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
         parameters=[
             *signature(BaseSequenceEstimator.__init__).parameters.values(),
             Parameter("loss", Parameter.KEYWORD_ONLY, default="squared_error"),
+            Parameter("normalize_y", Parameter.KEYWORD_ONLY, default=True),
         ]
     )
 
     def __setstate__(self, state):
-        # models saved before the loss was a parameter load with its default
+        # models saved before these parameters existed load as they were
+        # fitted: squared error, targets as given
         state.setdefault("loss", "squared_error")
+        state.setdefault("normalize_y", False)
+        if "n_outputs_" in state and "_y_mean" not in state:
+            state["_y_mean"] = np.zeros(state["n_outputs_"])
+            state["_y_scale"] = np.ones(state["n_outputs_"])
+            state["_target_settings"] = {"loss": "squared_error", "normalize_y": False}
         super().__setstate__(state)
 
     _constant_output = "the mean target"
@@ -186,14 +204,37 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
         """
         return self._predict_with(X, self._values, fill=np.nan)
 
+    def _target_attrs(self, targets, seqs, sample_weight):
+        # the sample-weighted mean and standard deviation of each target
+        # column over the training rows (each valid step's, per step)
+        n_outputs = targets.shape[-1]
+        mean, scale = np.zeros(n_outputs), np.ones(n_outputs)
+        w, rows = sample_weight, targets
+        if self.output == "sequence":
+            w, rows = _step_rows(seqs.lengths, sample_weight, targets)
+        if self.normalize_y and w.sum() > 0:
+            w = w / w.sum()
+            mean = w @ rows
+            scale = _scale(w @ (rows - mean) ** 2, mean, len(rows))
+        return {
+            "_y_mean": mean,
+            "_y_scale": scale,
+            "_target_settings": {"loss": self.loss, "normalize_y": self.normalize_y},
+        }
+
+    def _training_targets(self, targets):
+        return (targets - self._y_mean) / self._y_scale
+
     def _values(self, raw):
-        raw = raw.astype(np.float64)
-        return raw if self._multi_target else raw[..., 0]
+        values = self._targets_from_raw(raw)
+        return values if self._multi_target else values[..., 0]
 
     _metric = staticmethod(r2_score)
 
     def _targets_from_raw(self, raw):
-        return raw
+        # the head's outputs are standardised targets (identity without
+        # normalize_y: x * 1 + 0 is x)
+        return raw.astype(np.float64) * self._y_scale + self._y_mean
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

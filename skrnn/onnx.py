@@ -436,6 +436,10 @@ def _convert_regressor(scope, operator, container):
     model = operator.raw_operator
     g = _Graph(scope, container, model._dtype)
     raw, valid = _raw_outputs(g, model, operator)
+    if (model._y_scale != 1).any() or (model._y_mean != 0).any():
+        # the head's outputs are standardised targets: undone as predict does
+        scaled = g.node("Mul", [raw, g.const(model._y_scale)])
+        raw = g.node("Add", [scaled, g.const(model._y_mean)])
     out = operator.outputs[0].full_name
     if valid is None:
         g.node("Identity", [raw], outputs=[out])

@@ -143,9 +143,16 @@ CHANGES = [
 ]
 
 
+# the regressor's targets, standardised or not, are another model's too
+REGRESSOR_CHANGES = [("normalize_y", False)]
+
+
 @pytest.mark.parametrize("how", ["warm_start", "partial_fit"])
-@pytest.mark.parametrize("name, value", CHANGES)
-@pytest.mark.parametrize("Est", ESTIMATORS)
+@pytest.mark.parametrize(
+    "Est, name, value",
+    [(Est, *change) for Est in ESTIMATORS for change in CHANGES]
+    + [(SequenceRegressor, *change) for change in REGRESSOR_CHANGES],
+)
 def test_another_network_is_refused(Est, name, value, how):
     X, y = _data(Est)
     model = Est(hidden_size=4, max_iter=2, random_state=0, dtype="float64").fit(X, y)

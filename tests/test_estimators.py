@@ -366,9 +366,9 @@ def test_the_defaults_get_off_the_plateau_of_long_sequences(seed):
 @pytest.mark.parametrize("Est", ESTIMATORS)
 def test_a_fit_that_learned_nothing_says_so(Est):
     rng = np.random.RandomState(0)
-    X = rng.normal(size=(40, 5, 2))
+    X = rng.normal(size=(200, 5, 2))
     # targets the sequences do not tell: no model does better than a constant
-    y = rng.normal(size=40) + 3 if Est is SequenceRegressor else rng.randint(0, 2, 40)
+    y = rng.normal(size=200) + 3 if Est is SequenceRegressor else rng.randint(0, 2, 200)
     constant = "the mean target" if Est is SequenceRegressor else "the class prior"
     with pytest.warns(ConvergenceWarning, match="Maximum iterations") as record:
         Est(hidden_size=4, max_iter=2, random_state=0).fit(X, y)
@@ -390,6 +390,51 @@ def test_a_fit_that_learned_says_only_that_it_did_not_converge():
         model.fit(X, y)
     assert model.loss_ < 0.5 * np.log(2)  # well below the class prior's loss
     assert ["constant" not in str(w.message) for w in record] == [True]
+
+
+# ------------------------------------------------------------ normalize_y
+def test_normalize_y_predicts_the_head_output_in_the_targets_units():
+    # predict = head output * std + mean, the sample-weighted statistics of
+    # each target column; a closed form from coefs_
+    X, s = _data(SequenceRegressor, n=30, D=1)
+    y = np.column_stack([1e4 + 300 * s, -2.0 * s])
+    w = np.random.RandomState(1).uniform(0.5, 2.0, len(y))
+    est = _fit(
+        SequenceRegressor(cell="rnn", hidden_size=4, max_iter=2, dtype="float64"),
+        X,
+        y,
+        sample_weight=w,
+    )
+    mean = w @ y / w.sum()
+    std = np.sqrt(w @ (y - mean) ** 2 / w.sum())
+    np.testing.assert_allclose(
+        est.predict(X), _numpy_forward(est, X) * std + mean, rtol=1e-12
+    )
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_normalize_y_trains_on_targets_of_any_level_and_scale():
+    # the binary sum shifted and scaled: the same fit at every level with
+    # normalize_y; on the targets as given, the defaults do not reach it
+    X, y = make_binary_sum(n_samples=200, n_timesteps=8, random_state=0)
+    params = dict(cell="rnn", hidden_size=8, batch_size=20, max_iter=30, random_state=0)
+    scores = {}
+    for level, scale in [(0, 1), (1e4, 1e3)]:
+        for normalize_y in (True, False):
+            model = SequenceRegressor(normalize_y=normalize_y, **params)
+            model.fit(X, level + scale * y)
+            scores[level, normalize_y] = model.score(X, level + scale * y)
+    assert scores[0, True] > 0.9
+    assert scores[1e4, True] == pytest.approx(scores[0, True], abs=1e-3)
+    assert scores[1e4, False] < 0.5
+
+
+def test_normalize_y_keeps_constant_targets_as_they_are():
+    X, _ = _data(SequenceRegressor, n=20)
+    y = np.full(20, 7.0)
+    est = _fit(SequenceRegressor(hidden_size=4, max_iter=2, random_state=0), X, y)
+    # the constant's scale is 1 (as StandardScaler's), not its rounding noise
+    assert np.abs(est.predict(X) - 7.0).max() < 1.0
 
 
 # ------------------------------------------------------------- long input
@@ -453,6 +498,7 @@ def test_coefs_pytorch_layout(cell, num_layers, bidirectional, use_bias):
     H = 5
     est = _fit(
         SequenceRegressor(
+            normalize_y=False,  # predict is the head's output
             cell=cell,
             hidden_size=H,
             num_layers=num_layers,
@@ -553,7 +599,11 @@ def _numpy_forward(est, X):
 @pytest.mark.parametrize("Est", ESTIMATORS)
 def test_coefs_are_live(Est):
     X, y = _data(Est)
-    est = _fit(Est(hidden_size=4, max_iter=2, random_state=0, dtype="float64"), X, y)
+    # the regressor's predictions are the head's outputs
+    raw = {"normalize_y": False} if Est is SequenceRegressor else {}
+    est = _fit(
+        Est(hidden_size=4, max_iter=2, random_state=0, dtype="float64", **raw), X, y
+    )
     out = (
         (lambda: est.predict(X))
         if Est is SequenceRegressor
@@ -596,7 +646,13 @@ def _numpy_forward_any(est, X):
 def test_assigned_coefs_are_trained_from():
     X, y = _data(SequenceRegressor)
     est = _fit(
-        SequenceRegressor(hidden_size=4, max_iter=2, random_state=0, warm_start=True),
+        SequenceRegressor(
+            hidden_size=4,
+            max_iter=2,
+            random_state=0,
+            warm_start=True,
+            normalize_y=False,  # predict is the head's output
+        ),
         X,
         y,
     )
