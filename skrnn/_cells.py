@@ -24,6 +24,9 @@ class CellKind(NamedTuple):
     state_parts: int  # 1: the state is h; 2: h and the cell state c, side by side
     activations: tuple  # the nonlinearities it takes; the first is the default
     description: str  # what it is, for the estimators' docstrings
+    # (gate, initial bias) pairs: b_ih's block of the gate takes the value,
+    # b_hh's 0; the other biases are drawn as the weights are
+    bias_init: tuple = ()
 
 
 CELLS = {
@@ -40,12 +43,16 @@ CELLS = {
         ("tanh", "relu", "identity", "logistic"),
         "an Elman RNN h' = act(W_ih x + b_ih + W_hh h + b_hh)",
     ),
-    # input, forget, cell and output gates; fixed activations
+    # input, forget, cell and output gates; fixed activations. The forget
+    # gate starts open, sigma(1) = 0.73, so that the cell state and its
+    # gradient carry across long sequences from the first epoch (Gers et al.
+    # 2000; Jozefowicz et al. 2015; Keras's unit_forget_bias)
     "lstm": CellKind(
         ("i", "f", "g", "o"),
         2,
         ("tanh",),
         "an LSTM as PyTorch's ``nn.LSTM`` (its head reads h)",
+        (("f", 1.0),),
     ),
 }
 
@@ -78,7 +85,8 @@ def param_names(spec):
 
 
 def init_params(spec, input_size, hidden_size, dtype, rng):
-    """Draw a layer's parameters as PyTorch does: U(-1/sqrt(H), 1/sqrt(H)).
+    """Draw a layer's parameters as PyTorch does, U(-1/sqrt(H), 1/sqrt(H)),
+    but the biases the cell table sets (the LSTM's forget gate: 1).
 
     Parameters
     ----------
@@ -105,7 +113,14 @@ def init_params(spec, input_size, hidden_size, dtype, rng):
         "bias_hh": (gh,),
     }
     bound = 1.0 / math.sqrt(hidden_size)
-    return {
+    params = {
         name: rng.uniform(-bound, bound, size=shapes[name]).astype(dtype)
         for name in param_names(spec)
     }
+    if spec.use_bias:
+        kind, H = CELLS[spec.cell], hidden_size
+        for gate, value in kind.bias_init:
+            block = slice(kind.gates.index(gate) * H, (kind.gates.index(gate) + 1) * H)
+            params["bias_ih"][block] = value
+            params["bias_hh"][block] = 0.0
+    return params

@@ -132,7 +132,8 @@ SHARED = {
         for Rprop, also ``learning_rate_init``). Parameters that describe
         another network (``cell``, ``hidden_size``, ``num_layers``,
         ``bidirectional``, ``activation``, ``reset_after``, ``use_bias``,
-        ``output``, ``dtype``) raise a ValueError; so does ``partial_fit``.
+        ``output``, ``dtype``; the regressor's ``loss`` and ``normalize_y``)
+        raise a ValueError; so does ``partial_fit``.
     verbose : int, default=0
         1: a line per epoch; 2: also a progress bar within each epoch.
     dtype : {"float32", "float64"} or None, default="float32"
@@ -217,7 +218,8 @@ SHARED = {
         Precision of parameters and computation.
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights, drawn from U(-1/sqrt(H), 1/sqrt(H)) as
-        PyTorch draws them.
+        PyTorch draws them; the LSTM's forget-gate biases start at 1
+        (``bias_ih``) and 0 (``bias_hh``).
 """,
     # the layers' backward pass
     "layer_backward_parameters": """

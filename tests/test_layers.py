@@ -69,6 +69,22 @@ def test_initial_weights_bounded(cls, kwargs, gates):
         assert value.std() > 0
 
 
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_lstm_initial_weights_are_bounded_but_the_forget_gate_bias(use_bias):
+    layer = LSTM(D, H, use_bias=use_bias, random_state=0)
+    forget = slice(H, 2 * H)  # the blocks are stacked i, f, g, o
+    drawn = [layer.params["weight_ih"], layer.params["weight_hh"]]
+    if use_bias:
+        b_ih, b_hh = layer.params["bias_ih"], layer.params["bias_hh"]
+        # the forget gate starts at sigma(1): its biases sum to 1
+        np.testing.assert_array_equal(b_ih[forget], 1.0)
+        np.testing.assert_array_equal(b_hh[forget], 0.0)
+        drawn += [np.delete(b, forget) for b in (b_ih, b_hh)]
+    for value in drawn:
+        assert np.all(np.abs(value) <= 1 / np.sqrt(H))
+        assert value.std() > 0
+
+
 @pytest.mark.parametrize("reset_after", [True, False])
 def test_gru_gate_order_is_r_z_n(reset_after):
     """Isolate each gate through its bias block: blocks are stacked r, z, n."""
