@@ -2,7 +2,10 @@
 
 Data sets of the UCR, UEA and TSER archives as aeon ships them (no download):
 each split as the archive gives it, the panel (n, channels, T) read as
-sequences (n, T, channels). For each data set and seed, three pipelines
+sequences (n, T, channels); and a forecast, the airline passengers series
+(monthly, 1949-1960) cut by ``sliding_windows`` into windows of 12 months and
+the month after each, the last 24 windows held out. For each data set and
+seed, three pipelines
 ``make_pipeline(SequenceScaler(), estimator)``:
 
 - ``default``: the estimator at its defaults (GRU);
@@ -13,7 +16,8 @@ sequences (n, T, channels). For each data set and seed, three pipelines
 
 Reported: the test accuracy (classification) or R² (regression), the epochs
 run and the fit's seconds, median and range over the seeds; and, as the
-baselines a model must beat, the majority class's accuracy or R² = 0.
+baselines a model must beat, the majority class's accuracy, R² = 0 (the
+mean) or, for the forecast, the R² of "next month as the last".
 
 aeon is needed (``pip install aeon``), in the environment that runs this
 script only: skrnn never depends on it.
@@ -30,10 +34,11 @@ import warnings
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import r2_score
 from sklearn.pipeline import make_pipeline
 
 from skrnn import SequenceClassifier, SequenceRegressor
-from skrnn.preprocessing import SequenceScaler
+from skrnn.preprocessing import SequenceScaler, sliding_windows
 
 # name: task; shipped with aeon 1.6 (aeon/datasets/data)
 DATASETS = {
@@ -44,7 +49,12 @@ DATASETS = {
     "JapaneseVowels": "classification",  # 7-29 steps, 12 channels, 270
     "Covid3Month": "regression",  # 84 steps, 1 channel, 140
     "CardanoSentiment": "regression",  # 24 steps, 2 channels, 74
+    "Airline": "forecast",  # 144 months; windows of 12, the last 24 held out
 }
+
+# the forecast: windows of this many months, and how many of the last ones
+# are the test set
+WINDOW, N_TEST = 12, 24
 
 RECIPES = {
     "default": {},
@@ -61,7 +71,15 @@ RECIPES = {
 def load(name, task, split):
     """(sequences, targets): a list of (T_i, channels) arrays for a ragged
     collection, else an array (n, T, channels)."""
-    from aeon.datasets import load_classification, load_regression
+    from aeon.datasets import load_airline, load_classification, load_regression
+
+    if task == "forecast":
+        X, y = sliding_windows(load_airline(), WINDOW)
+        return (
+            (X[:-N_TEST], y[:-N_TEST])
+            if split == "train"
+            else (X[-N_TEST:], y[-N_TEST:])
+        )
 
     loader = load_classification if task == "classification" else load_regression
     X, y = loader(name, split=split)
@@ -74,7 +92,7 @@ def run(name, task, recipe, seed):
     """(test score, epochs run, fit seconds) of one pipeline."""
     X, y = load(name, task, "train")
     X_test, y_test = load(name, task, "test")
-    if task == "regression":
+    if task != "classification":
         y, y_test = y.astype(np.float64), y_test.astype(np.float64)
     Est = SequenceClassifier if task == "classification" else SequenceRegressor
     model = make_pipeline(SequenceScaler(), Est(random_state=seed, **RECIPES[recipe]))
@@ -87,9 +105,13 @@ def run(name, task, recipe, seed):
 
 
 def baseline(name, task):
-    """The majority class's test accuracy, or 0 (R² of the mean)."""
+    """The majority class's test accuracy, 0 (R² of the mean) or, for the
+    forecast, the R² of "the next month is the last one"."""
     if task == "regression":
         return 0.0
+    if task == "forecast":
+        X_test, y_test = load(name, task, "test")
+        return float(r2_score(y_test, X_test[:, -1, 0]))
     _, y = load(name, task, "train")
     _, y_test = load(name, task, "test")
     labels, counts = np.unique(y, return_counts=True)
