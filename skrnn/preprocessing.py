@@ -438,15 +438,23 @@ _COUNT = Number(Integral, 1, None, closed="left")
 
 
 @validate_params(
-    {"series": ["array-like"], "window": [_COUNT], "horizon": [_COUNT]},
+    {
+        "series": ["array-like"],
+        "window": [_COUNT],
+        "horizon": [_COUNT, "array-like"],
+        "target": [Integral, "array-like", None],
+    },
     prefer_skip_nested_validation=True,
 )
-def sliding_windows(series, window, *, horizon=1):
-    """Cut a series into windows and the value to forecast after each.
+def sliding_windows(series, window, *, horizon=1, target=None):
+    """Cut a series into windows and the values to forecast after each.
 
     Window ``i`` is ``series[i : i + window]`` and its target is the value
     ``horizon`` steps after the window's last step,
     ``series[i + window + horizon - 1]``: no window sees its own target.
+    Several horizons give one target column each (direct multi-horizon
+    forecasting); ``target`` picks the columns of a 2-D series to forecast,
+    the others being past covariates that the windows carry.
 
     Parameters
     ----------
@@ -454,17 +462,24 @@ def sliding_windows(series, window, *, horizon=1):
         The series, oldest step first.
     window : int
         Steps per window, >= 1.
-    horizon : int, default=1
-        How many steps ahead of the window's last step the target is.
+    horizon : int or sequence of int, default=1
+        How many steps ahead of the window's last step the target is (each
+        >= 1); a sequence gives one target column per horizon, in its order.
+    target : int, sequence of int or None, default=None
+        The columns of a 2-D series that y holds; X keeps every column.
+        None: every column (the one of a 1-D series).
 
     Returns
     -------
     X : ndarray of shape (n_windows, window, D)
         The windows, with D = 1 for a 1-D series; n_windows = T - window -
-        horizon + 1.
-    y : ndarray of shape (n_windows,) or (n_windows, D)
-        The targets: one value per window for a 1-D series, a row of D
-        values otherwise.
+        max(horizon) + 1.
+    y : ndarray
+        The targets. With one horizon: (n_windows,) for one target column (a
+        1-D series, or an int ``target``), else (n_windows, n_targets). With
+        a sequence of horizons: (n_windows, n_horizons) for one target
+        column, else (n_windows, n_targets * n_horizons), column ``j *
+        n_horizons + k`` holding target ``j`` at horizon ``k``.
 
     See Also
     --------
@@ -483,6 +498,9 @@ def sliding_windows(series, window, *, horizon=1):
     array([3., 4., 5.])
     >>> sliding_windows(np.arange(6.0), window=3, horizon=2)[1]
     array([4., 5.])
+    >>> sliding_windows(np.arange(6.0), window=3, horizon=[1, 2])[1]
+    array([[3., 4.],
+           [4., 5.]])
     """
     series = np.asarray(series)
     if series.ndim not in (1, 2):
@@ -490,14 +508,60 @@ def sliding_windows(series, window, *, horizon=1):
     values = series[:, None] if series.ndim == 1 else series
     if values.shape[1] == 0:
         raise ValueError(f"series has 0 features per step; got shape {series.shape}.")
-    n_windows = len(values) - window - horizon + 1
+    horizons = _positive_ints(horizon, "horizon")
+    columns = _target_columns(target, series)
+    n_windows = len(values) - window - horizons.max() + 1
     if n_windows < 1:
         raise ValueError(
             f"A series of {len(values)} steps is too short for windows of {window} "
-            f"steps and a horizon of {horizon}: it needs at least "
-            f"{window + horizon} steps."
+            f"steps and a horizon of {horizons.max()}: it needs at least "
+            f"{window + horizons.max()} steps."
         )
     starts = np.arange(n_windows)
     X = values[starts[:, None] + np.arange(window)]
-    y = values[starts + window + horizon - 1]
-    return X, (y[:, 0] if series.ndim == 1 else y)
+    # (n_windows, n_horizons, n_targets): each horizon's row of the targets
+    y = values[(starts + window - 1)[:, None] + horizons][:, :, columns]
+    one_target = series.ndim == 1 or isinstance(target, Integral)
+    if np.ndim(horizon) == 0:
+        return X, (y[:, 0, 0] if one_target else y[:, 0])
+    return X, (
+        y[:, :, 0] if one_target else y.transpose(0, 2, 1).reshape(n_windows, -1)
+    )
+
+
+def _positive_ints(value, name):
+    """``value``, an int or a sequence of them, as a 1-D array of ints >= 1."""
+    values = np.atleast_1d(np.asarray(value))
+    if (
+        values.ndim != 1
+        or len(values) == 0
+        or values.dtype.kind not in "iu"
+        or (values < 1).any()
+    ):
+        raise ValueError(
+            f"{name} must be an int >= 1 or a non-empty sequence of them; "
+            f"got {value!r}."
+        )
+    return values.astype(np.intp)
+
+
+def _target_columns(target, series):
+    """The column indices ``target`` names (every column for None)."""
+    n_columns = 1 if series.ndim == 1 else series.shape[1]
+    if target is None:
+        return np.arange(n_columns)
+    if series.ndim == 1:
+        raise ValueError("target picks columns of a 2-D series; this series is 1-D.")
+    columns = np.atleast_1d(np.asarray(target))
+    if (
+        columns.ndim != 1
+        or len(columns) == 0
+        or columns.dtype.kind not in "iu"
+        or (columns < 0).any()
+        or (columns >= n_columns).any()
+    ):
+        raise ValueError(
+            f"target must be a column index in [0, {n_columns}) or a non-empty "
+            f"sequence of them; got {target!r}."
+        )
+    return columns.astype(np.intp)

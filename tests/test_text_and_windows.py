@@ -121,6 +121,42 @@ def test_windows_and_targets(D, horizon):
     assert (steps[:, -1, 0] + horizon == targets).all()
 
 
+def _by_hand_multi(series, window, horizons, targets):
+    """The windows and, per window, each target column at each horizon, in
+    the layout of sliding_windows: target-major."""
+    X, y = [], []
+    for i in range(len(series) - window - max(horizons) + 1):
+        X.append(series[i : i + window])
+        y.append([series[i + window + h - 1, j] for j in targets for h in horizons])
+    return np.array(X), np.array(y)
+
+
+@pytest.mark.parametrize("horizon", [[1], [1, 3], [4, 2, 7]])
+@pytest.mark.parametrize("target", [None, 1, [2, 0]])
+def test_several_horizons_and_target_columns_are_the_loop_by_hand(horizon, target):
+    series = np.random.RandomState(0).normal(size=(30, 3))
+    X, y = sliding_windows(series, 5, horizon=horizon, target=target)
+    columns = [0, 1, 2] if target is None else np.atleast_1d(target).tolist()
+    X_hand, y_hand = _by_hand_multi(series, 5, horizon, columns)
+    np.testing.assert_array_equal(X, X_hand)  # every column: past covariates
+    assert len(X) == 30 - 5 - max(horizon) + 1
+    if isinstance(target, int):
+        y_hand = y_hand.reshape(len(y_hand), len(horizon))
+    np.testing.assert_array_equal(y, y_hand)
+
+
+def test_one_target_column_keeps_the_shapes_of_a_1d_series():
+    series = np.arange(40.0).reshape(20, 2)
+    _, y1 = sliding_windows(series[:, 1], 4, horizon=2)
+    _, y2 = sliding_windows(series, 4, horizon=2, target=1)
+    np.testing.assert_array_equal(y1, y2)  # (n_windows,)
+    _, y1 = sliding_windows(series[:, 1], 4, horizon=[1, 2])
+    _, y2 = sliding_windows(series, 4, horizon=[1, 2], target=1)
+    np.testing.assert_array_equal(y1, y2)  # (n_windows, 2)
+    _, y = sliding_windows(series, 4, target=[1])
+    assert y.shape == (16, 1)
+
+
 def test_windows_are_copies():
     series = np.arange(10.0)
     X, _ = sliding_windows(series, 3)
@@ -139,6 +175,13 @@ def test_windows_are_copies():
         ((np.zeros((4, 2, 2)), 2), {}, r"\(T,\) or \(T, D\)"),
         ((np.arange(5.0), 0), {}, "'window' parameter"),
         ((np.arange(5.0), 2), {"horizon": 0}, "'horizon' parameter"),
+        ((np.arange(9.0), 2), {"horizon": [1, 0]}, "horizon must be an int >= 1"),
+        ((np.arange(9.0), 2), {"horizon": []}, "non-empty sequence"),
+        ((np.arange(9.0), 2), {"horizon": [1.5]}, "horizon must be an int"),
+        ((np.arange(9.0), 2), {"horizon": [2, 8]}, "a horizon of 8"),
+        ((np.zeros((9, 2)), 2), {"target": 2}, r"column index in \[0, 2\)"),
+        ((np.zeros((9, 2)), 2), {"target": [0, -1]}, "column index"),
+        ((np.arange(9.0), 2), {"target": 0}, "this series is 1-D"),
     ],
 )
 def test_bad_windows(args, kwargs, match):
