@@ -4,10 +4,14 @@ Each loss takes the raw outputs ``z`` (R, O) of R rows (samples, or valid
 time steps), their targets and their weights (already divided by the
 batch's total weight), and returns the weighted loss sum — a float64 scalar
 of the array module ``xp``, so that on a GPU it stays there — and its
-gradient with respect to ``z``. The losses are MLP's: squared error / 2
-averaged over targets, and the log-loss of a logistic (one output) or
-softmax head. Each is a :class:`HeadLoss`, which names its compiled twin in
-the CPU engine's training pass.
+gradient with respect to ``z``. MLP's losses: squared error / 2 averaged
+over targets, and the log-loss of a logistic (one output) or softmax head;
+and the regressor's others (``REGRESSION_LOSSES``): absolute error, half
+the Poisson deviance, the pinball loss of quantiles and the Gaussian
+negative log-likelihood. Each is a :class:`HeadLoss`, which names its
+compiled twin in the CPU engine's training pass (None: the layers' passes
+and the loss here), its head's width and, for the regressor, its
+predictions.
 """
 
 import numpy as np
@@ -52,6 +56,22 @@ class HeadLoss:
     codes = False
     name = None
     description = ""
+    standardises = True  # the regressor's normalize_y applies
+
+    def n_outputs(self, n_targets):
+        """The head's outputs for ``n_targets`` targets."""
+        return n_targets
+
+    def predict(self, z, mean, scale):
+        """A regression loss's predictions (..., n_targets, k) in the targets'
+        units, from raw outputs ``z`` (..., n_outputs) on the host; ``mean``
+        and ``scale`` (n_targets,) undo the targets' standardisation. k = 1
+        but for the quantile loss (one per level) and the Gaussian one
+        (mean, standard deviation)."""
+        return (z * scale + mean)[..., None]
+
+    def check_targets(self, y):
+        """Refuse targets the loss cannot take, before anything changes."""
 
     def __call__(self, z, y, w, xp=np):
         raise NotImplementedError
@@ -129,9 +149,190 @@ def _entropy(p):
     return float(-(p @ np.log(p)))
 
 
-squared_error = SquaredError()
+def _softplus(z, xp):
+    """log(1 + exp(z)), stable for any z."""
+    return xp.logaddexp(0.0, z)
+
+
+def _expit(z, xp):
+    return xp.exp(_log_expit(z, xp))
+
+
+def _weighted_quantile(y, w, q):
+    """The ``q``-quantile of each column of ``y`` (R, O) under weights ``w``
+    (summing to 1): the smallest value whose weight at or below it reaches q,
+    a minimiser of the pinball loss."""
+    order = np.argsort(y, axis=0, kind="stable")
+    cumulative = np.cumsum(w[order], axis=0)
+    first = (cumulative >= q - 1e-12).argmax(axis=0)
+    return np.take_along_axis(y, order, axis=0)[first, np.arange(y.shape[1])]
+
+
+class AbsoluteError(HeadLoss):
+    """The absolute error, averaged over the O targets of each row; its
+    minimiser is the median."""
+
+    name = "absolute_error"
+    description = "the mean absolute error, whose prediction is the conditional median"
+
+    def __call__(self, z, y, w, xp=np):
+        diff = z - y.astype(z.dtype, copy=False)
+        scale = (w / z.shape[1])[:, None]
+        return xp.sum(xp.abs(diff) * scale).astype(np.float64), xp.sign(diff) * scale
+
+    def constant_loss(self, y, w):
+        y = y.reshape(len(y), -1)
+        median = _weighted_quantile(y, w, 0.5)
+        return float((w @ np.abs(y - median)).mean())
+
+
+class PoissonLoss(HeadLoss):
+    """Half the Poisson deviance of mu = exp(z), averaged over the targets:
+    mu - y z + y log y - y (0 at mu = y)."""
+
+    name = "poisson"
+    description = (
+        "half the Poisson deviance with a log link, for counts and rates (y >= 0,"
+        " predictions > 0, targets not standardised)"
+    )
+    standardises = False
+
+    def __call__(self, z, y, w, xp=np):
+        y = y.astype(z.dtype, copy=False)
+        mu = xp.exp(z)
+        # y log y - y, 0 at y = 0
+        offset = xp.where(y > 0, y * xp.log(xp.where(y > 0, y, 1)), 0) - y
+        scale = (w / z.shape[1])[:, None]
+        loss = xp.sum((mu - y * z + offset) * scale).astype(np.float64)
+        return loss, (mu - y) * scale
+
+    def predict(self, z, mean, scale):
+        return np.exp(z)[..., None]
+
+    def check_targets(self, y):
+        if (y < 0).any():
+            raise ValueError(
+                "loss='poisson' needs targets y >= 0 (counts or rates); "
+                f"the smallest is {y.min()!r}."
+            )
+
+    def constant_loss(self, y, w):
+        y = y.reshape(len(y), -1)
+        mu = np.maximum(w @ y, np.finfo(np.float64).tiny)
+        return float(self(np.log(mu) + np.zeros_like(y), y, w)[0])
+
+
+class QuantileLoss(HeadLoss):
+    """The pinball loss of each quantile level, averaged over the levels and
+    the targets. The head's outputs per target are the lowest quantile and
+    the softplus of the gaps up to each next one, so the predicted quantiles
+    never cross."""
+
+    name = "quantile"
+    description = (
+        "the pinball loss of the levels ``quantile``, one output per level "
+        "(sorted, never crossing)"
+    )
+
+    def __init__(self, levels=(0.5,)):
+        self.levels = np.sort(np.asarray(levels, dtype=np.float64).ravel())
+
+    def n_outputs(self, n_targets):
+        return n_targets * len(self.levels)
+
+    def _quantiles(self, z, xp):
+        """(R, O, K) quantiles from (R, O * K) outputs, and the softplus' slopes
+        of the gaps (R, O, K - 1)."""
+        z = z.reshape(len(z), -1, len(self.levels))
+        gaps = _softplus(z[:, :, 1:], xp)
+        q = xp.concatenate([z[:, :, :1], z[:, :, :1] + xp.cumsum(gaps, axis=2)], axis=2)
+        return q, _expit(z[:, :, 1:], xp)
+
+    def __call__(self, z, y, w, xp=np):
+        q, slopes = self._quantiles(z, xp)
+        u = y.astype(z.dtype, copy=False).reshape(len(y), -1)[:, :, None] - q
+        tau = xp.asarray(self.levels, dtype=z.dtype)
+        scale = (w / (q.shape[1] * q.shape[2]))[:, None, None]
+        loss = xp.sum(xp.maximum(tau * u, (tau - 1) * u) * scale).astype(np.float64)
+        # d/dq of the pinball loss, then back through the cumulative gaps:
+        # q_k = z_0 + sum_{j <= k} softplus(z_j)
+        dq = xp.where(u > 0, -tau, 1 - tau) * scale
+        tail = xp.flip(xp.cumsum(xp.flip(dq, axis=2), axis=2), axis=2)
+        dz = xp.concatenate([tail[:, :, :1], tail[:, :, 1:] * slopes], axis=2)
+        return loss, dz.reshape(len(z), -1)
+
+    def predict(self, z, mean, scale):
+        q, _ = self._quantiles(z.reshape(-1, z.shape[-1]), np)
+        q = q.reshape(*z.shape[:-1], *q.shape[1:])
+        return q * scale[:, None] + mean[:, None]
+
+    def constant_loss(self, y, w):
+        y = y.reshape(len(y), -1)
+        total = 0.0
+        for tau in self.levels:
+            u = y - _weighted_quantile(y, w, tau)
+            total += float((w @ np.maximum(tau * u, (tau - 1) * u)).mean())
+        return total / len(self.levels)
+
+
+class GaussianLoss(HeadLoss):
+    """The Gaussian negative log-likelihood, averaged over the targets: two
+    outputs per target, the mean m and s, with the standard deviation
+    sigma = softplus(s): log sigma + (y - m)^2 / (2 sigma^2) + log(2 pi) / 2."""
+
+    name = "gaussian"
+    description = (
+        "the Gaussian negative log-likelihood of a mean and a standard "
+        "deviation, both of which ``predict(X, return_std=True)`` returns"
+    )
+
+    def n_outputs(self, n_targets):
+        return 2 * n_targets
+
+    def __call__(self, z, y, w, xp=np):
+        z2 = z.reshape(len(z), -1, 2)
+        m, s = z2[:, :, 0], z2[:, :, 1]
+        # a floor keeps the likelihood finite where softplus underflows
+        sigma = _softplus(s, xp) + _SIGMA_FLOOR
+        r = y.astype(z.dtype, copy=False).reshape(len(y), -1) - m
+        scale = (w / m.shape[1])[:, None]
+        nll = xp.log(sigma) + r * r / (2 * sigma * sigma) + 0.5 * np.log(2 * np.pi)
+        loss = xp.sum(nll * scale).astype(np.float64)
+        dm = -r / (sigma * sigma) * scale
+        dsigma = (1 / sigma - r * r / sigma**3) * scale
+        dz = xp.stack([dm, dsigma * _expit(s, xp)], axis=2)
+        return loss, dz.reshape(len(z), -1)
+
+    def predict(self, z, mean, scale):
+        z2 = z.reshape(*z.shape[:-1], -1, 2)
+        sigma = _softplus(z2[..., 1], np) + _SIGMA_FLOOR
+        return np.stack([z2[..., 0] * scale + mean, sigma * scale], axis=-1)
+
+    def constant_loss(self, y, w):
+        y = y.reshape(len(y), -1)
+        var = w @ (y - w @ y) ** 2
+        if (var <= 0).any():
+            return None  # a constant target: its likelihood has no bound
+        return float((0.5 * np.log(2 * np.pi * var) + 0.5).mean())
+
+
+_SIGMA_FLOOR = 1e-6
+
+#: The regressor's losses, by their ``loss`` parameter.
+REGRESSION_LOSSES = {
+    loss.name: loss
+    for loss in (SquaredError, AbsoluteError, PoissonLoss, QuantileLoss, GaussianLoss)
+}
+# one of each, the quantile loss at its default level
+_INSTANCES = {name: loss() for name, loss in REGRESSION_LOSSES.items()}
+squared_error = _INSTANCES["squared_error"]
 binary_log_loss = BinaryLogLoss()
 multi_log_loss = MultiLogLoss()
 
-#: The regressor's losses, by their ``loss`` parameter.
-REGRESSION_LOSSES = {loss.name: loss for loss in (squared_error,)}
+
+def regression_loss(name, quantile=0.5):
+    """The regressor's loss ``name``; ``quantile`` gives the quantile loss its
+    levels (a float or a sequence of them)."""
+    if name == "quantile":
+        return QuantileLoss(np.atleast_1d(quantile))
+    return _INSTANCES[name]

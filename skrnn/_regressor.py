@@ -2,6 +2,7 @@
 
 import warnings
 from inspect import Parameter, signature
+from numbers import Real
 
 import numpy as np
 from sklearn.base import RegressorMixin
@@ -11,8 +12,8 @@ from sklearn.utils import check_array
 from ._base import BaseSequenceEstimator, _step_rows
 from ._data import check_finite_targets, pack, split_step_targets
 from ._docs import fill_doc, option_entry
-from ._losses import REGRESSION_LOSSES
-from ._sklearn_compat import StrOptions, _fit_context
+from ._losses import REGRESSION_LOSSES, regression_loss
+from ._sklearn_compat import Interval, StrOptions, _fit_context
 from .preprocessing import _scale
 
 
@@ -41,6 +42,10 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
     ----------
     %(parameters)s
     %(loss_parameter)s
+    quantile : float or list of float, default=0.5
+        With ``loss="quantile"``: the level in (0, 1) to predict, or a list
+        of levels, which ``predict`` returns on a last axis of its own,
+        sorted, never crossing.
     normalize_y : bool, default=True
         Standardise the targets inside ``fit`` (each target column to mean 0
         and variance 1 over the training rows, as
@@ -48,7 +53,8 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
         undo it in ``predict`` and in the ONNX export. The defaults (learning
         rate, the initial weights of the head) then suit targets of any
         scale and level. ``partial_fit`` standardises with the statistics of
-        its first call.
+        its first call. Not with ``loss="poisson"``, whose log link takes the
+        counts as they are.
 
     Attributes
     ----------
@@ -76,12 +82,16 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
     _parameter_constraints = {
         **BaseSequenceEstimator._parameter_constraints,
         "loss": [StrOptions(set(REGRESSION_LOSSES))],
+        "quantile": [Interval(Real, 0, 1, closed="neither"), "array-like"],
         "normalize_y": ["boolean"],
     }
 
-    def __init__(self, *args, loss="squared_error", normalize_y=True, **params):
+    def __init__(
+        self, *args, loss="squared_error", quantile=0.5, normalize_y=True, **params
+    ):
         super().__init__(*args, **params)
         self.loss = loss
+        self.quantile = quantile
         self.normalize_y = normalize_y
 
     # scikit-learn reads an estimator's parameters from its signature: the
@@ -90,6 +100,7 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
         parameters=[
             *signature(BaseSequenceEstimator.__init__).parameters.values(),
             Parameter("loss", Parameter.KEYWORD_ONLY, default="squared_error"),
+            Parameter("quantile", Parameter.KEYWORD_ONLY, default=0.5),
             Parameter("normalize_y", Parameter.KEYWORD_ONLY, default=True),
         ]
     )
@@ -98,6 +109,7 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
         # models saved before these parameters existed load as they were
         # fitted: squared error, targets as given
         state.setdefault("loss", "squared_error")
+        state.setdefault("quantile", 0.5)
         state.setdefault("normalize_y", False)
         if "n_outputs_" in state and "_y_mean" not in state:
             state["_y_mean"] = np.zeros(state["n_outputs_"])
@@ -112,7 +124,25 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
     score = BaseSequenceEstimator.score
 
     def _head_loss(self):
-        return REGRESSION_LOSSES[self.loss]
+        # the loss the model was fitted with
+        settings = self._target_settings
+        return regression_loss(settings["loss"], settings.get("quantile", 0.5))
+
+    def _new_loss(self):
+        """The loss the parameters ask for, checked; what a first fit uses."""
+        if self.loss == "quantile":
+            levels = np.atleast_1d(np.asarray(self.quantile, dtype=np.float64))
+            if (
+                levels.ndim != 1
+                or len(levels) == 0
+                or not ((levels > 0) & (levels < 1)).all()
+                or len(np.unique(levels)) != len(levels)
+            ):
+                raise ValueError(
+                    "quantile must be a float in (0, 1) or a non-empty list of "
+                    f"distinct ones; got {self.quantile!r}."
+                )
+        return regression_loss(self.loss, self.quantile)
 
     def _validate_targets(self, y, seqs, reset, classes=None, scoring=False):
         output = self.output if reset else self._output
@@ -156,10 +186,13 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
             ys = [v.reshape(len(v), -1) for v in ys]
             targets = pack(ys, seqs.lengths, seqs.values.shape[1], dtype)
         n_outputs = targets.shape[-1]
+        loss = self._new_loss() if reset else self._head_loss()
+        if not scoring:
+            loss.check_targets(targets if output == "last" else np.concatenate(ys))
         if reset:
             return targets, {
                 "n_outputs_": n_outputs,
-                "_n_head": n_outputs,
+                "_n_head": loss.n_outputs(n_outputs),
                 "_multi_target": bool(step_ndim),
             }
         if n_outputs != self.n_outputs_:
@@ -187,22 +220,45 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
         """
         return self._fit(X, y, sample_weight, incremental=True)
 
-    def predict(self, X):
+    def predict(self, X, return_std=False):
         """Predict with the fitted model.
 
-        The head's outputs, in float64 whatever the model's ``dtype``.
+        In float64 whatever the model's ``dtype``.
 
         Parameters
         ----------
         %(X)s
+        return_std : bool, default=False
+            With ``loss="gaussian"``: also return the predicted standard
+            deviation, as :class:`~sklearn.gaussian_process.GaussianProcessRegressor`
+            does.
 
         Returns
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_targets), or list
-            For ``output="sequence"`` one prediction per step, in X's form (NaN
-            at padded steps of an array).
+            The prediction: the mean (squared error, Poisson, Gaussian), the
+            median (absolute error) or the quantile(s) (quantile; a list of
+            levels adds a last axis, one per level, sorted). For
+            ``output="sequence"`` one prediction per step, in X's form (NaN at
+            padded steps of an array).
+        y_std : ndarray or list, same shape as ``y``
+            The standard deviation, with ``return_std=True`` only.
         """
-        return self._predict_with(X, self._values, fill=np.nan)
+        if return_std and self._target_settings["loss"] != "gaussian":
+            raise ValueError(
+                "return_std=True needs loss='gaussian'; this model was fitted "
+                f"with loss={self._target_settings['loss']!r}."
+            )
+        if not return_std:
+            return self._predict_with(X, lambda raw: self._values(raw)[0], np.nan)
+        # mean and standard deviation side by side on a last axis, which
+        # output="sequence" unpacks as one value per step
+        both = self._predict_with(
+            X, lambda raw: np.stack(self._values(raw), axis=-1), np.nan
+        )
+        if isinstance(both, list):
+            return [b[..., 0] for b in both], [b[..., 1] for b in both]
+        return both[..., 0], both[..., 1]
 
     def _target_attrs(self, targets, seqs, sample_weight):
         # the sample-weighted mean and standard deviation of each target
@@ -212,31 +268,51 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
         w, rows = sample_weight, targets
         if self.output == "sequence":
             w, rows = _step_rows(seqs.lengths, sample_weight, targets)
-        if self.normalize_y and w.sum() > 0:
+        if self.normalize_y and self._new_loss().standardises and w.sum() > 0:
             w = w / w.sum()
             mean = w @ rows
             scale = _scale(w @ (rows - mean) ** 2, mean, len(rows))
-        return {
-            "_y_mean": mean,
-            "_y_scale": scale,
-            "_target_settings": {"loss": self.loss, "normalize_y": self.normalize_y},
-        }
+        settings = {"loss": self.loss, "normalize_y": self.normalize_y}
+        if self.loss == "quantile":
+            settings["quantile"] = self.quantile
+        return {"_y_mean": mean, "_y_scale": scale, "_target_settings": settings}
 
     def _training_targets(self, targets):
         return (targets - self._y_mean) / self._y_scale
 
+    def _predictions(self, raw):
+        """The loss's predictions (..., n_targets, k) in the targets' units."""
+        raw = raw.astype(np.float64)
+        return self._head_loss().predict(raw, self._y_mean, self._y_scale)
+
     def _values(self, raw):
-        values = self._targets_from_raw(raw)
-        return values if self._multi_target else values[..., 0]
+        """What predict returns, and the standard deviations (Gaussian) or
+        None, shaped as the targets (plus the quantile levels' axis)."""
+        pred = self._predictions(raw)
+        settings = self._target_settings
+        if settings["loss"] == "quantile" and np.ndim(settings["quantile"]):
+            values, std = pred, None
+        else:
+            values = pred[..., 0]
+            std = pred[..., 1] if settings["loss"] == "gaussian" else None
+        if not self._multi_target:
+            values = values[..., 0, :] if values.ndim == pred.ndim else values[..., 0]
+            std = None if std is None else std[..., 0]
+        return values, std
 
     _metric = staticmethod(r2_score)
 
     def _targets_from_raw(self, raw):
-        # the head's outputs are standardised targets (identity without
-        # normalize_y: x * 1 + 0 is x)
-        return raw.astype(np.float64) * self._y_scale + self._y_mean
+        # the point prediction, scored by R²: the mean, the median, or the
+        # quantile level nearest 0.5
+        pred = self._predictions(raw)
+        if self._target_settings["loss"] == "quantile":
+            levels = self._head_loss().levels
+            return pred[..., int(np.argmin(np.abs(levels - 0.5)))]
+        return pred[..., 0]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
+        tags.target_tags.positive_only = self.loss == "poisson"
         return tags

@@ -540,6 +540,12 @@ def _input_check(operator, model):
 
 def _regressor_shape(operator):
     model = operator.raw_operator
+    loss = model._target_settings["loss"]
+    if loss != "squared_error":
+        raise NotImplementedError(
+            f"A SequenceRegressor with loss={loss!r} does not export to ONNX yet; "
+            "loss='squared_error' does."
+        )
     input_type = _input_check(operator, model)
     N, T = input_type.shape[:2]
     width = [model.n_outputs_] if model._multi_target else []

@@ -68,7 +68,8 @@ def test_the_estimators_describe_what_they_share_alike():
     assert_docstring_consistency(
         [SequenceRegressor, SequenceClassifier],
         include_params=True,
-        exclude_params=["class_weight", "loss", "normalize_y"],  # each one's own
+        # each one's own
+        exclude_params=["class_weight", "loss", "quantile", "normalize_y"],
         include_attrs=True,
         # what the loss, the head and the validation score are differs;
         # only the classifier has classes

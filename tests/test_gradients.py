@@ -19,7 +19,12 @@ import pytest
 from skrnn import _network as network
 from skrnn._cells import CellSpec, state_size
 from skrnn._engine import Engine, HostCopyMemory, get_engine, reference
-from skrnn._losses import binary_log_loss, multi_log_loss, squared_error
+from skrnn._losses import (
+    binary_log_loss,
+    multi_log_loss,
+    regression_loss,
+    squared_error,
+)
 from skrnn._network import MIN_SHARE, TRAINING_SHARES, Network
 from skrnn.layers import GRU, LSTM, RNN
 
@@ -277,7 +282,8 @@ def _make_problem(
     name, act, reset_after = cell
     rng = np.random.RandomState(seed)
     spec = CellSpec(name, act, reset_after, use_bias)
-    n_outputs = {squared_error: 2, binary_log_loss: 1, multi_log_loss: 3}[loss]
+    # classes, or the head's outputs for two targets
+    n_outputs = {binary_log_loss: 1, multi_log_loss: 3}.get(loss) or loss.n_outputs(2)
     net = Network(
         spec,
         input_size=D,
@@ -296,8 +302,10 @@ def _make_problem(
     padded = np.arange(t)[None, :] >= lengths[:, None]
     X[padded] = 50.0 * rng.normal(size=(padded.sum(), D))
     shape = (n,) if output == "last" else (n, t)
-    if loss is squared_error:
-        targets = rng.normal(size=shape + (n_outputs,))
+    if loss.name == "poisson":
+        targets = rng.poisson(1.5, size=shape + (2,)).astype(float)
+    elif not loss.codes:
+        targets = rng.normal(size=shape + (2,))
     else:
         targets = rng.randint(0, max(n_outputs, 2), size=shape)
     weights = rng.uniform(0.5, 1.5, size=n)
@@ -384,6 +392,36 @@ def test_loss_grad_elementwise(cell, num_layers, bidirectional, output, bptt_ste
     )
     f = _objective(net, X, lengths, targets, weights, squared_error, bptt_steps)
     _, grad = _loss_grad(net, X, lengths, targets, weights, squared_error, bptt_steps)
+    assert _check_elementwise(net, f, grad) < RTOL
+
+
+REGRESSION_LOSSES = [
+    regression_loss("absolute_error"),
+    regression_loss("poisson"),
+    regression_loss("quantile", [0.2, 0.5, 0.9]),
+    regression_loss("gaussian"),
+]
+
+
+@pytest.mark.parametrize("loss", REGRESSION_LOSSES, ids=lambda loss: loss.name)
+@pytest.mark.parametrize(
+    "cell, bidirectional, output",
+    [
+        (("gru", "tanh", True), True, "last"),
+        (("lstm", "tanh", False), False, "sequence"),
+        (("rnn", "tanh", True), False, "last"),
+    ],
+)
+def test_regression_loss_grad(loss, cell, bidirectional, output):
+    # the losses without a compiled twin, through the layers' passes
+    net, X, lengths, targets, weights = _make_checkable_problem(
+        cell, True, 2, bidirectional, output, True, loss=loss
+    )
+    f = _objective(net, X, lengths, targets, weights, loss, None)
+    value, grad = _loss_grad(net, X, lengths, targets, weights, loss, None)
+    assert value == pytest.approx(
+        _full_loss(net, X, lengths, targets, weights, loss), rel=1e-12
+    )
     assert _check_elementwise(net, f, grad) < RTOL
 
 

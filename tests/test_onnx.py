@@ -253,15 +253,26 @@ def _text_pipeline(X, y):
         return pipe.fit(["ab", "ba", "abc", "cab"], [0, 1, 0, 1])
 
 
+def _quantile_regressor(X, y):
+    return _fit(SequenceRegressor, X, y, loss="quantile", quantile=[0.1, 0.9])
+
+
 @pytest.mark.parametrize(
     "make, match",
     [
+        (_quantile_regressor, "loss='quantile' does not export to ONNX yet"),
         (_per_step_classifier, "zipmap': False"),
         (_float_labels, "labels of dtype float64"),
         (_float64_zipmap, "zipmap"),
         (_text_pipeline, "splits a string into its characters"),
     ],
-    ids=["per-step-zipmap", "float-labels", "float64-zipmap", "character-encoder"],
+    ids=[
+        "quantile-loss",
+        "per-step-zipmap",
+        "float-labels",
+        "float64-zipmap",
+        "character-encoder",
+    ],
 )
 def test_what_cannot_be_exported_says_so(make, match):
     X, y = _data()

@@ -1,5 +1,6 @@
-"""scikit-learn's own estimator checks, on every public estimator, with no
-check skipped or expected to fail."""
+"""scikit-learn's own estimator checks, on every public estimator, with one
+check expected to fail, for a reason of the check's own (see
+``_expected_failures``)."""
 
 import pytest
 from sklearn.base import clone
@@ -24,6 +25,14 @@ ESTIMATORS = [
     SequenceRegressor(cell="rnn"),
     SequenceRegressor(cell="gru"),
     SequenceRegressor(cell="lstm"),
+    # the other losses reach check_regressors_train's R² > 0.5 in its 200
+    # full-batch steps at a learning rate of 1e-2 (2e-2 for Poisson's log
+    # link), not at 1e-3 (R² 0.15-0.37): their gradients do not grow with
+    # the error as squared error's does
+    SequenceRegressor(loss="absolute_error", learning_rate_init=1e-2),
+    SequenceRegressor(loss="poisson", learning_rate_init=2e-2),
+    SequenceRegressor(loss="quantile", quantile=0.5, learning_rate_init=1e-2),
+    SequenceRegressor(loss="gaussian", learning_rate_init=1e-2),
     SequenceClassifier(cell="rnn", max_iter=100),
     SequenceClassifier(cell="gru", max_iter=100),
     SequenceClassifier(cell="lstm", max_iter=100),
@@ -38,16 +47,33 @@ ESTIMATORS = [
 # float32, the default, one rounding (eps 1.2e-7) is already above that
 # tolerance, and over 100-200 epochs the difference grows; in float64 they
 # agree to 1e-13 (see above). That check alone runs the estimators in
-# float64, as test_estimators.py checks the weighting itself.
+# float64, as test_estimators.py checks the weighting itself; and at the
+# default learning rate: at 1e-2, 200 steps of the losses whose gradient
+# jumps (absolute error, pinball) or of the Gaussian one grow float64's
+# rounding to 1e-5-2e-4 (test_regression_losses.py checks their weighting).
 FLOAT64_CHECKS = {"check_sample_weight_equivalence_on_dense_data"}
+
+
+def _expected_failures(estimator):
+    if getattr(estimator, "loss", None) == "poisson":
+        return {
+            "check_regressor_multioutput": (
+                "the check fits make_regression's targets, negative ones "
+                "included, without the positive_only tag's correction that the "
+                "other checks apply; loss='poisson' refuses them"
+            )
+        }
+    return {}
 
 
 # The checks fit on tiny random data and test the API, not convergence, so a
 # ConvergenceWarning is expected there.
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@parametrize_with_checks(ESTIMATORS)
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failures)
 def test_sklearn_compatible_estimator(estimator, check):
     name = getattr(check, "func", check).__name__
     if name in FLOAT64_CHECKS and not isinstance(estimator, SequenceScaler):
-        estimator = clone(estimator).set_params(dtype="float64")
+        estimator = clone(estimator).set_params(
+            dtype="float64", learning_rate_init=1e-3
+        )
     check(estimator)
