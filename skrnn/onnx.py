@@ -21,7 +21,9 @@ univariate sequences in a table; trailing
 all-NaN steps mark shorter sequences (the graph derives ``sequence_lens``
 from them). The regressor's output is its predictions, (N, n_outputs), or
 (N, T) / (N, T, n_outputs) with NaN at padded steps for
-``output="sequence"``; the classifier's are skl2onnx's ``label`` and
+``output="sequence"``, with a last axis of quantile levels for a list of
+them; with ``loss="gaussian"`` a second output, ``variable_std``, is the
+standard deviation of ``predict(X, return_std=True)``. The classifier's are skl2onnx's ``label`` and
 ``probabilities`` (as a ZipMap unless ``options={"zipmap": False}``, which
 float64 models need: onnxruntime's ZipMap holds float32 only). With
 ``output="sequence"`` (and ``zipmap=False``) they are (N, T) labels and
@@ -49,6 +51,7 @@ try:
         FloatTensorType,
         Int64TensorType,
         StringTensorType,
+        guess_tensor_type,
     )
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
@@ -58,6 +61,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ._cells import CELLS, param_suffix
 from ._classifier import SequenceClassifier
+from ._losses import _SIGMA_FLOOR
 from ._regressor import SequenceRegressor
 from .preprocessing import CharacterEncoder, SequenceScaler
 
@@ -436,21 +440,81 @@ def _convert_regressor(scope, operator, container):
     model = operator.raw_operator
     g = _Graph(scope, container, model._dtype)
     raw, valid = _raw_outputs(g, model, operator)
-    if (model._y_scale != 1).any() or (model._y_mean != 0).any():
-        # the head's outputs are standardised targets: undone as predict does
-        scaled = g.node("Mul", [raw, g.const(model._y_scale)])
-        raw = g.node("Add", [scaled, g.const(model._y_mean)])
-    out = operator.outputs[0].full_name
+    values = _regression_outputs(g, model, raw)
     if valid is None:
-        g.node("Identity", [raw], outputs=[out])
+        for variable, value in zip(operator.outputs, values):
+            g.node("Identity", [value], outputs=[variable.full_name])
         return
-    # per step, NaN at padded steps, as predict fills them
-    if model._multi_target:
-        valid = g.node("Unsqueeze", [valid, g.const([2], np.int64)])
-    else:
-        raw = g.node("Squeeze", [raw, g.const([2], np.int64)])
+    # per step, NaN at padded steps, as predict fills them: the (N, T)
+    # validity broadcast over the values' trailing axes
+    rank = 2 + _trailing_axes(model)
+    if rank > 2:
+        valid = g.node("Unsqueeze", [valid, g.const(list(range(2, rank)), np.int64)])
     padded = g.node("Equal", [valid, g.const(0.0)])
-    g.node("Where", [padded, g.const(np.nan), raw], outputs=[out])
+    for variable, value in zip(operator.outputs, values):
+        g.node("Where", [padded, g.const(np.nan), value], outputs=[variable.full_name])
+
+
+def _regression_outputs(g, model, raw):
+    """What predict returns (and the Gaussian loss's standard deviation), from
+    the head's outputs (N, O) or (N, T, O), as predict computes it; for
+    output="last" a single target keeps its axis, (N, 1)."""
+    settings, loss = model._target_settings, model._head_loss()
+    n_targets, per_step = model.n_outputs_, model._output == "sequence"
+    mean, scale = model._y_mean, model._y_scale
+    # the head's outputs per target: (..., n_targets, k)
+    k = loss.n_outputs(n_targets) // n_targets
+    lead = [0, 0] if per_step else [0]  # Reshape's 0: the input's own size
+    blocks = g.node("Reshape", [raw, g.const(lead + [n_targets, k], np.int64)])
+
+    def column(start, stop):
+        ends = [g.const([start], np.int64), g.const([stop], np.int64)]
+        return g.node("Slice", [blocks, *ends, g.const([-1], np.int64)])
+
+    def softplus(a):
+        # max(a, 0) + log(1 + exp(-|a|)): onnxruntime has no float64 Softplus
+        tail = g.node("Exp", [g.node("Neg", [g.node("Abs", [a])])])
+        tail = g.node("Log", [g.node("Add", [tail, g.const(1.0)])])
+        return g.node("Add", [g.node("Relu", [a]), tail])
+
+    def located(a):  # a: (..., n_targets, m), in standardised units
+        a = g.node("Mul", [a, g.const(scale[:, None])])
+        return g.node("Add", [a, g.const(mean[:, None])])
+
+    name = settings["loss"]
+    if name == "poisson":
+        values = [g.node("Exp", [blocks])]
+    elif name == "quantile":
+        lowest = column(0, 1)
+        q = lowest
+        if k > 1:
+            gaps = softplus(column(1, k))
+            steps = g.node("CumSum", [gaps, g.const(-1, np.int64)])
+            q = g.node("Concat", [lowest, g.node("Add", [lowest, steps])], axis=-1)
+        values = [located(q)]
+    elif name == "gaussian":
+        sigma = g.node("Add", [softplus(column(1, 2)), g.const(_SIGMA_FLOOR)])
+        values = [
+            located(column(0, 1)),
+            g.node("Mul", [sigma, g.const(scale[:, None])]),
+        ]
+    else:  # squared and absolute error: the head's output itself
+        values = [located(blocks)]
+    levels = name == "quantile" and np.ndim(settings["quantile"]) > 0
+    drop = [] if levels else [-1]  # the k axis, but a list of quantile levels
+    if not model._multi_target and (per_step or levels):
+        drop.insert(0, -2)  # a single target's axis
+    if not drop:
+        return values
+    axes = g.const(drop, np.int64)
+    return [g.node("Squeeze", [v, axes]) for v in values]
+
+
+def _trailing_axes(model):
+    """How many axes predict's values have past (N, T) per step."""
+    settings = model._target_settings
+    levels = settings["loss"] == "quantile" and np.ndim(settings["quantile"]) > 0
+    return int(model._multi_target) + int(levels)
 
 
 def _convert_classifier(scope, operator, container):
@@ -540,17 +604,31 @@ def _input_check(operator, model):
 
 def _regressor_shape(operator):
     model = operator.raw_operator
-    loss = model._target_settings["loss"]
-    if loss != "squared_error":
-        raise NotImplementedError(
-            f"A SequenceRegressor with loss={loss!r} does not export to ONNX yet; "
-            "loss='squared_error' does."
-        )
     input_type = _input_check(operator, model)
     N, T = input_type.shape[:2]
+    settings = model._target_settings
     width = [model.n_outputs_] if model._multi_target else []
+    if settings["loss"] == "quantile" and np.ndim(settings["quantile"]) > 0:
+        width = width + [len(model._head_loss().levels)]
     shape = [N] + ([T] + width if model._output == "sequence" else width or [1])
-    operator.outputs[0].type = _TENSOR_TYPES[model._dtype](shape)
+    for output in operator.outputs:  # the Gaussian loss's std too
+        output.type = _TENSOR_TYPES[model._dtype](shape)
+
+
+def _parse_regressor(scope, model, inputs, custom_parsers=None):
+    """The regressor's outputs: ``variable``, what predict returns, and for
+    the Gaussian loss ``variable_std``, the standard deviation that
+    ``predict(X, return_std=True)`` adds."""
+    operator = scope.declare_local_operator("SkrnnSequenceRegressor", model)
+    operator.inputs = inputs
+    names = ["variable"]
+    if model._target_settings["loss"] == "gaussian":
+        names.append("variable_std")
+    for name in names:
+        operator.outputs.append(
+            scope.declare_local_variable(name, guess_tensor_type(inputs[0].type))
+        )
+    return operator.outputs
 
 
 def _classifier_shape(operator):
@@ -584,7 +662,11 @@ def _never_converted(scope, operator, container):
 
 
 update_registered_converter(
-    SequenceRegressor, "SkrnnSequenceRegressor", _regressor_shape, _convert_regressor
+    SequenceRegressor,
+    "SkrnnSequenceRegressor",
+    _regressor_shape,
+    _convert_regressor,
+    parser=_parse_regressor,
 )
 update_registered_converter(
     SequenceClassifier,

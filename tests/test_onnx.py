@@ -94,6 +94,45 @@ def test_regressor_predicts_as_onnxruntime(params, dtype):
         )
 
 
+LOSSES = [
+    {"loss": "absolute_error"},
+    {"loss": "poisson"},
+    {"loss": "quantile", "quantile": [0.1, 0.5, 0.9]},
+    {"loss": "quantile", "quantile": 0.3},
+    {"loss": "gaussian"},
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_targets", [1, 2])
+@pytest.mark.parametrize("output", ["last", "sequence"])
+@pytest.mark.parametrize("loss", LOSSES, ids=_id)
+def test_every_loss_predicts_as_onnxruntime(loss, output, n_targets, dtype):
+    # the graph's outputs are predict's, and predict(X, return_std=True)'s
+    # standard deviation for the Gaussian loss, NaN at padded steps
+    X, _ = _data(dtype=dtype)
+    steps = np.abs(np.nan_to_num(X[:, :, 0])) + 1
+    y = steps[:, -1] if output == "last" else steps
+    if n_targets == 2:
+        y = np.stack([y, 2 * y], axis=-1)
+    model = _fit(SequenceRegressor, X, y, output=output, dtype=dtype.__name__, **loss)
+    onx = to_onnx(model, X[:1])
+    onnx.checker.check_model(onx, full_check=True)
+    if loss["loss"] == "gaussian":
+        expected = model.predict(X, return_std=True)
+    else:
+        expected = (model.predict(X),)
+    outputs = _run(onx, X)
+    assert len(outputs) == len(expected)
+    for out, value in zip(outputs, expected):
+        if output == "last" and value.ndim == 1:  # one target: (N, 1)
+            assert out.shape == (len(X), 1)
+            out = out[:, 0]
+        assert out.shape == value.shape and out.dtype == dtype
+        tol = TOL[dtype]
+        np.testing.assert_allclose(out, value, rtol=tol, atol=tol)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("params", CONFIGS[::3], ids=_id)
 def test_classifier_predicts_as_onnxruntime(params, dtype):
@@ -253,21 +292,15 @@ def _text_pipeline(X, y):
         return pipe.fit(["ab", "ba", "abc", "cab"], [0, 1, 0, 1])
 
 
-def _quantile_regressor(X, y):
-    return _fit(SequenceRegressor, X, y, loss="quantile", quantile=[0.1, 0.9])
-
-
 @pytest.mark.parametrize(
     "make, match",
     [
-        (_quantile_regressor, "loss='quantile' does not export to ONNX yet"),
         (_per_step_classifier, "zipmap': False"),
         (_float_labels, "labels of dtype float64"),
         (_float64_zipmap, "zipmap"),
         (_text_pipeline, "splits a string into its characters"),
     ],
     ids=[
-        "quantile-loss",
         "per-step-zipmap",
         "float-labels",
         "float64-zipmap",
