@@ -31,6 +31,7 @@ SCRIPTS = {
     "plot_binary_sum.py": ("binary_sum.png",),
     "plot_char_rnn_hello.py": ("char_rnn_hello.png",),
     "plot_digits_as_sequences.py": ("digits_as_sequences.png",),
+    "plot_forecasting_intervals.py": ("forecasting_intervals.png",),
     "plot_forecasting_pendulum.py": ("forecasting_pendulum.png",),
     "plot_long_memory_adding.py": ("long_memory_adding.png",),
     "pipeline_grid_search.py": (),
@@ -107,6 +108,13 @@ def check_output(script, stdout):
         # quick mode: 15 epochs; the forecast already beats the last value
         assert number_after("best validation R^2 =", stdout) > 0.9
         assert number_after("GRU error / naive error:", stdout) < 0.8
+    elif script == "plot_forecasting_intervals.py":
+        # the 90 % interval covers about 90 % of the test targets, and the
+        # quantile GRU's pinball loss beats both baselines'
+        assert abs(number_after("quantile'       coverage", stdout) - 0.9) < 0.05
+        assert number_after("GRU pinball / best baseline:", stdout) < 1.0
+        if "MAPIE is not installed" not in stdout:
+            assert abs(number_after("conformal      coverage", stdout) - 0.9) < 0.05
     elif script == "plot_long_memory_adding.py":
         # the LSTM and the GRU keep the first value; the Elman RNN does not
         assert number_after("lstm  held-out R^2 =", stdout) > 0.95
