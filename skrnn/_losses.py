@@ -172,6 +172,7 @@ class AbsoluteError(HeadLoss):
     """The absolute error, averaged over the O targets of each row; its
     minimiser is the median."""
 
+    compiled = _batch.Loss.ABSOLUTE_ERROR
     name = "absolute_error"
     description = "the mean absolute error, whose prediction is the conditional median"
 
@@ -190,6 +191,7 @@ class PoissonLoss(HeadLoss):
     """Half the Poisson deviance of mu = exp(z), averaged over the targets:
     mu - y z + y log y - y (0 at mu = y)."""
 
+    compiled = _batch.Loss.POISSON
     name = "poisson"
     description = (
         "half the Poisson deviance with a log link, for counts and rates (y >= 0,"
@@ -228,6 +230,7 @@ class QuantileLoss(HeadLoss):
     the softplus of the gaps up to each next one, so the predicted quantiles
     never cross."""
 
+    compiled = _batch.Loss.QUANTILE
     name = "quantile"
     description = (
         "the pinball loss of the levels ``quantile``, one output per level "
@@ -280,6 +283,7 @@ class GaussianLoss(HeadLoss):
     outputs per target, the mean m and s, with the standard deviation
     sigma = softplus(s): log sigma + (y - m)^2 / (2 sigma^2) + log(2 pi) / 2."""
 
+    compiled = _batch.Loss.GAUSSIAN
     name = "gaussian"
     description = (
         "the Gaussian negative log-likelihood of a mean and a standard "

@@ -23,9 +23,10 @@ from them). The regressor's output is its predictions, (N, n_outputs), or
 (N, T) / (N, T, n_outputs) with NaN at padded steps for
 ``output="sequence"``, with a last axis of quantile levels for a list of
 them; with ``loss="gaussian"`` a second output, ``variable_std``, is the
-standard deviation of ``predict(X, return_std=True)``. The classifier's are skl2onnx's ``label`` and
-``probabilities`` (as a ZipMap unless ``options={"zipmap": False}``, which
-float64 models need: onnxruntime's ZipMap holds float32 only). With
+standard deviation of ``predict(X, return_std=True)``. The classifier's are
+skl2onnx's ``label`` and ``probabilities`` (as a ZipMap unless
+``options={"zipmap": False}``, which float64 models need: onnxruntime's
+ZipMap holds float32 only). With
 ``output="sequence"`` (and ``zipmap=False``) they are (N, T) labels and
 (N, T, n_classes) probabilities, NaN at padded steps; the labels there are
 not meaningful (``predict`` gives None).

@@ -413,7 +413,7 @@ REGRESSION_LOSSES = [
     ],
 )
 def test_regression_loss_grad(loss, cell, bidirectional, output):
-    # the losses without a compiled twin, through the layers' passes
+    # through the layers' passes (the compiled pass is checked below)
     net, X, lengths, targets, weights = _make_checkable_problem(
         cell, True, 2, bidirectional, output, True, loss=loss
     )
@@ -448,10 +448,11 @@ def test_log_loss_grad(loss, cell, bidirectional, output, bptt_steps):
     assert _check_elementwise(net, f, grad) < RTOL
 
 
+COMPILED_LOSSES = [squared_error, binary_log_loss, multi_log_loss, *REGRESSION_LOSSES]
+
+
 @pytest.mark.parametrize(
-    "loss",
-    [squared_error, binary_log_loss, multi_log_loss],
-    ids=["squared", "binary", "multi"],
+    "loss", COMPILED_LOSSES, ids=lambda loss: loss.name or type(loss).__name__
 )
 @pytest.mark.parametrize("output", ["last", "sequence"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bidir"])
@@ -485,9 +486,7 @@ def test_compiled_training_pass_matches_finite_differences(
 
 
 @pytest.mark.parametrize(
-    "loss",
-    [squared_error, binary_log_loss, multi_log_loss],
-    ids=["squared", "binary", "multi"],
+    "loss", COMPILED_LOSSES, ids=lambda loss: loss.name or type(loss).__name__
 )
 @pytest.mark.parametrize("output", ["last", "sequence"])
 @pytest.mark.parametrize(

@@ -37,6 +37,14 @@ cpdef enum Loss:
     SQUARED_ERROR
     BINARY_LOG_LOSS
     MULTI_LOG_LOSS
+    ABSOLUTE_ERROR
+    POISSON
+    QUANTILE
+    GAUSSIAN
+
+# the Gaussian head's floor under its standard deviation (skrnn._losses')
+cdef double _SIGMA_FLOOR = 1e-6
+cdef double _HALF_LOG_2PI = 0.9189385332046727
 
 
 cdef class LayerPass:
@@ -62,7 +70,7 @@ def loss_grad(list layers, Py_ssize_t n_dirs, bint sequence, Loss loss,
               const floating[:, :, ::1] values, const Py_ssize_t[::1] rows,
               const Py_ssize_t[::1] lengths, n_live,
               const double[:, :, ::1] y, const Py_ssize_t[:, ::1] codes,
-              const floating[::1] weights,
+              const floating[::1] weights, const double[::1] levels,
               const floating[:, ::1] head_w, const floating[::1] head_b,
               floating[:, ::1] head_gw, floating[::1] head_gb,
               floating[:, ::1] feats, floating[:, ::1] z,
@@ -83,8 +91,11 @@ def loss_grad(list layers, Py_ssize_t n_dirs, bint sequence, Loss loss,
         The head reads every valid step (``output="sequence"``), else each
         sequence's final state.
     loss : Loss
-        The head's loss: half the squared error averaged over the outputs,
-        or the log-loss of a logistic (one output) or softmax head.
+        The head's loss, as :mod:`skrnn._losses` defines it: half the
+        squared error averaged over the outputs, the log-loss of a logistic
+        (one output) or softmax head, the absolute error, half the Poisson
+        deviance of exp(z), the pinball loss of ``levels`` or the Gaussian
+        negative log-likelihood.
     values : (n_batch, T_all, D) array
         The batch's inputs, batch-major.
     rows, lengths : (N,) arrays
@@ -98,6 +109,9 @@ def loss_grad(list layers, Py_ssize_t n_dirs, bint sequence, Loss loss,
         Class codes (0 and 1 for a logistic head).
     weights : (n_batch,) array
         Sample weights divided by the batch's total weight (in rows).
+    levels : (K,) array, or empty
+        The quantile loss's levels, ascending; its head has K outputs per
+        target.
     head_w, head_b, head_gw, head_gb : arrays
         The head's weight (O, F), bias (O,) and their gradients; F is H times
         ``n_dirs``.
@@ -149,7 +163,7 @@ def loss_grad(list layers, Py_ssize_t n_dirs, bint sequence, Loss loss,
             memcpy(&z[i, 0], &head_b[0], n_out * sizeof(floating))
         gemm(c'N', c'T', <int> R, <int> n_out, <int> F, 1, &feats[0, 0], <int> F,
              &head_w[0, 0], <int> F, 1, &z[0, 0], <int> n_out)
-        total = _loss(loss, sequence, z, y, codes, weights, rows, live)
+        total = _loss(loss, sequence, z, y, codes, weights, levels, rows, live)
         # gW += dz.T @ feats; gb += dz.sum(axis=0); d_feats = dz @ W
         gemm(c'T', c'N', <int> n_out, <int> F, <int> R, 1, &z[0, 0], <int> n_out,
              &feats[0, 0], <int> F, 1, &head_gw[0, 0], <int> F)
@@ -230,7 +244,8 @@ def _zero_starts(floating[:, :, ::1] cells, const Py_ssize_t[::1] lengths):
 
 cdef double _loss(Loss loss, bint sequence, floating[:, ::1] z,
                   const double[:, :, ::1] y, const Py_ssize_t[:, ::1] codes,
-                  const floating[::1] weights, const Py_ssize_t[::1] rows,
+                  const floating[::1] weights, const double[::1] levels,
+                  const Py_ssize_t[::1] rows,
                   const Py_ssize_t[::1] n_live) noexcept nogil:
     """The weighted loss sum over the valid rows of ``z``, which become
     the loss's gradient (zero at padded steps)."""
@@ -250,8 +265,17 @@ cdef double _loss(Loss loss, bint sequence, floating[:, ::1] z,
             total += _squared_error(&z[r, 0], &y[row, t, 0], weights[row], n_out)
         elif loss == BINARY_LOG_LOSS:
             total += _binary_log_loss(&z[r, 0], codes[row, t], weights[row])
-        else:
+        elif loss == MULTI_LOG_LOSS:
             total += _multi_log_loss(&z[r, 0], codes[row, t], weights[row], n_out)
+        elif loss == ABSOLUTE_ERROR:
+            total += _absolute_error(&z[r, 0], &y[row, t, 0], weights[row], n_out)
+        elif loss == POISSON:
+            total += _poisson(&z[r, 0], &y[row, t, 0], weights[row], n_out)
+        elif loss == QUANTILE:
+            total += _pinball(&z[r, 0], &y[row, t, 0], weights[row], levels,
+                              y.shape[2])
+        else:
+            total += _gaussian(&z[r, 0], &y[row, t, 0], weights[row], y.shape[2])
     return total
 
 
@@ -267,6 +291,98 @@ cdef double _squared_error(floating* z, const double* y, floating w,
         total += <double> dz * diff
         z[j] = dz
     return 0.5 * total
+
+
+cdef double _absolute_error(floating* z, const double* y, floating w,
+                            Py_ssize_t n_out) noexcept nogil:
+    """w * mean(|z - y|); z becomes w * sign(z - y) / n_out."""
+    cdef Py_ssize_t j
+    cdef floating diff, scale = w / n_out
+    cdef double total = 0
+    for j in range(n_out):
+        diff = z[j] - <floating> y[j]
+        total += <double> (diff if diff >= 0 else -diff) * scale
+        z[j] = ((diff > 0) - (diff < 0)) * scale
+    return total
+
+
+cdef double _poisson(floating* z, const double* y, floating w,
+                     Py_ssize_t n_out) noexcept nogil:
+    """w * mean(exp(z) - y z + y log y - y); z becomes w (exp(z) - y) / n_out."""
+    cdef Py_ssize_t j
+    cdef floating mu, yj, y_log_y, scale = w / n_out
+    cdef double total = 0
+    for j in range(n_out):
+        yj, mu = <floating> y[j], <floating> exp(z[j])
+        y_log_y = <floating> (yj * log(yj)) if yj > 0 else 0
+        total += <double> (mu - yj * z[j] + y_log_y - yj) * scale
+        z[j] = (mu - yj) * scale
+    return total
+
+
+cdef inline double _softplus(double a) noexcept nogil:
+    """log(1 + exp(a)), without overflow."""
+    return a + log1p(exp(-a)) if a > 0 else log1p(exp(a))
+
+
+cdef inline double _sigmoid(double a) noexcept nogil:
+    cdef double e
+    if a >= 0:
+        return 1 / (1 + exp(-a))
+    e = exp(a)
+    return e / (1 + e)
+
+
+cdef double _pinball(floating* z, const double* y, floating w,
+                     const double[::1] levels, Py_ssize_t n_targets) noexcept nogil:
+    """w * mean of the pinball losses of the quantiles q_k = z_0 + sum_{m <= k}
+    softplus(z_m) of each target's K outputs; z becomes their gradient.
+
+    Two passes over a target's outputs: the first sums the gradients dL/dq_k
+    (S), the second recomputes them and writes dz_0 = S and, for k >= 1,
+    dz_k = sigmoid(z_k) * sum_{m >= k} dL/dq_m, reading each z_k before it
+    writes it."""
+    cdef Py_ssize_t j, k, K = levels.shape[0]
+    cdef floating* b
+    cdef double q, u, tau, dq, S, prefix, slope, total = 0
+    cdef double scale = <double> w / (n_targets * K)
+    for j in range(n_targets):
+        b = z + j * K
+        q, S = b[0], 0
+        for k in range(K):
+            if k > 0:
+                q += _softplus(b[k])
+            tau, u = levels[k], y[j] - q
+            total += (tau * u if u > 0 else (tau - 1) * u) * scale
+            S += (-tau if u > 0 else 1 - tau) * scale
+        q, prefix = b[0], 0
+        for k in range(K):
+            if k > 0:
+                slope = _sigmoid(b[k])
+                q += _softplus(b[k])
+            tau, u = levels[k], y[j] - q
+            dq = (-tau if u > 0 else 1 - tau) * scale
+            b[k] = <floating> (S - prefix if k == 0 else (S - prefix) * slope)
+            prefix += dq
+    return total
+
+
+cdef double _gaussian(floating* z, const double* y, floating w,
+                      Py_ssize_t n_targets) noexcept nogil:
+    """w * mean of the Gaussian negative log-likelihoods of each target's
+    mean m = z_2j and standard deviation softplus(z_2j+1) + floor; z becomes
+    their gradient."""
+    cdef Py_ssize_t j
+    cdef double m, s, sigma, r, scale = <double> w / n_targets, total = 0
+    for j in range(n_targets):
+        m, s = z[2 * j], z[2 * j + 1]
+        sigma = _softplus(s) + _SIGMA_FLOOR
+        r = y[j] - m
+        total += (log(sigma) + r * r / (2 * sigma * sigma) + _HALF_LOG_2PI) * scale
+        z[2 * j] = <floating> (-r / (sigma * sigma) * scale)
+        z[2 * j + 1] = <floating> (
+            (1 / sigma - r * r / (sigma * sigma * sigma)) * scale * _sigmoid(s))
+    return total
 
 
 cdef double _binary_log_loss(floating* z, Py_ssize_t code,

@@ -56,6 +56,7 @@ def loss_grad(arch, views, grad_views, batch, rows, loss, share):
         _EMPTY_Y if y is None else y,
         _EMPTY_CODES if codes is None else codes,
         np.ascontiguousarray(weights, dtype=dtype),
+        getattr(loss, "levels", _NO_LEVELS),
         views["head.weight"],
         views["head.bias"],
         grad_views["head.weight"],
@@ -69,6 +70,7 @@ def loss_grad(arch, views, grad_views, batch, rows, loss, share):
 
 _EMPTY_Y = np.empty((0, 0, 0))
 _EMPTY_CODES = np.empty((0, 0), dtype=np.intp)
+_NO_LEVELS = np.empty(0)  # the levels of a loss that is not the quantile one
 
 
 def _room(arch, share, T, N, dtype):
