@@ -3,6 +3,7 @@
 from ._classifier import SequenceClassifier
 from ._engine import CudaUnavailableError
 from ._regressor import SequenceRegressor
+from ._stream import Stream
 
 __version__ = "0.1.0"
 
@@ -10,5 +11,6 @@ __all__ = [
     "CudaUnavailableError",
     "SequenceClassifier",
     "SequenceRegressor",
+    "Stream",
     "__version__",
 ]

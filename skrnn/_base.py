@@ -197,6 +197,10 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
 
     _metric = None  # score(targets, predictions, sample_weight=...) -> float
 
+    @abstractmethod
+    def _prediction_from_raw(self, raw):
+        """What ``predict`` returns for the network's raw outputs (N, ..., O)."""
+
     def _target_weights(self, targets, sample_weight, y_attrs, incremental):
         """Factors of the sample weights that the targets decide (the
         classifier's ``class_weight``); ``y_attrs`` are those of a first fit."""

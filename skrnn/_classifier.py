@@ -289,9 +289,10 @@ class SequenceClassifier(ClassifierMixin, BaseSequenceEstimator):
             Labels; for ``output="sequence"`` one label per step, in X's form
             (None at padded steps of an array).
         """
-        return self._predict_with(
-            X, lambda raw: self.classes_[self._targets_from_raw(raw)], fill=None
-        )
+        return self._predict_with(X, self._prediction_from_raw, fill=None)
+
+    def _prediction_from_raw(self, raw):
+        return self.classes_[self._targets_from_raw(raw)]
 
     _metric = staticmethod(accuracy_score)
 

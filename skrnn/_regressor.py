@@ -250,7 +250,7 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
                 f"with loss={self._target_settings['loss']!r}."
             )
         if not return_std:
-            return self._predict_with(X, lambda raw: self._values(raw)[0], np.nan)
+            return self._predict_with(X, self._prediction_from_raw, np.nan)
         # mean and standard deviation side by side on a last axis, which
         # output="sequence" unpacks as one value per step
         both = self._predict_with(
@@ -279,6 +279,9 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
 
     def _training_targets(self, targets):
         return (targets - self._y_mean) / self._y_scale
+
+    def _prediction_from_raw(self, raw):
+        return self._values(raw)[0]
 
     def _predictions(self, raw):
         """The loss's predictions (..., n_targets, k) in the targets' units."""

@@ -10,7 +10,12 @@ import pytest
 numpydoc_validation = pytest.importorskip("numpydoc.validate")
 
 PUBLIC = {
-    "skrnn": ["SequenceRegressor", "SequenceClassifier", "CudaUnavailableError"],
+    "skrnn": [
+        "SequenceRegressor",
+        "SequenceClassifier",
+        "Stream",
+        "CudaUnavailableError",
+    ],
     "skrnn.preprocessing": ["SequenceScaler", "CharacterEncoder", "sliding_windows"],
     "skrnn.datasets": ["make_binary_sum", "make_char_sequences"],
     "skrnn.layers": ["RNN", "GRU", "LSTM"],

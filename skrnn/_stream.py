@@ -1,0 +1,237 @@
+"""Stream: predictions for sequences that arrive one step at a time."""
+
+from numbers import Integral
+
+import numpy as np
+from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import check_is_fitted
+
+from ._base import BaseSequenceEstimator
+from ._cells import CELLS
+from ._classifier import SequenceClassifier
+from ._engine import get_engine
+from .preprocessing import SequenceScaler
+
+
+class Stream:
+    """Predict as each step of many sequences arrives, carrying their state.
+
+    A fitted model's prediction for a sequence so far, updated one step at a
+    time: each call to :meth:`predict` takes the next step of every stream
+    and costs one step of the network, where calling ``model.predict`` on
+    each prefix would run the whole prefix again. Streams come and go
+    (:meth:`add_streams`, :meth:`remove_streams`, :meth:`reset`) without
+    touching the others' state. The steps run on the CPU, whatever the
+    model's ``device``: one step is too little work for a GPU.
+
+    Parameters
+    ----------
+    model : SequenceRegressor, SequenceClassifier or Pipeline
+        A fitted estimator, or a fitted :class:`~sklearn.pipeline.Pipeline`
+        of :class:`~skrnn.preprocessing.SequenceScaler` steps ending in one.
+        Not bidirectional: a backward direction needs the steps to come.
+    n_streams : int, default=1
+        How many sequences are served at once, at first.
+
+    Attributes
+    ----------
+    n_streams : int
+        The streams now served.
+    state_ : dict of str to ndarray
+        The state of every stream, in PyTorch's layout: ``"h"`` of shape
+        (num_layers, n_streams, hidden_size), and ``"c"`` for the LSTM. A
+        copy: the stream keeps its own.
+
+    See Also
+    --------
+    SequenceRegressor.predict, SequenceClassifier.predict : What each step
+        returns, for the sequence so far.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> from skrnn import SequenceRegressor, Stream
+    >>> X = np.random.RandomState(0).normal(size=(50, 8, 2))
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")  # a few epochs only
+    ...     model = SequenceRegressor(hidden_size=4, max_iter=5, random_state=0)
+    ...     model = model.fit(X, X[:, :, 0].sum(axis=1))
+    >>> stream = Stream(model, n_streams=3)
+    >>> for t in range(8):
+    ...     y_t = stream.predict(X[:3, t])
+    >>> bool(np.allclose(y_t, model.predict(X[:3]), rtol=1e-5))
+    True
+    """
+
+    def __init__(self, model, n_streams=1):
+        self.model = model
+        scalers, estimator = _unpack(model)
+        if not isinstance(n_streams, Integral) or n_streams < 0:
+            raise ValueError(f"n_streams must be an int >= 0; got {n_streams!r}.")
+        self._scalers, self._estimator = scalers, estimator
+        self._network = estimator._network
+        self._states = self._network.zero_states(int(n_streams))
+
+    @property
+    def n_streams(self):
+        return len(self._states[0])
+
+    @property
+    def state_(self):
+        H = self._network.hidden_size
+        state = {"h": np.stack([s[:, :H] for s in self._states])}
+        if CELLS[self._network.spec.cell].state_parts == 2:
+            state["c"] = np.stack([s[:, H:] for s in self._states])
+        return state
+
+    def predict(self, X_t):
+        """Take the next step of every stream and predict.
+
+        Parameters
+        ----------
+        X_t : array-like of shape (n_streams, n_features)
+            The next step of each stream, in the order of the streams; with
+            one stream, shape (n_features,) too.
+
+        Returns
+        -------
+        y : ndarray of shape (n_streams,) or (n_streams, n_targets)
+            What ``model.predict`` returns for each stream's sequence so far
+            (for ``output="sequence"``, its newest step's prediction).
+        """
+        return self._estimator._prediction_from_raw(self._step(X_t))
+
+    def predict_proba(self, X_t):
+        """Take the next step of every stream and predict class probabilities.
+
+        Parameters
+        ----------
+        X_t : array-like of shape (n_streams, n_features)
+            As for :meth:`predict`.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_streams, n_classes)
+            What ``model.predict_proba`` returns for each stream's sequence so
+            far (for ``output="sequence"``, its newest step's).
+        """
+        if not isinstance(self._estimator, SequenceClassifier):
+            raise AttributeError("predict_proba is for a classifier's stream")
+        return self._estimator._proba(self._step(X_t))
+
+    def reset(self, streams=None):
+        """Start streams afresh, as sequences that have not begun.
+
+        Parameters
+        ----------
+        streams : array-like of int, default=None
+            The streams to reset; None: every one.
+
+        Returns
+        -------
+        self : Stream
+            The stream, with those states zero.
+        """
+        rows = slice(None) if streams is None else self._indices(streams)
+        for state in self._states:
+            state[rows] = 0
+        return self
+
+    def add_streams(self, n):
+        """Serve n more streams, after the others, from a zero state.
+
+        Parameters
+        ----------
+        n : int
+            How many, >= 0.
+
+        Returns
+        -------
+        indices : ndarray of int
+            The new streams' indices.
+        """
+        if not isinstance(n, Integral) or n < 0:
+            raise ValueError(f"n must be an int >= 0; got {n!r}.")
+        start = self.n_streams
+        new = self._network.zero_states(int(n))
+        self._states = [np.concatenate([a, b]) for a, b in zip(self._states, new)]
+        return np.arange(start, start + n)
+
+    def remove_streams(self, indices):
+        """Stop serving some streams; the others keep their state and order.
+
+        Parameters
+        ----------
+        indices : array-like of int
+            The streams to remove.
+
+        Returns
+        -------
+        self : Stream
+            The stream, with ``n_streams`` fewer by their number.
+        """
+        keep = np.ones(self.n_streams, dtype=bool)
+        keep[self._indices(indices)] = False
+        self._states = [state[keep] for state in self._states]
+        return self
+
+    def _indices(self, indices):
+        indices = np.asarray(indices)
+        if indices.size == 0:
+            return np.empty(0, dtype=np.intp)
+        if indices.ndim != 1 or indices.dtype.kind not in "iu":
+            raise ValueError(f"streams are given by int indices; got {indices!r}.")
+        if ((indices < 0) | (indices >= self.n_streams)).any():
+            raise ValueError(
+                f"stream indices must be in [0, {self.n_streams}); got {indices!r}."
+            )
+        return indices
+
+    def _step(self, X_t):
+        """The raw outputs after the step X_t; the states move on only once
+        it has been computed."""
+        x = self._validate(X_t)
+        for scaler in self._scalers:
+            x = scaler.transform(x[:, None, :])[:, 0, :]
+        raw, self._states = self._network.step(get_engine("cpu"), x, self._states)
+        return raw
+
+    def _validate(self, X_t):
+        D, N = self._estimator.n_features_in_, self.n_streams
+        x = np.asarray(X_t)
+        if x.ndim == 1 and N == 1:
+            x = x[None, :]
+        if x.shape != (N, D):
+            raise ValueError(
+                f"X_t must have shape ({N}, {D}): the next step of each of the "
+                f"{N} streams, {D} features each; got {x.shape}."
+            )
+        if x.dtype.kind not in "biuf":
+            raise ValueError(f"X_t must be numeric; got dtype {x.dtype}.")
+        x = x.astype(np.float64)
+        if not np.isfinite(x).all():
+            stream = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
+            raise ValueError(f"X_t has a NaN or infinite value for stream {stream}.")
+        return x
+
+
+def _unpack(model):
+    """The scalers before the estimator, and the fitted estimator."""
+    steps = [s for _, s in model.steps] if isinstance(model, Pipeline) else [model]
+    *scalers, estimator = steps
+    if not isinstance(estimator, BaseSequenceEstimator) or not all(
+        isinstance(s, SequenceScaler) for s in scalers
+    ):
+        raise TypeError(
+            "Stream takes a SequenceRegressor or SequenceClassifier, or a Pipeline "
+            f"of SequenceScalers ending in one; got {model!r}."
+        )
+    for step in steps:
+        check_is_fitted(step)
+    if estimator._network.n_dirs == 2:
+        raise ValueError(
+            "A bidirectional model cannot predict step by step: its backward "
+            "direction reads each sequence from its end."
+        )
+    return scalers, estimator
