@@ -400,7 +400,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         changed = [
             f"{name}={getattr(self, name)!r} (fitted: {value!r})"
             for name, value in fitted.items()
-            if getattr(self, name) != value
+            if not _same(getattr(self, name), value)
         ]
         if changed:
             raise ValueError(
@@ -775,9 +775,9 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         network's raw outputs on the validation set (see
         :meth:`_validation_outputs`); None scores -inf. An epoch after
         which the model has not ``learned`` (its loss is not below that of a
-        constant output by the margin) does not count: a long sequence's loss can stay
-        on that plateau for tens of epochs before it falls, and stopping
-        there keeps a useless model."""
+        constant output by the margin) does not count: a long sequence's
+        loss can stay on that plateau for tens of epochs before it falls,
+        and stopping there keeps a useless model."""
         if run.val is not None:
             score = -np.inf
             if raw_val is not None:
@@ -867,6 +867,16 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True
         return tags
+
+
+def _same(a, b):
+    """Whether two values of a parameter are equal; sequences (the quantile
+    levels) element by element."""
+    if isinstance(a, (list, tuple, np.ndarray)) or isinstance(
+        b, (list, tuple, np.ndarray)
+    ):
+        return np.shape(a) == np.shape(b) and np.array_equal(a, b)
+    return a == b
 
 
 # A loss not this share below a constant output's (the class prior's, the

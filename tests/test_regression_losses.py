@@ -199,6 +199,8 @@ def test_another_quantile_list_is_another_model():
         model.partial_fit(X, y)
     model.set_params(quantile=[0.1, 0.9])
     model.partial_fit(X, y)
+    model.set_params(quantile=np.array([0.1, 0.9]))  # the same levels
+    model.partial_fit(X, y)
 
 
 @pytest.mark.parametrize("loss", LOSSES)
