@@ -6,7 +6,7 @@ from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._data import SequenceInputMixin
 from ._docs import fill_doc
@@ -20,7 +20,7 @@ from ._sklearn_compat import (
     validate_params,
 )
 
-__all__ = ["CharacterEncoder", "SequenceScaler", "sliding_windows"]
+__all__ = ["CharacterEncoder", "SequenceScaler", "TableToSequences", "sliding_windows"]
 
 
 # the sections of the docstrings of fit and partial_fit
@@ -431,6 +431,133 @@ class CharacterEncoder(TransformerMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         tags.input_tags.string = True
         tags.requires_fit = True
+        return tags
+
+
+class TableToSequences(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+    """Read a feature table as sequences, for the tables other libraries make.
+
+    The first ``n_channels * n_steps`` columns are ``n_channels`` blocks of
+    ``n_steps`` consecutive steps each -- channel c's step t in column ``c *
+    n_steps + t`` -- as sktime flattens a panel; ``order="newest_first"``
+    reads each block newest step first, as skforecast's lag columns
+    ``lag_1, lag_2, ...`` come. The columns after them (exogenous values,
+    window features) are repeated at every step as further features. The
+    output, (n_samples, n_steps, n_channels + n_rest), is what the recurrent
+    estimators read as multivariate sequences. Stateless: ``fit`` only
+    checks the table's width.
+
+    Parameters
+    ----------
+    n_steps : int or None, default=None
+        Steps per channel; None: every column is a sequence column, and
+        n_steps = n_columns / n_channels.
+    n_channels : int, default=1
+        Channels (features per step) in the sequence columns.
+    order : {"oldest_first", "newest_first"}, default="oldest_first"
+        The order of each channel's steps in its block of columns.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Columns of the table ``fit`` saw.
+    feature_names_in_ : ndarray of str
+        Their names, when ``fit`` saw a DataFrame.
+
+    See Also
+    --------
+    sliding_windows : Windows of a series, oldest step first, as X.
+    SequenceScaler : Standardises the sequences next.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skrnn.preprocessing import TableToSequences
+    >>> # lag_1, lag_2, lag_3 (newest first), then an exogenous column
+    >>> table = np.array([[3.0, 2.0, 1.0, 9.0]])
+    >>> TableToSequences(3, order="newest_first").fit_transform(table)[0]
+    array([[1., 9.],
+           [2., 9.],
+           [3., 9.]])
+    """
+
+    _parameter_constraints = {
+        "n_steps": [Number(Integral, 1, None, closed="left"), None],
+        "n_channels": [Number(Integral, 1, None, closed="left")],
+        "order": [StrOptions({"oldest_first", "newest_first"})],
+    }
+
+    def __init__(self, n_steps=None, *, n_channels=1, order="oldest_first"):
+        self.n_steps = n_steps
+        self.n_channels = n_channels
+        self.order = order
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Check that the table's columns fit the layout.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_columns)
+            The table.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            The transformer.
+        """
+        X = validate_data(self, X, ensure_all_finite=False)
+        self._layout(X.shape[1])
+        return self
+
+    def transform(self, X):
+        """Read the table's rows as sequences.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_columns)
+            The table, with the columns ``fit`` saw.
+
+        Returns
+        -------
+        X_seq : ndarray of shape (n_samples, n_steps, n_channels + n_rest)
+            The sequences, oldest step first.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, ensure_all_finite=False)
+        n_steps, n_rest = self._layout(X.shape[1])
+        C = self.n_channels
+        # (n, C, n_steps) -> (n, n_steps, C), each block in time order
+        steps = X[:, : C * n_steps].reshape(len(X), C, n_steps).transpose(0, 2, 1)
+        if self.order == "newest_first":
+            steps = steps[:, ::-1]
+        rest = np.broadcast_to(X[:, None, C * n_steps :], (len(X), n_steps, n_rest))
+        return np.concatenate([steps, rest], axis=2)
+
+    def _layout(self, n_columns):
+        """(n_steps, n_rest) of a table of ``n_columns``, or a ValueError."""
+        C = self.n_channels
+        if self.n_steps is None:
+            if n_columns % C:
+                raise ValueError(
+                    f"X has {n_columns} columns, which {C} channels do not divide "
+                    "into steps; give n_steps, the remaining columns being "
+                    "repeated at every step."
+                )
+            return n_columns // C, 0
+        if C * self.n_steps > n_columns:
+            raise ValueError(
+                f"X has {n_columns} columns, fewer than n_channels * n_steps = "
+                f"{C} * {self.n_steps}."
+            )
+        return self.n_steps, n_columns - C * self.n_steps
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        tags.input_tags.allow_nan = True
         return tags
 
 

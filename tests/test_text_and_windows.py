@@ -187,3 +187,57 @@ def test_windows_are_copies():
 def test_bad_windows(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
         sliding_windows(*args, **kwargs)
+
+
+# -------------------------------------------------------- TableToSequences
+def test_a_lag_table_newest_first_reads_as_the_windows_of_the_series():
+    # skforecast's layout: lag_1 (the newest) ... lag_k, then an exogenous
+    # column; as sequences they are sliding_windows' windows, the exogenous
+    # value repeated at every step
+    from skrnn.preprocessing import TableToSequences
+
+    series = np.arange(20.0) ** 1.5
+    X, _ = sliding_windows(series, 4)
+    exog = np.arange(len(X)) * 10.0
+    table = np.column_stack([X[:, ::-1, 0], exog])  # lag_1, lag_2, lag_3, lag_4
+    seqs = TableToSequences(4, order="newest_first").fit_transform(table)
+    assert seqs.shape == (len(X), 4, 2)
+    np.testing.assert_array_equal(seqs[:, :, 0], X[:, :, 0])
+    np.testing.assert_array_equal(seqs[:, :, 1], np.repeat(exog[:, None], 4, axis=1))
+
+
+def test_a_flattened_panel_reads_as_the_transposed_panel():
+    # sktime flattens (n, C, T) channel after channel
+    from skrnn.preprocessing import TableToSequences
+
+    panel = np.random.RandomState(0).normal(size=(5, 3, 7))
+    flat = panel.reshape(5, 21)
+    seqs = TableToSequences(n_channels=3).fit_transform(flat)
+    np.testing.assert_array_equal(seqs, panel.transpose(0, 2, 1))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_table_to_sequences_in_a_pipeline_takes_dataframes_and_checks_widths():
+    import pandas as pd
+    from sklearn.pipeline import make_pipeline
+
+    from skrnn import SequenceRegressor
+    from skrnn.preprocessing import TableToSequences
+
+    rng = np.random.RandomState(0)
+    table = pd.DataFrame(rng.normal(size=(40, 7)), columns=[f"c{i}" for i in range(7)])
+    to_seqs = TableToSequences(3, n_channels=2).fit(table)
+    np.testing.assert_array_equal(to_seqs.feature_names_in_, table.columns)
+    assert to_seqs.transform(table).shape == (40, 3, 3)
+    pipe = make_pipeline(
+        TableToSequences(3, n_channels=2), SequenceRegressor(max_iter=2)
+    )
+    pipe.fit(table, table["c6"])
+    assert pipe.predict(table).shape == (40,)
+    with pytest.raises(ValueError, match="fewer than n_channels \\* n_steps"):
+        TableToSequences(4, n_channels=2).fit(table.iloc[:, :7])
+    with pytest.raises(ValueError, match="3 channels do not divide"):
+        TableToSequences(n_channels=3).fit(table)
+    fitted = TableToSequences(3, n_channels=2).fit(table.to_numpy())
+    with pytest.raises(ValueError, match="expecting 7 features"):
+        fitted.transform(table.to_numpy()[:, :6])
