@@ -310,10 +310,14 @@ class Network:
                 x = outs[0] if self.n_dirs == 1 else engine.xp.concatenate(outs, axis=2)
         return x, caches
 
-    def _backward_layers(self, engine, p, grad_views, caches, d_top=None, d_last=None):
+    def _backward_layers(
+        self, engine, p, grad_views, caches, d_top=None, d_last=None, input_grad=False
+    ):
         """Backpropagate a window's gradient into ``grad_views``: ``d_top``
         with respect to the top layer's outputs (T, N, H * dirs), ``d_last``
-        with respect to its final states (N, H * dirs); None: zero."""
+        with respect to its final states (N, H * dirs); None: zero. With
+        ``input_grad``, returns the gradient with respect to the bottom
+        layer's inputs (T, N, D)."""
         H = self.hidden_size
         xp = engine.xp
         for k in reversed(range(self.num_layers)):
@@ -331,14 +335,15 @@ class Network:
                     caches[k * self.n_dirs + d],
                     d_out,
                     None if d_last is None else self._state_grad(xp, d_last[:, cols]),
-                    need_dx=k > 0,
+                    need_dx=k > 0 or input_grad,
                     consume_cache=True,
                 )
                 for name, g in grads.items():
                     grad_views[name + param_suffix(k, d)] += g
-                if k > 0:
+                if k > 0 or input_grad:
                     d_below = dx if d_below is None else d_below + dx
             d_top, d_last = d_below, None
+        return d_top
 
     @staticmethod
     def _sequence_rows(xp, top, lengths, t0, t1):
@@ -442,6 +447,66 @@ class Network:
     def zero_states(self, n):
         """The states of :meth:`step` for n sequences that have not begun."""
         return [state for (state,) in self._zero_states(np, n)]
+
+    def input_grad(self, engine, values, lengths, d_raw_of):
+        """Raw head outputs for a batch, and the gradient with respect to its
+        inputs of ``sum(raw * d_raw_of(raw))``: of the output (or the
+        combination of outputs) that ``d_raw_of`` picks, at every step and
+        feature.
+
+        Parameters
+        ----------
+        %(batch)s
+        d_raw_of : callable
+            Takes the raw outputs ((N, O), or (N, T, O) for
+            ``output="sequence"``, on the host) and returns the weights of
+            the outputs, of the same shape.
+
+        Returns
+        -------
+        raw : ndarray
+            The raw outputs, as :meth:`forward` returns them.
+        dX : ndarray of shape (N, T, D)
+            The gradient, zero at padded steps; host arrays both.
+        """
+        xp = engine.xp
+        p = self._device_params(engine)
+        order = np.argsort(-lengths, kind="stable")
+        lens = lengths[order]
+        x = self._prepare(xp, values, order, slice(0, lens[0]))
+        T, N = x.shape[:2]
+        sequence = self.output == "sequence"
+        states = self._zero_states(xp, N)
+        top, caches = self._run_layers(
+            engine, p, x, lens, states, True, keep_top=sequence
+        )
+        W, b = p.views["head.weight"], p.views["head.bias"]
+        if sequence:
+            feats, where = self._sequence_rows(xp, top, lens, 0, T)
+            raw = xp.zeros((T, N, W.shape[0]), dtype=self.dtype)
+            raw[where] = feats @ W.T + b
+            raw = raw.transpose(1, 0, 2)
+        else:
+            raw = self._final_states(xp, states) @ W.T + b
+        unsorted = np.empty_like(order)
+        unsorted[order] = np.arange(N)
+        raw = p.to_host(raw)[unsorted]
+        d_raw = xp.asarray(np.asarray(d_raw_of(raw), dtype=self.dtype)[order])
+        scratch = _views_of(xp.zeros_like(p.grad), self._layout)
+        if sequence:
+            d_top = xp.zeros(top.shape, dtype=self.dtype)
+            d_top[where] = d_raw.transpose(1, 0, 2)[where] @ W
+            dx = self._backward_layers(
+                engine, p, scratch, caches, d_top=d_top, input_grad=True
+            )
+        else:
+            d_last = d_raw @ W
+            dx = self._backward_layers(
+                engine, p, scratch, caches, d_last=d_last, input_grad=True
+            )
+        dX = np.zeros(values.shape, dtype=self.dtype)
+        dX[:, :T] = p.to_host(dx).transpose(1, 0, 2)[unsorted]
+        return raw, dX
 
     def max_shares(self, n_sequences, n_steps):
         """How many shares ``n_sequences`` sequences of up to ``n_steps``

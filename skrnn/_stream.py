@@ -3,14 +3,11 @@
 from numbers import Integral
 
 import numpy as np
-from sklearn.pipeline import Pipeline
-from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaseSequenceEstimator
 from ._cells import CELLS
 from ._classifier import SequenceClassifier
 from ._engine import get_engine
-from .preprocessing import SequenceScaler
+from ._pipeline import scalers_and_estimator
 
 
 class Stream:
@@ -217,18 +214,9 @@ class Stream:
 
 
 def _unpack(model):
-    """The scalers before the estimator, and the fitted estimator."""
-    steps = [s for _, s in model.steps] if isinstance(model, Pipeline) else [model]
-    *scalers, estimator = steps
-    if not isinstance(estimator, BaseSequenceEstimator) or not all(
-        isinstance(s, SequenceScaler) for s in scalers
-    ):
-        raise TypeError(
-            "Stream takes a SequenceRegressor or SequenceClassifier, or a Pipeline "
-            f"of SequenceScalers ending in one; got {model!r}."
-        )
-    for step in steps:
-        check_is_fitted(step)
+    """The scalers before the estimator, and the fitted estimator, which
+    must read each sequence in one direction."""
+    scalers, estimator = scalers_and_estimator(model, "Stream")
     if estimator._network.n_dirs == 2:
         raise ValueError(
             "A bidirectional model cannot predict step by step: its backward "

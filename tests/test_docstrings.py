@@ -22,7 +22,7 @@ PUBLIC = {
         "TableToSequences",
         "sliding_windows",
     ],
-    "skrnn.inspection": ["permutation_importance"],
+    "skrnn.inspection": ["permutation_importance", "step_attributions"],
     "skrnn.datasets": ["make_binary_sum", "make_char_sequences"],
     "skrnn.layers": ["RNN", "GRU", "LSTM"],
     "skrnn.optim": ["SGD", "Adam", "Rprop", "clip_grad_norm"],

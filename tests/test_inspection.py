@@ -1,6 +1,8 @@
-"""skrnn.inspection.permutation_importance: the informative features and
+"""skrnn.inspection: permutation importance (the informative features and
 steps of synthetic tasks come first; any input form; scikit-learn's scoring
-and Bunch."""
+and Bunch) and step attributions (integrated gradients add up, gradients are
+central differences of predict, the adding problem's marked steps come
+first)."""
 
 import warnings
 
@@ -10,7 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.pipeline import make_pipeline
 
 from skrnn import SequenceClassifier, SequenceRegressor
-from skrnn.inspection import permutation_importance
+from skrnn.inspection import permutation_importance, step_attributions
 from skrnn.preprocessing import SequenceScaler
 
 
@@ -82,3 +84,181 @@ def test_the_baseline_is_the_estimators_score_with_sample_weight(task):
             shuffled, y, sample_weight=w
         )
         assert result.importances[t, 0] == pytest.approx(drop, rel=1e-12, abs=1e-12)
+
+
+# -------------------------------------------------------- step_attributions
+CELLS = [
+    {"cell": "rnn"},
+    {"cell": "gru"},
+    {"cell": "gru", "reset_after": False},
+    {"cell": "lstm"},
+]
+
+
+def _small_task(n=60, T=8, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n, T, 2))
+    return X, 2 * X[:, 2, 0] + X[:, 5, 1]
+
+
+@pytest.mark.parametrize("params", CELLS, ids=lambda p: "-".join(map(str, p.values())))
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_integrated_gradients_add_up_to_the_change_of_the_prediction(
+    params, bidirectional
+):
+    X, y = _small_task()
+    model = _fit(
+        SequenceRegressor(
+            hidden_size=8,
+            num_layers=2,
+            bidirectional=bidirectional,
+            max_iter=30,
+            random_state=0,
+            dtype="float64",
+            **params,
+        ),
+        X,
+        y,
+    )
+    a = step_attributions(model, X[:10])  # 50 steps, baseline zeros
+    change = model.predict(X[:10]) - model.predict(np.zeros_like(X[:10]))
+    np.testing.assert_allclose(a.sum(axis=(1, 2)), change, rtol=0.01)
+
+
+@pytest.mark.parametrize("params", CELLS, ids=lambda p: "-".join(map(str, p.values())))
+def test_a_classifiers_attributions_add_up_to_its_log_odds(params):
+    X, y = _small_task()
+    model = _fit(
+        SequenceClassifier(
+            hidden_size=8, max_iter=30, random_state=0, dtype="float64", **params
+        ),
+        X,
+        y > 0,
+    )
+    a = step_attributions(model, X[:10], target=True)  # the log-odds of True
+
+    def log_odds(Z):
+        p = model.predict_proba(Z)
+        return np.log(p[:, 1]) - np.log(p[:, 0])
+
+    change = log_odds(X[:10]) - log_odds(np.zeros_like(X[:10]))
+    np.testing.assert_allclose(a.sum(axis=(1, 2)), change, rtol=0.01)
+
+
+@pytest.mark.parametrize("output", ["last", "sequence"])
+def test_gradients_are_central_differences_of_predict(output):
+    X, y = _small_task()
+    y = y if output == "last" else np.cumsum(X[:, :, 0], axis=1)
+    model = _fit(
+        SequenceRegressor(
+            cell="lstm",
+            hidden_size=6,
+            output=output,
+            max_iter=10,
+            random_state=0,
+            dtype="float64",
+        ),
+        X,
+        y,
+    )
+    Z = X[:3]
+    grad = step_attributions(model, Z, method="gradient", time_step=None)
+
+    def f(V):
+        out = model.predict(V)
+        return out if output == "last" else out[:, -1]
+
+    numeric = np.zeros_like(Z)
+    for index in np.ndindex(*Z.shape):
+        up, down = Z.copy(), Z.copy()
+        up[index] += 1e-6
+        down[index] -= 1e-6
+        numeric[index] = (f(up)[index[0]] - f(down)[index[0]]) / 2e-6
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-8)
+    x_input = step_attributions(model, Z, method="gradient_x_input")
+    np.testing.assert_allclose(x_input, grad * Z, rtol=1e-12)
+
+
+def test_occlusion_is_the_change_when_one_value_is_the_baselines():
+    X, y = _small_task()
+    model = _fit(
+        SequenceRegressor(hidden_size=6, max_iter=10, random_state=0, dtype="float64"),
+        X,
+        y,
+    )
+    a = step_attributions(model, X[:4], method="occlusion", baseline=[0.5, -1.0])
+    occluded = X[:4].copy()
+    occluded[:, 3, 1] = -1.0
+    expected = model.predict(X[:4]) - model.predict(occluded)
+    np.testing.assert_allclose(a[:, 3, 1], expected, rtol=1e-10, atol=1e-12)
+
+
+def test_on_the_adding_problem_the_two_marked_steps_come_first():
+    # a step's attribution: the sum of its features' absolute attributions
+    def adding(n, T, seed):
+        rng = np.random.RandomState(seed)
+        values, markers = rng.uniform(size=(n, T)), np.zeros((n, T))
+        first, second = rng.randint(0, T // 10, n), rng.randint(T // 2, T, n)
+        markers[np.arange(n), first] = markers[np.arange(n), second] = 1.0
+        X = np.stack([values, markers], axis=2)
+        y = values[np.arange(n), first] + values[np.arange(n), second]
+        return X, y, np.sort(np.stack([first, second], axis=1), axis=1)
+
+    X, y, _ = adding(2000, 30, 0)
+    X_test, y_test, marked = adding(200, 30, 1)
+    model = _fit(
+        SequenceRegressor(
+            cell="lstm",
+            hidden_size=32,
+            learning_rate_init=0.01,
+            batch_size=32,
+            max_iter=20,
+            random_state=0,
+        ),
+        X,
+        y,
+    )
+    assert model.score(X_test, y_test) >= 0.95
+    per_step = np.abs(step_attributions(model, X_test)).sum(axis=2)
+    top_two = np.sort(np.argsort(per_step, axis=1)[:, -2:], axis=1)
+    assert np.mean((top_two == marked).all(axis=1)) >= 0.95
+
+
+def test_pipelines_and_ragged_lists_attribute_to_the_input_as_given():
+    X, y = _small_task()
+    raw = [x[:t] * 5 + 3 for x, t in zip(X, np.resize([8, 5, 3, 7], len(X)))]
+    pipe = _fit(
+        make_pipeline(
+            SequenceScaler(),
+            SequenceRegressor(
+                hidden_size=8, max_iter=30, random_state=0, dtype="float64"
+            ),
+        ),
+        raw,
+        y,
+    )
+    base = np.array([3.0, 3.0])
+    a = step_attributions(pipe, raw[:8], baseline=base)
+    assert [v.shape for v in a] == [r.shape for r in raw[:8]]
+    change = pipe.predict(raw[:8]) - pipe.predict(
+        [np.broadcast_to(base, r.shape) for r in raw[:8]]
+    )
+    np.testing.assert_allclose([v.sum() for v in a], change, rtol=0.01)
+
+
+def test_what_cannot_be_explained_is_refused():
+    X, y = _small_task()
+    model = _fit(SequenceRegressor(hidden_size=4, max_iter=2), X, y)
+    with pytest.raises(ValueError, match="target must be an int in \\[0, 1\\)"):
+        step_attributions(model, X[:2], target=1)
+    with pytest.raises(
+        ValueError, match="time_step is for models with output='sequence'"
+    ):
+        step_attributions(model, X[:2], time_step=3)
+    with pytest.raises(ValueError, match="baseline of shape"):
+        step_attributions(model, X[:2], baseline=np.zeros(3))
+    classifier = _fit(SequenceClassifier(hidden_size=4, max_iter=2), X, y > 0)
+    with pytest.raises(ValueError, match="not one of the classes"):
+        step_attributions(classifier, X[:2], target="cat")
+    with pytest.raises(TypeError, match="Pipeline of SequenceScalers"):
+        step_attributions(make_pipeline(SequenceScaler()), X[:2])
