@@ -34,6 +34,7 @@ SCRIPTS = {
     "plot_forecasting_intervals.py": ("forecasting_intervals.png",),
     "plot_forecasting_pendulum.py": ("forecasting_pendulum.png",),
     "plot_long_memory_adding.py": ("long_memory_adding.png",),
+    "plot_step_attributions.py": ("step_attributions.png",),
     "pipeline_grid_search.py": (),
     "text_brackets.py": (),
 }
@@ -120,6 +121,13 @@ def check_output(script, stdout):
         assert number_after("lstm  held-out R^2 =", stdout) > 0.95
         assert number_after("gru   held-out R^2 =", stdout) > 0.95
         assert number_after("rnn   held-out R^2 =", stdout) < 0.5
+    elif script == "plot_step_attributions.py":
+        # the attributions point at the two marked steps and add up; the CO2
+        # forecast reads the same season a year before the forecast month
+        assert number_after("held-out R^2 =", stdout) > 0.95
+        assert number_after("are the marked steps:", stdout) >= 0.95
+        assert number_after("change of prediction|:", stdout) < 0.01
+        assert 10 <= number_after("before the forecast month:", stdout) <= 13
     elif script == "text_brackets.py":
         # the order of the characters decides: a bag of them is near chance
         bag = number_after("bag of characters, held-out accuracy:", stdout)
