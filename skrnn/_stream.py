@@ -195,7 +195,7 @@ class Stream:
         return raw
 
     def _validate(self, X_t):
-        D, N = self._estimator.n_features_in_, self.n_streams
+        D, N = self._estimator._n_step_features, self.n_streams
         x = np.asarray(X_t)
         if x.ndim == 1 and N == 1:
             x = x[None, :]

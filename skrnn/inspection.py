@@ -243,13 +243,10 @@ def step_attributions(
     np.int64(2)
     """
     scalers, model = scalers_and_estimator(estimator, "step_attributions")
+    # checked as the pipeline's first step checks it, read in float64
+    (scalers[0] if scalers else model)._validate_X(X, reset=False)
     seqs = check_sequences(X, dtype="float64")
     N, T, D = seqs.values.shape
-    if D != model.n_features_in_:
-        raise ValueError(
-            f"X has {D} features per step, but {type(model).__name__} was fitted "
-            f"with {model.n_features_in_}."
-        )
     valid = np.arange(T)[None, :] < seqs.lengths[:, None]
     x = np.where(valid[:, :, None], seqs.values, 0.0)
     base = np.zeros_like(x) if baseline is None else _broadcast(baseline, x.shape)

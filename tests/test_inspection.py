@@ -246,6 +246,22 @@ def test_pipelines_and_ragged_lists_attribute_to_the_input_as_given():
     np.testing.assert_allclose([v.sum() for v in a], change, rtol=0.01)
 
 
+def test_a_table_gets_attributions_of_its_shape():
+    X, y = _small_task()
+    table = X[:, :, 0]
+    model = _fit(
+        SequenceRegressor(hidden_size=6, max_iter=10, random_state=0, dtype="float64"),
+        table,
+        y,
+    )
+    a = step_attributions(model, table[:5])
+    assert a.shape == (5, 8)
+    change = model.predict(table[:5]) - model.predict(np.zeros((5, 8)))
+    np.testing.assert_allclose(a.sum(axis=1), change, rtol=0.01)
+    with pytest.raises(ValueError, match="expecting 8 features"):
+        step_attributions(model, table[:5, :6])
+
+
 def test_what_cannot_be_explained_is_refused():
     X, y = _small_task()
     model = _fit(SequenceRegressor(hidden_size=4, max_iter=2), X, y)

@@ -105,6 +105,18 @@ def test_one_stream_takes_one_step_as_a_vector():
     _allclose(y_t, model.predict(X[:1]), "float64")
 
 
+def test_a_model_fitted_on_a_table_streams_one_value_a_step():
+    X, y, _ = _data()
+    table = X[:, :, 0]  # univariate sequences, one column a step
+    model = _fit(
+        SequenceRegressor(hidden_size=4, max_iter=2, dtype="float64"), table, y
+    )
+    stream = Stream(model, n_streams=N)
+    for t in range(T):
+        y_t = stream.predict(table[:N, t : t + 1])
+    _allclose(y_t, model.predict(table[:N]), "float64")
+
+
 def test_streams_reset_come_and_go_without_touching_the_others():
     model, X = _model(SequenceRegressor, {"cell": "lstm", "num_layers": 2}, "float64")
     stream = Stream(model, n_streams=3)
