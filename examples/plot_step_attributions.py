@@ -1,6 +1,6 @@
 """
 Which steps drove a prediction: integrated gradients of a recurrent model
-========================================================================
+=========================================================================
 
 :func:`skrnn.inspection.step_attributions` says how much each step and
 feature of a sequence moved the model's prediction, from the gradients of the
