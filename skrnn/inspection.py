@@ -280,7 +280,7 @@ def step_attributions(
             alphas = (np.arange(n_steps) + 0.5) / n_steps
         else:
             alphas = np.ones(1)
-        # every point of every sequence's path, sequence-major: (n_steps * N)
+        # every point of every sequence's path, point by point: (n_points * N)
         points = base[None] + alphas[:, None, None, None] * (x - base)[None]
         points = points.reshape(-1, T, D)
         rows = np.tile(np.arange(N), len(alphas))
