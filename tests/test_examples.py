@@ -35,6 +35,7 @@ SCRIPTS = {
     "plot_forecasting_pendulum.py": ("forecasting_pendulum.png",),
     "plot_long_memory_adding.py": ("long_memory_adding.png",),
     "plot_step_attributions.py": ("step_attributions.png",),
+    "plot_streaming_anomalies.py": ("streaming_anomalies.png",),
     "pipeline_grid_search.py": (),
     "text_brackets.py": (),
 }
@@ -128,6 +129,11 @@ def check_output(script, stdout):
         assert number_after("are the marked steps:", stdout) >= 0.95
         assert number_after("change of prediction|:", stdout) < 0.01
         assert 10 <= number_after("before the forecast month:", stdout) <= 13
+    elif script == "plot_streaming_anomalies.py":
+        # quick mode: most glitches caught, few normal readings flagged
+        assert number_after("glitches flagged:", stdout) >= 0.8
+        assert number_after("normal readings flagged:", stdout) < 50  # of 980
+        assert number_after("median time of a step:", stdout) > 0
     elif script == "text_brackets.py":
         # the order of the characters decides: a bag of them is near chance
         bag = number_after("bag of characters, held-out accuracy:", stdout)
