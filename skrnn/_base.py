@@ -886,10 +886,10 @@ _CONSTANT_MARGIN = 0.01
 
 def _near_constant(loss, constant):
     """Whether ``loss`` is not below ``constant``, the loss of a constant
-    output, by the margin (None: not known, as in ``partial_fit`` or for a loss
-    that does not say; 0: targets that a constant fits, where the margin says
-    nothing)."""
-    return bool(constant) and loss >= (1 - _CONSTANT_MARGIN) * constant
+    output, by the margin of its size (a likelihood's loss may be negative;
+    None: not known, as in ``partial_fit`` or for a loss that does not say;
+    0: targets that a constant fits, where the margin says nothing)."""
+    return bool(constant) and loss >= constant - _CONSTANT_MARGIN * abs(constant)
 
 
 def _warn_diverged():

@@ -103,10 +103,7 @@ class SquaredError(HeadLoss):
         return 0.5 * xp.vdot(dz, diff).astype(np.float64), dz
 
     def constant_loss(self, y, w):
-        # centred on a target first, so that constant targets give exactly 0
-        y = y.reshape(len(y), -1)
-        y = y - y[0]
-        return 0.5 * float((w @ (y - w @ y) ** 2).mean())
+        return 0.5 * float(_weighted_variance(y, w).mean())
 
 
 class BinaryLogLoss(HeadLoss):
@@ -147,6 +144,15 @@ def _entropy(p):
     """-sum p log p of class shares ``p`` (summing to 1), 0 log 0 = 0."""
     p = p[p > 0]
     return float(-(p @ np.log(p)))
+
+
+def _weighted_variance(y, w):
+    """The variance of each column of ``y`` (R, ...) under weights ``w``
+    (summing to 1), centred on a row first, so that a constant column gives
+    exactly 0."""
+    y = y.reshape(len(y), -1)
+    y = y - y[0]
+    return w @ (y - w @ y) ** 2
 
 
 def _softplus(z, xp):
@@ -313,8 +319,7 @@ class GaussianLoss(HeadLoss):
         return np.stack([z2[..., 0] * scale + mean, sigma * scale], axis=-1)
 
     def constant_loss(self, y, w):
-        y = y.reshape(len(y), -1)
-        var = w @ (y - w @ y) ** 2
+        var = _weighted_variance(y, w)
         if (var <= 0).any():
             return None  # a constant target: its likelihood has no bound
         return float((0.5 * np.log(2 * np.pi * var) + 0.5).mean())

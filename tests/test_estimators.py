@@ -363,6 +363,17 @@ def test_the_defaults_get_off_the_plateau_of_long_sequences(seed):
     assert model.score(X_test, y_test) >= 0.8
 
 
+def test_the_margin_of_a_constant_outputs_loss_is_its_size_either_sign():
+    from skrnn._base import _near_constant
+
+    # the Gaussian likelihood's loss is negative for targets of small spread
+    for constant in (2.0, -2.0):
+        assert _near_constant(constant, constant)
+        assert _near_constant(constant - 0.01 * abs(constant) + 1e-9, constant)
+        assert not _near_constant(constant - 0.02 * abs(constant), constant)
+    assert not _near_constant(-5.0, 0.0) and not _near_constant(1.0, None)
+
+
 @pytest.mark.parametrize("Est", ESTIMATORS)
 def test_a_fit_that_learned_nothing_says_so(Est):
     rng = np.random.RandomState(0)

@@ -57,9 +57,13 @@ def test_constant_loss_of_the_multi_log_loss_is_at_the_weighted_prior():
 
 
 def test_constant_targets_have_a_constant_loss_of_zero():
+    from skrnn._losses import regression_loss
+
     w = np.full(5, 0.2)
     assert squared_error.constant_loss(np.full((5, 1), 3.0), w) == 0.0
     assert binary_log_loss.constant_loss(np.ones(5, dtype=np.intp), w) == 0.0
+    # a Gaussian's best constant has no bound there: not known
+    assert regression_loss("gaussian").constant_loss(np.full((5, 1), 3.0), w) is None
 
 
 # ------------------------------------------------- the regression losses
