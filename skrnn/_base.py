@@ -201,6 +201,12 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
     def _prediction_from_raw(self, raw):
         """What ``predict`` returns for the network's raw outputs (N, ..., O)."""
 
+    def _affine_prediction(self):
+        """``(scale, shift, columns)`` where ``predict`` returns
+        ``(raw * scale + shift)[..., columns]`` (raw: the network's outputs),
+        so that a compiled step can predict in one pass; None otherwise."""
+        return None
+
     def _target_weights(self, targets, sample_weight, y_attrs, incremental):
         """Factors of the sample weights that the targets decide (the
         classifier's ``class_weight``); ``y_attrs`` are those of a first fit."""

@@ -424,29 +424,26 @@ class Network:
             raw[rows] = part
         return raw
 
-    def step(self, engine, x_t, states):
-        """One time step of N sequences, each from its own state: the raw
-        head outputs (N, O) after it, and the states it leaves.
-
-        ``x_t`` (N, D) is each sequence's next input; ``states`` one (N, S)
-        array per layer (the LSTM's holds c after h), from
-        :meth:`zero_states` or an earlier step, which is left as it is. One
-        direction only: a backward direction needs the steps to come.
-        """
+    def stepper(self, engine, shift, scale, out_scale, out_shift, states, out):
+        """The engine's compiled step (``engine.stepper``) of this network
+        over the streams whose ``states`` (num_layers, state parts, n, H) it
+        updates: the inputs go through the scalers ``shift``, ``scale``
+        first, and ``out`` (n, O) receives the head's outputs times
+        ``out_scale`` plus ``out_shift``. It reads the parameters in place.
+        One direction only: a backward direction needs the steps to come."""
         if self.n_dirs != 1:
             raise ValueError("a bidirectional network cannot run step by step")
-        p = self._device_params(engine)
-        x = np.ascontiguousarray(x_t[None], dtype=self.dtype)
-        after = [[state] for state in states]  # what _run_layers replaces
-        lengths = np.ones(len(x_t), dtype=np.intp)
-        self._run_layers(engine, p, x, lengths, after, keep_cache=False, keep_top=False)
-        top = self._final_states(engine.xp, after)
-        raw = top @ p.views["head.weight"].T + p.views["head.bias"]
-        return p.to_host(raw), [state for (state,) in after]
-
-    def zero_states(self, n):
-        """The states of :meth:`step` for n sequences that have not begun."""
-        return [state for (state,) in self._zero_states(np, n)]
+        self.sync()
+        return engine.stepper(
+            self.architecture,
+            self._views,
+            shift,
+            scale,
+            out_scale,
+            out_shift,
+            states,
+            out,
+        )
 
     def input_grad(self, engine, values, lengths, d_raw_of):
         """Raw head outputs for a batch, and the gradient with respect to its

@@ -12,7 +12,7 @@ from sklearn.utils import check_array
 from ._base import BaseSequenceEstimator, _step_rows
 from ._data import check_finite_targets, pack, split_step_targets
 from ._docs import fill_doc, option_entry
-from ._losses import REGRESSION_LOSSES, regression_loss
+from ._losses import REGRESSION_LOSSES, HeadLoss, regression_loss
 from ._sklearn_compat import Interval, StrOptions, _fit_context
 from .preprocessing import _scale
 
@@ -282,6 +282,12 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
 
     def _prediction_from_raw(self, raw):
         return self._values(raw)[0]
+
+    def _affine_prediction(self):
+        # the losses that predict each target as its output, in its units
+        if type(self._head_loss()).predict is not HeadLoss.predict:
+            return None
+        return self._y_scale, self._y_mean, slice(None) if self._multi_target else 0
 
     def _predictions(self, raw):
         """The loss's predictions (..., n_targets, k) in the targets' units."""

@@ -1,5 +1,6 @@
 """Stream: predictions for sequences that arrive one step at a time."""
 
+import os
 from numbers import Integral
 
 import numpy as np
@@ -7,7 +8,9 @@ import numpy as np
 from ._cells import CELLS
 from ._classifier import SequenceClassifier
 from ._engine import get_engine
+from ._network import _map
 from ._pipeline import scalers_and_estimator
+from ._threads import blas_threads
 
 
 class Stream:
@@ -66,20 +69,70 @@ class Stream:
         scalers, estimator = _unpack(model)
         if not isinstance(n_streams, Integral) or n_streams < 0:
             raise ValueError(f"n_streams must be an int >= 0; got {n_streams!r}.")
-        self._scalers, self._estimator = scalers, estimator
-        self._network = estimator._network
-        self._states = self._network.zero_states(int(n_streams))
+        self._estimator = estimator
+        net = estimator._network
+        D = estimator._n_step_features
+        shift_scale = [s._shift_scale() for s in scalers]
+        self._shift, self._scale = (
+            np.array([pair[i] for pair in shift_scale], dtype=np.float64).reshape(-1, D)
+            for i in (0, 1)
+        )
+        affine = estimator._affine_prediction()
+        O = net.architecture.n_outputs
+        # predictions in one pass where they are the outputs scaled and shifted
+        self._out_scale, self._out_shift, self._columns = affine or (
+            np.ones(O),
+            np.zeros(O),
+            None,
+        )
+        parts = CELLS[net.spec.cell].state_parts
+        self._state = np.zeros(
+            (net.num_layers, parts, int(n_streams), net.hidden_size), dtype=net.dtype
+        )
+        self._build()
+
+    def _build(self):
+        """The compiled steps over the states: one per share of the streams,
+        the shares run side by side when there are several."""
+        net = self._estimator._network
+        n = self.n_streams
+        self._out = np.empty((n, len(self._out_scale)))
+        shares = min(os.cpu_count() or 1, net.max_shares(n, 1))
+        bounds = np.linspace(0, n, shares + 1).astype(int)
+        self._rows = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+        engine = get_engine("cpu")
+        self._steppers = [
+            net.stepper(
+                engine,
+                self._shift,
+                self._scale,
+                self._out_scale,
+                self._out_shift,
+                self._state[:, :, rows],
+                self._out[rows],
+            )
+            for rows in self._rows
+        ]
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for name in ("_out", "_rows", "_steppers"):
+            del state[name]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._build()
 
     @property
     def n_streams(self):
-        return len(self._states[0])
+        return self._state.shape[2]
 
     @property
     def state_(self):
-        H = self._network.hidden_size
-        state = {"h": np.stack([s[:, :H] for s in self._states])}
-        if CELLS[self._network.spec.cell].state_parts == 2:
-            state["c"] = np.stack([s[:, H:] for s in self._states])
+        state = {"h": self._state[:, 0].copy()}
+        if self._state.shape[1] == 2:
+            state["c"] = self._state[:, 1].copy()
         return state
 
     def predict(self, X_t):
@@ -97,7 +150,10 @@ class Stream:
             What ``model.predict`` returns for each stream's sequence so far
             (for ``output="sequence"``, its newest step's prediction).
         """
-        return self._estimator._prediction_from_raw(self._step(X_t))
+        out = self._step(X_t)
+        if self._columns is not None:
+            return out[:, self._columns].copy()
+        return self._estimator._prediction_from_raw(out)
 
     def predict_proba(self, X_t):
         """Take the next step of every stream and predict class probabilities.
@@ -131,8 +187,7 @@ class Stream:
             The stream, with those states zero.
         """
         rows = slice(None) if streams is None else self._indices(streams)
-        for state in self._states:
-            state[rows] = 0
+        self._state[:, :, rows] = 0
         return self
 
     def add_streams(self, n):
@@ -151,8 +206,11 @@ class Stream:
         if not isinstance(n, Integral) or n < 0:
             raise ValueError(f"n must be an int >= 0; got {n!r}.")
         start = self.n_streams
-        new = self._network.zero_states(int(n))
-        self._states = [np.concatenate([a, b]) for a, b in zip(self._states, new)]
+        new = np.zeros(self._state.shape[:2] + (int(n), self._state.shape[3]))
+        self._state = np.concatenate(
+            [self._state, new.astype(self._state.dtype)], axis=2
+        )
+        self._build()
         return np.arange(start, start + n)
 
     def remove_streams(self, indices):
@@ -170,7 +228,8 @@ class Stream:
         """
         keep = np.ones(self.n_streams, dtype=bool)
         keep[self._indices(indices)] = False
-        self._states = [state[keep] for state in self._states]
+        self._state = np.ascontiguousarray(self._state[:, :, keep])
+        self._build()
         return self
 
     def _indices(self, indices):
@@ -186,19 +245,38 @@ class Stream:
         return indices
 
     def _step(self, X_t):
-        """The raw outputs after the step X_t; the states move on only once
-        it has been computed."""
-        x = self._validate(X_t)
-        for scaler in self._scalers:
-            x = scaler.transform(x[:, None, :])[:, 0, :]
-        raw, self._states = self._network.step(get_engine("cpu"), x, self._states)
-        return raw
+        """The head's outputs (see :meth:`_build`) after the step X_t; the
+        states move on only if every value of X_t is finite."""
+        steppers = self._steppers
+        if len(steppers) == 1:
+            bad = steppers[0].step(X_t)
+            if bad == -2:  # not an array the step reads as it is
+                bad = steppers[0].step(self._validate(X_t))
+        else:
+            x = self._validate(X_t)
+            # every share checked before any moves on
+            bad = -1
+            if not np.isfinite(x).all():
+                bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
+            else:
+                with blas_threads.split(get_engine("cpu"), len(steppers)) as engine:
+                    _map(
+                        engine.workers,
+                        lambda stepper, rows: stepper.step(x[rows], False),
+                        steppers,
+                        self._rows,
+                    )
+        if bad >= 0:
+            raise ValueError(f"X_t has a NaN or infinite value for stream {bad}.")
+        return self._out
 
     def _validate(self, X_t):
-        D, N = self._estimator._n_step_features, self.n_streams
+        """X_t as a C-contiguous (n_streams, n_features) float array; a
+        clear error for anything that cannot be one."""
+        D, N = self._shift.shape[1], self.n_streams
         x = np.asarray(X_t)
         if x.ndim == 1 and N == 1:
-            x = x[None, :]
+            x = x.reshape(1, -1)
         if x.shape != (N, D):
             raise ValueError(
                 f"X_t must have shape ({N}, {D}): the next step of each of the "
@@ -206,11 +284,9 @@ class Stream:
             )
         if x.dtype.kind not in "biuf":
             raise ValueError(f"X_t must be numeric; got dtype {x.dtype}.")
-        x = x.astype(np.float64)
-        if not np.isfinite(x).all():
-            stream = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
-            raise ValueError(f"X_t has a NaN or infinite value for stream {stream}.")
-        return x
+        if x.dtype not in (np.float32, np.float64):
+            x = x.astype(np.float64)
+        return np.ascontiguousarray(x)
 
 
 def _unpack(model):

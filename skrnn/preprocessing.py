@@ -224,11 +224,16 @@ class SequenceScaler(
         """
         return self._apply(X, inverse=True)
 
+    def _shift_scale(self):
+        """What the transform subtracts from each feature and divides it by."""
+        mean = self._mean if self.with_mean else np.zeros_like(self._mean)
+        scale = self.scale_ if self.with_std else np.ones_like(self._mean)
+        return mean, scale
+
     def _apply(self, X, inverse):
         check_is_fitted(self)
         seqs, _ = self._validate_X(X, reset=False)
-        mean = self._mean if self.with_mean else np.zeros_like(self._mean)
-        scale = self.scale_ if self.with_std else np.ones_like(self._mean)
+        mean, scale = self._shift_scale()
         values = seqs.values
         dtype = values.dtype
         mean, scale = mean.astype(dtype), scale.astype(dtype)

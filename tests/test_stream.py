@@ -11,6 +11,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.pipeline import make_pipeline
 
 from skrnn import SequenceClassifier, SequenceRegressor, Stream
+from skrnn._engine import _recurrent
 from skrnn.preprocessing import SequenceScaler
 
 CELLS = [
@@ -68,6 +69,136 @@ def test_steps_predict_what_predict_gives_each_prefix(Est, params, num_layers, d
             )
         else:
             _allclose(stream.predict(X[:N, t]), model.predict(prefix), dtype)
+
+
+@pytest.fixture(params=[2, 1, 0], ids=["avx512", "avx2", "blas"])
+def packed_level(request):
+    """Step float32 streams on each packed kernel this CPU has, and on BLAS."""
+    best = _recurrent.set_packed_level(2)
+    if request.param > best:
+        pytest.skip(f"this CPU has no packed kernel of level {request.param}")
+    _recurrent.set_packed_level(request.param)
+    yield request.param
+    _recurrent.set_packed_level(best)
+
+
+@pytest.mark.parametrize("params", CELLS, ids=lambda p: "-".join(map(str, p.values())))
+def test_each_kernel_steps_float32_streams_alike(params, packed_level):
+    model, X = _model(SequenceRegressor, {**params, "num_layers": 2}, "float32")
+    stream = Stream(model, n_streams=N)
+    for t in range(T):
+        _allclose(stream.predict(X[:N, t]), model.predict(X[:N, : t + 1]), "float32")
+
+
+@pytest.mark.parametrize("hidden_size", [5, 48])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_many_streams_step_in_shares_and_blocks(dtype, hidden_size):
+    # more streams than the compiled step takes in one block; with 48 units,
+    # enough work per step to share the streams out between threads
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(700, 4, D))
+    model = _fit(
+        SequenceRegressor(
+            cell="lstm",
+            hidden_size=hidden_size,
+            num_layers=2,
+            use_bias=False,
+            max_iter=1,
+            random_state=0,
+            dtype=dtype,
+        ),
+        X[:50],
+        X[:50, :, 0].sum(axis=1),
+    )
+    stream = Stream(model, n_streams=len(X))
+    for t in range(X.shape[1]):
+        _allclose(stream.predict(X[:, t]), model.predict(X[:, : t + 1]), dtype)
+    # a bad value in the last share's streams: the first shares do not move
+    before = stream.state_["h"].copy()
+    step = X[:, 0].copy()
+    step[-1, 0] = np.inf
+    with pytest.raises(ValueError, match=f"stream {len(X) - 1}"):
+        stream.predict(step)
+    np.testing.assert_array_equal(stream.state_["h"], before)
+
+
+def test_the_compiled_step_refuses_arrays_it_cannot_read():
+    H, G, f = 4, 3, np.float32
+    layer = [np.zeros((G * H, D), f), np.zeros((G * H, H), f)] + [
+        np.zeros(G * H, f)
+    ] * 2
+    args = dict(
+        head_w=np.zeros((1, H), f),
+        head_b=np.zeros(1, f),
+        shift=np.zeros((0, D)),
+        scale=np.ones((0, D)),
+        out_scale=np.ones(1),
+        out_shift=np.zeros(1),
+        states=np.zeros((1, 1, 5, H), f),
+        out=np.zeros((5, 1)),
+    )
+    gru = _recurrent.Cell.GRU_RESET_AFTER
+    stepper = _recurrent.Stepper(gru, 0, [tuple(layer)], **args)
+    # what a step cannot read is left alone: -2, nothing computed
+    args["out"][:] = 7
+    for x in [
+        np.zeros((5, D + 1)),
+        np.zeros((4, D)),
+        np.zeros(5 * D),
+        np.zeros((5, D), dtype=np.int64),
+        np.zeros((D, 5)).T,
+        np.zeros((5, D)).tolist(),
+    ]:
+        assert stepper.step(x) == -2
+    x = np.zeros((5, D), dtype=f)
+    x[3, 1] = np.nan
+    assert stepper.step(x) == 3
+    np.testing.assert_array_equal(args["out"], 7)
+    assert stepper.step(np.zeros((5, D), dtype=f)) == -1
+    np.testing.assert_array_equal(args["out"], 0)
+    bad = {
+        "head_w": np.zeros((2, H), f),
+        "out": np.zeros((5, 1), f),
+        "out_shift": np.zeros(2),
+        "states": np.zeros((1, 1, 5, 2 * H), f)[..., :H],
+        "shift": np.zeros((1, D + 1)),
+    }
+    for name, value in bad.items():
+        with pytest.raises(ValueError):
+            _recurrent.Stepper(gru, 0, [tuple(layer)], **{**args, name: value})
+    with pytest.raises(ValueError, match="do not match"):
+        _recurrent.Stepper(_recurrent.Cell.LSTM, 0, [tuple(layer)], **args)
+    with pytest.raises(ValueError):
+        narrow = layer[:1] + [layer[1][:, :2]] + layer[2:]
+        _recurrent.Stepper(gru, 0, [tuple(narrow)], **args)
+    with pytest.raises(TypeError, match="addresses"):
+        pickle.dumps(stepper)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"loss": "absolute_error"},
+        {"loss": "poisson"},
+        {"loss": "quantile", "quantile": 0.8},
+        {"loss": "quantile", "quantile": [0.1, 0.9]},
+        {"loss": "gaussian"},
+        {"normalize_y": False},
+    ],
+    ids=str,
+)
+@pytest.mark.parametrize("n_targets", [1, 2])
+def test_every_regression_loss_streams_its_predictions(params, n_targets):
+    X, _, _ = _data()
+    y = np.abs(X[:, :, :n_targets].sum(axis=1)) * 10 + 3
+    model = _fit(
+        SequenceRegressor(hidden_size=5, max_iter=3, random_state=0, **params),
+        X,
+        y if n_targets == 2 else y[:, 0],
+    )
+    stream = Stream(model, n_streams=N)
+    for t in range(T):
+        _allclose(stream.predict(X[:N, t]), model.predict(X[:N, : t + 1]), "float32")
 
 
 @pytest.mark.parametrize("Est", [SequenceRegressor, SequenceClassifier])

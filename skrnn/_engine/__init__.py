@@ -43,7 +43,10 @@ written in Python, with ``xp``:
   (:func:`skrnn._engine.batch.loss_grad`);
 - ``update_kernels``: the end of a training step (penalty, gradient checks,
   clipping, the optimisers' compiled steps) over the flat parameter vector
-  (:mod:`skrnn._engine._update`).
+  (:mod:`skrnn._engine._update`);
+- ``stepper``: one step of many streams through a one-direction network
+  and its head, from states kept between calls
+  (:func:`skrnn._engine.cpu.stepper`), for :class:`skrnn.Stream`.
 
 ``host_blas``: the passes call this process's BLAS (SciPy's) from the
 calling thread, so the estimators share its threads out
@@ -72,6 +75,7 @@ _CPU = Engine(
     network_pass=batch.loss_grad,
     update_kernels=_update,
     host_blas=True,
+    stepper=cpu.stepper,
 )
 
 _REFERENCE = Engine("reference", np, reference.forward, reference.backward)

@@ -50,12 +50,14 @@ static void skrnn_pack_f32(int trans, ptrdiff_t K, ptrdiff_t N, const float *B,
 #define SKRNN_TARGET __attribute__((target("avx512f,fma")))
 #define SKRNN_VW 16 /* floats per vector */
 #define SKRNN_MR 8  /* rows per block: 8 accumulators of 32 registers */
+#define SKRNN_PG 8  /* a lone row's panels at a time: 8 accumulators */
 #include "_packed_kernel.h"
 
 #define SKRNN_KERNEL skrnn_packed_gemm_avx2
 #define SKRNN_TARGET __attribute__((target("avx2,fma")))
 #define SKRNN_VW 8
 #define SKRNN_MR 6 /* 12 accumulators of 16 registers */
+#define SKRNN_PG 4 /* 8 accumulators */
 #include "_packed_kernel.h"
 
 static int skrnn_cpu_level(void)

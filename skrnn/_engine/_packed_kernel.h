@@ -1,6 +1,7 @@
 /* The packed-panel GEMM kernel of _packed.h, included once per instruction
  * set with SKRNN_KERNEL (its name), SKRNN_TARGET (the function attribute),
- * SKRNN_VW (floats per vector) and SKRNN_MR (rows per block) defined; it
+ * SKRNN_VW (floats per vector), SKRNN_MR (rows per block) and SKRNN_PG
+ * (panels at a time for a lone row) defined; it
  * undefines them again. No include guard: that is the point.
  *
  * For each chunk of rows of A, each panel of 16 columns of op(B) (K x 16)
@@ -12,14 +13,28 @@
  */
 
 /* The nc valid columns of one row's accumulators into c (added to it when
- * ``accumulate``). */
+ * ``accumulate``): a whole panel's as vectors, for small K as costly as the
+ * multiply-adds when stored a float at a time. */
 #ifndef SKRNN_STORE
 #define SKRNN_STORE(c, acc)                                                  \
     do {                                                                     \
-        float row_[SKRNN_PANEL];                                             \
-        memcpy(row_, (acc), sizeof row_);                                    \
-        for (ptrdiff_t j_ = 0; j_ < nc; j_++)                                \
-            (c)[j_] = accumulate ? (c)[j_] + row_[j_] : row_[j_];            \
+        if (nc == SKRNN_PANEL) {                                             \
+            for (int v_ = 0; v_ < NV; v_++) {                                \
+                vec out_ = (acc)[v_];                                        \
+                float *at_ = (c) + v_ * (SKRNN_PANEL / NV);                  \
+                if (accumulate) {                                            \
+                    vec old_;                                                \
+                    memcpy(&old_, at_, sizeof old_);                         \
+                    out_ = old_ + out_;                                      \
+                }                                                            \
+                memcpy(at_, &out_, sizeof out_);                             \
+            }                                                                \
+        } else {                                                             \
+            float row_[SKRNN_PANEL];                                         \
+            memcpy(row_, (acc), sizeof row_);                                \
+            for (ptrdiff_t j_ = 0; j_ < nc; j_++)                            \
+                (c)[j_] = accumulate ? (c)[j_] + row_[j_] : row_[j_];        \
+        }                                                                    \
     } while (0)
 #endif
 
@@ -28,21 +43,22 @@ SKRNN_TARGET static void SKRNN_KERNEL(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                                       int accumulate, float *C, ptrdiff_t ldc)
 {
     typedef float vec __attribute__((vector_size(4 * SKRNN_VW)));
-    enum { NV = SKRNN_PANEL / SKRNN_VW, MR = SKRNN_MR };
+    enum { NV = SKRNN_PANEL / SKRNN_VW, MR = SKRNN_MR, PG = SKRNN_PG };
     /* rows in chunks of about 32 KiB of A (at least 4 blocks), so that a
      * chunk stays in cache while every panel passes over it */
     const ptrdiff_t MC = K < 8192 / (4 * MR) ? 8192 / K / MR * MR : 4 * MR;
+    const ptrdiff_t n_panels = (N + SKRNN_PANEL - 1) / SKRNN_PANEL;
     for (ptrdiff_t m0 = 0; m0 < M; m0 += MC) {
         const ptrdiff_t m1 = M - m0 < MC ? M : m0 + MC;
-        for (ptrdiff_t p = 0; p * SKRNN_PANEL < N; p++) {
+        const ptrdiff_t mb = m0 + (m1 - m0) / MR * MR; /* after the blocks */
+        for (ptrdiff_t p = 0; p < n_panels; p++) {
             const float *bp = Bp + p * K * SKRNN_PANEL;
             const ptrdiff_t nc = N - p * SKRNN_PANEL < SKRNN_PANEL ? N - p * SKRNN_PANEL
                                                                     : SKRNN_PANEL;
             float *c = C + p * SKRNN_PANEL;
-            ptrdiff_t m = m0;
             /* blocks of MR rows; constant trip counts keep the accumulators
              * in registers */
-            for (; m + MR <= m1; m += MR) {
+            for (ptrdiff_t m = m0; m < mb; m += MR) {
                 const float *a = A + m * lda;
                 vec acc[MR][NV];
                 for (int i = 0; i < MR; i++)
@@ -60,19 +76,42 @@ SKRNN_TARGET static void SKRNN_KERNEL(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                 for (int i = 0; i < MR; i++)
                     SKRNN_STORE(c + (m + i) * ldc, acc[i]);
             }
-            /* the chunk's remaining rows one by one, with the same arithmetic */
-            for (; m < m1; m++) {
-                const float *a = A + m * lda;
-                vec acc[NV];
-                for (int v = 0; v < NV; v++)
-                    acc[v] = (vec){0};
-                for (ptrdiff_t k = 0; k < K; k++) {
-                    vec b[NV];
-                    memcpy(b, bp + k * SKRNN_PANEL, sizeof b);
+        }
+        /* the chunk's remaining rows one by one (one stream's step: a GEMV),
+         * PG panels at a time, so that PG sums run side by side rather than
+         * one waiting on each multiply-add; the same arithmetic, in the
+         * order of k */
+        for (ptrdiff_t m = mb; m < m1; m++) {
+            const float *a = A + m * lda;
+            for (ptrdiff_t p0 = 0; p0 < n_panels; p0 += PG) {
+                const ptrdiff_t pg = n_panels - p0 < PG ? n_panels - p0 : PG;
+                const float *bp = Bp + p0 * K * SKRNN_PANEL;
+                vec acc[PG][NV];
+                for (int g = 0; g < PG; g++)
                     for (int v = 0; v < NV; v++)
-                        acc[v] += a[k] * b[v];
+                        acc[g][v] = (vec){0};
+                if (pg == PG) {
+                    for (ptrdiff_t k = 0; k < K; k++)
+                        for (int g = 0; g < PG; g++) {
+                            vec b[NV];
+                            memcpy(b, bp + (g * K + k) * SKRNN_PANEL, sizeof b);
+                            for (int v = 0; v < NV; v++)
+                                acc[g][v] += a[k] * b[v];
+                        }
+                } else {
+                    for (int g = 0; g < pg; g++)
+                        for (ptrdiff_t k = 0; k < K; k++) {
+                            vec b[NV];
+                            memcpy(b, bp + (g * K + k) * SKRNN_PANEL, sizeof b);
+                            for (int v = 0; v < NV; v++)
+                                acc[g][v] += a[k] * b[v];
+                        }
                 }
-                SKRNN_STORE(c + m * ldc, acc);
+                for (int g = 0; g < pg; g++) {
+                    const ptrdiff_t col = (p0 + g) * SKRNN_PANEL;
+                    const ptrdiff_t nc = N - col < SKRNN_PANEL ? N - col : SKRNN_PANEL;
+                    SKRNN_STORE(C + m * ldc + col, acc[g]);
+                }
             }
         }
     }
@@ -82,3 +121,4 @@ SKRNN_TARGET static void SKRNN_KERNEL(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
 #undef SKRNN_TARGET
 #undef SKRNN_VW
 #undef SKRNN_MR
+#undef SKRNN_PG

@@ -36,9 +36,15 @@ from collections import namedtuple
 import numpy as np
 
 from cython cimport floating
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.math cimport isfinite
 from libc.string cimport memcpy, memset
 
+cimport numpy as cnp
+
 from ._blas cimport gemm
+
+cnp.import_array()
 
 
 cpdef enum Cell:
@@ -374,6 +380,48 @@ cdef void _lstm_step(Py_ssize_t nt, Py_ssize_t H, const floating* w_hh,
         skrnn_lstm_forward_f64(nt, H, b_ih, b_hh, g, c, c_new, h, out)
 
 
+cdef void _cell_step(int cell, int act, Py_ssize_t nt, Py_ssize_t N, Py_ssize_t H,
+                     const floating* w_hh, const float* wp, const float* wp2,
+                     const floating* b_ih, const floating* b_hh, floating* g,
+                     floating* h, floating* c, floating* out, floating* hn,
+                     floating* c_new, floating* work) noexcept nogil:
+    """One step of ``cell`` on the nt live rows (of N) once ``g`` holds their
+    input projection: h (and the LSTM's c) move on, ``out`` receives h'.
+
+    ``hn``, ``c_new``: what backward reads (NULL: not kept); ``work``: (2N,
+    3H) room (GRU); ``wp``, ``wp2``: the packed recurrent weights
+    (:func:`_pack_recurrent`).
+    """
+    if cell == RNN:
+        _rnn_step(act, nt, H, w_hh, wp, b_ih, b_hh, g, h, out)
+    elif cell == LSTM:
+        _lstm_step(nt, H, w_hh, wp, b_ih, b_hh, g, h, c, c_new, out)
+    elif cell == GRU_RESET_AFTER:
+        _gru_after_step(act, nt, H, w_hh, wp, b_ih, b_hh, g, h, out, hn, work,
+                        work + N * 3 * H)
+    else:
+        _gru_before_step(act, nt, H, w_hh, wp, wp2, b_ih, b_hh, g, h, out,
+                         hn if hn != NULL else work + N * 2 * H, work,
+                         work + N * 3 * H)
+
+
+cdef Py_ssize_t _pack_recurrent(int cell, float[::1] packed, Py_ssize_t offset,
+                                Py_ssize_t H, const floating* w_hh,
+                                const float** wp, const float** wp2) noexcept nogil:
+    """Pack a layer's recurrent weights for its forward steps from ``offset``
+    on: W_hh.T into ``wp``, or, for the reset-before GRU, W_hh[:2H].T and
+    W_hh[2H:].T into ``wp`` and ``wp2`` (NULL: BLAS, see :func:`_pack`).
+    Returns the offset after them."""
+    cdef Py_ssize_t GH = (4 if cell == LSTM else 1 if cell == RNN else 3) * H
+    if cell == GRU_RESET_BEFORE:
+        wp[0] = _pack(packed, offset, 1, H, 2 * H, w_hh, H)
+        offset += skrnn_packed_size(H, 2 * H)
+        wp2[0] = _pack(packed, offset, 1, H, H, w_hh + 2 * H * H, H)
+        return offset + skrnn_packed_size(H, H)
+    wp[0] = _pack(packed, offset, 1, H, GH, w_hh, H)
+    return offset + skrnn_packed_size(H, GH)
+
+
 def forward(*, int cell, int act, bint reverse,
             const floating[:, :, ::1] x, const Py_ssize_t[::1] n_live,
             const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
@@ -430,6 +478,7 @@ def forward(*, int cell, int act, bint reverse,
         bint all_out = out.shape[0] == T
         Py_ssize_t n_full, n_win, w, w0, w1, k, t, o, nt
         floating* p_h_prev = NULL
+        floating* p_c = NULL
         floating* p_hn = NULL
         floating* p_c_new = NULL
         floating* p_work = NULL
@@ -445,14 +494,10 @@ def forward(*, int cell, int act, bint reverse,
         p_c_new = &c_new[0, 0, 0]
     if cell == GRU_RESET_AFTER or cell == GRU_RESET_BEFORE:
         p_work = &work[0, 0]
+    if cell == LSTM:
+        p_c = &c[0, 0]
     with nogil:
-        if cell == GRU_RESET_BEFORE:
-            # W_hh[:2H].T and W_hh[2H:].T
-            wp = _pack(packed, 0, 1, H, 2 * H, &w_hh[0, 0], H)
-            wp2 = _pack(packed, skrnn_packed_size(H, 2 * H), 1, H, H,
-                        &w_hh[2 * H, 0], H)
-        else:
-            wp = _pack(packed, 0, 1, H, GH, &w_hh[0, 0], H)  # W_hh.T
+        _pack_recurrent(cell, packed, 0, H, &w_hh[0, 0], &wp, &wp2)
         n_full = _n_full(&n_live[0], T, N)
         n_win = (T + W - 1) // W
         for w in range(n_win):
@@ -475,28 +520,291 @@ def forward(*, int cell, int act, bint reverse,
                 if p_h_prev != NULL:
                     memcpy(p_h_prev + t * N * H, &h[0, 0],
                            nt * H * sizeof(floating))
-                if cell == RNN:
-                    _rnn_step(act, nt, H, &w_hh[0, 0], wp, &b_ih[0], &b_hh[0],
-                              &gates[t - w0, 0, 0], &h[0, 0], &out[o, 0, 0])
-                elif cell == LSTM:
-                    _lstm_step(nt, H, &w_hh[0, 0], wp, &b_ih[0], &b_hh[0],
-                               &gates[t - w0, 0, 0], &h[0, 0], &c[0, 0],
-                               p_c_new + t * N * H if p_c_new != NULL else NULL,
-                               &out[o, 0, 0])
-                elif cell == GRU_RESET_AFTER:
-                    _gru_after_step(
-                        act, nt, H, &w_hh[0, 0], wp, &b_ih[0], &b_hh[0],
-                        &gates[t - w0, 0, 0], &h[0, 0], &out[o, 0, 0],
-                        p_hn + t * N * H if p_hn != NULL else NULL, p_work,
-                        p_work + N * GH)
-                else:
-                    _gru_before_step(
-                        act, nt, H, &w_hh[0, 0], wp, wp2, &b_ih[0], &b_hh[0],
-                        &gates[t - w0, 0, 0], &h[0, 0], &out[o, 0, 0],
-                        p_hn + t * N * H if p_hn != NULL else p_work + N * 2 * H,
-                        p_work, p_work + N * GH)
+                _cell_step(cell, act, nt, N, H, &w_hh[0, 0], wp, wp2,
+                           &b_ih[0], &b_hh[0], &gates[t - w0, 0, 0], &h[0, 0],
+                           p_c, &out[o, 0, 0],
+                           p_hn + t * N * H if p_hn != NULL else NULL,
+                           p_c_new + t * N * H if p_c_new != NULL else NULL,
+                           p_work)
         if all_out:
             _zero_padded_rows(&out[0, 0, 0], T, N, H, &n_live[0])
+
+
+# Streams a Stepper takes through the network at a time: a block's gates
+# stay in the cache from layer to layer, and its GEMMs stay small enough for
+# the packed kernel (see PACKED_MAX_ROWS in cpu.py).
+cdef Py_ssize_t STEP_BLOCK = 256
+
+
+cdef struct _Layer:
+    # a layer's parameters (biases: zeros when it has none) and, in float32
+    # on a CPU with a packed kernel, W_ih.T and its recurrent weights packed
+    # (see _pack_recurrent), else NULL
+    const void* w_ih
+    const void* w_hh
+    const void* b_ih
+    const void* b_hh
+    const float* wp_ih
+    const float* wp
+    const float* wp2
+
+
+cdef struct _Plan:
+    # what a step reads and writes: sizes, the scalers, the layers, the
+    # head, the states and its room, at the addresses of a Stepper's arrays
+    int cell, act
+    Py_ssize_t n_layers, n, D, H, GH, O, n_scalers
+    const double* shift
+    const double* scale
+    _Layer* layers
+    const void* head_w
+    const void* head_b
+    const double* out_scale
+    const double* out_shift
+    void* states
+    Py_ssize_t layer_stride, part_stride  # in elements
+    double* out
+    void* work
+
+
+cdef class Stepper:
+    """One step of n sequences through a stack of one-direction layers and
+    the head, from the states it updates: the compiled core of
+    :class:`skrnn.Stream`.
+
+    Built once for a set of streams, it holds its arrays and their
+    addresses, so that a call takes only the step's inputs: typed arguments
+    would cost more at each call than the arithmetic of a small network's
+    step. Every shape is checked here, once.
+
+    Parameters
+    ----------
+    cell, act : int
+        A :class:`Cell` and an :class:`Activation`.
+    layers : list of tuple
+        ``(w_ih, w_hh, b_ih, b_hh)`` of each layer, bottom first: C-contiguous
+        arrays of one float dtype, (G*H, D_k), (G*H, H), (G*H,) and (G*H,),
+        D_0 = D and D_k = H above. Read in place at every step.
+    head_w, head_b : arrays
+        The head's (O, H) weight and (O,) bias, of that dtype.
+    shift, scale : (n_scalers, D) float64 arrays
+        The scalers the inputs go through first, in turn:
+        ``x = (x - shift[s]) / scale[s]``.
+    out_scale, out_shift : (O,) float64 arrays
+        What the head's outputs are multiplied by, then shifted by (the
+        targets' scale and mean, or ones and zeros).
+    states : (n_layers, parts, n, H) array
+        The states (parts: h, then the LSTM's c), which each step updates;
+        its rows C-contiguous (it may be a block of rows of a larger array).
+    out : (n, O) float64 array
+        Out: after each step, the head's outputs, scaled and shifted.
+    """
+
+    cdef _Plan plan
+    cdef bint double_precision
+    cdef object arrays  # what the plan's addresses point into
+
+    def __cinit__(self):
+        self.plan.layers = NULL
+
+    def __dealloc__(self):
+        PyMem_Free(self.plan.layers)
+
+    def __init__(self, int cell, int act, list layers, head_w, head_b, shift,
+                 scale, out_scale, out_shift, states, out):
+        cdef Py_ssize_t L, parts, n, H, D, O, GH, B, k, d_in, offset = 0
+        cdef float[::1] room
+        dtype = head_w.dtype
+        if dtype != np.float32 and dtype != np.float64:
+            raise TypeError(f"unsupported dtype {dtype}")
+        L, parts, n, H = states.shape
+        D, O = shift.shape[1], out.shape[1]
+        GH = (4 if cell == LSTM else 1 if cell == RNN else 3) * H
+        if len(layers) != L or L == 0 or parts != (2 if cell == LSTM else 1):
+            raise ValueError("the layers and the states do not match")
+        _check(states, (L, parts, n, H), dtype, out=True, rows=True)
+        _check(out, (n, O), np.float64, out=True)
+        _check(head_w, (O, H), dtype)
+        _check(head_b, (O,), dtype)
+        _check(shift, (len(shift), D), np.float64)
+        _check(scale, shift.shape, np.float64)
+        _check(out_scale, (O,), np.float64)
+        _check(out_shift, (O,), np.float64)
+        for k, params in enumerate(layers):
+            shapes = [(GH, D if k == 0 else H), (GH, H), (GH,), (GH,)]
+            for a, shape in zip(params, shapes):
+                _check(a, shape, dtype)
+        # room for a block of B rows: the scaled inputs, the input
+        # projections, the GRU's work (2B, GH), a layer's outputs, the head's
+        B = min(n, STEP_BLOCK)
+        work = np.empty(B * (D + 3 * GH + H + O), dtype=dtype)
+        packed = np.empty(0, dtype=np.float32)
+        if dtype == np.float32 and skrnn_packed_level() > 0:
+            packed = np.empty(
+                sum(skrnn_packed_size(w_ih.shape[1], GH) + packed_size(cell, H)
+                    for w_ih, *_ in layers),
+                dtype=np.float32)
+        self.arrays = (layers, head_w, head_b, shift, scale, out_scale, out_shift,
+                       states, out, work, packed)
+        self.double_precision = dtype == np.float64
+        self.plan = _Plan(
+            cell=cell, act=act, n_layers=L, n=n, D=D, H=H, GH=GH, O=O,
+            n_scalers=len(shift), shift=<const double*> _address(shift),
+            scale=<const double*> _address(scale),
+            layers=<_Layer*> PyMem_Malloc(L * sizeof(_Layer)),
+            head_w=_address(head_w),
+            head_b=_address(head_b), out_scale=<const double*> _address(out_scale),
+            out_shift=<const double*> _address(out_shift),
+            states=_address(states),
+            layer_stride=states.strides[0] // dtype.itemsize,
+            part_stride=states.strides[1] // dtype.itemsize,
+            out=<double*> _address(out), work=_address(work))
+        if self.plan.layers == NULL:
+            raise MemoryError()
+        room = packed
+        for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(layers):
+            self.plan.layers[k] = _Layer(
+                w_ih=_address(w_ih), w_hh=_address(w_hh), b_ih=_address(b_ih),
+                b_hh=_address(b_hh), wp_ih=NULL, wp=NULL, wp2=NULL)
+            if room.shape[0] > 0:
+                # W_ih.T, then the recurrent weights
+                d_in = w_ih.shape[1]
+                self.plan.layers[k].wp_ih = _pack(
+                    room, offset, 1, d_in, GH,
+                    <const float*> self.plan.layers[k].w_ih, d_in)
+                offset = _pack_recurrent(
+                    cell, room, offset + skrnn_packed_size(d_in, GH), H,
+                    <const float*> self.plan.layers[k].w_hh,
+                    &self.plan.layers[k].wp, &self.plan.layers[k].wp2)
+
+    def __reduce__(self):
+        raise TypeError("a Stepper holds addresses: make a new one instead")
+
+    def step(self, x, bint check=True):
+        """Take the next step of every sequence and write the head's outputs
+        into ``out``.
+
+        ``x``: a C-contiguous float64 or float32 array of shape (n, D), or
+        (D,) when n is 1. Returns -1; or, with ``check``, the first row of
+        ``x`` that holds a NaN or an infinity, if one does; or -2 for an
+        ``x`` that is not such an array. In the last two cases nothing has
+        changed. These checks are all a call makes.
+        """
+        cdef cnp.ndarray a
+        cdef Py_ssize_t n = self.plan.n, D = self.plan.D, bad = -1
+        cdef int kind
+        cdef bint float_input
+        if type(x) is not np.ndarray:
+            return -2
+        a = <cnp.ndarray> x
+        kind = cnp.PyArray_TYPE(a)
+        if kind != cnp.NPY_DOUBLE and kind != cnp.NPY_FLOAT:
+            return -2
+        if not cnp.PyArray_IS_C_CONTIGUOUS(a) or cnp.PyArray_SIZE(a) != n * D:
+            return -2
+        if not (cnp.PyArray_NDIM(a) == 2 and cnp.PyArray_DIM(a, 0) == n
+                or cnp.PyArray_NDIM(a) == 1 and n == 1):
+            return -2
+        if n == 0:
+            return bad
+        float_input = kind == cnp.NPY_FLOAT
+        with nogil:
+            if check:
+                bad = _first_nonfinite(cnp.PyArray_DATA(a), float_input, n * D)
+                bad = -1 if bad < 0 else bad // D
+            if bad < 0:
+                if self.double_precision:
+                    _step(&self.plan, cnp.PyArray_DATA(a), float_input,
+                          <double*> self.plan.work)
+                else:
+                    _step(&self.plan, cnp.PyArray_DATA(a), float_input,
+                          <float*> self.plan.work)
+        return bad
+
+
+cdef void _step(const _Plan* s, const void* x, bint float_input,
+                floating* work) noexcept nogil:
+    """:meth:`Stepper.step`'s arithmetic, a block of rows at a time."""
+    cdef:
+        Py_ssize_t n = s.n, D = s.D, H = s.H, GH = s.GH, O = s.O
+        Py_ssize_t B = min(n, STEP_BLOCK), r0 = 0, nb, k, i, j, q, D_k
+        floating* xs = work                 # (B, D): the inputs, scaled
+        floating* g = xs + B * D            # (B, GH): projections, gates
+        floating* room = g + B * GH         # (2B, GH): the GRU's work
+        floating* out = room + 2 * B * GH   # (B, H): outputs, unread
+        floating* z = out + B * H           # (B, O): the head's outputs
+        floating* states = <floating*> s.states
+        floating* h
+        floating* c = NULL
+        const floating* below
+        const _Layer* layer
+        double v
+    while r0 < n:
+        nb = min(B, n - r0)
+        for i in range(nb):
+            for j in range(D):
+                q = (r0 + i) * D + j
+                v = (<const float*> x)[q] if float_input else (<const double*> x)[q]
+                for q in range(s.n_scalers):
+                    v = (v - s.shift[q * D + j]) / s.scale[q * D + j]
+                xs[i * D + j] = <floating> v
+        below, D_k = xs, D
+        for k in range(s.n_layers):
+            layer = &s.layers[k]
+            h = states + k * s.layer_stride + r0 * H
+            if s.cell == LSTM:
+                c = h + s.part_stride
+            # g = below @ W_ih.T
+            _step_gemm(c'T', <int> nb, <int> GH, <int> D_k, below, <int> D_k,
+                       <const floating*> layer.w_ih, <int> D_k, layer.wp_ih, 0, g,
+                       <int> GH)
+            _cell_step(s.cell, s.act, nb, B, H, <const floating*> layer.w_hh,
+                       layer.wp, layer.wp2, <const floating*> layer.b_ih,
+                       <const floating*> layer.b_hh, g, h, c, out, NULL, NULL,
+                       room)
+            below, D_k = h, H
+        # z = h @ head_w.T + head_b
+        for i in range(nb):
+            memcpy(z + i * O, s.head_b, O * sizeof(floating))
+        gemm(c'N', c'T', <int> nb, <int> O, <int> H, 1, below, <int> H,
+             <const floating*> s.head_w, <int> H, 1, z, <int> O)
+        for i in range(nb):
+            for j in range(O):
+                s.out[(r0 + i) * O + j] = (
+                    <double> z[i * O + j] * s.out_scale[j] + s.out_shift[j])
+        r0 += nb
+
+
+cdef Py_ssize_t _first_nonfinite(const void* x, bint float_input,
+                                  Py_ssize_t n) noexcept nogil:
+    """The index of the first of n values that is a NaN or infinite, or -1."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if not isfinite((<const float*> x)[i] if float_input
+                        else (<const double*> x)[i]):
+            return i
+    return -1
+
+
+cdef void* _address(cnp.ndarray a):
+    return cnp.PyArray_DATA(a)
+
+
+def _check(a, shape, dtype, out=False, rows=False):
+    """Refuse an array the kernels cannot read, or write when ``out``, as
+    an array of ``shape`` and ``dtype``, C-contiguous (with ``rows``: its
+    last two axes only)."""
+    if not isinstance(a, np.ndarray) or a.dtype != dtype or a.shape != tuple(shape):
+        raise ValueError(f"expected a {dtype} array of shape {tuple(shape)}")
+    if out and not a.flags.writeable:
+        raise ValueError("the array is read-only")
+    contiguous = a.flags.c_contiguous
+    if rows:  # (this module does not wrap negative indices around)
+        last = a.ndim - 1
+        contiguous = a.strides[last] == a.itemsize and a.strides[last - 1] == (
+            a.shape[last] * a.itemsize)
+    if not contiguous:
+        raise ValueError("the array is not C-contiguous")
 
 
 cdef void _rnn_step_back(int act, Py_ssize_t nt, Py_ssize_t H,

@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .._cells import CELLS, N_GATES
+from .._cells import CELLS, N_GATES, param_suffix
 
 
 def _not_built_message():
@@ -262,6 +262,39 @@ def kernel_codes(spec):
         return kernel, _ACTIVATIONS[spec.activation]
     except KeyError:
         raise ValueError(f"unsupported cell {spec!r}") from None
+
+
+def stepper(arch, views, shift, scale, out_scale, out_shift, states, out):
+    """A :class:`_recurrent.Stepper`: the compiled step of a one-direction
+    network of architecture ``arch`` whose parameters are ``views`` (by
+    name, read in place), over the streams whose ``states`` it updates and
+    whose head outputs it writes into ``out`` (see the class)."""
+    kernel, act = kernel_codes(arch.spec)
+    zero_bias = _zero_bias(
+        np.dtype(arch.dtype), N_GATES[arch.spec.cell] * arch.hidden_size
+    )
+    layers = []
+    for k in range(arch.num_layers):
+        suffix = param_suffix(k, 0)
+        layers.append(
+            tuple(
+                views.get(name + suffix, zero_bias)
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            )
+        )
+    return _recurrent.Stepper(
+        kernel.code,
+        act,
+        layers,
+        views["head.weight"],
+        views["head.bias"],
+        shift,
+        scale,
+        out_scale,
+        out_shift,
+        states,
+        out,
+    )
 
 
 def _check_params(spec, params, dtype, D):

@@ -28,8 +28,9 @@ Engine = namedtuple(
         "network_pass",
         "update_kernels",
         "host_blas",
+        "stepper",
     ],
-    defaults=(None, 1, nullcontext, None, None, False),
+    defaults=(None, 1, nullcontext, None, None, False, None),
 )
 
 
