@@ -89,7 +89,7 @@ def main():
         ours = stream.predict(x)
         theirs, _ = step(x_torch, torch.zeros(1, n, H))
         assert np.allclose(ours, theirs.numpy()[:, 0], atol=1e-4)
-        repeat = 2000 if n == 1 else 20
+        repeat = 5000 if n == 1 else 200
         a = best_time(lambda: stream.predict(x), repeat)
         b = best_time(torch_step, repeat)
         if n == 1:

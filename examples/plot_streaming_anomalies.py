@@ -72,7 +72,7 @@ model = SequenceRegressor(
     hidden_size=32,
     learning_rate_init=0.005,
     batch_size=8,
-    max_iter=20 if QUICK else 60,
+    max_iter=30 if QUICK else 60,
     random_state=0,
 ).fit(X, y)
 errors = np.abs(model.predict(X) - y)[:, 20:]  # past the first steps of a chunk

@@ -78,11 +78,11 @@ class Stream:
             for i in (0, 1)
         )
         affine = estimator._affine_prediction()
-        O = net.architecture.n_outputs
+        n_outputs = net.architecture.n_outputs
         # predictions in one pass where they are the outputs scaled and shifted
         self._out_scale, self._out_shift, self._columns = affine or (
-            np.ones(O),
-            np.zeros(O),
+            np.ones(n_outputs),
+            np.zeros(n_outputs),
             None,
         )
         parts = CELLS[net.spec.cell].state_parts

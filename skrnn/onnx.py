@@ -39,6 +39,7 @@ Export the pipeline from the encoder's output on.
 import numpy as np
 
 try:
+    import onnx.compose
     from onnx import TensorProto, helper, numpy_helper
     from skl2onnx import to_onnx as _skl2onnx_to_onnx
     from skl2onnx import update_registered_converter
@@ -60,9 +61,12 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "(with onnxruntime to run the exported graphs)."
     ) from exc
 
+from sklearn.pipeline import make_pipeline
+
 from ._cells import CELLS, param_suffix
 from ._classifier import SequenceClassifier
 from ._losses import _SIGMA_FLOOR
+from ._pipeline import scalers_and_estimator
 from ._regressor import SequenceRegressor
 from .preprocessing import CharacterEncoder, SequenceScaler
 
@@ -87,14 +91,26 @@ _TENSOR_TYPES = {"float32": FloatTensorType, "float64": DoubleTensorType}
 # inputs, which those operators take from opset 13 on.
 _MIN_OPSET = 13
 _ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE}
+# a stateful graph's state outputs, after the predictions; its inputs are
+# named h0 and c0
+_STATE_NAMES = ["h_n", "c_n"]
 
 
-def to_onnx(model, X_sample, *, target_opset=None, options=None):
+def to_onnx(model, X_sample, *, stateful=False, target_opset=None, options=None):
     """Convert a fitted model or pipeline to ONNX.
 
     The graph's input is named ``X``; it takes any number of sequences and
     of steps, trailing all-NaN steps marking shorter sequences, as
     :meth:`~skrnn.SequenceRegressor.predict` does.
+
+    With ``stateful=True`` the graph also takes the recurrent state the
+    sequences start from, ``h0`` (and ``c0`` for the LSTM), of shape
+    (num_layers, n_samples, hidden_size), and returns their state after
+    their last valid step, ``h_n`` (and ``c_n``), after the predictions: a
+    sequence fed in chunks, each chunk's final state passed as the next
+    one's initial state, gives the predictions that ``predict`` gives for
+    the sequence so far (ONNX runtimes keep no state between calls). As
+    :class:`~skrnn.Stream`, in a graph; zeros start a sequence.
 
     Parameters
     ----------
@@ -108,6 +124,11 @@ def to_onnx(model, X_sample, *, target_opset=None, options=None):
         Input of the kind the model predicts on; its dtype and last
         dimension set the graph's input type. The graph takes any number
         of samples and of steps.
+    stateful : bool, default=False
+        Take and return the recurrent state. For a model, or a pipeline of
+        :class:`~skrnn.preprocessing.SequenceScaler` steps ending in one,
+        that reads each sequence in one direction; a classifier's
+        probabilities are then a tensor (no ZipMap).
     target_opset : int, default=None
         The ONNX opset; None: the newest skl2onnx supports. The estimators
         export to opset 13 or newer (a lower one raises a ValueError), the
@@ -125,7 +146,8 @@ def to_onnx(model, X_sample, *, target_opset=None, options=None):
     ------
     ValueError
         For an ``X_sample`` with another number of features per step than
-        the model takes, or a ``target_opset`` below 13 for an estimator.
+        the model takes, a ``target_opset`` below 13 for an estimator, or a
+        bidirectional model with ``stateful=True``.
     NotImplementedError
         For a configuration ONNX cannot express exactly.
 
@@ -159,12 +181,48 @@ def to_onnx(model, X_sample, *, target_opset=None, options=None):
         )
     shape = [None, None] + list(X_sample.shape[2:])
     input_type = _TENSOR_TYPES[X_sample.dtype.name](shape)
+    if stateful:
+        return _stateful(model, input_type, target_opset, options)
     return _skl2onnx_to_onnx(
         model,
         initial_types=[("X", input_type)],
         target_opset=target_opset,
         options=options,
     )
+
+
+def _stateful(model, input_type, target_opset, options):
+    """The graph of ``to_onnx(..., stateful=True)``: the estimator's, which
+    takes the states after X, behind the scalers' (skl2onnx's pipelines
+    hand each step only the outputs of the one before)."""
+    scalers, estimator = scalers_and_estimator(model, "to_onnx(stateful=True)")
+    net = estimator._network
+    if net.n_dirs == 2:
+        raise ValueError(
+            "A bidirectional model cannot carry its state from chunk to chunk: its "
+            "backward direction reads each sequence from its end."
+        )
+    state_shape = [net.num_layers, None, net.hidden_size]
+    state_type = _TENSOR_TYPES[estimator._dtype](state_shape)
+    states = ["h0", "c0"][: CELLS[net.spec.cell].state_parts]
+    onx = _skl2onnx_to_onnx(
+        estimator,
+        initial_types=[("X", input_type)] + [(name, state_type) for name in states],
+        target_opset=target_opset,
+        options=options,
+    )
+    if not scalers:
+        return onx
+    opset = {op.domain: op.version for op in onx.opset_import}[""]
+    front = _skl2onnx_to_onnx(
+        make_pipeline(*scalers) if len(scalers) > 1 else scalers[0],
+        initial_types=[("X", input_type)],
+        target_opset=opset,
+    )
+    # the scalers' names prefixed but X's, their output fed to the model's X
+    front = onnx.compose.add_prefix(front, "scalers_", rename_inputs=False)
+    scaled = front.graph.output[0].name
+    return onnx.compose.merge_models(front, onx, io_map=[(scaled, "X")])
 
 
 class _Graph:
@@ -256,8 +314,11 @@ def _layer_weights(g, net, coefs, k):
     return g.const(np.stack(W)), g.const(np.stack(R)), g.const(np.stack(B))
 
 
-def _recurrent_layers(g, net, coefs, x, lengths):
-    """The top layer's outputs (T, N, dirs * H) and final states (N, dirs * H)."""
+def _recurrent_layers(g, net, coefs, x, lengths, initial):
+    """The top layer's outputs (T, N, dirs * H) and final states (N, dirs *
+    H); and each layer's final states, [h] or [h, c] of shape (1, N, H),
+    when ``initial`` names the graph's initial states (see
+    :func:`_state_inputs`; else None: zeros)."""
     spec, H, dirs = net.spec, net.hidden_size, net.n_dirs
     attrs = {"hidden_size": H, "direction": "bidirectional" if dirs == 2 else "forward"}
     if spec.cell == "rnn":
@@ -269,15 +330,27 @@ def _recurrent_layers(g, net, coefs, x, lengths):
         attrs["activations"] = ["Sigmoid", _ACTIVATIONS[spec.activation]] * dirs
         attrs["linear_before_reset"] = int(spec.reset_after)
     n_outputs = 3 if spec.cell == "lstm" else 2  # Y, Y_h (and the LSTM's Y_c)
+    finals = []
     for k in range(net.num_layers):
         W, R, B = _layer_weights(g, net, coefs, k)
-        y, y_h = g.node(_OPS[spec.cell], [x, W, R, B, lengths], n_outputs, **attrs)[:2]
+        inputs = [x, W, R, B, lengths]
+        if initial is not None:  # initial_h (and initial_c): (1, N, H) each
+            inputs += [_layer_state(g, state, k) for state in initial]
+        y, *states = g.node(_OPS[spec.cell], inputs, n_outputs, **attrs)
+        finals.append(states)
         # (T, dirs, N, H) -> (T, N, dirs * H), the directions side by side
         y = g.node("Transpose", [y], perm=[0, 2, 1, 3])
         x = g.node("Reshape", [y, g.const([0, 0, -1], np.int64)])
     # (dirs, N, H) -> (N, dirs * H)
-    h_last = g.node("Transpose", [y_h], perm=[1, 0, 2])
-    return x, g.node("Reshape", [h_last, g.const([0, -1], np.int64)])
+    h_last = g.node("Transpose", [finals[-1][0]], perm=[1, 0, 2])
+    h_last = g.node("Reshape", [h_last, g.const([0, -1], np.int64)])
+    return x, h_last, finals
+
+
+def _layer_state(g, state, k):
+    """Layer k's part (1, N, H) of a state input (num_layers, N, H)."""
+    at = [g.const([k], np.int64), g.const([k + 1], np.int64), g.const([0], np.int64)]
+    return g.node("Slice", [state, *at])
 
 
 class _Body:
@@ -313,10 +386,11 @@ class _Body:
         return a if name == "identity" else self.node(_ACTIVATIONS[name], [a])
 
 
-def _scan_direction(g, spec, coefs, suffix, x, valid_tm, lengths, reverse):
+def _scan_direction(g, spec, coefs, suffix, x, valid_tm, lengths, reverse, initial):
     """One direction of one layer as a Scan over time, in double: onnxruntime
     has no double kernels for the RNN, GRU and LSTM operators. Returns the
-    outputs (T, N, H), zero at padded steps, and the final h (N, H)."""
+    outputs (T, N, H), zero at padded steps, and the final states [h] or
+    [h, c], (N, H) each, from the ``initial`` ones (None: zeros)."""
     H = coefs["weight_hh" + suffix].shape[1]
     gi = g.node("MatMul", [x, g.const(coefs["weight_ih" + suffix].T)])
     if spec.use_bias:
@@ -372,46 +446,64 @@ def _scan_direction(g, spec, coefs, suffix, x, valid_tm, lengths, reverse):
         [value(n) for n in names] + [value(g_t), value(m, TensorProto.BOOL)],
         [value(o) for o in outputs],
     )
-    # zero initial states (N, H) and the mask (T, N, 1)
-    N = g.node("Gather", [g.node("Shape", [x]), g.const(1, np.int64)], axis=0)
-    N = g.node("Unsqueeze", [N, g.const([0], np.int64)])
-    shape = g.node("Concat", [N, g.const([H], np.int64)], axis=0)
-    zero = numpy_helper.from_array(np.zeros(1, g.dtype))
-    zeros = g.node("ConstantOfShape", [shape], value=zero)
+    if initial is None:  # zeros (N, H)
+        N = g.node("Gather", [g.node("Shape", [x]), g.const(1, np.int64)], axis=0)
+        N = g.node("Unsqueeze", [N, g.const([0], np.int64)])
+        shape = g.node("Concat", [N, g.const([H], np.int64)], axis=0)
+        zero = numpy_helper.from_array(np.zeros(1, g.dtype))
+        initial = [g.node("ConstantOfShape", [shape], value=zero)] * len(states)
+    # the mask (T, N, 1)
     mask = g.node("Unsqueeze", [valid_tm, g.const([2], np.int64)])
     mask = g.node("Cast", [mask], to=TensorProto.BOOL)
     scanned = g.node(
         "Scan",
-        [zeros] * len(states) + [gi, mask],
+        list(initial) + [gi, mask],
         len(outputs),
         body=body,
         num_scan_inputs=2,
     )
-    h_last, y = scanned[0], scanned[-1]
+    y = scanned[-1]
     if reverse:
         y = g.node("ReverseSequence", [y, lengths], batch_axis=1, time_axis=0)
-    return y, h_last
+    return y, scanned[:-1]
 
 
-def _scan_layers(g, net, coefs, x, valid, lengths):
+def _scan_layers(g, net, coefs, x, valid, lengths, initial):
     """As :func:`_recurrent_layers`, with each direction a Scan."""
     valid_tm = g.node("Transpose", [valid], perm=[1, 0])  # (T, N)
     lengths = g.node("Cast", [lengths], to=TensorProto.INT64)
+    finals = []
     for k in range(net.num_layers):
         ys, hs = [], []
+        start = None
+        if initial is not None:  # layer k's (N, H) of each state input
+            axis = g.const([0], np.int64)
+            start = [g.node("Squeeze", [_layer_state(g, s, k), axis]) for s in initial]
         for d in range(net.n_dirs):
-            y, h = _scan_direction(
-                g, net.spec, coefs, param_suffix(k, d), x, valid_tm, lengths, d == 1
+            y, states = _scan_direction(
+                g,
+                net.spec,
+                coefs,
+                param_suffix(k, d),
+                x,
+                valid_tm,
+                lengths,
+                d == 1,
+                start,
             )
             ys.append(y)
-            hs.append(h)
+            hs.append(states[0])
+            axis = g.const([0], np.int64)
+            finals.append([g.node("Unsqueeze", [s, axis]) for s in states])
         x = ys[0] if len(ys) == 1 else g.node("Concat", ys, axis=2)
-    return x, hs[0] if len(hs) == 1 else g.node("Concat", hs, axis=1)
+    return x, hs[0] if len(hs) == 1 else g.node("Concat", hs, axis=1), finals
 
 
 def _raw_outputs(g, model, operator):
     """The head's outputs: (N, n_outputs), or (N, T, n_outputs) for
-    ``output="sequence"`` with the (N, T) validity of each step (else None)."""
+    ``output="sequence"`` with the (N, T) validity of each step (else None).
+    A stateful graph's (the operator has state inputs after X) final states
+    go to the operator's last outputs."""
     if g.container.target_opset < _MIN_OPSET:
         raise ValueError(
             f"{type(model).__name__} exports to ONNX opset {_MIN_OPSET} or newer "
@@ -425,10 +517,14 @@ def _raw_outputs(g, model, operator):
         x = g.node("Unsqueeze", [x, g.const([2], np.int64)])
     x, valid, lengths = _lengths(g, x)
     net, coefs = model._network, model.coefs_
-    if g.dtype == np.float64:
-        outputs, h_last = _scan_layers(g, net, coefs, x, valid, lengths)
-    else:
-        outputs, h_last = _recurrent_layers(g, net, coefs, x, lengths)
+    initial = [v.full_name for v in operator.inputs[1:]] or None
+    layers = _scan_layers if g.dtype == np.float64 else _recurrent_layers
+    args = (valid, lengths) if g.dtype == np.float64 else (lengths,)
+    outputs, h_last, finals = layers(g, net, coefs, x, *args, initial)
+    if initial is not None:  # each state's layers stacked: (num_layers, N, H)
+        for i, variable in enumerate(operator.outputs[-len(initial) :]):
+            parts = [states[i] for states in finals]
+            g.node("Concat", parts, outputs=[variable.full_name], axis=0)
     if model._output == "last":
         features, valid = h_last, None
     else:
@@ -441,7 +537,7 @@ def _convert_regressor(scope, operator, container):
     model = operator.raw_operator
     g = _Graph(scope, container, model._dtype)
     raw, valid = _raw_outputs(g, model, operator)
-    values = _regression_outputs(g, model, raw)
+    values = _regression_outputs(g, model, raw)  # the first outputs
     if valid is None:
         for variable, value in zip(operator.outputs, values):
             g.node("Identity", [value], outputs=[variable.full_name])
@@ -521,6 +617,7 @@ def _trailing_axes(model):
 def _convert_classifier(scope, operator, container):
     model = operator.raw_operator
     zipmap = container.get_options(model, {"zipmap": True})["zipmap"]
+    zipmap = zipmap and len(operator.inputs) == 1  # a stateful graph has none
     if zipmap and model._output == "sequence":
         raise NotImplementedError(
             "A SequenceClassifier with output='sequence' exports with "
@@ -612,8 +709,20 @@ def _regressor_shape(operator):
     if settings["loss"] == "quantile" and np.ndim(settings["quantile"]) > 0:
         width = width + [len(model._head_loss().levels)]
     shape = [N] + ([T] + width if model._output == "sequence" else width or [1])
-    for output in operator.outputs:  # the Gaussian loss's std too
+    n_values = len(operator.outputs) - _state_shapes(operator, model)
+    for output in operator.outputs[:n_values]:  # the Gaussian loss's std too
         output.type = _TENSOR_TYPES[model._dtype](shape)
+
+
+def _state_shapes(operator, model):
+    """Give a stateful graph's state outputs, the operator's last ones, the
+    shape of its state inputs (num_layers, N, H); returns their number."""
+    n_states = len(operator.inputs) - 1
+    N = operator.inputs[0].type.shape[0]
+    net = model._network
+    for output in operator.outputs[len(operator.outputs) - n_states :]:
+        output.type = _TENSOR_TYPES[model._dtype]([net.num_layers, N, net.hidden_size])
+    return n_states
 
 
 def _parse_regressor(scope, model, inputs, custom_parsers=None):
@@ -625,6 +734,22 @@ def _parse_regressor(scope, model, inputs, custom_parsers=None):
     names = ["variable"]
     if model._target_settings["loss"] == "gaussian":
         names.append("variable_std")
+    names += _STATE_NAMES[: len(inputs) - 1]
+    for name in names:
+        operator.outputs.append(
+            scope.declare_local_variable(name, guess_tensor_type(inputs[0].type))
+        )
+    return operator.outputs
+
+
+def _parse_classifier(scope, model, inputs, custom_parsers=None):
+    """skl2onnx's classifier parser; for a stateful graph (state inputs after
+    X), ``label`` and ``probabilities`` as tensors, then the final states."""
+    if len(inputs) == 1:
+        return _parse_sklearn_classifier(scope, model, inputs, custom_parsers)
+    operator = scope.declare_local_operator("SkrnnSequenceClassifier", model)
+    operator.inputs = inputs
+    names = ["label", "probabilities"] + _STATE_NAMES[: len(inputs) - 1]
     for name in names:
         operator.outputs.append(
             scope.declare_local_variable(name, guess_tensor_type(inputs[0].type))
@@ -641,6 +766,7 @@ def _classifier_shape(operator):
     operator.outputs[0].type = label_type(rows)
     width = [len(model.classes_)]
     operator.outputs[1].type = _TENSOR_TYPES[model._dtype](rows + width)
+    _state_shapes(operator, model)
 
 
 def _scaler_shape(operator):
@@ -674,7 +800,7 @@ update_registered_converter(
     "SkrnnSequenceClassifier",
     _classifier_shape,
     _convert_classifier,
-    parser=_parse_sklearn_classifier,
+    parser=_parse_classifier,
     options={"zipmap": [True, False, "columns"], "nocl": [True, False]},
 )
 update_registered_converter(

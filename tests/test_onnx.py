@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 pytest.importorskip("onnx")
 pytest.importorskip("skl2onnx")
@@ -17,7 +18,7 @@ ort = pytest.importorskip("onnxruntime")
 import onnx  # noqa: E402
 import skl2onnx  # noqa: E402
 
-from skrnn import SequenceClassifier, SequenceRegressor  # noqa: E402
+from skrnn import SequenceClassifier, SequenceRegressor, Stream  # noqa: E402
 from skrnn.onnx import to_onnx  # noqa: E402
 from skrnn.preprocessing import CharacterEncoder, SequenceScaler  # noqa: E402
 
@@ -361,3 +362,82 @@ def test_an_x_sample_with_other_features_is_refused(make):
             to_onnx(model, sample)
         with pytest.raises(ValueError, match="is expecting 3"):
             skl2onnx.to_onnx(make_pipeline(model), sample)
+
+
+STATEFUL = [
+    dict(cell="rnn"),
+    dict(cell="gru"),
+    dict(cell="gru", reset_after=False, use_bias=False),
+    dict(cell="lstm"),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("params", STATEFUL, ids=_id)
+@pytest.mark.parametrize("Est", [SequenceRegressor, SequenceClassifier])
+def test_a_stateful_graph_fed_in_chunks_predicts_each_prefix(
+    Est, params, num_layers, dtype
+):
+    X, y = _data(dtype=dtype)
+    X = np.nan_to_num(X)
+    X[:5, -2:] = np.nan  # sequences that end inside the last chunk
+    if Est is SequenceClassifier:
+        y = np.digitize(y, [-0.5, 0.5])
+    estimator = Est(
+        hidden_size=5,
+        max_iter=3,
+        random_state=0,
+        dtype=dtype.__name__,
+        num_layers=num_layers,
+        **params,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = make_pipeline(SequenceScaler(), estimator).fit(X, y)
+    onx = to_onnx(model, X[:1], stateful=True)
+    onnx.checker.check_model(onx, full_check=True)
+    session = ort.InferenceSession(
+        onx.SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    lstm = params["cell"] == "lstm"
+    states = ["h0", "c0"][: 1 + lstm]
+    assert [i.name for i in session.get_inputs()] == ["X"] + states
+    assert [o.name for o in session.get_outputs()][-len(states) :] == (
+        ["h_n", "c_n"][: 1 + lstm]
+    )
+    N = len(X)
+    feed = {name: np.zeros((num_layers, N, 5), dtype) for name in states}
+    stream = Stream(model, n_streams=N)
+    tol = TOL[np.float32] if dtype == np.float32 else 1e-12
+    for t0, t1 in [(0, 1), (1, 4), (4, 7)]:
+        out = session.run(None, {"X": X[:, t0:t1], **feed})
+        predictions, finals = out[: -len(states)], out[-len(states) :]
+        feed = dict(zip(states, finals))
+        prefix = X[:, :t1]
+        if Est is SequenceClassifier:
+            np.testing.assert_array_equal(predictions[0], model.predict(prefix))
+            expected = model.predict_proba(prefix)
+            np.testing.assert_allclose(predictions[1], expected, rtol=tol, atol=tol)
+        else:
+            expected = model.predict(prefix)
+            np.testing.assert_allclose(
+                predictions[0][:, 0], expected, rtol=tol, atol=tol
+            )
+        if t1 < 5:  # no NaN yet: the stream, fed step by step, holds the same
+            for t in range(t0, t1):
+                stream.predict(X[:, t])
+            for name, final in zip(["h", "c"], finals):
+                np.testing.assert_allclose(
+                    final, stream.state_[name], rtol=tol, atol=tol
+                )
+
+
+def test_what_cannot_carry_its_state_is_refused():
+    X, y = _data()
+    bidirectional = _fit(SequenceRegressor, X, y, bidirectional=True)
+    with pytest.raises(ValueError, match="bidirectional"):
+        to_onnx(bidirectional, X[:1], stateful=True)
+    model = make_pipeline(StandardScaler(), SequenceRegressor())
+    with pytest.raises(TypeError, match=r"to_onnx\(stateful=True\) takes"):
+        to_onnx(model, X[:1, :, 0], stateful=True)

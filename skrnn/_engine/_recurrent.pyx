@@ -553,7 +553,7 @@ cdef struct _Plan:
     # what a step reads and writes: sizes, the scalers, the layers, the
     # head, the states and its room, at the addresses of a Stepper's arrays
     int cell, act
-    Py_ssize_t n_layers, n, D, H, GH, O, n_scalers
+    Py_ssize_t n_layers, n, D, H, GH, n_out, n_scalers
     const double* shift
     const double* scale
     _Layer* layers
@@ -612,24 +612,24 @@ cdef class Stepper:
 
     def __init__(self, int cell, int act, list layers, head_w, head_b, shift,
                  scale, out_scale, out_shift, states, out):
-        cdef Py_ssize_t L, parts, n, H, D, O, GH, B, k, d_in, offset = 0
+        cdef Py_ssize_t L, parts, n, H, D, n_out, GH, B, k, d_in, offset = 0
         cdef float[::1] room
         dtype = head_w.dtype
         if dtype != np.float32 and dtype != np.float64:
             raise TypeError(f"unsupported dtype {dtype}")
         L, parts, n, H = states.shape
-        D, O = shift.shape[1], out.shape[1]
+        D, n_out = shift.shape[1], out.shape[1]
         GH = (4 if cell == LSTM else 1 if cell == RNN else 3) * H
         if len(layers) != L or L == 0 or parts != (2 if cell == LSTM else 1):
             raise ValueError("the layers and the states do not match")
         _check(states, (L, parts, n, H), dtype, out=True, rows=True)
-        _check(out, (n, O), np.float64, out=True)
-        _check(head_w, (O, H), dtype)
-        _check(head_b, (O,), dtype)
+        _check(out, (n, n_out), np.float64, out=True)
+        _check(head_w, (n_out, H), dtype)
+        _check(head_b, (n_out,), dtype)
         _check(shift, (len(shift), D), np.float64)
         _check(scale, shift.shape, np.float64)
-        _check(out_scale, (O,), np.float64)
-        _check(out_shift, (O,), np.float64)
+        _check(out_scale, (n_out,), np.float64)
+        _check(out_shift, (n_out,), np.float64)
         for k, params in enumerate(layers):
             shapes = [(GH, D if k == 0 else H), (GH, H), (GH,), (GH,)]
             for a, shape in zip(params, shapes):
@@ -637,7 +637,7 @@ cdef class Stepper:
         # room for a block of B rows: the scaled inputs, the input
         # projections, the GRU's work (2B, GH), a layer's outputs, the head's
         B = min(n, STEP_BLOCK)
-        work = np.empty(B * (D + 3 * GH + H + O), dtype=dtype)
+        work = np.empty(B * (D + 3 * GH + H + n_out), dtype=dtype)
         packed = np.empty(0, dtype=np.float32)
         if dtype == np.float32 and skrnn_packed_level() > 0:
             packed = np.empty(
@@ -648,7 +648,7 @@ cdef class Stepper:
                        states, out, work, packed)
         self.double_precision = dtype == np.float64
         self.plan = _Plan(
-            cell=cell, act=act, n_layers=L, n=n, D=D, H=H, GH=GH, O=O,
+            cell=cell, act=act, n_layers=L, n=n, D=D, H=H, GH=GH, n_out=n_out,
             n_scalers=len(shift), shift=<const double*> _address(shift),
             scale=<const double*> _address(scale),
             layers=<_Layer*> PyMem_Malloc(L * sizeof(_Layer)),
@@ -726,7 +726,7 @@ cdef void _step(const _Plan* s, const void* x, bint float_input,
                 floating* work) noexcept nogil:
     """:meth:`Stepper.step`'s arithmetic, a block of rows at a time."""
     cdef:
-        Py_ssize_t n = s.n, D = s.D, H = s.H, GH = s.GH, O = s.O
+        Py_ssize_t n = s.n, D = s.D, H = s.H, GH = s.GH, n_out = s.n_out
         Py_ssize_t B = min(n, STEP_BLOCK), r0 = 0, nb, k, i, j, q, D_k
         floating* xs = work                 # (B, D): the inputs, scaled
         floating* g = xs + B * D            # (B, GH): projections, gates
@@ -765,18 +765,18 @@ cdef void _step(const _Plan* s, const void* x, bint float_input,
             below, D_k = h, H
         # z = h @ head_w.T + head_b
         for i in range(nb):
-            memcpy(z + i * O, s.head_b, O * sizeof(floating))
-        gemm(c'N', c'T', <int> nb, <int> O, <int> H, 1, below, <int> H,
-             <const floating*> s.head_w, <int> H, 1, z, <int> O)
+            memcpy(z + i * n_out, s.head_b, n_out * sizeof(floating))
+        gemm(c'N', c'T', <int> nb, <int> n_out, <int> H, 1, below, <int> H,
+             <const floating*> s.head_w, <int> H, 1, z, <int> n_out)
         for i in range(nb):
-            for j in range(O):
-                s.out[(r0 + i) * O + j] = (
-                    <double> z[i * O + j] * s.out_scale[j] + s.out_shift[j])
+            for j in range(n_out):
+                s.out[(r0 + i) * n_out + j] = (
+                    <double> z[i * n_out + j] * s.out_scale[j] + s.out_shift[j])
         r0 += nb
 
 
 cdef Py_ssize_t _first_nonfinite(const void* x, bint float_input,
-                                  Py_ssize_t n) noexcept nogil:
+                                 Py_ssize_t n) noexcept nogil:
     """The index of the first of n values that is a NaN or infinite, or -1."""
     cdef Py_ssize_t i
     for i in range(n):
