@@ -409,7 +409,8 @@ def test_a_stateful_graph_fed_in_chunks_predicts_each_prefix(
     N = len(X)
     feed = {name: np.zeros((num_layers, N, 5), dtype) for name in states}
     stream = Stream(model, n_streams=N)
-    tol = TOL[np.float32] if dtype == np.float32 else 1e-12
+    # float32: onnxruntime's own RNN, GRU and LSTM kernels, summing in their order
+    tol = 1e-6 if dtype == np.float32 else 1e-12
     for t0, t1 in [(0, 1), (1, 4), (4, 7)]:
         out = session.run(None, {"X": X[:, t0:t1], **feed})
         predictions, finals = out[: -len(states)], out[-len(states) :]
