@@ -1,13 +1,20 @@
 """The libraries that hand skrnn tables of their own: with
 ``TableToSequences`` first in the pipeline, skforecast's forecasters and
 sktime's classifier pipeline give what skrnn gives on the sequences
-directly, to the bit (the same seed, the same rows in the same order).
+directly, to the bit (the same seed, the same rows in the same order);
+sktime's forecasting reduction does without it. The snippets of the "With
+other libraries" page run and give figures like the page's.
 
 Run where the clients install (``pip install ".[clients]"``); skipped
 otherwise.
 """
 
+import os
+import re
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,3 +137,70 @@ def test_sktime_classifier_pipeline_equals_skrnn_on_the_transposed_panel():
         _quiet(pipeline.predict_proba, panel),
         direct.predict_proba(panel.transpose(0, 2, 1)),
     )
+
+
+def test_sktime_reduction_forecasts_what_skrnn_on_windows_forecasts():
+    compose = pytest.importorskip("sktime.forecasting.compose")
+    y = _series()
+    forecaster = _quiet(
+        compose.make_reduction, _regressor(), window_length=N_LAGS, strategy="recursive"
+    )
+    _quiet(forecaster.fit, y)
+    forecast = _quiet(forecaster.predict, fh=np.arange(1, 6)).to_numpy()
+    X, target = sliding_windows(y.to_numpy(), N_LAGS)
+    model = _regressor().fit(X, target)
+    window, expected = list(y.to_numpy()[-N_LAGS:]), []
+    for _ in range(5):
+        value = model.predict(np.array(window[-N_LAGS:])[None, :, None])[0]
+        expected.append(value)
+        window.append(value)
+    np.testing.assert_array_equal(forecast, expected)
+
+
+PAGE = Path(__file__).parents[1] / "docs" / "libraries"
+# each snippet: the library it needs, and what it must print (the page quotes
+# one machine's figures; these are the bounds any machine must meet)
+SNIPPETS = {
+    "skforecast_recursive.py": ("skforecast", {"MAE of 50 steps ahead:": (0, 0.2)}),
+    "sktime_classifier.py": ("sktime", {"test accuracy:": (0.8, 1)}),
+    "aeon_panel.py": ("aeon", {"test accuracy:": (0.8, 1)}),
+    "mapie_cross_conformal.py": (
+        "mapie",
+        {"coverage of the 90 % intervals:": (0.84, 0.96)},
+    ),
+    "imblearn_class_weight.py": (
+        "imblearn",
+        {
+            "plain: balanced accuracy": (0.6, 1),
+            "class_weight: balanced accuracy": (0.6, 1),
+            "oversampled: balanced accuracy": (0.6, 1),
+        },
+    ),
+    "optuna_search.py": ("optuna_integration", {"best cross-validated R^2:": (0.9, 1)}),
+}
+
+
+@pytest.mark.parametrize("script", sorted(SNIPPETS))
+def test_the_libraries_page_snippets_run(script, tmp_path):
+    library, expected = SNIPPETS[script]
+    pytest.importorskip(library)
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    result = subprocess.run(
+        [sys.executable, str(PAGE / script)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    for label, (low, high) in expected.items():
+        found = re.search(re.escape(label) + r"\s*([-0-9.]+)", result.stdout)
+        assert found, (label, result.stdout)
+        assert low <= float(found.group(1)) <= high, (label, result.stdout)
+
+
+def test_the_page_includes_every_snippet():
+    page = (PAGE.parent / "libraries.rst").read_text()
+    included = set(re.findall(r"literalinclude:: libraries/(\S+)", page))
+    assert included == set(SNIPPETS) == {p.name for p in PAGE.glob("*.py")}
