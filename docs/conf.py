@@ -1,8 +1,9 @@
 """Sphinx configuration of skrnn's documentation.
 
 Build with ``sphinx-build -W -b html docs docs/_build/html`` (the ``docs``
-extra installs what it needs). The gallery runs the examples in their quick
-mode, so the build takes a minute; it needs no network.
+extra installs what it needs). The gallery runs every example in full (each
+takes under a minute), so the build takes a few minutes; it needs no
+network.
 """
 
 import os
@@ -12,12 +13,13 @@ import skrnn  # the installed package, whose kernels are built
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# the examples run in quick mode and write their PNGs away from the sources
-# (the gallery takes the figures from matplotlib itself)
+# the examples write their PNGs away from the sources (the gallery takes the
+# figures from matplotlib itself); they run in their own folder, and print
+# the path relative to it, which names no machine
 OUTPUT = Path(__file__).resolve().parent / "_build" / "examples_output"
 OUTPUT.mkdir(parents=True, exist_ok=True)
-os.environ["SKRNN_EXAMPLES_QUICK"] = "1"
-os.environ.setdefault("SKRNN_EXAMPLES_OUTPUT", str(OUTPUT))
+os.environ["SKRNN_EXAMPLES_QUICK"] = "0"
+os.environ["SKRNN_EXAMPLES_OUTPUT"] = os.path.relpath(OUTPUT, ROOT / "examples")
 os.environ["MPLBACKEND"] = "Agg"
 
 project = "skrnn"
@@ -101,9 +103,8 @@ numpydoc_xref_param_type = False
 sphinx_gallery_conf = {
     "examples_dirs": str(ROOT / "examples"),
     "gallery_dirs": "auto_examples",
-    # scripts that draw are named plot_*.py and run; the others (a Dask
-    # cluster, long searches) are shown without running
-    "filename_pattern": r"/plot_",
+    # every example runs, the Dask ones on a local cluster
+    "filename_pattern": r"\.py$",
     "download_all_examples": False,
     "remove_config_comments": True,
     "within_subsection_order": "FileNameSortKey",
@@ -144,8 +145,15 @@ html_theme = "pydata_sphinx_theme"
 html_title = f"skrnn {release}"
 html_theme_options = {
     "navigation_with_keys": False,
+    "navbar_align": "left",
+    "header_links_before_dropdown": 9,
+    # one table of contents a page: the page's own, on the right
+    "secondary_sidebar_items": ["page-toc"],
     "show_toc_level": 2,
 }
-html_static_path = []
+# the site's navigation on the left of every page (_templates/site-nav.html)
+html_sidebars = {"**": ["site-nav"]}
+html_static_path = ["_static"]
+html_css_files = ["wide.css"]
 templates_path = ["_templates"]
 exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py"]

@@ -36,8 +36,15 @@ GridSearchCV send as many fits at once as the cluster takes.
 
 Environment
 -----------
-``SKRNN_EXAMPLES_QUICK=1`` shrinks the data, the grid and the epochs so that
-the script runs in a few seconds (the test suite uses it).
+SKRNN_EXAMPLES_OUTPUT
+    Where the figure ``distributed_grid_search.png`` is saved (default: the current
+    folder).
+SKRNN_EXAMPLES_QUICK
+    ``1`` shrinks the data, the grid and the epochs so that the script runs
+    in a few seconds (the test suite uses it).
+
+The plot needs matplotlib; without it the script still runs and says that
+it skipped the plot.
 
 Run: ``python examples/distributed_grid_search.py``
 """
@@ -56,6 +63,7 @@ from skrnn import SequenceClassifier
 from skrnn.preprocessing import SequenceScaler
 
 QUICK = os.environ.get("SKRNN_EXAMPLES_QUICK", "") not in ("", "0")
+OUTPUT = os.environ.get("SKRNN_EXAMPLES_OUTPUT", ".")
 
 
 def make_random_walks(n_samples, min_length, max_length, random_state=None):
@@ -146,6 +154,26 @@ def main():
         )
     print()
     print(f"best: {search.best_params_}, accuracy {search.best_score_:.3f}")
+    plot(res)
+
+
+def plot(res):
+    """Each candidate's cross-validated accuracy (when matplotlib is
+    installed)."""
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("\nmatplotlib is not installed: plot skipped")
+        return
+    names = [f"{p['clf__cell']}, {p['clf__hidden_size']} units" for p in res["params"]]
+    fig, ax = plt.subplots(figsize=(7, 3), layout="constrained")
+    ax.barh(names, res["mean_test_score"], xerr=res["std_test_score"])
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("cross-validated accuracy (chance: 0.5)")
+    ax.set_title("The grid, fitted on a Dask cluster")
+    path = os.path.join(OUTPUT, "distributed_grid_search.png")
+    fig.savefig(path, dpi=100)
+    print(f"\nsaved {path}")
 
 
 if __name__ == "__main__":

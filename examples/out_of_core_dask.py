@@ -20,9 +20,15 @@ Dask (``dask`` and ``distributed``) is optional for skrnn and needed here.
 
 Environment
 -----------
+SKRNN_EXAMPLES_OUTPUT
+    Where the figure ``out_of_core_dask.png`` is saved (default: the current
+    folder).
 SKRNN_EXAMPLES_QUICK
     ``1`` shrinks the data and the epochs so that the script runs in a few
     seconds (the test suite uses it).
+
+The plot needs matplotlib; without it the script still runs and says that
+it skipped the plot.
 
 Run: ``python examples/out_of_core_dask.py``
 """
@@ -38,6 +44,7 @@ from skrnn import SequenceRegressor
 from skrnn.preprocessing import SequenceScaler
 
 QUICK = os.environ.get("SKRNN_EXAMPLES_QUICK", "0") not in ("", "0")
+OUTPUT = os.environ.get("SKRNN_EXAMPLES_OUTPUT", ".")
 N_STEPS, N_SENSORS = 40, 3
 
 
@@ -104,14 +111,35 @@ def main():
             batch_size=100,
             random_state=0,
         )
+        scores = []
         for epoch in range(1, n_epochs + 1):
             for X_chunk, y_chunk in chunks():
                 model.partial_fit(scaler.transform(X_chunk), y_chunk)
-            score = model.score(scaler.transform(X_test), y_test)
-            print(f"epoch {epoch}: R^2 on a held-out chunk = {score:.3f}")
+            scores.append(model.score(scaler.transform(X_test), y_test))
+            print(f"epoch {epoch}: R^2 on a held-out chunk = {scores[-1]:.3f}")
     finally:
         client.close()
         cluster.close()
+    plot(scores)
+
+
+def plot(scores):
+    """The held-out R^2 after each epoch (when matplotlib is installed)."""
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("\nmatplotlib is not installed: plot skipped")
+        return
+    fig, ax = plt.subplots(figsize=(6, 3), layout="constrained")
+    epochs = np.arange(1, len(scores) + 1)
+    ax.plot(epochs, scores, "o-", color="tab:blue")
+    ax.set_xticks(epochs)
+    ax.set_xlabel("epoch (one pass over the chunks)")
+    ax.set_ylabel("R^2 on a held-out chunk")
+    ax.set_title("partial_fit over Dask chunks")
+    path = os.path.join(OUTPUT, "out_of_core_dask.png")
+    fig.savefig(path, dpi=100)
+    print(f"\nsaved {path}")
 
 
 if __name__ == "__main__":

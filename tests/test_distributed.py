@@ -100,9 +100,15 @@ def test_grid_search_on_dask_matches_serial(client):
     np.testing.assert_allclose(on_dask.predict(X), serial.predict(X), rtol=1e-10)
 
 
-def _run_example(path):
-    """Run an example in quick mode; its standard output."""
-    env = dict(os.environ, SKRNN_EXAMPLES_QUICK="1")
+def _run_example(path, output):
+    """Run an example in quick mode, its figure saved into ``output``; its
+    standard output."""
+    env = dict(
+        os.environ,
+        SKRNN_EXAMPLES_QUICK="1",
+        SKRNN_EXAMPLES_OUTPUT=str(output),
+        MPLBACKEND="Agg",
+    )
     # the child imports the skrnn these tests import: the installed one, or
     # the source tree in a development checkout built in place
     skrnn_root = Path(skrnn.__file__).resolve().parent.parent
@@ -121,8 +127,10 @@ def _run_example(path):
     return proc.stdout
 
 
-def test_example_runs_quick():
-    stdout = _run_example(EXAMPLE)
+def test_example_runs_quick(tmp_path):
+    stdout = _run_example(EXAMPLE, tmp_path)
+    if "plot skipped" not in stdout:
+        assert (tmp_path / "distributed_grid_search.png").stat().st_size > 0
     lines = stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if "mean_test_score" in line)
     assert lines[header].split() == ["cell", "hidden_size", "mean_test_score", "rank"]
@@ -199,8 +207,10 @@ def test_out_of_core_partial_fit_over_dask_chunks(client):
         np.testing.assert_array_equal(model.coefs_[name], value)
 
 
-def test_out_of_core_example_runs_quick():
-    stdout = _run_example(ROOT / "examples" / "out_of_core_dask.py")
+def test_out_of_core_example_runs_quick(tmp_path):
+    stdout = _run_example(ROOT / "examples" / "out_of_core_dask.py", tmp_path)
+    if "plot skipped" not in stdout:
+        assert (tmp_path / "out_of_core_dask.png").stat().st_size > 0
     assert "2000 sequences in 4 chunks" in stdout
     scores = [
         float(v) for v in re.findall(r"R\^2 on a held-out chunk = (-?\d\.\d+)", stdout)

@@ -37,7 +37,12 @@ def test_docstring_examples(name):
 
 # ------------------------------------------ the code blocks of the docs
 ROOT = Path(__file__).parents[1]
-DOCUMENTS = ["README.md", "docs/getting_started.rst", "docs/user_guide.rst"]
+DOCUMENTS = [
+    "README.md",
+    "docs/index.rst",
+    "docs/getting_started.rst",
+    "docs/user_guide.rst",
+]
 # What a block takes as given, by (document, block number): the data its
 # comments describe ("X_list: [array (T_i, n_features), ...]"), made here.
 PRELUDES = {

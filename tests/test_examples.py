@@ -36,8 +36,8 @@ SCRIPTS = {
     "plot_long_memory_adding.py": ("long_memory_adding.png",),
     "plot_step_attributions.py": ("step_attributions.png",),
     "plot_streaming_anomalies.py": ("streaming_anomalies.png",),
-    "pipeline_grid_search.py": (),
-    "text_brackets.py": (),
+    "pipeline_grid_search.py": ("pipeline_grid_search.png",),
+    "text_brackets.py": ("text_brackets.png",),
 }
 SKIPPED = {"distributed_grid_search.py", "out_of_core_dask.py"}
 
