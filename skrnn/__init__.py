@@ -5,7 +5,7 @@ from ._engine import CudaUnavailableError
 from ._regressor import SequenceRegressor
 from ._stream import Stream
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "CudaUnavailableError",

@@ -7,7 +7,6 @@ import re
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 MODULES = [
@@ -43,34 +42,6 @@ DOCUMENTS = [
     "docs/getting_started.rst",
     "docs/user_guide.rst",
 ]
-# What a block takes as given, by (document, block number): the data its
-# comments describe ("X_list: [array (T_i, n_features), ...]"), made here.
-PRELUDES = {
-    ("README.md", 1): "X_list, y = _labelled_list()",
-    ("docs/user_guide.rst", 0): "X_list, y = _labelled_list()",
-    ("docs/user_guide.rst", 1): "model, X = _fitted()",
-    ("docs/user_guide.rst", 2): "X_t = np.random.RandomState(0).normal(size=(100, 2))",
-    (
-        "docs/user_guide.rst",
-        3,
-    ): "num_layers, n_streams, hidden_size = 1, 3, model.hidden_size\n"
-    "chunks = np.array_split(X[:3], 3, axis=1)",
-}
-
-
-def _labelled_list():
-    """Sequences of 2 features and 5-12 steps, labelled by their first
-    feature's sum."""
-    rng = np.random.RandomState(0)
-    X = [rng.normal(size=(rng.randint(5, 13), 2)) for _ in range(60)]
-    return X, np.array([int(x[:, 0].sum() > 0) for x in X])
-
-
-def _fitted():
-    from skrnn import SequenceRegressor
-
-    X = np.random.RandomState(0).normal(size=(60, 8, 2)).astype(np.float32)
-    return SequenceRegressor(hidden_size=8, max_iter=20).fit(X, X.sum(axis=(1, 2))), X
 
 
 def _blocks(document):
@@ -95,24 +66,18 @@ def _blocks(document):
     return blocks
 
 
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("document", DOCUMENTS)
 def test_the_code_blocks_of_the_docs_run(document, tmp_path, monkeypatch):
-    """Each document's blocks run in order in one namespace, as a reader
-    runs them; a block whose optional library is missing is skipped."""
+    """Each document's blocks run as written, in order, in one namespace, as
+    a reader runs them top to bottom; a block whose optional library is
+    missing is skipped."""
     monkeypatch.chdir(tmp_path)  # where a block saves its files
     blocks = _blocks(document)
     assert blocks, f"{document} has no Python code blocks"
-    namespace = {
-        "np": np,
-        "_labelled_list": _labelled_list,
-        "_fitted": _fitted,
-    }
+    namespace = {}
     skipped = []
-    for number, (line, code) in enumerate(blocks):
-        prelude = PRELUDES.get((document, number), "")
+    for line, code in blocks:
         try:
-            exec(compile(prelude, "<prelude>", "exec"), namespace)
             exec(compile(code, f"{document}:{line}", "exec"), namespace)
         except ModuleNotFoundError as exc:
             if exc.name.split(".")[0] not in OPTIONAL_MODULES:
