@@ -18,6 +18,13 @@ held before them (Linux), then the best time of predicting one sequence);
 the implementations alternate within each repeat, so that a machine's drift
 hits them alike, and each figure is the median over repeats.
 
+Beside each time, the arithmetic rate it achieves (GFLOP/s: the recurrent
+layer's multiply-adds, twice, forward and backward for an epoch, forward for
+a prediction; the head and the gates' element-wise work left out) and that
+rate as a share of what a float32 matrix product of 2048 x 2048 reaches
+through NumPy's BLAS on the same threads, in the same run (the GEMM probe):
+how far each time is from the machine's limit.
+
 Usage::
 
     python benchmarks/bench_cpu.py                 # all shapes and cells
@@ -40,6 +47,28 @@ SHAPES = [  # N, T, D, H, batch
     (4000, 100, 16, 128, 64),
     (4096, 100, 64, 512, 256),
 ]
+
+
+def flops(cell, shape):
+    """Floating-point operations of one epoch (the layer forward and
+    backward) and of one prediction of every sequence (forward): two per
+    multiply-add of the layer's products, the head and the gates apart."""
+    N, T, D, H, _ = shape
+    GH = {"rnn": 1, "gru": 3, "lstm": 4}[cell] * H
+    forward = 2 * N * T * GH * (D + H)  # x W_ih^T, h W_hh^T
+    backward = 2 * N * T * GH * (D + 2 * H)  # dW_ih, dW_hh, dh = dG W_hh
+    return forward + backward, forward
+
+
+def gemm_probe(size=2048):
+    """GFLOP/s of a float32 matrix product of ``size`` x ``size`` through
+    NumPy's BLAS: the best of 5."""
+    import numpy as np
+
+    a = np.random.RandomState(0).uniform(size=(size, size)).astype(np.float32)
+    a @ a  # BLAS's threads started
+    best = min(timeit.repeat(lambda: a @ a, number=1, repeat=5))
+    return 2 * size**3 / best / 1e9
 
 
 def _limit_threads(n):
@@ -312,6 +341,9 @@ def main():
         torch_version = torch.__version__
     except ImportError:
         torch_version = "not installed"
+    if args.child == "probe":
+        print(json.dumps(gemm_probe()))
+        return
     if args.child:
         impl, cell, shape = json.loads(args.child)
         print(json.dumps(measure_child(impl, cell, tuple(shape))))
@@ -322,18 +354,28 @@ def main():
 
     impls = args.impls or available_impls()
     shapes = SHAPES[:2] if args.quick else SHAPES
+    probe = json.loads(
+        subprocess.run(
+            [sys.executable, __file__, "--child", "probe"]
+            + ["--threads", str(args.threads)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     print(
         f"# {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, {args.threads} threads, "
         f"Python {platform.python_version()}, "
-        f"numpy {np.__version__}, skrnn {skrnn.__version__}, torch {torch_version}"
+        f"numpy {np.__version__}, skrnn {skrnn.__version__}, torch {torch_version}; "
+        f"GEMM probe (float32, 2048^3, NumPy's BLAS): {probe:.1f} GFLOP/s"
     )
     print(
         "| cell | N, T, D, H (batch) | impl | s / epoch | predict s | peak MiB "
-        "| predict 1 µs | epoch ÷ torch | predict ÷ torch | memory ÷ torch "
-        "| predict 1 ÷ torch |"
+        "| predict 1 µs | epoch GFLOP/s (of probe) | predict GFLOP/s (of probe) "
+        "| epoch ÷ torch | predict ÷ torch | memory ÷ torch | predict 1 ÷ torch |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for cell in args.cells:
         for shape in shapes:
             results = measure(impls, cell, shape, args.repeats, args.threads)
@@ -344,10 +386,14 @@ def main():
                 if ref is not None and impl != "torch":
                     ratios = [f"{a / b:.3f}" for a, b in zip(results[impl], ref)]
                 N, T, D, H, batch = shape
+                rates = [
+                    f"{work / s / 1e9:.1f} ({work / s / 1e9 / probe:.0%})"
+                    for work, s in zip(flops(cell, shape), (fit_s, pred_s))
+                ]
                 print(
                     f"| {cell} | {N}, {T}, {D}, {H} ({batch}) | {impl} | {fit_s:.4f} "
                     f"| {pred_s:.4f} | {mem:.1f} | {one_s * 1e6:.0f} "
-                    f"| {' | '.join(ratios)} |",
+                    f"| {' | '.join(rates)} | {' | '.join(ratios)} |",
                     flush=True,
                 )
 
