@@ -206,10 +206,9 @@ class Stream:
         if not isinstance(n, Integral) or n < 0:
             raise ValueError(f"n must be an int >= 0; got {n!r}.")
         start = self.n_streams
-        new = np.zeros(self._state.shape[:2] + (int(n), self._state.shape[3]))
-        self._state = np.concatenate(
-            [self._state, new.astype(self._state.dtype)], axis=2
-        )
+        L, parts, _, H = self._state.shape
+        new = np.zeros((L, parts, int(n), H), dtype=self._state.dtype)
+        self._state = np.concatenate([self._state, new], axis=2)
         self._build()
         return np.arange(start, start + n)
 

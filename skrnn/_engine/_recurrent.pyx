@@ -727,7 +727,7 @@ cdef void _step(const _Plan* s, const void* x, bint float_input,
     """:meth:`Stepper.step`'s arithmetic, a block of rows at a time."""
     cdef:
         Py_ssize_t n = s.n, D = s.D, H = s.H, GH = s.GH, n_out = s.n_out
-        Py_ssize_t B = min(n, STEP_BLOCK), r0 = 0, nb, k, i, j, q, D_k
+        Py_ssize_t B = min(n, STEP_BLOCK), r0 = 0, nb, k, i, j, m, q, D_k
         floating* xs = work                 # (B, D): the inputs, scaled
         floating* g = xs + B * D            # (B, GH): projections, gates
         floating* room = g + B * GH         # (2B, GH): the GRU's work
@@ -745,8 +745,8 @@ cdef void _step(const _Plan* s, const void* x, bint float_input,
             for j in range(D):
                 q = (r0 + i) * D + j
                 v = (<const float*> x)[q] if float_input else (<const double*> x)[q]
-                for q in range(s.n_scalers):
-                    v = (v - s.shift[q * D + j]) / s.scale[q * D + j]
+                for m in range(s.n_scalers):
+                    v = (v - s.shift[m * D + j]) / s.scale[m * D + j]
                 xs[i * D + j] = <floating> v
         below, D_k = xs, D
         for k in range(s.n_layers):
