@@ -51,7 +51,8 @@ def _sklearn_inventory(path):
 
     import sklearn
 
-    modules = [f"sklearn.{name}" for name in sklearn.__all__ if "_" not in name[:1]]
+    public = [name for name in sklearn.__all__ if not name.startswith("_")]
+    modules = [f"sklearn.{name}" for name in public]
     modules += [f"sklearn.utils.{name}" for name in ("estimator_checks", "validation")]
     lines = []
     for module_name in modules:
