@@ -669,8 +669,7 @@ def _onnx_labels(classes):
 def _convert_scaler(scope, operator, container):
     model = operator.raw_operator
     g = _Graph(scope, container, _dtype_of(operator.inputs[0].type))
-    mean = model._mean if model.with_mean else np.zeros_like(model._mean)
-    scale = model.scale_ if model.with_std else np.ones_like(model._mean)
+    mean, scale = model._shift_scale()
     centred = g.node("Sub", [operator.inputs[0].full_name, g.const(mean)])
     g.node("Div", [centred, g.const(scale)], outputs=[operator.outputs[0].full_name])
 
@@ -729,17 +728,10 @@ def _parse_regressor(scope, model, inputs, custom_parsers=None):
     """The regressor's outputs: ``variable``, what predict returns, and for
     the Gaussian loss ``variable_std``, the standard deviation that
     ``predict(X, return_std=True)`` adds."""
-    operator = scope.declare_local_operator("SkrnnSequenceRegressor", model)
-    operator.inputs = inputs
     names = ["variable"]
     if model._target_settings["loss"] == "gaussian":
         names.append("variable_std")
-    names += _STATE_NAMES[: len(inputs) - 1]
-    for name in names:
-        operator.outputs.append(
-            scope.declare_local_variable(name, guess_tensor_type(inputs[0].type))
-        )
-    return operator.outputs
+    return _declare(scope, "SkrnnSequenceRegressor", model, inputs, names)
 
 
 def _parse_classifier(scope, model, inputs, custom_parsers=None):
@@ -747,10 +739,17 @@ def _parse_classifier(scope, model, inputs, custom_parsers=None):
     X), ``label`` and ``probabilities`` as tensors, then the final states."""
     if len(inputs) == 1:
         return _parse_sklearn_classifier(scope, model, inputs, custom_parsers)
-    operator = scope.declare_local_operator("SkrnnSequenceClassifier", model)
+    names = ["label", "probabilities"]
+    return _declare(scope, "SkrnnSequenceClassifier", model, inputs, names)
+
+
+def _declare(scope, op_type, model, inputs, names):
+    """An ``op_type`` operator of ``model`` on ``inputs`` with the outputs
+    ``names``, then a stateful graph's final states (one per state input
+    after X); its outputs. Their types are the shape calculators'."""
+    operator = scope.declare_local_operator(op_type, model)
     operator.inputs = inputs
-    names = ["label", "probabilities"] + _STATE_NAMES[: len(inputs) - 1]
-    for name in names:
+    for name in names + _STATE_NAMES[: len(inputs) - 1]:
         operator.outputs.append(
             scope.declare_local_variable(name, guess_tensor_type(inputs[0].type))
         )

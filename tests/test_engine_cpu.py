@@ -406,20 +406,6 @@ def test_gemm_wrapper(transa, transb, pad, dtype):
     np.testing.assert_array_equal(c.base[:, :pad], base[:, :pad])
 
 
-@pytest.fixture(params=[2, 1, 0], ids=["avx512", "avx2", "blas"])
-def packed_level(request):
-    """Run the float32 per-step GEMMs on each packed kernel this CPU has,
-    and on BLAS."""
-    best = _recurrent.set_packed_level(2)
-    if request.param > best:
-        pytest.skip(
-            f"this CPU has no {['', 'AVX2 + FMA', 'AVX-512F'][request.param]} kernel"
-        )
-    _recurrent.set_packed_level(request.param)
-    yield request.param
-    _recurrent.set_packed_level(best)
-
-
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize(
     "shape",

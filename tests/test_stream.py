@@ -71,17 +71,6 @@ def test_steps_predict_what_predict_gives_each_prefix(Est, params, num_layers, d
             _allclose(stream.predict(X[:N, t]), model.predict(prefix), dtype)
 
 
-@pytest.fixture(params=[2, 1, 0], ids=["avx512", "avx2", "blas"])
-def packed_level(request):
-    """Step float32 streams on each packed kernel this CPU has, and on BLAS."""
-    best = _recurrent.set_packed_level(2)
-    if request.param > best:
-        pytest.skip(f"this CPU has no packed kernel of level {request.param}")
-    _recurrent.set_packed_level(request.param)
-    yield request.param
-    _recurrent.set_packed_level(best)
-
-
 @pytest.mark.parametrize("params", CELLS, ids=lambda p: "-".join(map(str, p.values())))
 def test_each_kernel_steps_float32_streams_alike(params, packed_level):
     model, X = _model(SequenceRegressor, {**params, "num_layers": 2}, "float32")
