@@ -630,6 +630,10 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         train = run.train
         if self.shuffle:
             train = train[self._random_state.permutation(n_samples)]
+        if checked and self.verbose < 2:  # no progress bar to draw per batch
+            compiled, loss = self._compiled_epoch(run, train, peak)
+            if compiled:
+                return loss
         batches = list(gen_batches(n_samples, self._batch_size(n_samples)))
         accumulated = 0.0
         peak = xp.asarray(peak)
@@ -643,6 +647,70 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
                 peak = xp.maximum(peak, loss)
                 advance()
         return float(to_host(run.engine, accumulated))
+
+    def _compiled_epoch(self, run, train, peak):
+        """:meth:`_epoch`'s steps over the batches of ``train``, checked, in
+        one call of the network's compiled epoch, where it has one for this
+        fit: ``(True, loss)``, else ``(False, None)``. Each step is
+        :meth:`_step`'s, to rounding (the batches' weights are summed in
+        another order)."""
+        net, params = self._network, run.params
+        size = self._batch_size(len(train))
+        lengths = run.seqs.lengths
+        state = self._optimizer._state_for("coefs", params.flat)
+        if (
+            run.engine.update_kernels is None
+            or not net.compiles_epochs(
+                run.engine, self._head_loss(), self.bptt_steps, size, lengths.max()
+            )
+            or any(
+                a.shape != params.flat.shape
+                for a in state.values()
+                if hasattr(a, "shape")
+            )
+        ):
+            return False, None
+        bounds = np.append(np.arange(0, len(train), size), len(train))
+        steps = self._optimizer._compiled_steps(state, len(bounds) - 1)
+        if steps is None:
+            return False, None
+        # each batch's sequences longest first, as Network.loss_grad sorts them
+        batch = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
+        order = train[np.lexsort((-lengths[train], batch))]
+        w = run.sample_weight[order]
+        batch_weights = np.add.reduceat(w, bounds[:-1])
+        rows = batch_weights
+        if self._output == "sequence":
+            rows = np.add.reduceat(w * lengths[order], bounds[:-1])
+        weights = np.empty(len(run.sample_weight), dtype=net.dtype)
+        weights[order] = w / np.repeat(rows, np.diff(bounds))
+        solver, a, b, constants = steps
+        loss, taken = net.epoch(
+            run.engine,
+            run.data,
+            lengths,
+            order,
+            bounds,
+            weights,
+            self._head_loss(),
+            (
+                batch_weights,
+                params.flat,
+                params.grad,
+                params.weight_mask,
+                run.previous,
+                self.alpha,
+                -1.0 if self.clip_norm is None else self.clip_norm,
+                peak,
+                np.finfo(params.flat.dtype).eps,
+                solver,
+                a,
+                b,
+                constants,
+            ),
+        )
+        self._optimizer._count_steps(state, taken)
+        return True, loss
 
     def _step(self, run, idx, peak, *, checked):
         """One update on the samples ``idx``: the batch's loss.

@@ -665,6 +665,38 @@ class Network:
             self.grad[...] = p.to_host(p.grad)
         return total
 
+    def compiles_epochs(self, engine, loss, bptt_steps, batch_size, n_steps):
+        """Whether :meth:`epoch` can run a fit's epochs in batches of up to
+        ``batch_size`` sequences of up to ``n_steps`` steps: on an engine
+        with an ``epoch_pass``, for a loss with a compiled twin, when no
+        batch is split in shares (see :meth:`loss_grad`) or in truncated
+        BPTT's windows."""
+        return (
+            engine.epoch_pass is not None
+            and loss.compiled is not None
+            and len(self._windows(int(n_steps), bptt_steps)) == 1
+            and self.max_shares(batch_size, n_steps) < TRAINING_SHARES
+        )
+
+    def epoch(self, engine, data, lengths, order, bounds, weights, loss, step):
+        """The training steps of an epoch in one call of the engine's
+        ``epoch_pass`` (see :func:`skrnn._engine.batch.epoch` for the
+        arguments), where :meth:`compiles_epochs` says so: each batch's
+        gradient is :meth:`loss_grad`'s, into ``grad``."""
+        p = self._device_params(engine, training=True)
+        return engine.epoch_pass(
+            self.architecture,
+            p.views,
+            p.grad_views,
+            data,
+            lengths,
+            order,
+            bounds,
+            weights,
+            loss,
+            step,
+        )
+
     def _loss_grad_sorted(
         self, engine, p, grad, batch, rows, loss, bptt_steps, share=0
     ):

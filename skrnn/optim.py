@@ -144,7 +144,22 @@ class _Optimizer:
         array b, five constants)``, counting the step where the optimizer
         counts steps; None where the compiled update has no such step (the
         update then runs :meth:`update`)."""
+        steps = self._compiled_steps(state, 1)
+        if steps is None:
+            return None
+        self._count_steps(state, 1)
+        solver, a, b, constants = steps
+        return solver, a, b, tuple(constants[0])
+
+    def _compiled_steps(self, state, n):
+        """The next ``n`` steps as :meth:`_compiled_step` gives one, their
+        constants as the rows of an (n, 5) float64 array, none of them
+        counted (:meth:`_count_steps` counts those taken); None where the
+        compiled update has no such step."""
         return None
+
+    def _count_steps(self, state, n):
+        """Count ``n`` steps taken where the optimizer counts steps."""
 
     def _continues(self, old):
         """Whether the state of ``old``, an optimizer of the same kind with
@@ -249,10 +264,10 @@ class SGD(_Optimizer):
             nesterov=est.nesterovs_momentum,
         )
 
-    def _compiled_step(self, state):
+    def _compiled_steps(self, state, n):
         solver = Solver.NESTEROV if self.nesterov else Solver.SGD
         velocity = state["velocity"]
-        constants = (self.learning_rate, self.momentum, 0, 0, 0)
+        constants = _rows(n, self.learning_rate, self.momentum, 0, 0, 0)
         return solver, velocity, velocity, constants
 
 
@@ -361,11 +376,19 @@ class Adam(_Optimizer):
             epsilon=est.epsilon,
         )
 
-    def _compiled_step(self, state):
-        state["t"] += 1
-        step_size, correction = self._corrections(state["t"])
-        constants = (step_size, self.beta_1, self.beta_2, self.epsilon, correction)
+    def _compiled_steps(self, state, n):
+        steps = range(state["t"] + 1, state["t"] + n + 1)
+        constants = np.array(
+            [
+                (step_size, self.beta_1, self.beta_2, self.epsilon, correction)
+                for step_size, correction in map(self._corrections, steps)
+            ],
+            dtype=np.float64,
+        ).reshape(n, 5)
         return Solver.ADAM, state["m"], state["v"], constants
+
+    def _count_steps(self, state, n):
+        state["t"] += n
 
 
 class Rprop(_Optimizer):
@@ -488,8 +511,8 @@ class Rprop(_Optimizer):
         prev[shrink] = 0
         param -= np.sign(prev) * step_size
 
-    def _compiled_step(self, state):
-        constants = (*self.etas, *self.step_sizes, 0)
+    def _compiled_steps(self, state, n):
+        constants = _rows(n, *self.etas, *self.step_sizes, 0)
         return Solver.RPROP, state["prev"], state["step_size"], constants
 
     def _continues(self, old):
@@ -559,6 +582,11 @@ def _clip_grad_norm(arrays, max_norm, xp):
     for g in arrays:
         g *= scale.astype(g.dtype)
     return norm
+
+
+def _rows(n, *constants):
+    """The same five constants for each of ``n`` steps: an (n, 5) array."""
+    return np.tile(np.array(constants, dtype=np.float64), (n, 1))
 
 
 def _squared_norm(g):

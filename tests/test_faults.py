@@ -57,9 +57,16 @@ class _Stop(Exception):
     a KeyboardInterrupt)."""
 
 
+def _per_batch(model):
+    """Train ``model`` one Python call per step (``_step``), not in compiled
+    epochs, so that a test can step in between (and the two paths meet)."""
+    model._compiled_epoch = lambda run, train, peak: (False, None)
+    return model
+
+
 def _twin_for_steps(make, X, y, steps):
     """A model trained by exactly ``steps`` optimizer steps, then stopped."""
-    twin = make()
+    twin = _per_batch(make())
     calls = {"n": 0}
     step = type(twin)._step
 
@@ -227,6 +234,7 @@ def test_non_finite_weight_after_update(monkeypatch):
         return finite & np.isfinite(run.params.flat).all()
 
     model._update = faulty_update
+    _per_batch(model)
     with _divergence_warning():
         model.fit(X, y)
     np.testing.assert_array_equal(_flat(model), _flat(_twin_for_steps(make, X, y, 5)))
@@ -270,6 +278,7 @@ def _interrupt_in_epoch(monkeypatch, model, epoch, step_in_epoch, steps_per_epoc
         return step(model, *args, **kwargs)
 
     monkeypatch.setattr(model, "_step", interrupted)
+    _per_batch(model)
     return calls
 
 

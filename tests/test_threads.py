@@ -33,19 +33,21 @@ def _numpy_blas(path):
 
 class _Recording(SequenceRegressor):
     """Records the BLAS thread counts (and the threads) that each share of
-    a batch's training pass runs with."""
+    a batch's training pass, or each compiled epoch, runs with."""
 
     def _initialize(self, early_stopping):
         super()._initialize(early_stopping)
         net = self._network
-        share_pass = net._loss_grad_sorted
+        for name in ("_loss_grad_sorted", "epoch"):
+            setattr(net, name, self._recording(getattr(net, name)))
 
+    def _recording(self, training_pass):
         def recording(*args):
             self.seen_.append(_blas_threads())
             self.threads_.add(threading.current_thread().name)
-            return share_pass(*args)
+            return training_pass(*args)
 
-        net._loss_grad_sorted = recording
+        return recording
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 2 epochs

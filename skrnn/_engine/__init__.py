@@ -41,6 +41,9 @@ written in Python, with ``xp``:
 - ``network_pass``: a share of a training batch through the whole network
   in one call, for a loss with a compiled twin
   (:func:`skrnn._engine.batch.loss_grad`);
+- ``epoch_pass``: the training steps of an epoch, whole network and end
+  of step (penalty, divergence rule, clipping, optimiser), in one call
+  (:func:`skrnn._engine.batch.epoch`), for batches that run in one share;
 - ``update_kernels``: the end of a training step (penalty, gradient checks,
   clipping, the optimisers' compiled steps) over the flat parameter vector
   (:mod:`skrnn._engine._update`);
@@ -73,6 +76,7 @@ _CPU = Engine(
     cpu.backward,
     workspace=cpu.workspace,
     network_pass=batch.loss_grad,
+    epoch_pass=batch.epoch,
     update_kernels=_update,
     host_blas=True,
     stepper=cpu.stepper,

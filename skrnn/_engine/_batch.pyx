@@ -17,11 +17,13 @@ the head's rows, each of the shape the kernels expect, and sorts ``rows``
 longest first. The loops run without bounds checks.
 """
 
+from cpython.exc cimport PyErr_CheckSignals
 from cython cimport floating
-from libc.math cimport exp, log, log1p
+from libc.math cimport exp, isfinite, log, log1p
 from libc.string cimport memcpy, memset
 
 from ._blas cimport gemm
+from ._update cimport Solver, clip_factor, penalize_into, step
 
 from ._recurrent import backward, forward
 
@@ -130,6 +132,21 @@ def loss_grad(list layers, Py_ssize_t n_dirs, bint sequence, Loss loss,
     float
         The weighted loss sum.
     """
+    return _loss_grad(layers, n_dirs, sequence, loss, values, rows, lengths, n_live,
+                      y, codes, weights, levels, head_w, head_b, head_gw, head_gb,
+                      feats, z, d_feats, zeros)
+
+
+cdef double _loss_grad(list layers, Py_ssize_t n_dirs, bint sequence, Loss loss,
+                       const floating[:, :, ::1] values, const Py_ssize_t[::1] rows,
+                       const Py_ssize_t[::1] lengths, n_live,
+                       const double[:, :, ::1] y, const Py_ssize_t[:, ::1] codes,
+                       const floating[::1] weights, const double[::1] levels,
+                       const floating[:, ::1] head_w, const floating[::1] head_b,
+                       floating[:, ::1] head_gw, floating[::1] head_gb,
+                       floating[:, ::1] feats, floating[:, ::1] z,
+                       floating[:, ::1] d_feats, zeros) except? -1:
+    """:func:`loss_grad`."""
     cdef:
         Py_ssize_t n = len(layers), top = n - n_dirs
         Py_ssize_t n_out = head_w.shape[0], F = head_w.shape[1], R = z.shape[0]
@@ -194,6 +211,114 @@ def loss_grad(list layers, Py_ssize_t n_dirs, bint sequence, Loss loss,
             with nogil:
                 _split(ab, a, b)
     return total
+
+
+def epoch(list rooms, Py_ssize_t n_dirs, bint sequence, Loss loss,
+          const floating[:, :, ::1] values, const Py_ssize_t[::1] order,
+          const Py_ssize_t[::1] lengths, const Py_ssize_t[::1] bounds,
+          const double[::1] batch_weights, const double[:, :, ::1] y,
+          const Py_ssize_t[:, ::1] codes, const floating[::1] weights,
+          const double[::1] levels, const floating[:, ::1] head_w,
+          const floating[::1] head_b, floating[:, ::1] head_gw,
+          floating[::1] head_gb, floating[::1] flat, floating[::1] grad,
+          const floating[::1] weight_mask, floating[::1] previous, double alpha,
+          double clip_norm, double peak, double eps, Solver solver,
+          floating[::1] a, floating[::1] b, const double[:, ::1] constants):
+    """An epoch of training steps, one per batch: :func:`loss_grad` of the
+    batch, the L2 penalty, the divergence rule, clipping and the optimiser's
+    step (:mod:`skrnn._engine._update`), as the estimators' training loop
+    takes them one call at a time.
+
+    Parameters
+    ----------
+    rooms : list of skrnn._engine.batch._Room
+        Each batch's room (layers bound to the parameters and the gradient),
+        with ``n_live`` room for its steps.
+    n_dirs, sequence, loss, values, y, codes, weights, levels, head_w, head_b, \
+head_gw, head_gb
+        As for :func:`loss_grad`; ``weights`` divided by each row's batch's
+        total weight (in rows).
+    order, lengths : (n,) arrays
+        The batches' sequences one after the other, each batch's longest
+        first, and their lengths.
+    bounds : (n_batches + 1,) array
+        Batch k is ``order[bounds[k]:bounds[k + 1]]``.
+    batch_weights : (n_batches,) array
+        Each batch's total sample weight; a batch of none is skipped.
+    flat, grad, weight_mask, previous : (P,) arrays
+        The parameters, their gradient (of which ``head_gw`` and ``head_gb``
+        and the rooms' gradient views are views), 1 for weights and 0 for
+        biases, and the weights before the latest step (written).
+    alpha : float
+        The L2 penalty's strength; a batch's is ``alpha / batch weight``.
+    clip_norm : float
+        The gradient's largest norm; 0 or less: no clipping.
+    peak, eps : float
+        The divergence rule's largest loss so far (0: none) and the weights'
+        machine epsilon: a batch's loss must be finite and at most ``peak /
+        eps`` (while ``peak`` is positive), and its gradient finite.
+    solver, a, b : Solver and state arrays
+        The optimiser (see :func:`skrnn._engine._update.update`).
+    constants : (n_batches, 5) array
+        The optimiser's constants of each step, in the order taken.
+
+    Returns
+    -------
+    total : float or None
+        The sum of the batches' losses (penalty included) times their
+        weights; None where a step broke the divergence rule, whose weights
+        are then put back to ``previous``, and the epoch stops.
+    steps : int
+        The optimiser's steps taken.
+    """
+    cdef:
+        Py_ssize_t k, i, s, e, t, T, n_batches = bounds.shape[0] - 1, taken = 0
+        double total = 0, value, penalty, squared, scale
+        bint sound = True, finite
+        Py_ssize_t[::1] n_live
+        floating[:, ::1] feats, z, d_feats  # the room's head arrays
+    for k in range(n_batches):
+        PyErr_CheckSignals()  # a KeyboardInterrupt: the caller rolls back
+        if batch_weights[k] <= 0:
+            continue  # only zero-weight samples: nothing to learn from
+        s, e = bounds[k], bounds[k + 1]
+        room = rooms[k]
+        live = room.n_live
+        n_live, feats, z, d_feats = live, room.feats, room.z, room.d_feats
+        T = lengths[s]
+        with nogil:
+            # n_live[t] = #(lengths > t) over the batch, sorted longest first
+            i = e
+            for t in range(T):
+                while i > s and lengths[i - 1] <= t:
+                    i -= 1
+                n_live[t] = i - s
+            memset(&grad[0], 0, grad.shape[0] * sizeof(floating))
+        value = _loss_grad(room.layers, n_dirs, sequence, loss, values, order[s:e],
+                           lengths[s:e], live, y, codes, weights, levels,
+                           head_w, head_b, head_gw, head_gb, feats, z, d_feats,
+                           room.zeros)
+        with nogil:
+            # L2 on weights (not biases), scaled as MLP's: alpha / 2 * ||W||^2 / n
+            scale = alpha / batch_weights[k]
+            penalty = penalize_into(grad, flat, weight_mask, scale, &squared, &finite)
+            value = value + 0.5 * scale * penalty
+            sound = (isfinite(value) and (peak <= 0 or value <= peak / eps)
+                     and finite)
+            if sound:
+                scale = clip_factor(squared, clip_norm) if clip_norm > 0 else 1.0
+                sound = step(solver, flat, grad, previous, scale, a, b,
+                             &constants[taken, 0])
+                taken += 1
+            if sound:
+                total = total + value * batch_weights[k]
+                peak = max(peak, value)
+            else:
+                # the step that led here, or this one, is undone
+                memcpy(&flat[0], &previous[0], flat.shape[0] * sizeof(floating))
+        if not sound:
+            return None, taken
+    return total, taken
 
 
 cdef _run_forward(LayerPass lp, kernel, const Py_ssize_t[::1] lengths,

@@ -38,12 +38,6 @@ def loss_grad(arch, views, grad_views, batch, rows, loss, share):
     _recurrent.live_rows(lengths, n_live)
     room = _room(arch, share, T, N, dtype)
     room.bind(arch, views, grad_views)
-    y = codes = None
-    if loss.codes:
-        codes = np.ascontiguousarray(targets, dtype=np.intp).reshape(len(targets), -1)
-    else:
-        y = np.ascontiguousarray(targets, dtype=np.float64)
-        y = y.reshape(len(y), -1 if sequence else 1, y.shape[-1])
     return _batch.loss_grad(
         room.layers,
         arch.n_dirs,
@@ -53,8 +47,7 @@ def loss_grad(arch, views, grad_views, batch, rows, loss, share):
         np.ascontiguousarray(rows, dtype=np.intp),
         lengths,
         n_live,
-        _EMPTY_Y if y is None else y,
-        _EMPTY_CODES if codes is None else codes,
+        *_targets(loss, targets, sequence),
         np.ascontiguousarray(weights, dtype=dtype),
         getattr(loss, "levels", _NO_LEVELS),
         views["head.weight"],
@@ -66,6 +59,64 @@ def loss_grad(arch, views, grad_views, batch, rows, loss, share):
         room.d_feats,
         room.zeros,
     )
+
+
+def epoch(arch, views, grad_views, data, lengths, order, bounds, weights, loss, step):
+    """The training steps of an epoch, one per batch, in one compiled call
+    (:func:`skrnn._engine._batch.epoch`): each batch's :func:`loss_grad` in
+    one share, then the end of its step, as the estimators' training loop
+    takes them one call at a time.
+
+    ``data`` is the training set's (values, targets); batch k is the
+    sequences ``order[bounds[k]:bounds[k + 1]]``, longest first;
+    ``weights`` holds each sequence's sample weight divided by its batch's
+    total weight (in rows); ``step`` is the tuple of the compiled epoch's
+    arguments from ``batch_weights`` to ``constants``, but ``y`` to
+    ``head_gb``. Returns the compiled epoch's ``(total or None, steps)``.
+    """
+    values, targets = data
+    dtype = np.dtype(arch.dtype)
+    sequence = arch.output == "sequence"
+    lengths = np.ascontiguousarray(lengths[order], dtype=np.intp)
+    rooms = {}
+    batches = []
+    for shape in zip(lengths[bounds[:-1]].tolist(), np.diff(bounds).tolist()):
+        room = rooms.get(shape)
+        if room is None:
+            room = rooms[shape] = _room(arch, 0, *shape, dtype)
+            room.bind(arch, views, grad_views)
+        batches.append(room)
+    batch_weights, *update = step
+    return _batch.epoch(
+        batches,
+        arch.n_dirs,
+        sequence,
+        loss.compiled,
+        np.ascontiguousarray(values, dtype=dtype),
+        np.ascontiguousarray(order, dtype=np.intp),
+        lengths,
+        np.ascontiguousarray(bounds, dtype=np.intp),
+        batch_weights,
+        *_targets(loss, targets, sequence),
+        np.ascontiguousarray(weights, dtype=dtype),
+        getattr(loss, "levels", _NO_LEVELS),
+        views["head.weight"],
+        views["head.bias"],
+        grad_views["head.weight"],
+        grad_views["head.bias"],
+        *update,
+    )
+
+
+def _targets(loss, targets, sequence):
+    """``(y, codes)`` as the compiled pass reads ``targets``: regression
+    targets (n, T_y, O) in float64, or class codes (n, T_y); the other
+    empty."""
+    if loss.codes:
+        codes = np.ascontiguousarray(targets, dtype=np.intp)
+        return _EMPTY_Y, codes.reshape(len(codes), -1)
+    y = np.ascontiguousarray(targets, dtype=np.float64)
+    return y.reshape(len(y), -1 if sequence else 1, y.shape[-1]), _EMPTY_CODES
 
 
 _EMPTY_Y = np.empty((0, 0, 0))
@@ -129,6 +180,7 @@ class _Room:
         self.layers, self.feats, self.d_feats, self.z, self.zeros = _Room._build(
             arch, T, N, dtype, carver
         )
+        self.n_live = np.empty(T, dtype=np.intp)  # for the compiled epoch
         self._bound = (None, None)
 
     def bind(self, arch, views, grad_views):

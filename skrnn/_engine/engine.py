@@ -26,11 +26,12 @@ Engine = namedtuple(
         "workers",
         "workspace",
         "network_pass",
+        "epoch_pass",
         "update_kernels",
         "host_blas",
         "stepper",
     ],
-    defaults=(None, 1, nullcontext, None, None, False, None),
+    defaults=(None, 1, nullcontext, None, None, None, False, None),
 )
 
 
