@@ -467,6 +467,36 @@ def test_packed_gemm(trans, accumulate, packed_level):
             np.testing.assert_array_equal(c[i], single)
 
 
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_reduction_kernel(accumulate, packed_level):
+    """c = a.T @ b (+ c) over the rows of a and b, the weight gradients'
+    sum over a pass's rows: blocks of rows of c and their remainders, one or
+    several panels of b, rows in one chunk and in several (see
+    _packed_kernel.h), operands with row strides."""
+    if packed_level == 0:
+        with pytest.raises(RuntimeError, match="no packed kernel"):
+            _recurrent._reduce(
+                np.ones((1, 1), np.float32),
+                np.ones((1, 16), np.float32),
+                False,
+                np.ones((1, 16), np.float32),
+            )
+        return
+    rng = np.random.default_rng(11)
+    pad = 3
+    for m, n, k in itertools.product([1, 5, 8, 13, 64], [16, 48], [1, 7, 256, 700]):
+        a = _blas_operand(rng, (k, m), np.float32, pad)  # row stride m + pad
+        b = _blas_operand(rng, (k, n), np.float32, pad)
+        c = _blas_operand(rng, (m, n), np.float32, pad)
+        expected = a.astype(np.float64).T @ b + (c if accumulate else 0)
+        base = c.base.copy()
+        _recurrent._reduce(a, b, accumulate, c)
+        _assert_close(c, expected, np.float32, f"reduction {m}x{n}x{k}")
+        np.testing.assert_array_equal(c.base[:, :pad], base[:, :pad])
+    with pytest.raises(ValueError, match="multiple of 16"):
+        _recurrent._reduce(a, b[:, :15], False, c[:, :15])
+
+
 def test_gemm_wrapper_checks_shapes():
     a = np.ones((2, 3))
     with pytest.raises(ValueError, match="shapes"):

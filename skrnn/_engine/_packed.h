@@ -47,6 +47,7 @@ static void skrnn_pack_f32(int trans, ptrdiff_t K, ptrdiff_t N, const float *B,
 
 /* The kernel, once per instruction set (see _packed_kernel.h). */
 #define SKRNN_KERNEL skrnn_packed_gemm_avx512
+#define SKRNN_REDUCE skrnn_reduce_avx512
 #define SKRNN_TARGET __attribute__((target("avx512f,fma")))
 #define SKRNN_VW 16 /* floats per vector */
 #define SKRNN_MR 8  /* rows per block: 8 accumulators of 32 registers */
@@ -54,6 +55,7 @@ static void skrnn_pack_f32(int trans, ptrdiff_t K, ptrdiff_t N, const float *B,
 #include "_packed_kernel.h"
 
 #define SKRNN_KERNEL skrnn_packed_gemm_avx2
+#define SKRNN_REDUCE skrnn_reduce_avx2
 #define SKRNN_TARGET __attribute__((target("avx2,fma")))
 #define SKRNN_VW 8
 #define SKRNN_MR 6 /* 12 accumulators of 16 registers */
@@ -108,6 +110,21 @@ static void skrnn_packed_gemm_f32(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const f
         skrnn_packed_gemm_avx512(M, N, K, A, lda, Bp, accumulate, C, ldc);
     else
         skrnn_packed_gemm_avx2(M, N, K, A, lda, Bp, accumulate, C, ldc);
+#endif
+}
+
+/* C (M x N, row stride ldc) = A.T @ B, plus C if ``accumulate``, with A
+ * (K x M) and B (K x N) row-major, row strides lda and ldb, N a multiple
+ * of 16. Only called when skrnn_packed_level() > 0. */
+static void skrnn_reduce_f32(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A,
+                             ptrdiff_t lda, const float *B, ptrdiff_t ldb,
+                             int accumulate, float *C, ptrdiff_t ldc)
+{
+#if defined(__GNUC__) && defined(__x86_64__)
+    if (skrnn_packed_level() == 2)
+        skrnn_reduce_avx512(M, N, K, A, lda, B, ldb, accumulate, C, ldc);
+    else
+        skrnn_reduce_avx2(M, N, K, A, lda, B, ldb, accumulate, C, ldc);
 #endif
 }
 

@@ -1,5 +1,6 @@
-/* The packed-panel GEMM kernel of _packed.h, included once per instruction
- * set with SKRNN_KERNEL (its name), SKRNN_TARGET (the function attribute),
+/* The packed-panel GEMM kernel of _packed.h and its reduction over rows,
+ * included once per instruction set with SKRNN_KERNEL and SKRNN_REDUCE
+ * (their names), SKRNN_TARGET (the function attribute),
  * SKRNN_VW (floats per vector), SKRNN_MR (rows per block) and SKRNN_PG
  * (panels at a time for a lone row) defined; it
  * undefines them again. No include guard: that is the point.
@@ -117,7 +118,63 @@ SKRNN_TARGET static void SKRNN_KERNEL(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
     }
 }
 
+/* C (M x N, row stride ldc) = A.T @ B, plus C if ``accumulate``: A is K x M
+ * (row stride lda), B is K x N (row stride ldb), both row-major and read in
+ * place; N a multiple of 16. A weight gradient summed over a pass's rows
+ * (K): BLAS packs both operands first, which for a layer of a few units
+ * costs as much as the product.
+ *
+ * For each chunk of KC rows of A and B (which stays in cache), each panel
+ * of 16 columns of B and each block of MR rows of C, the MR x 16 block is
+ * accumulated in registers: per k the panel's row is read once and
+ * multiplied by the block's MR values of A's row k (side by side in
+ * memory). Each element of C is summed in the order of k. */
+SKRNN_TARGET static void SKRNN_REDUCE(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                                      const float *A, ptrdiff_t lda, const float *B,
+                                      ptrdiff_t ldb, int accumulate, float *C,
+                                      ptrdiff_t ldc)
+{
+    typedef float vec __attribute__((vector_size(4 * SKRNN_VW)));
+    enum { NV = SKRNN_PANEL / SKRNN_VW, MR = SKRNN_MR, KC = 256 };
+    const ptrdiff_t nc = SKRNN_PANEL; /* for SKRNN_STORE: whole panels */
+    for (ptrdiff_t k0 = 0; k0 < K || k0 == 0; k0 += KC) {
+        const ptrdiff_t k1 = K - k0 < KC ? K : k0 + KC;
+        for (ptrdiff_t col = 0; col < N; col += SKRNN_PANEL) {
+            for (ptrdiff_t m = 0; m < M; m += MR) {
+                const ptrdiff_t mr = M - m < MR ? M - m : MR;
+                vec acc[MR][NV];
+                for (int i = 0; i < MR; i++)
+                    for (int v = 0; v < NV; v++)
+                        acc[i][v] = (vec){0};
+                if (mr == MR) { /* constant trip counts: registers */
+                    for (ptrdiff_t k = k0; k < k1; k++) {
+                        vec b[NV];
+                        memcpy(b, B + k * ldb + col, sizeof b);
+                        const float *a = A + k * lda + m;
+                        for (int i = 0; i < MR; i++)
+                            for (int v = 0; v < NV; v++)
+                                acc[i][v] += a[i] * b[v];
+                    }
+                } else {
+                    for (ptrdiff_t k = k0; k < k1; k++) {
+                        vec b[NV];
+                        memcpy(b, B + k * ldb + col, sizeof b);
+                        const float *a = A + k * lda + m;
+                        for (int i = 0; i < mr; i++)
+                            for (int v = 0; v < NV; v++)
+                                acc[i][v] += a[i] * b[v];
+                    }
+                }
+                for (ptrdiff_t i = 0; i < mr; i++)
+                    SKRNN_STORE(C + (m + i) * ldc + col, acc[i]);
+            }
+        }
+        accumulate = 1; /* the later chunks add to C */
+    }
+}
+
 #undef SKRNN_KERNEL
+#undef SKRNN_REDUCE
 #undef SKRNN_TARGET
 #undef SKRNN_VW
 #undef SKRNN_MR

@@ -163,6 +163,9 @@ cdef extern from "_packed.h" nogil:
     void skrnn_packed_gemm_f32(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
                                const float* A, Py_ssize_t lda, const float* Bp,
                                int accumulate, float* C, Py_ssize_t ldc)
+    void skrnn_reduce_f32(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* A,
+                          Py_ssize_t lda, const float* B, Py_ssize_t ldb,
+                          int accumulate, float* C, Py_ssize_t ldc)
 
 
 cdef inline void _step_gemm(char transb, int m, int n, int k,
@@ -239,6 +242,31 @@ cdef void _gemm_rows(char transb, Py_ssize_t s0, Py_ssize_t s1,
              b, ldb, beta, c + off * ldc, ldc)
 
 
+# Weight gradients of at most this many elements are summed over the rows by
+# the reduction kernel of _packed.h (float32): BLAS packs both operands
+# first, which at these sizes costs as much as the product (a 64 x 16
+# gradient over 1280 rows: 2.3 times the kernel's time); for larger ones
+# BLAS is faster, and spreads over threads.
+cdef Py_ssize_t REDUCE_MAX_SIZE = 16384
+
+
+cdef void _reduce_rows(Py_ssize_t rows, int m, int n, const floating* a, int lda,
+                       const floating* b, int ldb, floating beta,
+                       floating* c, int ldc) noexcept nogil:
+    """``c = a.T @ b + beta * c`` (beta 0 or 1) over ``rows`` rows of ``a``
+    and ``b``: the reduction kernel for the whole panels of 16 columns of a
+    small float32 product, BLAS for the rest."""
+    cdef int n16 = 0
+    if floating is float:
+        if m * n <= REDUCE_MAX_SIZE and skrnn_packed_level() > 0:
+            n16 = n // 16 * 16
+            if n16 > 0:
+                skrnn_reduce_f32(m, n16, rows, a, lda, b, ldb, beta != 0, c, ldc)
+    if n16 < n:
+        gemm(c'T', c'N', m, n - n16, <int> rows, 1, a, lda, b + n16, ldb, beta,
+             c + n16, ldc)
+
+
 cdef void _gemm_reduce(Py_ssize_t T, const Py_ssize_t* n_live, Py_ssize_t N,
                        Py_ssize_t n_full, int m, int n,
                        const floating* a, int lda, const floating* b, int ldb,
@@ -250,15 +278,14 @@ cdef void _gemm_reduce(Py_ssize_t T, const Py_ssize_t* n_live, Py_ssize_t N,
     cdef Py_ssize_t s, i, off
     cdef floating beta = 0
     if n_full > 0:
-        gemm(c'T', c'N', m, n, <int> (n_full * N), 1, a, lda, b, ldb, beta,
-             c, ldc)
+        _reduce_rows(n_full * N, m, n, a, lda, b, ldb, beta, c, ldc)
         beta = 1
     for s in range(n_full, T):
         if n_live[s] == 0:
             break
         off = s * N
-        gemm(c'T', c'N', m, n, <int> n_live[s], 1, a + off * lda, lda,
-             b + off * ldb, ldb, beta, c, ldc)
+        _reduce_rows(n_live[s], m, n, a + off * lda, lda, b + off * ldb, ldb, beta,
+                     c, ldc)
         beta = 1
     if beta == 0:
         # no live row at all: BLAS may leave c alone when k == 0
@@ -1088,3 +1115,22 @@ def _packed_gemm(bint trans, const float[:, :] a, const float[:, ::1] b,
     skrnn_pack_f32(trans, k, n, &b[0, 0], b.strides[0] // sizeof(float), &bp[0])
     skrnn_packed_gemm_f32(m, n, k, &a[0, 0], a.strides[0] // sizeof(float), &bp[0],
                           accumulate, &c[0, 0], c.strides[0] // sizeof(float))
+
+
+def _reduce(const float[:, :] a, const float[:, :] b, bint accumulate,
+            float[:, :] c):
+    """Test hook: ``c = a.T @ b (+ c)`` through the reduction kernel in use;
+    the arrays need unit column stride."""
+    if skrnn_packed_level() == 0:
+        raise RuntimeError("no packed kernel on this CPU")
+    if (a.strides[1] != sizeof(float) or b.strides[1] != sizeof(float)
+            or c.strides[1] != sizeof(float)):
+        raise ValueError("arrays need unit column stride")
+    if b.shape[0] != a.shape[0] or (c.shape[0], c.shape[1]) != (a.shape[1], b.shape[1]):
+        raise ValueError("shapes do not match")
+    if b.shape[1] % 16:
+        raise ValueError("b's columns must be a multiple of 16")
+    skrnn_reduce_f32(c.shape[0], c.shape[1], a.shape[0], &a[0, 0],
+                     a.strides[0] // sizeof(float), &b[0, 0],
+                     b.strides[0] // sizeof(float), accumulate, &c[0, 0],
+                     c.strides[0] // sizeof(float))
