@@ -13,10 +13,6 @@ count), kept for the whole fit by :meth:`Network.on_device`, and copied back
 when it ends. ``coefs`` and everything pickled stay NumPy arrays.
 """
 
-import contextvars
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
@@ -25,6 +21,7 @@ from sklearn.utils import check_random_state
 from ._cells import CELLS, N_GATES, init_params, param_names, param_suffix, state_size
 from ._docs import fill_doc
 from ._engine.engine import Architecture
+from ._threads import map_threads
 
 # Inference runs over windows of at most INFERENCE_WINDOW steps, carrying
 # the state, so that its memory grows with N * H rather than N * T * H; in
@@ -414,7 +411,7 @@ class Network:
         shares = _shares(
             order, min(engine.workers, self.max_shares(len(lengths), lengths.max()))
         )
-        parts = _map(
+        parts = map_threads(
             engine.workers,
             lambda rows: self._forward_blocks(engine, p, values, lengths, rows),
             shares,
@@ -648,7 +645,7 @@ class Network:
         grads = [p.grad] + [np.zeros_like(p.grad) for _ in shares[1:]]
         p.grad[...] = 0
         batch = (values, lengths, targets, weights)
-        totals = _map(
+        totals = map_threads(
             engine.workers,
             lambda share, rows, grad: self._loss_grad_sorted(
                 engine, p, grad, batch, rows, loss, bptt_steps, share
@@ -767,34 +764,3 @@ def _shares(rows, n):
     gets every n-th, so the shares stay sorted and cost about the same."""
     n = max(1, n)
     return [rows[i::n] for i in range(n)]
-
-
-def _map(workers, fn, *iterables):
-    """``list(map(fn, *iterables))`` on up to ``workers`` threads.
-
-    The calling thread runs the first call itself, the others go to a pool
-    kept for the process (starting threads per batch costs more than small
-    batches take). Each call runs in a copy of the caller's context, so that
-    settings held in context variables (NumPy's ``errstate``) hold there too.
-    """
-    args = list(zip(*iterables))
-    if workers <= 1 or len(args) <= 1:
-        return [fn(*a) for a in args]
-    pool = _pool()
-    futures = [pool.submit(contextvars.copy_context().run, fn, *a) for a in args[1:]]
-    return [fn(*args[0])] + [f.result() for f in futures]
-
-
-_POOL = (None, None)  # (process id, pool): a forked child starts its own
-_POOL_LOCK = threading.Lock()
-
-
-def _pool():
-    """The process's pool of threads for :func:`_map`, started on first use."""
-    global _POOL
-    with _POOL_LOCK:
-        pid, pool = _POOL
-        if pid != os.getpid():
-            pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="skrnn")
-            _POOL = (os.getpid(), pool)
-        return pool

@@ -8,9 +8,8 @@ import numpy as np
 from ._cells import CELLS
 from ._classifier import SequenceClassifier
 from ._engine import get_engine
-from ._network import _map
 from ._pipeline import scalers_and_estimator
-from ._threads import blas_threads
+from ._threads import blas_threads, map_threads
 
 
 class Stream:
@@ -259,7 +258,7 @@ class Stream:
                 bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
             else:
                 with blas_threads.split(get_engine("cpu"), len(steppers)) as engine:
-                    _map(
+                    map_threads(
                         engine.workers,
                         lambda stepper, rows: stepper.step(x[rows], False),
                         steppers,

@@ -4,11 +4,14 @@ BLAS thread pools are per process and per library (SciPy's OpenBLAS, which
 the compiled kernels call, and NumPy's, which the head's products call, may
 be two). :data:`blas_threads` holds them for the duration of a fit or a
 prediction, and shares them out between threads that each run part of the
-sequences (see :meth:`BlasThreads.split`).
+sequences (see :meth:`BlasThreads.split`) on the process's own threads
+(:func:`map_threads`).
 """
 
+import contextvars
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from threadpoolctl import OpenBLASController, ThreadpoolController
@@ -116,7 +119,11 @@ class BlasThreads:
             workers = threads if shares is None else min(shares, threads)
             if workers > 1:
                 with held(every, threads // workers), held(numpy_blas, 1):
-                    yield engine._replace(workers=workers)
+                    token = _WORKERS.set(workers)
+                    try:
+                        yield engine._replace(workers=workers)
+                    finally:
+                        _WORKERS.reset(token)
                 return
             if serial:
                 with held(every, 1):
@@ -127,6 +134,16 @@ class BlasThreads:
 
 
 blas_threads = BlasThreads()
+
+# The workers of the BlasThreads.split block in use: the compiled engine
+# spreads the steps of a lone sequence over them (cpu.forward).
+_WORKERS = contextvars.ContextVar("skrnn_workers", default=1)
+
+
+def workers_at_hand():
+    """How many threads the :meth:`BlasThreads.split` block in use lets a
+    pass run on at once (1 outside one, or where it gives one worker)."""
+    return _WORKERS.get()
 
 
 @contextmanager
@@ -166,3 +183,34 @@ def _set_threads(controllers, counts):
         lib.set_num_threads(n)
     if release is not None:
         release()
+
+
+def map_threads(workers, fn, *iterables):
+    """``list(map(fn, *iterables))`` on up to ``workers`` threads.
+
+    The calling thread runs the first call itself, the others go to a pool
+    kept for the process (starting threads per batch costs more than small
+    batches take). Each call runs in a copy of the caller's context, so that
+    settings held in context variables (NumPy's ``errstate``) hold there too.
+    """
+    args = list(zip(*iterables))
+    if workers <= 1 or len(args) <= 1:
+        return [fn(*a) for a in args]
+    pool = _pool()
+    futures = [pool.submit(contextvars.copy_context().run, fn, *a) for a in args[1:]]
+    return [fn(*args[0])] + [f.result() for f in futures]
+
+
+_POOL = (None, None)  # (process id, pool): a forked child starts its own
+_POOL_LOCK = threading.Lock()
+
+
+def _pool():
+    """The process's pool of threads for :func:`map_threads`, started on first use."""
+    global _POOL
+    with _POOL_LOCK:
+        pid, pool = _POOL
+        if pid != os.getpid():
+            pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="skrnn")
+            _POOL = (os.getpid(), pool)
+        return pool

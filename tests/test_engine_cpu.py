@@ -795,3 +795,147 @@ def test_kernels_take_their_arrays_by_name_only(kernel):
     for specialisation in getattr(_recurrent, kernel).__signatures__.values():
         with pytest.raises(TypeError, match="positional"):
             specialisation(0, 0, False)
+
+
+# ------------------------------------------- one sequence split between threads
+SPLIT_GRID = [
+    spec
+    for spec in CELL_GRID
+    if spec.cell in ("rnn", "lstm") or spec.reset_after
+    if spec.activation in ("tanh", "relu")
+]
+
+
+def _lone_row_problem(spec, T=23, D=3, H=64, seed=0):
+    rng = np.random.default_rng(seed)
+    params = _params(spec, D, H, np.float32, rng)
+    x = rng.normal(size=(T, 1, D)).astype(np.float32)
+    h0 = rng.normal(scale=0.5, size=(1, _state_size(spec, H))).astype(np.float32)
+    return params, x, np.array([T]), h0
+
+
+@pytest.fixture
+def split_at_hand(monkeypatch, packed_level):
+    """Split a lone sequence's steps between two threads at any size, as
+    where two workers are at hand; the packed kernels of this CPU."""
+    if packed_level == 0:
+        pytest.skip("the split needs a packed kernel")
+    calls = []
+    real = _recurrent.lone_row_forward
+
+    def counting(*args):
+        calls.append(threading.current_thread().name)
+        return real(*args)
+
+    monkeypatch.setattr(cpu, "LONE_ROW_SPLIT_BYTES", 0)
+    monkeypatch.setattr(cpu, "workers_at_hand", lambda: 2)
+    monkeypatch.setattr(_recurrent, "lone_row_forward", counting)
+    return calls
+
+
+@pytest.mark.parametrize("keep_outputs", [True, False], ids=["outputs", "state"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "backward"])
+@pytest.mark.parametrize("spec", SPLIT_GRID, ids=_spec_id)
+def test_split_lone_row_equals_one_thread(
+    spec, reverse, keep_outputs, split_at_hand, monkeypatch
+):
+    """Each half of the units computes its gates with the same packed
+    products and gate loops as the whole step: the outputs and the final
+    state are those of one thread, bit for bit; several windows of input
+    projections included."""
+    monkeypatch.setattr(cpu, "INFERENCE_GATES_BYTES", 5 * 4 * 64 * 4)  # 5 steps
+    params, x, lengths, h0 = _lone_row_problem(spec)
+    kw = dict(reverse=reverse, keep_cache=False, keep_outputs=keep_outputs)
+    out, h_last, _ = cpu.forward(spec, params, x, lengths, h0, **kw)
+    assert len(split_at_hand) == 2  # the caller and one more thread
+    monkeypatch.setattr(cpu, "workers_at_hand", lambda: 1)
+    out1, h_last1, _ = cpu.forward(spec, params, x, lengths, h0, **kw)
+    assert len(split_at_hand) == 2
+    np.testing.assert_array_equal(h_last, h_last1)
+    if keep_outputs:
+        np.testing.assert_array_equal(out, out1)
+    ref_out, ref_h, _ = reference.forward(
+        spec,
+        {k: v.astype(np.float64) for k, v in params.items()},
+        x,
+        lengths,
+        h0.astype(np.float64),
+        **kw,
+    )
+    _assert_close(h_last, ref_h.astype(np.float32), np.float32, "split final state")
+
+
+def test_split_lone_row_needs_no_partner(packed_level):
+    """One thread alone takes every task; a second that comes after it is
+    done finds none left: the result is that of the unsplit pass."""
+    if packed_level == 0:
+        pytest.skip("the split needs a packed kernel")
+    spec = CellSpec("lstm", "tanh", True, True)
+    H, GH, T = 32, 128, 9
+    params, x, lengths, h0 = _lone_row_problem(spec, T=T, H=H)
+    expected, h_last, _ = cpu.forward(spec, params, x, lengths, h0, keep_cache=False)
+    states = np.zeros((2, H), np.float32)
+    states[0] = h0[0, :H]
+    c = h0[0, H:].copy()
+    out = np.zeros((T, 1, H), np.float32)
+    args = (
+        _recurrent.Cell.LSTM,
+        _recurrent.Activation.TANH,
+        False,
+        x,
+        params["weight_ih"],
+        params["weight_hh"],
+        params["bias_ih"],
+        params["bias_hh"],
+        states,
+        c,
+        out,
+        np.zeros((4, 1, GH), np.float32),
+        np.zeros(GH * H, np.float32),
+        np.zeros((2, _recurrent.lone_row_room(4, H)), np.float32),
+        np.zeros(2, np.intp),
+    )
+    _recurrent.lone_row_forward(*args)
+    done = (out.copy(), states.copy(), c.copy())
+    late = threading.Thread(target=_recurrent.lone_row_forward, args=args)
+    late.start()
+    late.join()
+    for a, b in zip(done, (out, states, c)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(np.concatenate([states[T % 2], c]), h_last[0])
+
+
+def test_split_only_where_it_pays(split_at_hand, monkeypatch):
+    """Training, several sequences, a sequence with padded steps, float64,
+    the reset-before GRU and an H of no whole half-panels run on one thread;
+    so does everything where the weights are small or one worker is at hand."""
+    lstm = CellSpec("lstm", "tanh", True, True)
+    params, x, lengths, h0 = _lone_row_problem(lstm)
+    cpu.forward(lstm, params, x, lengths, h0, keep_cache=True)
+    cpu.forward(lstm, params, x, np.array([20]), h0, keep_cache=False)
+    x2 = np.concatenate([x, x], axis=1)
+    cpu.forward(
+        lstm, params, x2, np.array([23, 23]), np.repeat(h0, 2, 0), keep_cache=False
+    )
+    p64 = {k: v.astype(np.float64) for k, v in params.items()}
+    cpu.forward(
+        lstm,
+        p64,
+        x.astype(np.float64),
+        lengths,
+        h0.astype(np.float64),
+        keep_cache=False,
+    )
+    before = CellSpec("gru", "tanh", False, True)
+    p, x3, l3, h3 = _lone_row_problem(before)
+    cpu.forward(before, p, x3, l3, h3, keep_cache=False)
+    p, x4, l4, h4 = _lone_row_problem(lstm, H=48)
+    cpu.forward(lstm, p, x4, l4, h4, keep_cache=False)
+    assert split_at_hand == []
+    monkeypatch.setattr(cpu, "LONE_ROW_SPLIT_BYTES", 4 * 64 * 64 * 4 + 1)
+    cpu.forward(lstm, params, x, lengths, h0, keep_cache=False)
+    monkeypatch.setattr(cpu, "LONE_ROW_SPLIT_BYTES", 0)
+    monkeypatch.setattr(cpu, "workers_at_hand", lambda: 1)
+    cpu.forward(lstm, params, x, lengths, h0, keep_cache=False)
+    assert split_at_hand == []

@@ -328,3 +328,39 @@ def test_the_compiled_passes_release_the_gil():
     assert _runs_without_the_gil(
         lambda: net.loss_grad(engine, X, np.full(N, T), y, w, squared_error, None)
     )
+
+
+def test_main_thread_predict_of_one_sequence_splits_its_units(monkeypatch):
+    """Predicting one sequence in the main thread, the compiled engine takes
+    each step's two halves of the units on two threads where two workers
+    are at hand; the prediction is that of one thread, bit for bit."""
+    from skrnn import _threads
+    from skrnn._engine import _recurrent, cpu
+
+    if max(_blas_threads(_kernels_blas), default=1) < 2:
+        pytest.skip("SciPy's BLAS has one thread here: one worker at hand")
+    if _recurrent.packed_size(_recurrent.Cell.LSTM, 32) == 0:
+        pytest.skip("the split needs a packed kernel")
+    X = np.random.RandomState(0).normal(size=(8, 30, 3)).astype(np.float32)
+    with pytest.warns(ConvergenceWarning):
+        model = SequenceRegressor(
+            cell="lstm", hidden_size=32, max_iter=2, dtype="float32", random_state=0
+        ).fit(X, X.sum(axis=(1, 2)))
+    one_thread = model.predict(X[:1])
+    threads = []
+    real = _recurrent.lone_row_forward
+
+    def recording(*args):
+        threads.append(threading.current_thread().name)
+        return real(*args)
+
+    monkeypatch.setattr(_recurrent, "lone_row_forward", recording)
+    monkeypatch.setattr(_threads, "UNTHREADED_WORK", 0)
+    monkeypatch.setattr(cpu, "LONE_ROW_SPLIT_BYTES", 0)
+    np.testing.assert_array_equal(model.predict(X[:1]), one_thread)
+    assert len(threads) == 2 and threading.main_thread().name in threads
+    # in a worker thread, one worker: no split
+    worker = threading.Thread(target=model.predict, args=(X[:1],))
+    worker.start()
+    worker.join()
+    assert len(threads) == 2

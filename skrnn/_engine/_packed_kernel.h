@@ -79,41 +79,37 @@ SKRNN_TARGET static void SKRNN_KERNEL(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
             }
         }
         /* the chunk's remaining rows one by one (one stream's step: a GEMV),
-         * PG panels at a time, so that PG sums run side by side rather than
-         * one waiting on each multiply-add; the same arithmetic, in the
-         * order of k */
+         * PG panels at a time, then 4, 2 and 1 for the last ones, so that
+         * several sums run side by side rather than one waiting on each
+         * multiply-add; the same arithmetic, in the order of k */
         for (ptrdiff_t m = mb; m < m1; m++) {
             const float *a = A + m * lda;
-            for (ptrdiff_t p0 = 0; p0 < n_panels; p0 += PG) {
-                const ptrdiff_t pg = n_panels - p0 < PG ? n_panels - p0 : PG;
-                const float *bp = Bp + p0 * K * SKRNN_PANEL;
-                vec acc[PG][NV];
-                for (int g = 0; g < PG; g++)
-                    for (int v = 0; v < NV; v++)
-                        acc[g][v] = (vec){0};
-                if (pg == PG) {
-                    for (ptrdiff_t k = 0; k < K; k++)
-                        for (int g = 0; g < PG; g++) {
-                            vec b[NV];
-                            memcpy(b, bp + (g * K + k) * SKRNN_PANEL, sizeof b);
-                            for (int v = 0; v < NV; v++)
-                                acc[g][v] += a[k] * b[v];
-                        }
-                } else {
-                    for (int g = 0; g < pg; g++)
-                        for (ptrdiff_t k = 0; k < K; k++) {
-                            vec b[NV];
-                            memcpy(b, bp + (g * K + k) * SKRNN_PANEL, sizeof b);
-                            for (int v = 0; v < NV; v++)
-                                acc[g][v] += a[k] * b[v];
-                        }
-                }
-                for (int g = 0; g < pg; g++) {
-                    const ptrdiff_t col = (p0 + g) * SKRNN_PANEL;
-                    const ptrdiff_t nc = N - col < SKRNN_PANEL ? N - col : SKRNN_PANEL;
-                    SKRNN_STORE(C + m * ldc + col, acc[g]);
-                }
-            }
+            ptrdiff_t p0 = 0;
+#define SKRNN_PANELS_AT_ONCE(NG)                                                 \
+    for (; p0 + (NG) <= n_panels; p0 += (NG)) {                                  \
+        const float *bp = Bp + p0 * K * SKRNN_PANEL;                             \
+        vec acc[NG][NV];                                                         \
+        for (int g = 0; g < (NG); g++)                                           \
+            for (int v = 0; v < NV; v++)                                         \
+                acc[g][v] = (vec){0};                                            \
+        for (ptrdiff_t k = 0; k < K; k++)                                        \
+            for (int g = 0; g < (NG); g++) {                                     \
+                vec b[NV];                                                       \
+                memcpy(b, bp + (g * K + k) * SKRNN_PANEL, sizeof b);             \
+                for (int v = 0; v < NV; v++)                                     \
+                    acc[g][v] += a[k] * b[v];                                    \
+            }                                                                    \
+        for (int g = 0; g < (NG); g++) {                                         \
+            const ptrdiff_t col = (p0 + g) * SKRNN_PANEL;                        \
+            const ptrdiff_t nc = N - col < SKRNN_PANEL ? N - col : SKRNN_PANEL;  \
+            SKRNN_STORE(C + m * ldc + col, acc[g]);                              \
+        }                                                                        \
+    }
+            SKRNN_PANELS_AT_ONCE(PG)
+            SKRNN_PANELS_AT_ONCE(4)
+            SKRNN_PANELS_AT_ONCE(2)
+            SKRNN_PANELS_AT_ONCE(1)
+#undef SKRNN_PANELS_AT_ONCE
         }
     }
 }

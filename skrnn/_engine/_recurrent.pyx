@@ -154,6 +154,12 @@ cdef extern from "_gates.h" nogil:
                              double* db)
 
 
+cdef extern from "_sync.h" nogil:
+    Py_ssize_t skrnn_claim(Py_ssize_t* next)
+    void skrnn_finish(Py_ssize_t* done)
+    void skrnn_wait(Py_ssize_t* done, Py_ssize_t count)
+
+
 cdef extern from "_packed.h" nogil:
     Py_ssize_t skrnn_packed_size(Py_ssize_t K, Py_ssize_t N)
     int skrnn_packed_level()
@@ -555,6 +561,133 @@ def forward(*, int cell, int act, bint reverse,
                            p_work)
         if all_out:
             _zero_padded_rows(&out[0, 0, 0], T, N, H, &n_live[0])
+
+
+def lone_row_room(Py_ssize_t G, Py_ssize_t H):
+    """Floats of room each half of :func:`lone_row_forward` needs for a cell
+    of G gates and H units: its gates' pre-activations, the recurrent
+    projection (GRU), the gates' scratch (GRU) and its units' biases, in its
+    own layout."""
+    return 4 * G * (H // 2) + 3 * (H // 2)
+
+
+def lone_row_forward(int cell, int act, bint reverse,
+                     const float[:, :, ::1] x, const float[:, ::1] w_ih,
+                     const float[:, ::1] w_hh, const float[::1] b_ih,
+                     const float[::1] b_hh, float[:, ::1] states, float[::1] c,
+                     float[:, :, ::1] out, float[:, :, ::1] gates,
+                     float[::1] packed, float[:, ::1] room,
+                     Py_ssize_t[::1] counters):
+    """:func:`forward` of one sequence at inference, its units split in two
+    halves whose steps two threads take at once: each calls this function
+    with the same arguments, and the two share the work (one thread alone
+    does it all, so the caller need not wait for the other to start).
+
+    Each half's step is the unsplit step restricted to its units: the
+    product of the whole state with its rows of W_hh (from the packed
+    panels, the same arithmetic), then its units' gate loop. Its gates and
+    biases are laid out as those of a layer of H / 2 units (gate after
+    gate), so that the gate loops run unchanged.
+
+    Parameters
+    ----------
+    cell, act, reverse, x, w_ih, w_hh, b_ih, b_hh, out, gates, packed
+        As for :func:`forward`, with N = 1, every step live, ``packed``
+        never empty; float32, an RNN, an LSTM or a GRU with the reset gate
+        after the product; H a multiple of 32.
+    states : (2, H) array
+        In: the initial state in row 0. Out: the final state in row T % 2
+        (the steps write each row in turn).
+    c : (H,) array
+        LSTM only: in, the initial cell state; out, the final one.
+    room : (2, lone_row_room(cell, H)) array
+        Each half's room.
+    counters : (2,) array of zeros
+        The tasks claimed and done (see _sync.h).
+    """
+    cdef:
+        Py_ssize_t T = x.shape[0], D = x.shape[2], H = w_hh.shape[1]
+        Py_ssize_t GH = w_hh.shape[0], W = gates.shape[0]
+        Py_ssize_t G = GH // H, U = H // 2, GU = G * U
+        Py_ssize_t n_win = (T + W - 1) // W, per_win = 1 + 2 * W
+        Py_ssize_t n_tasks = 2 + n_win + 2 * T
+        bint all_out = out.shape[0] == T
+        Py_ssize_t task, r, w, w0, w1, k, half, j0, b, s, t, o
+        float* g
+        float* gh
+        float* pre
+        float* bi
+        float* bh
+        float* into
+        const float* h_cur
+        float* h_next
+    with nogil:
+        while True:
+            task = skrnn_claim(&counters[0])
+            if task >= n_tasks:
+                break
+            if task < 2:
+                # pack the half's rows of W_hh (as columns of W_hh.T) and
+                # lay out its biases
+                half = task
+                j0 = half * U
+                bi = &room[half, 2 * GU + 3 * U]
+                bh = bi + GU
+                for b in range(G):
+                    skrnn_pack_f32(1, H, U, &w_hh[b * H + j0, 0], H,
+                                   &packed[(b * H + j0) * H])
+                    memcpy(bi + b * U, &b_ih[b * H + j0], U * sizeof(float))
+                    memcpy(bh + b * U, &b_hh[b * H + j0], U * sizeof(float))
+                skrnn_finish(&counters[1])
+                continue
+            r = task - 2
+            w = r // per_win
+            if reverse:
+                w1 = T - w * W
+                w0 = max(0, w1 - W)
+            else:
+                w0 = w * W
+                w1 = min(T, w0 + W)
+            if r % per_win == 0:
+                # the window's input projection, once the last window's
+                # steps are done: gates[t - w0] = x[t] @ W_ih.T
+                skrnn_wait(&counters[1], task)
+                gemm(c'N', c'T', <int> (w1 - w0), <int> GH, <int> D, 1, &x[w0, 0, 0],
+                     <int> D, &w_ih[0, 0], <int> D, 0, &gates[0, 0, 0], <int> GH)
+                skrnn_finish(&counters[1])
+                continue
+            k = (r % per_win - 1) // 2
+            half = (r % per_win - 1) % 2
+            skrnn_wait(&counters[1], task - half)  # the step before, both halves
+            s = w * W + k  # the steps taken before this one
+            t = w1 - 1 - k if reverse else w0 + k
+            o = t if all_out else t - w0
+            j0 = half * U
+            g = &room[half, 0]
+            gh = g + GU
+            pre = gh + GU
+            bi = pre + 3 * U
+            bh = bi + GU
+            h_cur = &states[s % 2, 0]
+            h_next = &states[(s + 1) % 2, 0]
+            memcpy(h_next + j0, h_cur + j0, U * sizeof(float))
+            # h @ W_hh.T: added to the input projection, or apart (GRU)
+            into = gh if cell == GRU_RESET_AFTER else g
+            for b in range(G):
+                # the half's input projection, then its rows of h @ W_hh.T
+                memcpy(g + b * U, &gates[t - w0, 0, b * H + j0], U * sizeof(float))
+                skrnn_packed_gemm_f32(1, U, H, h_cur, H, &packed[(b * H + j0) * H],
+                                      into != gh, into + b * U, GU)
+            if cell == RNN:
+                skrnn_rnn_forward_f32(act, 1, U, bi, bh, g, h_next + j0,
+                                      &out[o, 0, j0])
+            elif cell == LSTM:
+                skrnn_lstm_forward_f32(1, U, bi, bh, g, &c[j0], NULL, h_next + j0,
+                                       &out[o, 0, j0])
+            else:
+                skrnn_gru_after_forward_f32(act, 1, U, bi, bh, gh, g, NULL, pre,
+                                            h_next + j0, &out[o, 0, j0])
+            skrnn_finish(&counters[1])
 
 
 # Streams a Stepper takes through the network at a time: a block's gates

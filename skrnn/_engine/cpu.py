@@ -19,6 +19,7 @@ from functools import lru_cache
 import numpy as np
 
 from .._cells import CELLS, N_GATES, param_suffix
+from .._threads import map_threads, workers_at_hand
 
 
 def _not_built_message():
@@ -297,6 +298,55 @@ def stepper(arch, views, shift, scale, out_scale, out_shift, states, out):
     )
 
 
+# One sequence's steps are split between two threads, at inference, where
+# its recurrent weights take at least this many bytes: a step then reads
+# them from beyond one core's L2 cache, and two cores read twice as fast.
+LONE_ROW_SPLIT_BYTES = 1 << 20
+
+_Cell = _recurrent.Cell
+_SPLIT_CELLS = (_Cell.RNN, _Cell.LSTM, _Cell.GRU_RESET_AFTER)
+
+
+def _splits(kernel, x, GH, H, n_live, keep_cache):
+    """Whether :func:`forward` runs :func:`_recurrent.lone_row_forward` on
+    two threads: a float32 inference pass over one sequence live at every
+    step, of an RNN, LSTM or reset-after GRU whose recurrent weights are
+    large (see LONE_ROW_SPLIT_BYTES) and whose H splits into whole panels,
+    on a CPU with the packed kernel, in a block with two workers at hand."""
+    T, N, _ = x.shape
+    return (
+        not keep_cache
+        and N == 1
+        and T > 0
+        and n_live[T - 1] == 1
+        and x.dtype == np.float32
+        and kernel.code in _SPLIT_CELLS
+        and H % 32 == 0
+        and GH * H * 4 >= LONE_ROW_SPLIT_BYTES
+        and _recurrent.packed_size(kernel.code, H) > 0
+        and workers_at_hand() >= 2
+    )
+
+
+def _lone_row_forward(kernel, act, reverse, x, weights, h, c, window, keep_outputs):
+    """:func:`forward`'s pass where :func:`_splits`: ``h`` and ``c`` (views
+    of (1, H)) become the final state; the outputs, if kept."""
+    T, H, GH = x.shape[0], h.shape[1], weights["w_hh"].shape[0]
+    f32 = np.dtype(np.float32)
+    states = np.empty((2, H), dtype=f32)
+    states[0] = h[0]
+    cell = c[0] if kernel.code == _Cell.LSTM else _unused(f32, 1)
+    outputs = _empty((T if keep_outputs else window, 1, H), f32)
+    room = np.empty((2, _recurrent.lone_row_room(GH // H, H)), dtype=f32)
+    counters = np.zeros(2, dtype=np.intp)
+    args = (kernel.code, act, bool(reverse), x, weights["w_ih"], weights["w_hh"])
+    args += (weights["b_ih"], weights["b_hh"], states, cell, outputs)
+    args += (_empty((window, 1, GH), f32), _empty((GH * H,), f32), room, counters)
+    map_threads(2, lambda _: _recurrent.lone_row_forward(*args), range(2))
+    h[0] = states[T % 2]
+    return outputs
+
+
 def _check_params(spec, params, dtype, D):
     """Check ``params`` against ``spec`` and the input width ``D``.
 
@@ -397,6 +447,12 @@ def forward(
     if not keep_cache:
         step_bytes = max(1, N * GH * dtype.itemsize)
         window = max(1, min(T, INFERENCE_GATES_BYTES // step_bytes))
+    if _splits(kernel, x, GH, H, n_live, keep_cache):
+        outputs = _lone_row_forward(
+            kernel, act, reverse, x, weights, h, c, window, keep_outputs
+        )
+        h_last = np.concatenate([h, c], axis=1) if two_parts else h
+        return (outputs if keep_outputs else None), h_last, None
     h_prev = hn = _unused(dtype, 3)
     # The state before a step is the output of the step before it (h0 for
     # the first): one array of T + 1 steps holds both. Forward in time, the
