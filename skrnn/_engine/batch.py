@@ -70,9 +70,9 @@ def epoch(arch, views, grad_views, data, lengths, order, bounds, weights, loss, 
     ``data`` is the training set's (values, targets); batch k is the
     sequences ``order[bounds[k]:bounds[k + 1]]``, longest first;
     ``weights`` holds each sequence's sample weight divided by its batch's
-    total weight (in rows); ``step`` is the tuple of the compiled epoch's
-    arguments from ``batch_weights`` to ``constants``, but ``y`` to
-    ``head_gb``. Returns the compiled epoch's ``(total or None, steps)``.
+    total weight (in rows); ``step`` holds the compiled epoch's arguments
+    ``batch_weights``, then ``flat`` to ``constants``, in its order. Returns
+    the compiled epoch's ``(total or None, steps)``.
     """
     values, targets = data
     dtype = np.dtype(arch.dtype)
