@@ -600,8 +600,8 @@ def lone_row_forward(int cell, int act, bint reverse,
         (the steps write each row in turn).
     c : (H,) array
         LSTM only: in, the initial cell state; out, the final one.
-    room : (2, lone_row_room(cell, H)) array
-        Each half's room.
+    room : (2, lone_row_room(G, H)) array
+        Each half's room (G gates).
     counters : (2,) array of zeros
         The tasks claimed and done (see _sync.h).
     """

@@ -9,33 +9,55 @@
 #ifndef SKRNN_SYNC_H
 #define SKRNN_SYNC_H
 
-#include <sched.h>
 #include <stddef.h>
 
-static inline ptrdiff_t skrnn_claim(ptrdiff_t *next)
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <intrin.h>
+#include <windows.h>
+/* Interlocked operations are full barriers; a volatile load is an acquire
+ * on x86 and x64 */
+static inline ptrdiff_t skrnn_fetch_add(ptrdiff_t *p)
 {
-    return __atomic_fetch_add(next, 1, __ATOMIC_RELAXED);
+    return (ptrdiff_t)_InterlockedExchangeAdd64((volatile long long *)p, 1);
 }
+static inline ptrdiff_t skrnn_load(ptrdiff_t *p) { return *(volatile ptrdiff_t *)p; }
+#define skrnn_pause() _mm_pause()
+#define skrnn_yield() SwitchToThread()
+#else
+#if defined(_WIN32)
+#include <windows.h>
+#define skrnn_yield() SwitchToThread()
+#else
+#include <sched.h>
+#define skrnn_yield() sched_yield()
+#endif
+static inline ptrdiff_t skrnn_fetch_add(ptrdiff_t *p)
+{
+    return __atomic_fetch_add(p, 1, __ATOMIC_ACQ_REL);
+}
+static inline ptrdiff_t skrnn_load(ptrdiff_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+#if defined(__x86_64__) || defined(__i386__)
+#define skrnn_pause() __builtin_ia32_pause()
+#else
+#define skrnn_pause() ((void)0)
+#endif
+#endif
+
+static inline ptrdiff_t skrnn_claim(ptrdiff_t *next) { return skrnn_fetch_add(next); }
 
 /* Publish a task's results: the other thread sees them once it sees the
  * count. */
-static inline void skrnn_finish(ptrdiff_t *done)
-{
-    __atomic_fetch_add(done, 1, __ATOMIC_RELEASE);
-}
+static inline void skrnn_finish(ptrdiff_t *done) { skrnn_fetch_add(done); }
 
 /* Wait until ``count`` tasks are done: spinning a while (a step of the
  * other thread takes microseconds), then giving the core away. */
 static inline void skrnn_wait(ptrdiff_t *done, ptrdiff_t count)
 {
-    for (unsigned spins = 0; __atomic_load_n(done, __ATOMIC_ACQUIRE) < count; spins++) {
-        if (spins < 1u << 14) {
-#if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-#endif
-        } else {
-            sched_yield();
-        }
+    for (unsigned spins = 0; skrnn_load(done) < count; spins++) {
+        if (spins < 1u << 14)
+            skrnn_pause();
+        else
+            skrnn_yield();
     }
 }
 
