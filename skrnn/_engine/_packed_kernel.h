@@ -124,7 +124,8 @@ SKRNN_TARGET static void SKRNN_KERNEL(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
  * of 16 columns of B and each block of MR rows of C, the MR x 16 block is
  * accumulated in registers: per k the panel's row is read once and
  * multiplied by the block's MR values of A's row k (side by side in
- * memory). Each element of C is summed in the order of k. */
+ * memory). Each element of C sums each chunk in the order of k and adds
+ * the chunks' sums in turn, whatever M and N. */
 SKRNN_TARGET static void SKRNN_REDUCE(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                                       const float *A, ptrdiff_t lda, const float *B,
                                       ptrdiff_t ldb, int accumulate, float *C,
