@@ -455,6 +455,18 @@ cdef Py_ssize_t _pack_recurrent(int cell, float[::1] packed, Py_ssize_t offset,
     return offset + skrnn_packed_size(H, GH)
 
 
+cdef inline void _window(Py_ssize_t w, Py_ssize_t W, Py_ssize_t T, bint reverse,
+                         Py_ssize_t* w0, Py_ssize_t* w1) noexcept nogil:
+    """Steps w0..w1-1 of window w of W steps over T, in the pass's order:
+    from the last step backward in time."""
+    if reverse:
+        w1[0] = T - w * W
+        w0[0] = max(0, w1[0] - W)
+    else:
+        w0[0] = w * W
+        w1[0] = min(T, w0[0] + W)
+
+
 def forward(*, int cell, int act, bint reverse,
             const floating[:, :, ::1] x, const Py_ssize_t[::1] n_live,
             const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
@@ -534,12 +546,7 @@ def forward(*, int cell, int act, bint reverse,
         n_full = _n_full(&n_live[0], T, N)
         n_win = (T + W - 1) // W
         for w in range(n_win):
-            if reverse:
-                w1 = T - w * W
-                w0 = max(0, w1 - W)
-            else:
-                w0 = w * W
-                w1 = min(T, w0 + W)
+            _window(w, W, T, reverse, &w0, &w1)
             # gates[t - w0] = x[t] @ W_ih.T for t in w0..w1-1
             _gemm_rows(c'T', w0, w1, &n_live[0], N, n_full, <int> GH, <int> D,
                        &x[w0, 0, 0], <int> D, &w_ih[0, 0], <int> D, 0,
@@ -642,12 +649,7 @@ def lone_row_forward(int cell, int act, bint reverse,
                 continue
             r = task - 2
             w = r // per_win
-            if reverse:
-                w1 = T - w * W
-                w0 = max(0, w1 - W)
-            else:
-                w0 = w * W
-                w1 = min(T, w0 + W)
+            _window(w, W, T, reverse, &w0, &w1)
             if r % per_win == 0:
                 # the window's input projection, once the last window's
                 # steps are done: gates[t - w0] = x[t] @ W_ih.T

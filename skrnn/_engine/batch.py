@@ -47,13 +47,7 @@ def loss_grad(arch, views, grad_views, batch, rows, loss, share):
         np.ascontiguousarray(rows, dtype=np.intp),
         lengths,
         n_live,
-        *_targets(loss, targets, sequence),
-        np.ascontiguousarray(weights, dtype=dtype),
-        getattr(loss, "levels", _NO_LEVELS),
-        views["head.weight"],
-        views["head.bias"],
-        grad_views["head.weight"],
-        grad_views["head.bias"],
+        *_head_args(loss, targets, weights, sequence, dtype, views, grad_views),
         room.feats,
         room.z,
         room.d_feats,
@@ -97,26 +91,32 @@ def epoch(arch, views, grad_views, data, lengths, order, bounds, weights, loss, 
         lengths,
         np.ascontiguousarray(bounds, dtype=np.intp),
         batch_weights,
-        *_targets(loss, targets, sequence),
+        *_head_args(loss, targets, weights, sequence, dtype, views, grad_views),
+        *update,
+    )
+
+
+def _head_args(loss, targets, weights, sequence, dtype, views, grad_views):
+    """The compiled pass's arguments from ``y`` to ``head_gb``: regression
+    targets (n, T_y, O) in float64 or class codes (n, T_y), the other empty;
+    the weights; the loss's levels; the head's parameters and gradient."""
+    y, codes = _EMPTY_Y, _EMPTY_CODES
+    if loss.codes:
+        codes = np.ascontiguousarray(targets, dtype=np.intp)
+        codes = codes.reshape(len(codes), -1)
+    else:
+        y = np.ascontiguousarray(targets, dtype=np.float64)
+        y = y.reshape(len(y), -1 if sequence else 1, y.shape[-1])
+    return (
+        y,
+        codes,
         np.ascontiguousarray(weights, dtype=dtype),
         getattr(loss, "levels", _NO_LEVELS),
         views["head.weight"],
         views["head.bias"],
         grad_views["head.weight"],
         grad_views["head.bias"],
-        *update,
     )
-
-
-def _targets(loss, targets, sequence):
-    """``(y, codes)`` as the compiled pass reads ``targets``: regression
-    targets (n, T_y, O) in float64, or class codes (n, T_y); the other
-    empty."""
-    if loss.codes:
-        codes = np.ascontiguousarray(targets, dtype=np.intp)
-        return _EMPTY_Y, codes.reshape(len(codes), -1)
-    y = np.ascontiguousarray(targets, dtype=np.float64)
-    return y.reshape(len(y), -1 if sequence else 1, y.shape[-1]), _EMPTY_CODES
 
 
 _EMPTY_Y = np.empty((0, 0, 0))
