@@ -300,9 +300,9 @@ def stepper(arch, views, shift, scale, out_scale, out_shift, states, out):
 
 # One sequence's steps are split between two threads, at inference, where
 # its recurrent weights take at least this many bytes: a step then reads
-# them from beyond one core's L2 cache, and two cores read them about 1.5
-# times as fast as one; below it, the threads' hand-over at each step costs
-# more than the split saves.
+# them from beyond one core's L2 cache, and two cores read them faster than
+# one; below it, the threads' hand-over at each step costs more than the
+# split saves (benchmarks/bench_lone_row.py).
 LONE_ROW_SPLIT_BYTES = 1 << 20
 
 _Cell = _recurrent.Cell
