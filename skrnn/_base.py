@@ -661,7 +661,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         if (
             run.engine.update_kernels is None
             or not net.compiles_epochs(
-                run.engine, self._head_loss(), self.bptt_steps, size, lengths.max()
+                run.engine, self._head_loss(), self.bptt_steps, lengths.max()
             )
             or any(
                 a.shape != params.flat.shape

@@ -504,11 +504,10 @@ class Network:
 
     def max_shares(self, n_sequences, n_steps):
         """How many shares ``n_sequences`` sequences of up to ``n_steps``
-        steps may be split into (see MIN_SHARE)."""
-        return max(
-            1,
-            min(int(n_sequences) // MIN_SHARE, self.work_shares(n_sequences, n_steps)),
-        )
+        steps may be split into (see MIN_SHARE); element-wise for arrays."""
+        n_sequences = np.asarray(n_sequences, dtype=np.int64)
+        work = self.work_shares(n_sequences, n_steps)
+        return np.maximum(1, np.minimum(n_sequences // MIN_SHARE, work))
 
     def training_split(self, batch_size, n_steps):
         """``(shares, serial)`` for :meth:`skrnn._threads.BlasThreads.split`
@@ -530,8 +529,8 @@ class Network:
 
     def forward_work(self, n_sequences, n_steps):
         """Multiply-adds of the recurrent layers' forward pass: one per
-        weight, sequence and step."""
-        return self._step_work * int(n_steps) * int(n_sequences)
+        weight, sequence and step; element-wise for arrays."""
+        return self._step_work * np.asarray(n_steps, dtype=np.int64) * n_sequences
 
     def _forward_blocks(self, engine, p, values, lengths, rows):
         """:meth:`_forward_sorted` of ``rows``; in host memory, in blocks of
@@ -662,25 +661,35 @@ class Network:
             self.grad[...] = p.to_host(p.grad)
         return total
 
-    def compiles_epochs(self, engine, loss, bptt_steps, batch_size, n_steps):
-        """Whether :meth:`epoch` can run a fit's epochs in batches of up to
-        ``batch_size`` sequences of up to ``n_steps`` steps: on an engine
-        with an ``epoch_pass``, for a loss with a compiled twin, when no
-        batch is split in shares (see :meth:`loss_grad`) or in truncated
-        BPTT's windows."""
+    def compiles_epochs(self, engine, loss, bptt_steps, n_steps):
+        """Whether :meth:`epoch` can run a fit's epochs over sequences of up
+        to ``n_steps`` steps: on an engine with an ``epoch_pass``, for a
+        loss with a compiled twin, when truncated BPTT does not split the
+        sequences in windows."""
         return (
             engine.epoch_pass is not None
             and loss.compiled is not None
             and len(self._windows(int(n_steps), bptt_steps)) == 1
-            and self.max_shares(batch_size, n_steps) < TRAINING_SHARES
         )
 
     def epoch(self, engine, data, lengths, order, bounds, weights, loss, step):
         """The training steps of an epoch in one call of the engine's
         ``epoch_pass`` (see :func:`skrnn._engine.batch.epoch` for the
-        arguments), where :meth:`compiles_epochs` says so: each batch's
-        gradient is :meth:`loss_grad`'s, into ``grad``."""
+        arguments), where :meth:`compiles_epochs` says so: batch k is the
+        sequences ``order[bounds[k]:bounds[k + 1]]``, longest first, and
+        its gradient :meth:`loss_grad`'s, in the same shares, into
+        ``grad``."""
         p = self._device_params(engine, training=True)
+        sizes = np.diff(bounds)
+        split = self.max_shares(sizes, lengths[order[bounds[:-1]]]) >= TRAINING_SHARES
+        # a split batch's two shares one after the other, each as _shares
+        # deals it (TRAINING_SHARES is 2: the compiled epoch computes two)
+        where = np.arange(len(order)) - np.repeat(bounds[:-1], sizes)
+        share = (where % 2) * np.repeat(split, sizes)
+        batch = np.repeat(np.arange(len(sizes)), sizes)
+        order = order[np.lexsort((where, share, batch))]
+        splits = bounds[1:] - np.where(split, sizes // 2, 0)
+        partner_grad = np.zeros_like(p.grad)
         return engine.epoch_pass(
             self.architecture,
             p.views,
@@ -689,9 +698,11 @@ class Network:
             lengths,
             order,
             bounds,
+            splits,
             weights,
             loss,
             step,
+            (partner_grad, _views_of(partner_grad, self._layout)),
         )
 
     def _loss_grad_sorted(

@@ -201,6 +201,22 @@ def map_threads(workers, fn, *iterables):
     return [fn(*args[0])] + [f.result() for f in futures]
 
 
+@contextmanager
+def alongside(fn, *args):
+    """Run ``fn(*args)`` on a thread of :func:`map_threads`'s pool, in a copy
+    of the caller's context, while the block runs; at the block's end, wait
+    for it to return and raise what it raised. ``fn`` None: the block alone.
+    """
+    if fn is None:
+        yield
+        return
+    future = _pool().submit(contextvars.copy_context().run, fn, *args)
+    try:
+        yield
+    finally:
+        future.result()
+
+
 _POOL = (None, None)  # (process id, pool): a forked child starts its own
 _POOL_LOCK = threading.Lock()
 

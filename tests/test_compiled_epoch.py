@@ -9,6 +9,7 @@ epoch's caller with ``np.add.reduceat``): in float64 the weights agree to
 1e-12 after several epochs.
 """
 
+import time
 import warnings
 
 import numpy as np
@@ -16,7 +17,7 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 from skrnn import SequenceClassifier, SequenceRegressor
-from skrnn._engine import batch
+from skrnn._engine import _batch, batch
 
 
 def _flat(model):
@@ -299,13 +300,13 @@ def test_keyboard_interrupt_in_a_compiled_epoch_rolls_it_back(monkeypatch):
         (dict(bptt_steps=3), False),  # windows of truncated BPTT
         (dict(bptt_steps=7), True),  # one window: the whole sequence
         (dict(verbose=2), False),  # a progress bar drawn per batch
-        (dict(batch_size=64, n=64), False),  # batches of two shares
+        (dict(batch_size=64, n=64), True),  # batches of two shares
     ],
     ids=lambda v: str(v),
 )
 def test_where_the_compiled_epoch_runs(params, compiled, monkeypatch, capsys):
-    """The compiled epoch runs where every batch is one share in one
-    window, and the steps are taken one call at a time elsewhere."""
+    """The compiled epoch runs where every sequence is one window, and
+    the steps are taken one call at a time elsewhere."""
     from skrnn import _network
 
     monkeypatch.setattr(_network, "MIN_SHARE_WORK", 1)
@@ -317,3 +318,129 @@ def test_where_the_compiled_epoch_runs(params, compiled, monkeypatch, capsys):
     with pytest.warns(ConvergenceWarning):
         model.fit(X, y)
     assert model.compiled_ == (2 if compiled else 0)
+
+
+def _two_shares(monkeypatch, workers=2, slow=0):
+    """Batches of 8 sequences or more are computed in two shares, with
+    ``workers`` threads at hand for the compiled epoch; the share ``slow``
+    (0, 1 or None) sleeps 2 ms before it starts: with 0, the main thread
+    leaves the second shares to the partner thread when there is one; with
+    1, the main thread waits for the partner's shares."""
+    from skrnn import _network
+
+    monkeypatch.setattr(_network, "MIN_SHARE", 4)
+    monkeypatch.setattr(_network, "MIN_SHARE_WORK", 1)
+    monkeypatch.setattr(batch, "workers_at_hand", lambda: workers)
+    if slow is not None:
+        real_room = batch._room
+        monkeypatch.setattr(
+            batch,
+            "_room",
+            lambda arch, share, *args: (
+                _Proxy(real_room(arch, share, *args), time.sleep, 0.002)
+                if share == slow
+                else real_room(arch, share, *args)
+            ),
+        )
+
+
+class _Proxy:
+    """A batch's room that calls ``act(arg)`` whenever its ``n_live`` (the
+    first thing a share reads) is read."""
+
+    def __init__(self, room, act, arg):
+        self._room, self._act, self._arg = room, act, arg
+
+    def __getattr__(self, name):
+        if name == "n_live":
+            self._act(self._arg)
+        return getattr(self._room, name)
+
+
+def _raise(error):
+    raise error
+
+
+class _Partner:
+    """The compiled epoch's partner, counting the second shares it computes;
+    ``then(sync)`` runs first."""
+
+    def __init__(self, then=None):
+        self.real, self.then, self.shares = _batch.epoch_partner, then, 0
+
+    def __call__(self, rooms, *args):
+        sync = args[-2]
+        if self.then is not None:
+            self.then(sync)
+        self.real(rooms, *args)
+        self.shares += int(sync[_batch.SYNC_SLOTS + len(rooms) :].sum())
+
+
+@pytest.mark.parametrize("workers, slow", [(1, None), (2, 0), (2, 1)])
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(cell="gru"),
+        dict(cell="lstm", num_layers=2, bidirectional=True),
+        dict(cell="rnn", output="sequence", alpha=0.01, clip_norm=0.05),
+    ],
+    ids=lambda p: "-".join(f"{k}={v}" for k, v in p.items()),
+)
+def test_compiled_epoch_in_two_shares_equals_the_steps(
+    params, workers, slow, monkeypatch
+):
+    """Batches split in two shares (the last, of 5 sequences, in one), the
+    second computed on a thread of its own where two workers are at hand,
+    else after the first: the steps' gradients, added in the same order."""
+    _two_shares(monkeypatch, workers, slow)
+    partner = _Partner()
+    monkeypatch.setattr(_batch, "epoch_partner", partner)
+    X, y = _data(n=45, output=params.get("output", "last"))
+
+    def make():
+        return SequenceRegressor(
+            hidden_size=5, batch_size=10, max_iter=3, random_state=0, **params
+        )
+
+    _assert_same(*_fit_both(make, X, y))
+    # 4 batches of two shares per epoch
+    assert partner.shares == 0 if workers == 1 else 0 < partner.shares <= 3 * 4
+
+
+def test_compiled_epoch_in_two_shares_with_a_late_partner(monkeypatch):
+    """A partner that comes after the epoch's first batches finds their
+    second shares taken by the main thread and computes later ones."""
+
+    def wait_for_batch_3(sync):
+        while sync[_batch.PUBLISHED] < 3:
+            time.sleep(1e-4)
+
+    _two_shares(monkeypatch)
+    partner = _Partner(then=wait_for_batch_3)
+    monkeypatch.setattr(_batch, "epoch_partner", partner)
+    X, y = _data(n=100)
+
+    def make():
+        return SequenceRegressor(
+            cell="lstm", hidden_size=4, batch_size=10, max_iter=2, random_state=0
+        )
+
+    _assert_same(*_fit_both(make, X, y))
+    assert 1 <= partner.shares <= 2 * (10 - 2)
+
+
+def test_compiled_epoch_raises_what_its_partner_raised(monkeypatch):
+    """A second share that fails on the partner's thread: the fit raises
+    its error (the main thread does not wait for the share)."""
+    _two_shares(monkeypatch)
+    real = _batch.epoch_partner
+
+    def failing(rooms, *args):
+        error = ValueError("a share failed")
+        real([r and _Proxy(r, _raise, error) for r in rooms], *args)
+
+    monkeypatch.setattr(_batch, "epoch_partner", failing)
+    X, y = _data(n=40)
+    model = SequenceRegressor(cell="gru", hidden_size=4, batch_size=10, max_iter=3)
+    with pytest.raises(ValueError, match="a share failed"):
+        model.fit(X, y)

@@ -713,9 +713,16 @@ def test_a_fit_from_the_workspace_equals_one_without(monkeypatch, params):
         rooms["used"] += 1
         return real_loss_grad(*args)
 
-    real_loss_grad = batch.loss_grad
+    def counting_epoch(*args):
+        bounds, splits = args[6:8]  # a share per batch, and the second ones
+        rooms["used"] += len(splits) + (splits < bounds[1:]).sum()
+        return real_epoch(*args)
+
+    real_loss_grad, real_epoch = batch.loss_grad, batch.epoch
     monkeypatch.setattr(batch, "_Room", CountingRoom)
-    counted = get_engine("cpu")._replace(network_pass=counting_loss_grad)
+    counted = get_engine("cpu")._replace(
+        network_pass=counting_loss_grad, epoch_pass=counting_epoch
+    )
     monkeypatch.setattr(skrnn._base, "get_engine", lambda name="cpu": counted)
     rng = np.random.RandomState(0)
     lengths = rng.randint(2, 9, size=70)

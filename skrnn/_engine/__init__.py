@@ -43,7 +43,8 @@ written in Python, with ``xp``:
   (:func:`skrnn._engine.batch.loss_grad`);
 - ``epoch_pass``: the training steps of an epoch, whole network and end
   of step (penalty, divergence rule, clipping, optimiser), in one call
-  (:func:`skrnn._engine.batch.epoch`), for batches that run in one share;
+  (:func:`skrnn._engine.batch.epoch`), the second shares of batches that
+  run in two on a second thread;
 - ``update_kernels``: the end of a training step (penalty, gradient checks,
   clipping, the optimisers' compiled steps) over the flat parameter vector
   (:mod:`skrnn._engine._update`);

@@ -27,6 +27,23 @@ from ._update cimport Solver, clip_factor, penalize_into, step
 
 from ._recurrent import backward, forward
 
+
+cdef extern from "_sync.h" nogil:
+    Py_ssize_t skrnn_claim(Py_ssize_t* next)
+    void skrnn_finish(Py_ssize_t* done)
+    void skrnn_wait_or(Py_ssize_t* done, Py_ssize_t count, Py_ssize_t* given_up)
+    Py_ssize_t skrnn_load(Py_ssize_t* p)
+
+
+# The counters that an epoch's two threads share (see epoch): how many
+# batches' weights are ready, whether each thread has left, then a claim
+# count and a done count per batch for its second share.
+cpdef enum:
+    PUBLISHED
+    STOPPED
+    PARTNER_GONE
+    SYNC_SLOTS
+
 # The kernels' specialisations by dtype, skipping the fused-type dispatch;
 # each releases the GIL while it runs.
 _KERNELS = {
@@ -213,38 +230,51 @@ cdef double _loss_grad(list layers, Py_ssize_t n_dirs, bint sequence, Loss loss,
     return total
 
 
-def epoch(list rooms, Py_ssize_t n_dirs, bint sequence, Loss loss,
-          const floating[:, :, ::1] values, const Py_ssize_t[::1] order,
+def epoch(list rooms, list partner_rooms, Py_ssize_t n_dirs, bint sequence,
+          Loss loss, const floating[:, :, ::1] values, const Py_ssize_t[::1] order,
           const Py_ssize_t[::1] lengths, const Py_ssize_t[::1] bounds,
-          const double[::1] batch_weights, const double[:, :, ::1] y,
-          const Py_ssize_t[:, ::1] codes, const floating[::1] weights,
-          const double[::1] levels, const floating[:, ::1] head_w,
-          const floating[::1] head_b, floating[:, ::1] head_gw,
-          floating[::1] head_gb, floating[::1] flat, floating[::1] grad,
+          const Py_ssize_t[::1] splits, const double[::1] batch_weights,
+          const double[:, :, ::1] y, const Py_ssize_t[:, ::1] codes,
+          const floating[::1] weights, const double[::1] levels,
+          const floating[:, ::1] head_w, const floating[::1] head_b,
+          floating[:, ::1] head_gw, floating[::1] head_gb,
+          floating[:, ::1] partner_head_gw, floating[::1] partner_head_gb,
+          floating[::1] flat, floating[::1] grad, floating[::1] partner_grad,
           const floating[::1] weight_mask, floating[::1] previous, double alpha,
           double clip_norm, double peak, double eps, Solver solver,
-          floating[::1] a, floating[::1] b, const double[:, ::1] constants):
+          floating[::1] a, floating[::1] b, const double[:, ::1] constants,
+          Py_ssize_t[::1] sync, double[::1] partner_losses):
     """An epoch of training steps, one per batch: :func:`loss_grad` of the
-    batch, the L2 penalty, the divergence rule, clipping and the optimiser's
-    step (:mod:`skrnn._engine._update`), as the estimators' training loop
-    takes them one call at a time.
+    batch in one or two shares, the L2 penalty, the divergence rule,
+    clipping and the optimiser's step (:mod:`skrnn._engine._update`), as
+    the estimators' training loop takes them one call at a time.
+
+    A batch's second share goes to the thread that claims it first: this
+    one, once the first share is done, or one running :func:`epoch_partner`
+    with the same ``sync`` meanwhile, until the caller sets
+    ``sync[STOPPED]``. The gradients are added in the same order whichever
+    thread computes them.
 
     Parameters
     ----------
-    rooms : list of skrnn._engine.batch._Room
-        Each batch's room (layers bound to the parameters and the gradient),
-        with ``n_live`` room for its steps.
+    rooms, partner_rooms : lists of skrnn._engine.batch._Room
+        Each batch's first and second share's room (layers bound to the
+        parameters and to ``grad`` and ``partner_grad``), with ``n_live``
+        room for its steps; None for a batch of one share.
     n_dirs, sequence, loss, values, y, codes, weights, levels, head_w, head_b, \
 head_gw, head_gb
         As for :func:`loss_grad`; ``weights`` divided by each row's batch's
         total weight (in rows).
     order, lengths : (n,) arrays
-        The batches' sequences one after the other, each batch's longest
-        first, and their lengths.
-    bounds : (n_batches + 1,) array
-        Batch k is ``order[bounds[k]:bounds[k + 1]]``.
+        The batches' sequences one after the other, and their lengths.
+    bounds, splits : (n_batches + 1,) and (n_batches,) arrays
+        Batch k's shares are ``order[bounds[k]:splits[k]]`` and
+        ``order[splits[k]:bounds[k + 1]]`` (empty for one share), each
+        longest first.
     batch_weights : (n_batches,) array
         Each batch's total sample weight; a batch of none is skipped.
+    partner_head_gw, partner_head_gb, partner_grad : arrays
+        The second shares' gradient, as ``head_gw``, ``head_gb`` and ``grad``.
     flat, grad, weight_mask, previous : (P,) arrays
         The parameters, their gradient (of which ``head_gw`` and ``head_gb``
         and the rooms' gradient views are views), 1 for weights and 0 for
@@ -261,6 +291,10 @@ head_gw, head_gb
         The optimiser (see :func:`skrnn._engine._update.update`).
     constants : (n_batches, 5) array
         The optimiser's constants of each step, in the order taken.
+    sync : (SYNC_SLOTS + 2 * n_batches,) array of zeros
+        The two threads' counters.
+    partner_losses : (n_batches,) array
+        Room for the second shares' losses.
 
     Returns
     -------
@@ -272,36 +306,40 @@ head_gw, head_gb
         The optimiser's steps taken.
     """
     cdef:
-        Py_ssize_t k, i, s, e, t, T, n_batches = bounds.shape[0] - 1, taken = 0
+        Py_ssize_t k, i, s, m, e, n_batches = bounds.shape[0] - 1, taken = 0
+        Py_ssize_t* done = &sync[SYNC_SLOTS + n_batches]
         double total = 0, value, penalty, squared, scale
         bint sound = True, finite
-        Py_ssize_t[::1] n_live
-        floating[:, ::1] feats, z, d_feats  # the room's head arrays
     for k in range(n_batches):
+        skrnn_finish(&sync[PUBLISHED])  # the weights of batch k are ready
         PyErr_CheckSignals()  # a KeyboardInterrupt: the caller rolls back
         if batch_weights[k] <= 0:
             continue  # only zero-weight samples: nothing to learn from
-        s, e = bounds[k], bounds[k + 1]
-        room = rooms[k]
-        live = room.n_live
-        n_live, feats, z, d_feats = live, room.feats, room.z, room.d_feats
-        T = lengths[s]
-        with nogil:
-            # n_live[t] = #(lengths > t) over the batch, sorted longest first
-            i = e
-            for t in range(T):
-                while i > s and lengths[i - 1] <= t:
-                    i -= 1
-                n_live[t] = i - s
-            memset(&grad[0], 0, grad.shape[0] * sizeof(floating))
-        value = _loss_grad(room.layers, n_dirs, sequence, loss, values, order[s:e],
-                           lengths[s:e], live, y, codes, weights, levels,
-                           head_w, head_b, head_gw, head_gb, feats, z, d_feats,
-                           room.zeros)
+        s, m, e = bounds[k], splits[k], bounds[k + 1]
+        value = _share(rooms[k], n_dirs, sequence, loss, values, order, lengths,
+                       s, m, y, codes, weights, levels, head_w, head_b, head_gw,
+                       head_gb, grad)
+        if m < e:
+            if skrnn_claim(&sync[SYNC_SLOTS + k]) == 0:
+                partner_losses[k] = _share(
+                    partner_rooms[k], n_dirs, sequence, loss, values, order,
+                    lengths, m, e, y, codes, weights, levels, head_w, head_b,
+                    partner_head_gw, partner_head_gb, partner_grad)
+            else:
+                with nogil:
+                    skrnn_wait_or(&done[k], 1, &sync[PARTNER_GONE])
+                if not skrnn_load(&done[k]):
+                    raise RuntimeError("the epoch's second thread stopped")
+            with nogil:
+                # grad += partner_grad
+                for i in range(grad.shape[0]):
+                    grad[i] += partner_grad[i]
+            value = value + partner_losses[k]
         with nogil:
             # L2 on weights (not biases), scaled as MLP's: alpha / 2 * ||W||^2 / n
             scale = alpha / batch_weights[k]
-            penalty = penalize_into(grad, flat, weight_mask, scale, &squared, &finite)
+            penalty = penalize_into(grad, flat, weight_mask, scale, &squared,
+                                    &finite)
             value = value + 0.5 * scale * penalty
             sound = (isfinite(value) and (peak <= 0 or value <= peak / eps)
                      and finite)
@@ -319,6 +357,69 @@ head_gw, head_gb
         if not sound:
             return None, taken
     return total, taken
+
+
+def epoch_partner(list partner_rooms, Py_ssize_t n_dirs, bint sequence, Loss loss,
+                  const floating[:, :, ::1] values, const Py_ssize_t[::1] order,
+                  const Py_ssize_t[::1] lengths, const Py_ssize_t[::1] bounds,
+                  const Py_ssize_t[::1] splits, const double[::1] batch_weights,
+                  const double[:, :, ::1] y, const Py_ssize_t[:, ::1] codes,
+                  const floating[::1] weights, const double[::1] levels,
+                  const floating[:, ::1] head_w, const floating[::1] head_b,
+                  floating[:, ::1] partner_head_gw, floating[::1] partner_head_gb,
+                  floating[::1] partner_grad, Py_ssize_t[::1] sync,
+                  double[::1] partner_losses):
+    """The second shares of the batches of an :func:`epoch` that runs with
+    the same arguments and ``sync`` on another thread: each as soon as its
+    batch's weights are ready, unless that thread claimed it first; until
+    that epoch ends."""
+    cdef Py_ssize_t k, n_batches = bounds.shape[0] - 1
+    cdef Py_ssize_t* done = &sync[SYNC_SLOTS + n_batches]
+    try:
+        for k in range(n_batches):
+            if splits[k] == bounds[k + 1] or batch_weights[k] <= 0:
+                continue
+            with nogil:
+                skrnn_wait_or(&sync[PUBLISHED], k + 1, &sync[STOPPED])
+            if skrnn_load(&sync[STOPPED]):
+                break
+            if skrnn_claim(&sync[SYNC_SLOTS + k]) == 0:
+                partner_losses[k] = _share(
+                    partner_rooms[k], n_dirs, sequence, loss, values, order, lengths,
+                    splits[k], bounds[k + 1], y, codes, weights, levels, head_w,
+                    head_b, partner_head_gw, partner_head_gb, partner_grad)
+                skrnn_finish(&done[k])
+    finally:
+        skrnn_finish(&sync[PARTNER_GONE])
+
+
+cdef double _share(room, Py_ssize_t n_dirs, bint sequence, Loss loss,
+                   const floating[:, :, ::1] values, const Py_ssize_t[::1] order,
+                   const Py_ssize_t[::1] lengths, Py_ssize_t s, Py_ssize_t e,
+                   const double[:, :, ::1] y, const Py_ssize_t[:, ::1] codes,
+                   const floating[::1] weights, const double[::1] levels,
+                   const floating[:, ::1] head_w, const floating[::1] head_b,
+                   floating[:, ::1] head_gw, floating[::1] head_gb,
+                   floating[::1] grad) except? -1:
+    """:func:`loss_grad` of the sequences ``order[s:e]`` (longest first) in
+    ``room``, whose gradient views, ``head_gw`` and ``head_gb`` are views of
+    ``grad``: zeroed, then the gradient."""
+    cdef:
+        Py_ssize_t i = e, t, T = lengths[s]
+        Py_ssize_t[::1] n_live
+        floating[:, ::1] feats, z, d_feats  # the room's head arrays
+    live = room.n_live
+    n_live, feats, z, d_feats = live, room.feats, room.z, room.d_feats
+    with nogil:
+        # n_live[t] = #(lengths > t) over the share, sorted longest first
+        for t in range(T):
+            while i > s and lengths[i - 1] <= t:
+                i -= 1
+            n_live[t] = i - s
+        memset(&grad[0], 0, grad.shape[0] * sizeof(floating))
+    return _loss_grad(room.layers, n_dirs, sequence, loss, values, order[s:e],
+                      lengths[s:e], live, y, codes, weights, levels, head_w, head_b,
+                      head_gw, head_gb, feats, z, d_feats, room.zeros)
 
 
 cdef _run_forward(LayerPass lp, kernel, const Py_ssize_t[::1] lengths,

@@ -1,11 +1,11 @@
-/* Two threads taking turns over a list of tasks, for the steps of a lone
- * sequence split between threads (_recurrent.pyx's lone_row_forward).
+/* Two threads taking turns over a list of tasks: the steps of a lone
+ * sequence split between threads (_recurrent.pyx's lone_row_forward), the
+ * shares of an epoch's batches (_batch.pyx's epoch).
  *
- * Tasks are claimed in order from a shared counter; a task may start once a
- * given number of tasks (all those it reads the results of) are done. A
- * thread waits only for tasks of smaller numbers, which threads that are
- * running have claimed: whether or not the other thread ever comes, the
- * list is done. */
+ * Tasks are claimed from shared counters; a task may start once a given
+ * number of tasks (all those it reads the results of) are done. A thread
+ * waits only for tasks that threads that are running have claimed: whether
+ * or not the other thread ever comes, the list is done. */
 #ifndef SKRNN_SYNC_H
 #define SKRNN_SYNC_H
 
@@ -49,16 +49,24 @@ static inline ptrdiff_t skrnn_claim(ptrdiff_t *next) { return skrnn_fetch_add(ne
  * count. */
 static inline void skrnn_finish(ptrdiff_t *done) { skrnn_fetch_add(done); }
 
-/* Wait until ``count`` tasks are done: spinning a while (a step of the
- * other thread takes microseconds), then giving the core away. */
-static inline void skrnn_wait(ptrdiff_t *done, ptrdiff_t count)
+/* Wait until ``count`` tasks are done or ``*given_up`` is no longer 0 (the
+ * other thread stopped): spinning a while (a step of the other thread takes
+ * microseconds), then giving the core away. */
+static inline void skrnn_wait_or(ptrdiff_t *done, ptrdiff_t count, ptrdiff_t *given_up)
 {
-    for (unsigned spins = 0; skrnn_load(done) < count; spins++) {
+    for (unsigned spins = 0; skrnn_load(done) < count && !skrnn_load(given_up);
+         spins++) {
         if (spins < 1u << 14)
             skrnn_pause();
         else
             skrnn_yield();
     }
+}
+
+static inline void skrnn_wait(ptrdiff_t *done, ptrdiff_t count)
+{
+    ptrdiff_t never = 0;
+    skrnn_wait_or(done, count, &never);
 }
 
 #endif

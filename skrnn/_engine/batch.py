@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from .._cells import CELLS, N_GATES, param_suffix
+from .._threads import alongside, workers_at_hand
 from . import _batch, _recurrent, cpu
 
 _ALIGN = 64  # bytes: each array starts on a cache line
@@ -55,34 +56,60 @@ def loss_grad(arch, views, grad_views, batch, rows, loss, share):
     )
 
 
-def epoch(arch, views, grad_views, data, lengths, order, bounds, weights, loss, step):
+def epoch(
+    arch,
+    views,
+    grad_views,
+    data,
+    lengths,
+    order,
+    bounds,
+    splits,
+    weights,
+    loss,
+    step,
+    partner,
+):
     """The training steps of an epoch, one per batch, in one compiled call
     (:func:`skrnn._engine._batch.epoch`): each batch's :func:`loss_grad` in
-    one share, then the end of its step, as the estimators' training loop
-    takes them one call at a time.
+    one or two shares, then the end of its step, as the estimators'
+    training loop takes them one call at a time. Where two workers are at
+    hand (see :func:`skrnn._threads.workers_at_hand`), a second thread
+    computes the second shares meanwhile.
 
     ``data`` is the training set's (values, targets); batch k is the
-    sequences ``order[bounds[k]:bounds[k + 1]]``, longest first;
+    sequences ``order[bounds[k]:bounds[k + 1]]``, in two shares split at
+    ``splits[k]`` (at ``bounds[k + 1]``: one), each longest first;
     ``weights`` holds each sequence's sample weight divided by its batch's
     total weight (in rows); ``step`` holds the compiled epoch's arguments
-    ``batch_weights``, then ``flat`` to ``constants``, in its order. Returns
-    the compiled epoch's ``(total or None, steps)``.
+    ``batch_weights``, then ``flat`` to ``constants``, in its order;
+    ``partner`` is (vector, views by name) of the second shares' gradient,
+    laid out as the gradient. Returns the compiled epoch's
+    ``(total or None, steps)``.
     """
     values, targets = data
     dtype = np.dtype(arch.dtype)
     sequence = arch.output == "sequence"
     lengths = np.ascontiguousarray(lengths[order], dtype=np.intp)
-    rooms = {}
-    batches = []
-    for shape in zip(lengths[bounds[:-1]].tolist(), np.diff(bounds).tolist()):
-        room = rooms.get(shape)
-        if room is None:
-            room = rooms[shape] = _room(arch, 0, *shape, dtype)
-            room.bind(arch, views, grad_views)
-        batches.append(room)
+    partner_grad, partner_views = partner
+    rooms, partner_rooms, shapes, lens = [], [], {}, lengths.tolist()
+
+    def room(share, T, N):
+        key = (share, T, N)
+        if key not in shapes:
+            shapes[key] = _room(arch, share, T, N, dtype)
+            shapes[key].bind(arch, views, partner_views if share else grad_views)
+        return shapes[key]
+
+    for s, m, e in zip(bounds[:-1].tolist(), splits.tolist(), bounds[1:].tolist()):
+        rooms.append(room(0, lens[s], m - s))
+        partner_rooms.append(room(1, lens[m], e - m) if m < e else None)
     batch_weights, *update = step
-    return _batch.epoch(
-        batches,
+    y, codes, weights, levels, head_w, head_b, head_gw, head_gb = _head_args(
+        loss, targets, weights, sequence, dtype, views, grad_views
+    )
+    n_batches = len(bounds) - 1
+    shared = (
         arch.n_dirs,
         sequence,
         loss.compiled,
@@ -90,10 +117,45 @@ def epoch(arch, views, grad_views, data, lengths, order, bounds, weights, loss, 
         np.ascontiguousarray(order, dtype=np.intp),
         lengths,
         np.ascontiguousarray(bounds, dtype=np.intp),
+        np.ascontiguousarray(splits, dtype=np.intp),
         batch_weights,
-        *_head_args(loss, targets, weights, sequence, dtype, views, grad_views),
-        *update,
+        y,
+        codes,
+        weights,
+        levels,
+        head_w,
+        head_b,
     )
+    partner_head = (partner_views["head.weight"], partner_views["head.bias"])
+    sync = np.zeros(_batch.SYNC_SLOTS + 2 * n_batches, dtype=np.intp)
+    partner_losses = np.zeros(n_batches)
+    two = workers_at_hand() >= 2 and bool((splits < bounds[1:]).any())
+    with alongside(
+        _batch.epoch_partner if two else None,
+        partner_rooms,
+        *shared,
+        *partner_head,
+        partner_grad,
+        sync,
+        partner_losses,
+    ):
+        try:
+            return _batch.epoch(
+                rooms,
+                partner_rooms,
+                *shared,
+                head_gw,
+                head_gb,
+                *partner_head,
+                update[0],
+                update[1],
+                partner_grad,
+                *update[2:],
+                sync,
+                partner_losses,
+            )
+        finally:
+            sync[_batch.STOPPED] = 1  # the partner stops
 
 
 def _head_args(loss, targets, weights, sequence, dtype, views, grad_views):
