@@ -190,15 +190,15 @@ cdef inline void _step_gemm(char transb, int m, int n, int k,
     gemm(c'N', transb, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
 
 
-cdef const float* _pack(float[::1] packed, Py_ssize_t offset, int trans,
+cdef const float* _pack(float* packed, Py_ssize_t offset, int trans,
                         Py_ssize_t k, Py_ssize_t n, const floating* b,
                         Py_ssize_t ldb) noexcept nogil:
     """op(b) (k x n) packed into ``packed`` from ``offset`` on; NULL (use
-    BLAS) in float64 or when ``packed`` is empty."""
+    BLAS) in float64 or when ``packed`` is NULL."""
     if floating is float:
-        if packed.shape[0] > 0:
-            skrnn_pack_f32(trans, k, n, b, ldb, &packed[offset])
-            return &packed[offset]
+        if packed != NULL:
+            skrnn_pack_f32(trans, k, n, b, ldb, packed + offset)
+            return packed + offset
     return NULL
 
 
@@ -437,7 +437,7 @@ cdef void _cell_step(int cell, int act, Py_ssize_t nt, Py_ssize_t N, Py_ssize_t 
                          work + N * 3 * H)
 
 
-cdef Py_ssize_t _pack_recurrent(int cell, float[::1] packed, Py_ssize_t offset,
+cdef Py_ssize_t _pack_recurrent(int cell, float* packed, Py_ssize_t offset,
                                 Py_ssize_t H, const floating* w_hh,
                                 const float** wp, const float** wp2) noexcept nogil:
     """Pack a layer's recurrent weights for its forward steps from ``offset``
@@ -516,57 +516,84 @@ def forward(*, int cell, int act, bint reverse,
     packed : (packed_size(cell, H),) float32 array
         Room for the packed recurrent weights; empty: BLAS.
     """
+    cdef LayerArrays a = _arrays(cell, act, reverse, x, n_live, w_ih, w_hh, packed)
+    a.b_ih, a.b_hh, a.work = &b_ih[0], &b_hh[0], _at2(work)
+    a.W, a.all_out = gates.shape[0], out.shape[0] == a.T
+    a.h, a.out, a.gates = _at2(h), _at3(out), _at3(gates)
+    a.c, a.h_prev, a.hn, a.c_new = _at2(c), _at3(h_prev), _at3(hn), _at3(c_new)
+    with nogil:
+        forward_layer(&a, &x[0, 0, 0])
+
+
+cdef LayerArrays _arrays(int cell, int act, bint reverse,
+                         const floating[:, :, ::1] x, const Py_ssize_t[::1] n_live,
+                         const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
+                         float[::1] packed):
+    """The :class:`LayerArrays` of the arrays :func:`forward` and
+    :func:`backward` both take, the others NULL."""
+    cdef LayerArrays a
+    memset(&a, 0, sizeof(a))
+    a.cell, a.act, a.reverse = cell, act, reverse
+    a.T, a.N, a.D = x.shape[0], x.shape[1], x.shape[2]
+    a.H, a.GH = w_hh.shape[1], w_hh.shape[0]
+    a.x, a.n_live = _at3(x), &n_live[0] if n_live.shape[0] > 0 else NULL
+    a.w_ih, a.w_hh = _at2(w_ih), _at2(w_hh)
+    a.packed = &packed[0] if packed.shape[0] > 0 else NULL
+    return a
+
+
+cdef inline void* _at2(const floating[:, ::1] v) noexcept nogil:
+    """The address of ``v``'s data; NULL when it has no rows."""
+    return <void*> &v[0, 0] if v.shape[0] > 0 else NULL
+
+
+cdef inline void* _at3(const floating[:, :, ::1] v) noexcept nogil:
+    """The address of ``v``'s data; NULL when it has no rows."""
+    return <void*> &v[0, 0, 0] if v.shape[0] > 0 else NULL
+
+
+cdef void forward_layer(const LayerArrays* a, const floating* x) noexcept nogil:
+    """:func:`forward` on the arrays of ``a``, whose inputs ``x`` are."""
     cdef:
-        Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2]
-        Py_ssize_t H = w_hh.shape[1], GH = w_hh.shape[0], W = gates.shape[0]
-        bint all_out = out.shape[0] == T
+        Py_ssize_t T = a.T, N = a.N, D = a.D, H = a.H, GH = a.GH, W = a.W
+        const Py_ssize_t* n_live = a.n_live
+        const floating* w_hh = <const floating*> a.w_hh
+        floating* h = <floating*> a.h
+        floating* out = <floating*> a.out
+        floating* gates = <floating*> a.gates
+        floating* h_prev = <floating*> a.h_prev
+        floating* hn = <floating*> a.hn
+        floating* c_new = <floating*> a.c_new
         Py_ssize_t n_full, n_win, w, w0, w1, k, t, o, nt
-        floating* p_h_prev = NULL
-        floating* p_c = NULL
-        floating* p_hn = NULL
-        floating* p_c_new = NULL
-        floating* p_work = NULL
         const float* wp = NULL
         const float* wp2 = NULL
     if T == 0 or N == 0:
         return
-    if h_prev.shape[0] > 0:
-        p_h_prev = &h_prev[0, 0, 0]
-    if hn.shape[0] > 0:
-        p_hn = &hn[0, 0, 0]
-    if c_new.shape[0] > 0:
-        p_c_new = &c_new[0, 0, 0]
-    if cell == GRU_RESET_AFTER or cell == GRU_RESET_BEFORE:
-        p_work = &work[0, 0]
-    if cell == LSTM:
-        p_c = &c[0, 0]
-    with nogil:
-        _pack_recurrent(cell, packed, 0, H, &w_hh[0, 0], &wp, &wp2)
-        n_full = _n_full(&n_live[0], T, N)
-        n_win = (T + W - 1) // W
-        for w in range(n_win):
-            _window(w, W, T, reverse, &w0, &w1)
-            # gates[t - w0] = x[t] @ W_ih.T for t in w0..w1-1
-            _gemm_rows(c'T', w0, w1, &n_live[0], N, n_full, <int> GH, <int> D,
-                       &x[w0, 0, 0], <int> D, &w_ih[0, 0], <int> D, 0,
-                       &gates[0, 0, 0], <int> GH)
-            for k in range(w1 - w0):
-                t = w1 - 1 - k if reverse else w0 + k
-                o = t if all_out else t - w0  # the step's row block in out
-                nt = n_live[t]
-                if nt == 0:
-                    continue
-                if p_h_prev != NULL:
-                    memcpy(p_h_prev + t * N * H, &h[0, 0],
-                           nt * H * sizeof(floating))
-                _cell_step(cell, act, nt, N, H, &w_hh[0, 0], wp, wp2,
-                           &b_ih[0], &b_hh[0], &gates[t - w0, 0, 0], &h[0, 0],
-                           p_c, &out[o, 0, 0],
-                           p_hn + t * N * H if p_hn != NULL else NULL,
-                           p_c_new + t * N * H if p_c_new != NULL else NULL,
-                           p_work)
-        if all_out:
-            _zero_padded_rows(&out[0, 0, 0], T, N, H, &n_live[0])
+    _pack_recurrent(a.cell, a.packed, 0, H, w_hh, &wp, &wp2)
+    n_full = _n_full(n_live, T, N)
+    n_win = (T + W - 1) // W
+    for w in range(n_win):
+        _window(w, W, T, a.reverse, &w0, &w1)
+        # gates[t - w0] = x[t] @ W_ih.T for t in w0..w1-1
+        _gemm_rows(c'T', w0, w1, n_live, N, n_full, <int> GH, <int> D,
+                   x + w0 * N * D, <int> D, <const floating*> a.w_ih, <int> D, 0,
+                   gates, <int> GH)
+        for k in range(w1 - w0):
+            t = w1 - 1 - k if a.reverse else w0 + k
+            o = t if a.all_out else t - w0  # the step's row block in out
+            nt = n_live[t]
+            if nt == 0:
+                continue
+            if h_prev != NULL:
+                memcpy(h_prev + t * N * H, h, nt * H * sizeof(floating))
+            _cell_step(a.cell, a.act, nt, N, H, w_hh, wp, wp2,
+                       <const floating*> a.b_ih, <const floating*> a.b_hh,
+                       gates + (t - w0) * N * GH, h, <floating*> a.c,
+                       out + o * N * H, hn + t * N * H if hn != NULL else NULL,
+                       c_new + t * N * H if c_new != NULL else NULL,
+                       <floating*> a.work)
+    if a.all_out:
+        _zero_padded_rows(out, T, N, H, n_live)
 
 
 def lone_row_room(Py_ssize_t G, Py_ssize_t H):
@@ -774,7 +801,7 @@ cdef class Stepper:
     def __init__(self, int cell, int act, list layers, head_w, head_b, shift,
                  scale, out_scale, out_shift, states, out):
         cdef Py_ssize_t L, parts, n, H, D, n_out, GH, B, k, d_in, offset = 0
-        cdef float[::1] room
+        cdef float* room
         dtype = head_w.dtype
         if dtype != np.float32 and dtype != np.float64:
             raise TypeError(f"unsupported dtype {dtype}")
@@ -822,12 +849,12 @@ cdef class Stepper:
             out=<double*> _address(out), work=_address(work))
         if self.plan.layers == NULL:
             raise MemoryError()
-        room = packed
+        room = <float*> _address(packed) if packed.shape[0] > 0 else NULL
         for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(layers):
             self.plan.layers[k] = _Layer(
                 w_ih=_address(w_ih), w_hh=_address(w_hh), b_ih=_address(b_ih),
                 b_hh=_address(b_hh), wp_ih=NULL, wp=NULL, wp2=NULL)
-            if room.shape[0] > 0:
+            if room != NULL:
                 # W_ih.T, then the recurrent weights
                 d_in = w_ih.shape[1]
                 self.plan.layers[k].wp_ih = _pack(
@@ -1106,101 +1133,117 @@ def backward(*, int cell, int act, bint reverse,
     packed : array
         As for :func:`forward`.
     """
+    cdef LayerArrays a = _arrays(cell, act, reverse, x, n_live, w_ih, w_hh, packed)
+    a.all_d_out = d_out.shape[0] == a.T
+    a.out, a.h_prev, a.hn = _at3(out), _at3(h_prev), _at3(hn)
+    a.c_prev, a.c_new, a.d_out = _at3(c_prev), _at3(c_new), _at3(d_out)
+    a.dh, a.dc, a.dg, a.dan = _at2(dh), _at2(dc), _at3(dg), _at3(dan)
+    a.dx, a.dw_ih, a.dw_hh = _at3(dx), _at2(dw_ih), _at2(dw_hh)
+    a.db_ih, a.db_hh, a.back_work = &db_ih[0], &db_hh[0], _at2(work)
+    with nogil:
+        backward_layer(&a, &x[0, 0, 0])
+
+
+cdef void backward_layer(const LayerArrays* a, const floating* x) noexcept nogil:
+    """:func:`backward` on the arrays of ``a``, whose inputs ``x`` are."""
     cdef:
-        Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2]
-        Py_ssize_t H = w_hh.shape[1], GH = w_hh.shape[0], H2 = 2 * H
-        bint all_d_out = d_out.shape[0] == T
-        Py_ssize_t n_full, k, t, o, nt
-        bint want_dx = dx.shape[0] > 0
+        Py_ssize_t T = a.T, N = a.N, D = a.D
+        Py_ssize_t H = a.H, GH = a.GH, H2 = 2 * H
+        const Py_ssize_t* n_live = a.n_live
+        const floating* w_ih = <const floating*> a.w_ih
+        const floating* w_hh = <const floating*> a.w_hh
+        const floating* out = <const floating*> a.out
+        const floating* h_prev = <const floating*> a.h_prev
+        const floating* hn = <const floating*> a.hn
+        const floating* c_prev = <const floating*> a.c_prev
+        const floating* c_new = <const floating*> a.c_new
+        const floating* d_out = <const floating*> a.d_out
+        floating* dh = <floating*> a.dh
+        floating* dg = <floating*> a.dg
+        floating* dan = <floating*> a.dan
+        floating* dx = <floating*> a.dx
+        floating* dw_ih = <floating*> a.dw_ih
+        floating* dw_hh = <floating*> a.dw_hh
+        floating* db_ih = <floating*> a.db_ih
+        floating* db_hh = <floating*> a.db_hh
+        Py_ssize_t n_full, k, t, o, nt, NH = N * H, NGH = N * GH
         const float* wp = NULL
         const float* wp2 = NULL
     if T == 0 or N == 0:
-        dw_ih[:, :] = 0
-        dw_hh[:, :] = 0
+        memset(dw_ih, 0, GH * D * sizeof(floating))
+        memset(dw_hh, 0, GH * H * sizeof(floating))
         return
-    with nogil:
-        if cell == GRU_RESET_BEFORE:
-            # W_hh[2H:] and W_hh[:2H]
-            wp = _pack(packed, 0, 0, H, H, &w_hh[H2, 0], H)
-            wp2 = _pack(packed, skrnn_packed_size(H, H), 0, H2, H, &w_hh[0, 0], H)
+    if a.cell == GRU_RESET_BEFORE:
+        # W_hh[2H:] and W_hh[:2H]
+        wp = _pack(a.packed, 0, 0, H, H, w_hh + H2 * H, H)
+        wp2 = _pack(a.packed, skrnn_packed_size(H, H), 0, H2, H, w_hh, H)
+    else:
+        wp = _pack(a.packed, 0, 0, GH, H, w_hh, H)  # W_hh
+    for k in range(T):
+        # the reverse of the forward pass's order
+        t = k if a.reverse else T - 1 - k
+        o = t if a.all_d_out else 0  # the step's row block in d_out
+        nt = n_live[t]
+        if nt == 0:
+            continue
+        if a.cell == RNN:
+            _rnn_step_back(a.act, nt, H, w_hh, wp, out + t * NH, d_out + o * NH, dh,
+                           dg + t * NGH, db_ih)
+        elif a.cell == LSTM:
+            _lstm_step_back(nt, H, w_hh, wp, dg + t * NGH, c_prev + t * NH,
+                            c_new + t * NH, d_out + o * NH, dh,
+                            <floating*> a.dc, db_ih)
+        elif a.cell == GRU_RESET_AFTER:
+            _gru_after_step_back(
+                a.act, nt, H, w_hh, wp, dg + t * NGH, h_prev + t * NH,
+                dan + t * NH, d_out + o * NH, dh, db_ih, db_hh)
         else:
-            wp = _pack(packed, 0, 0, GH, H, &w_hh[0, 0], H)  # W_hh
-        for k in range(T):
-            # the reverse of the forward pass's order
-            t = k if reverse else T - 1 - k
-            o = t if all_d_out else 0  # the step's row block in d_out
-            nt = n_live[t]
-            if nt == 0:
-                continue
-            if cell == RNN:
-                _rnn_step_back(act, nt, H, &w_hh[0, 0], wp, &out[t, 0, 0],
-                               &d_out[o, 0, 0], &dh[0, 0], &dg[t, 0, 0],
-                               &db_ih[0])
-            elif cell == LSTM:
-                _lstm_step_back(nt, H, &w_hh[0, 0], wp, &dg[t, 0, 0],
-                                &c_prev[t, 0, 0], &c_new[t, 0, 0], &d_out[o, 0, 0],
-                                &dh[0, 0], &dc[0, 0], &db_ih[0])
-            elif cell == GRU_RESET_AFTER:
-                _gru_after_step_back(
-                    act, nt, H, &w_hh[0, 0], wp, &dg[t, 0, 0], &h_prev[t, 0, 0],
-                    &dan[t, 0, 0], &d_out[o, 0, 0], &dh[0, 0], &db_ih[0], &db_hh[0])
-            else:
-                _gru_before_step_back(
-                    act, nt, H, &w_hh[0, 0], wp, wp2, &dg[t, 0, 0], &h_prev[t, 0, 0],
-                    &d_out[o, 0, 0], &dh[0, 0], &db_ih[0], &work[0, 0])
+            _gru_before_step_back(
+                a.act, nt, H, w_hh, wp, wp2, dg + t * NGH, h_prev + t * NH,
+                d_out + o * NH, dh, db_ih, <floating*> a.back_work)
 
-        n_full = _n_full(&n_live[0], T, N)
-        if cell == GRU_RESET_AFTER:
-            # the input and recurrent sides share dL/dr and dL/dz
-            memcpy(&db_ih[0], &db_hh[0], H2 * sizeof(floating))
+    n_full = _n_full(n_live, T, N)
+    if a.cell == GRU_RESET_AFTER:
+        # the input and recurrent sides share dL/dr and dL/dz
+        memcpy(db_ih, db_hh, H2 * sizeof(floating))
+        # dW_hh = dG.T @ h_prev
+        _gemm_reduce(T, n_live, N, n_full, <int> GH, <int> H, dg, <int> GH,
+                     h_prev, <int> H, dw_hh, <int> H)
+        # dW_ih[:2H] = dG[:, :2H].T @ x
+        _gemm_reduce(T, n_live, N, n_full, <int> H2, <int> D, dg, <int> GH,
+                     x, <int> D, dw_ih, <int> D)
+        # dW_ih[2H:] = da_n.T @ x
+        _gemm_reduce(T, n_live, N, n_full, <int> H, <int> D, dan, <int> H,
+                     x, <int> D, dw_ih + H2 * D, <int> D)
+        if dx != NULL:
+            # dx = dG[:, :2H] @ W_ih[:2H] + da_n @ W_ih[2H:]
+            _gemm_rows(c'N', 0, T, n_live, N, n_full, <int> D, <int> H2,
+                       dg, <int> GH, w_ih, <int> D, 0, dx, <int> D)
+            _gemm_rows(c'N', 0, T, n_live, N, n_full, <int> D, <int> H,
+                       dan, <int> H, w_ih + H2 * D, <int> D, 1, dx, <int> D)
+    else:
+        # one gradient for both sides' projections
+        memcpy(db_hh, db_ih, GH * sizeof(floating))
+        if a.cell == RNN or a.cell == LSTM:
             # dW_hh = dG.T @ h_prev
-            _gemm_reduce(T, &n_live[0], N, n_full, <int> GH, <int> H,
-                         &dg[0, 0, 0], <int> GH, &h_prev[0, 0, 0], <int> H,
-                         &dw_hh[0, 0], <int> H)
-            # dW_ih[:2H] = dG[:, :2H].T @ x
-            _gemm_reduce(T, &n_live[0], N, n_full, <int> H2, <int> D,
-                         &dg[0, 0, 0], <int> GH, &x[0, 0, 0], <int> D,
-                         &dw_ih[0, 0], <int> D)
-            # dW_ih[2H:] = da_n.T @ x
-            _gemm_reduce(T, &n_live[0], N, n_full, <int> H, <int> D,
-                         &dan[0, 0, 0], <int> H, &x[0, 0, 0], <int> D,
-                         &dw_ih[H2, 0], <int> D)
-            if want_dx:
-                # dx = dG[:, :2H] @ W_ih[:2H] + da_n @ W_ih[2H:]
-                _gemm_rows(c'N', 0, T, &n_live[0], N, n_full, <int> D, <int> H2,
-                           &dg[0, 0, 0], <int> GH, &w_ih[0, 0], <int> D, 0,
-                           &dx[0, 0, 0], <int> D)
-                _gemm_rows(c'N', 0, T, &n_live[0], N, n_full, <int> D, <int> H,
-                           &dan[0, 0, 0], <int> H, &w_ih[H2, 0], <int> D, 1,
-                           &dx[0, 0, 0], <int> D)
+            _gemm_reduce(T, n_live, N, n_full, <int> GH, <int> H, dg, <int> GH,
+                         h_prev, <int> H, dw_hh, <int> H)
         else:
-            # one gradient for both sides' projections
-            memcpy(&db_hh[0], &db_ih[0], GH * sizeof(floating))
-            if cell == RNN or cell == LSTM:
-                # dW_hh = dG.T @ h_prev
-                _gemm_reduce(T, &n_live[0], N, n_full, <int> GH, <int> H,
-                             &dg[0, 0, 0], <int> GH, &h_prev[0, 0, 0], <int> H,
-                             &dw_hh[0, 0], <int> H)
-            else:
-                # dW_hh[:2H] = dG[:, :2H].T @ h_prev
-                _gemm_reduce(T, &n_live[0], N, n_full, <int> H2, <int> H,
-                             &dg[0, 0, 0], <int> GH, &h_prev[0, 0, 0], <int> H,
-                             &dw_hh[0, 0], <int> H)
-                # dW_hh[2H:] = dG[:, 2H:].T @ (r * h)
-                _gemm_reduce(T, &n_live[0], N, n_full, <int> H, <int> H,
-                             &dg[0, 0, H2], <int> GH, &hn[0, 0, 0], <int> H,
-                             &dw_hh[H2, 0], <int> H)
-            # dW_ih = dG.T @ x
-            _gemm_reduce(T, &n_live[0], N, n_full, <int> GH, <int> D,
-                         &dg[0, 0, 0], <int> GH, &x[0, 0, 0], <int> D,
-                         &dw_ih[0, 0], <int> D)
-            if want_dx:
-                # dx = dG @ W_ih
-                _gemm_rows(c'N', 0, T, &n_live[0], N, n_full, <int> D, <int> GH,
-                           &dg[0, 0, 0], <int> GH, &w_ih[0, 0], <int> D, 0,
-                           &dx[0, 0, 0], <int> D)
-        if want_dx:
-            _zero_padded_rows(&dx[0, 0, 0], T, N, D, &n_live[0])
+            # dW_hh[:2H] = dG[:, :2H].T @ h_prev
+            _gemm_reduce(T, n_live, N, n_full, <int> H2, <int> H, dg, <int> GH,
+                         h_prev, <int> H, dw_hh, <int> H)
+            # dW_hh[2H:] = dG[:, 2H:].T @ (r * h)
+            _gemm_reduce(T, n_live, N, n_full, <int> H, <int> H, dg + H2, <int> GH,
+                         hn, <int> H, dw_hh + H2 * H, <int> H)
+        # dW_ih = dG.T @ x
+        _gemm_reduce(T, n_live, N, n_full, <int> GH, <int> D, dg, <int> GH,
+                     x, <int> D, dw_ih, <int> D)
+        if dx != NULL:
+            # dx = dG @ W_ih
+            _gemm_rows(c'N', 0, T, n_live, N, n_full, <int> D, <int> GH,
+                       dg, <int> GH, w_ih, <int> D, 0, dx, <int> D)
+    if dx != NULL:
+        _zero_padded_rows(dx, T, N, D, n_live)
 
 
 def _gemm(transa, transb, double alpha, const floating[:, :] a,
