@@ -332,10 +332,15 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
                 targets[held_out],
                 sample_weight[held_out],
             )
+        engine, n_steps = self._get_engine(), seqs.lengths.max()
         split = self._network.training_split(
-            self._batch_size(len(train)), seqs.lengths.max()
+            self._batch_size(len(train)),
+            n_steps,
+            self._network.compiled_pass(
+                engine, self._head_loss(), n_steps, self.bptt_steps
+            ),
         )
-        with blas_threads.split(self._get_engine(), *split) as engine:
+        with blas_threads.split(engine, *split) as engine:
             self._train(
                 engine,
                 seqs,

@@ -35,6 +35,9 @@ INFERENCE_BYTES = 8 << 20
 # forward pass: below, handing a share to a thread costs more than it saves.
 MIN_SHARE = 32
 MIN_SHARE_WORK = 4_000_000
+# The compiled training passes, which hand a share to the other thread
+# without the GIL, split batches in shares of TRAINING_SHARE_WORK or more.
+TRAINING_SHARE_WORK = 2_000_000
 # A training batch's gradient is the sum of this many shares' (on the host,
 # for batches as large as that rule allows), whatever the number of threads,
 # so that a fit does not depend on the machine.
@@ -502,30 +505,39 @@ class Network:
         dX[:, :T] = p.to_host(dx).transpose(1, 0, 2)[unsorted]
         return raw, dX
 
-    def max_shares(self, n_sequences, n_steps):
+    def max_shares(self, n_sequences, n_steps, min_work=None):
         """How many shares ``n_sequences`` sequences of up to ``n_steps``
-        steps may be split into (see MIN_SHARE); element-wise for arrays."""
+        steps may be split into (see MIN_SHARE), each of ``min_work``
+        (MIN_SHARE_WORK when None) multiply-adds or more; element-wise for
+        arrays."""
         n_sequences = np.asarray(n_sequences, dtype=np.int64)
-        work = self.work_shares(n_sequences, n_steps)
+        work = self.work_shares(n_sequences, n_steps, min_work)
         return np.maximum(1, np.minimum(n_sequences // MIN_SHARE, work))
 
-    def training_split(self, batch_size, n_steps):
+    def training_shares(self, n_sequences, n_steps, compiled):
+        """How many shares a training batch of ``n_sequences`` sequences of
+        up to ``n_steps`` steps is computed in: TRAINING_SHARES where each
+        has the work of a share (TRAINING_SHARE_WORK in the ``compiled``
+        passes, else MIN_SHARE_WORK), else 1; element-wise for arrays."""
+        min_work = TRAINING_SHARE_WORK if compiled else MIN_SHARE_WORK
+        split = self.max_shares(n_sequences, n_steps, min_work)
+        return np.where(split >= TRAINING_SHARES, TRAINING_SHARES, 1)
+
+    def training_split(self, batch_size, n_steps, compiled):
         """``(shares, serial)`` for :meth:`skrnn._threads.BlasThreads.split`
         during a fit in batches of ``batch_size`` sequences of up to
-        ``n_steps`` steps: the threads are shared out only when full batches
-        are computed in TRAINING_SHARES shares, and batches without the
-        work for two shares run on one thread."""
-        shares = (
-            TRAINING_SHARES
-            if self.max_shares(batch_size, n_steps) >= TRAINING_SHARES
-            else 1
-        )
-        return shares, self.work_shares(batch_size, n_steps) < TRAINING_SHARES
+        ``n_steps`` steps (in the ``compiled`` passes or not): the threads
+        are shared out only when full batches are computed in
+        TRAINING_SHARES shares, and batches without the work for two shares
+        run on one thread."""
+        shares = int(self.training_shares(batch_size, n_steps, compiled))
+        min_work = TRAINING_SHARE_WORK if compiled else MIN_SHARE_WORK
+        return shares, self.work_shares(batch_size, n_steps, min_work) < TRAINING_SHARES
 
-    def work_shares(self, n_sequences, n_steps):
-        """How many times MIN_SHARE_WORK the forward pass of ``n_sequences``
-        sequences of ``n_steps`` steps is."""
-        return self.forward_work(n_sequences, n_steps) // MIN_SHARE_WORK
+    def work_shares(self, n_sequences, n_steps, min_work=None):
+        """How many times ``min_work`` (MIN_SHARE_WORK when None) the forward
+        pass of ``n_sequences`` sequences of ``n_steps`` steps is."""
+        return self.forward_work(n_sequences, n_steps) // (min_work or MIN_SHARE_WORK)
 
     def forward_work(self, n_sequences, n_steps):
         """Multiply-adds of the recurrent layers' forward pass: one per
@@ -634,11 +646,13 @@ class Network:
         """
         p = self._device_params(engine, training=True)
         order = np.argsort(-lengths, kind="stable")
-        split = (
-            p.memory is None
-            and self.max_shares(len(lengths), lengths.max()) >= TRAINING_SHARES
+        compiled = self.compiled_pass(engine, loss, lengths.max(), bptt_steps)
+        shares = _shares(
+            order,
+            1
+            if p.memory is not None
+            else int(self.training_shares(len(order), lengths.max(), compiled)),
         )
-        shares = _shares(order, TRAINING_SHARES if split else 1)
         # the first share's gradient goes into p.grad, the others' into
         # their own vectors, added in a fixed order
         grads = [p.grad] + [np.zeros_like(p.grad) for _ in shares[1:]]
@@ -666,8 +680,17 @@ class Network:
         to ``n_steps`` steps: on an engine with an ``epoch_pass``, for a
         loss with a compiled twin, when truncated BPTT does not split the
         sequences in windows."""
+        return engine.epoch_pass is not None and self.compiled_pass(
+            engine, loss, n_steps, bptt_steps
+        )
+
+    def compiled_pass(self, engine, loss, n_steps, bptt_steps):
+        """Whether a share of a training batch of sequences of up to
+        ``n_steps`` steps runs through the whole network in one call of the
+        engine's ``network_pass``: for a loss with a compiled twin, when
+        truncated BPTT does not split the sequences in windows."""
         return (
-            engine.epoch_pass is not None
+            engine.network_pass is not None
             and loss.compiled is not None
             and len(self._windows(int(n_steps), bptt_steps)) == 1
         )
@@ -681,7 +704,7 @@ class Network:
         ``grad``."""
         p = self._device_params(engine, training=True)
         sizes = np.diff(bounds)
-        split = self.max_shares(sizes, lengths[order[bounds[:-1]]]) >= TRAINING_SHARES
+        split = self.training_shares(sizes, lengths[order[bounds[:-1]]], True) > 1
         # a split batch's two shares one after the other, each as _shares
         # deals it (TRAINING_SHARES is 2: the compiled epoch computes two)
         where = np.arange(len(order)) - np.repeat(bounds[:-1], sizes)
@@ -715,11 +738,7 @@ class Network:
         xp = engine.xp
         values, lengths, targets, weights = batch
         grad_views = p.grad_views if grad is p.grad else _views_of(grad, self._layout)
-        if (
-            engine.network_pass is not None
-            and loss.compiled is not None
-            and len(self._windows(int(lengths[rows[0]]), bptt_steps)) == 1
-        ):
+        if self.compiled_pass(engine, loss, lengths[rows[0]], bptt_steps):
             return engine.network_pass(
                 self.architecture, p.views, grad_views, batch, rows, loss, share
             )

@@ -310,6 +310,7 @@ def test_where_the_compiled_epoch_runs(params, compiled, monkeypatch, capsys):
     from skrnn import _network
 
     monkeypatch.setattr(_network, "MIN_SHARE_WORK", 1)
+    monkeypatch.setattr(_network, "TRAINING_SHARE_WORK", 1)
     params = dict(params)
     X, y = _data(n=params.pop("n", 40))
     model = _counting(
@@ -320,28 +321,27 @@ def test_where_the_compiled_epoch_runs(params, compiled, monkeypatch, capsys):
     assert model.compiled_ == (2 if compiled else 0)
 
 
-def _two_shares(monkeypatch, workers=2, slow=0):
+def _two_shares(monkeypatch, workers=2, sleeps=(0.002, 0.0)):
     """Batches of 8 sequences or more are computed in two shares, with
-    ``workers`` threads at hand for the compiled epoch; the share ``slow``
-    (0, 1 or None) sleeps 2 ms before it starts: with 0, the main thread
-    leaves the second shares to the partner thread when there is one; with
-    1, the main thread waits for the partner's shares."""
+    ``workers`` threads at hand for the compiled epoch; the thread that
+    computes a batch's first or second share sleeps ``sleeps[0]`` or
+    ``sleeps[1]`` seconds before it starts. A first share that sleeps
+    leaves the second to the partner thread, where there is one; a second
+    share that sleeps longer makes the main thread wait for it."""
     from skrnn import _network
 
     monkeypatch.setattr(_network, "MIN_SHARE", 4)
     monkeypatch.setattr(_network, "MIN_SHARE_WORK", 1)
+    monkeypatch.setattr(_network, "TRAINING_SHARE_WORK", 1)
     monkeypatch.setattr(batch, "workers_at_hand", lambda: workers)
-    if slow is not None:
-        real_room = batch._room
-        monkeypatch.setattr(
-            batch,
-            "_room",
-            lambda arch, share, *args: (
-                _Proxy(real_room(arch, share, *args), time.sleep, 0.002)
-                if share == slow
-                else real_room(arch, share, *args)
-            ),
-        )
+    real_room = batch._room
+    monkeypatch.setattr(
+        batch,
+        "_room",
+        lambda arch, share, *args: _Proxy(
+            real_room(arch, share, *args), time.sleep, sleeps[share]
+        ),
+    )
 
 
 class _Proxy:
@@ -376,7 +376,9 @@ class _Partner:
         self.shares += int(sync[_batch.SYNC_SLOTS + len(rooms) :].sum())
 
 
-@pytest.mark.parametrize("workers, slow", [(1, None), (2, 0), (2, 1)])
+@pytest.mark.parametrize(
+    "workers, sleeps", [(1, (0.0, 0.0)), (2, (0.002, 0.0)), (2, (0.002, 0.006))]
+)
 @pytest.mark.parametrize(
     "params",
     [
@@ -387,12 +389,12 @@ class _Partner:
     ids=lambda p: "-".join(f"{k}={v}" for k, v in p.items()),
 )
 def test_compiled_epoch_in_two_shares_equals_the_steps(
-    params, workers, slow, monkeypatch
+    params, workers, sleeps, monkeypatch
 ):
     """Batches split in two shares (the last, of 5 sequences, in one), the
     second computed on a thread of its own where two workers are at hand,
     else after the first: the steps' gradients, added in the same order."""
-    _two_shares(monkeypatch, workers, slow)
+    _two_shares(monkeypatch, workers, sleeps)
     partner = _Partner()
     monkeypatch.setattr(_batch, "epoch_partner", partner)
     X, y = _data(n=45, output=params.get("output", "last"))
@@ -444,3 +446,26 @@ def test_compiled_epoch_raises_what_its_partner_raised(monkeypatch):
     model = SequenceRegressor(cell="gru", hidden_size=4, batch_size=10, max_iter=3)
     with pytest.raises(ValueError, match="a share failed"):
         model.fit(X, y)
+
+
+def test_the_compiled_passes_split_smaller_batches():
+    """A batch of 64 sequences of 50 steps through an RNN of 32 units on 8
+    features (4.1 million multiply-adds forward) runs in two shares in the
+    compiled passes, which hand a share to the other thread without the
+    GIL, and in one where Python runs between the layers (truncated BPTT's
+    windows); 63 sequences are too few for two shares of MIN_SHARE."""
+    from skrnn._network import MIN_SHARE, TRAINING_SHARES
+
+    X = np.random.RandomState(0).normal(size=(64, 50, 8))
+    with pytest.warns(ConvergenceWarning):
+        net = (
+            SequenceRegressor(cell="rnn", hidden_size=32, max_iter=1)
+            .fit(X, X.sum(axis=(1, 2)))
+            ._network
+        )
+    assert net.forward_work(64, 50) == 64 * 50 * 32 * (8 + 32)
+    assert net.training_shares(64, 50, True) == TRAINING_SHARES
+    assert net.training_shares(64, 50, False) == 1
+    assert net.training_shares(2 * MIN_SHARE - 1, 50, True) == 1
+    assert net.training_split(64, 50, True) == (TRAINING_SHARES, False)
+    assert net.training_split(64, 50, False) == (1, True)

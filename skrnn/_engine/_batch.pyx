@@ -18,14 +18,18 @@ longest first. The loops run without bounds checks.
 """
 
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cython cimport floating
 from libc.math cimport exp, isfinite, log, log1p
 from libc.string cimport memcpy, memset
 
+cimport numpy as cnp
+
 from ._blas cimport gemm
+from ._recurrent cimport LayerArrays, backward_layer, forward_layer
 from ._update cimport Solver, clip_factor, penalize_into, step
 
-from ._recurrent import backward, forward
+cnp.import_array()
 
 
 cdef extern from "_sync.h" nogil:
@@ -43,14 +47,6 @@ cpdef enum:
     STOPPED
     PARTNER_GONE
     SYNC_SLOTS
-
-# The kernels' specialisations by dtype, skipping the fused-type dispatch;
-# each releases the GIL while it runs.
-_KERNELS = {
-    name: (forward.__signatures__[name], backward.__signatures__[name])
-    for name in ("float", "double")
-}
-
 
 cpdef enum Loss:
     SQUARED_ERROR
@@ -72,38 +68,105 @@ cdef class LayerPass:
     Parameters and gradients are views of the network's vectors; the rest is
     the pass's room, as :func:`skrnn._engine.cpu.forward` and
     :func:`skrnn._engine.cpu.backward` allocate it for training (the kernels'
-    docstrings say what each holds). ``*_rows`` are 2-D views, (T * N, .),
-    of the (T, N, .) array of that name. ``cell_state``: the cell has one
-    (the LSTM's c), in ``c``, ``cells`` and their gradient ``dc``.
+    docstrings say what each holds); ``n_live`` is the room's count of live
+    rows per step. :class:`Layers` holds their addresses.
     """
 
     cdef public int cell, act
-    cdef public bint reverse, cell_state
+    cdef public bint reverse
     cdef public object w_ih, w_hh, b_ih, b_hh, dw_ih, dw_hh, db_ih, db_hh
-    cdef public object x, x_rows, h, c, out, out_rows, gates, h_prev, hn
-    cdef public object cells, c_prev, c_new, work, packed
-    cdef public object d_out, d_out_rows, dh, dc, dg, dan, dx, dx_rows, back_work
+    cdef public object n_live, x, h, c, out, gates, h_prev, hn
+    cdef public object c_prev, c_new, work, packed
+    cdef public object d_out, dh, dc, dg, dan, dx, back_work
 
 
-def loss_grad(list layers, Py_ssize_t n_dirs, bint sequence, Loss loss,
+cdef class Layers:
+    """The :class:`~skrnn._engine._recurrent.LayerArrays` of a room's layers
+    (a list of :class:`LayerPass`, laid out as :func:`loss_grad` reads
+    them), for the passes that run without the GIL; :meth:`lay_out` fills
+    them.
+
+    Parameters
+    ----------
+    layers : list of LayerPass
+    zeros : (1, N, H) array of zeros
+        The ``d_out`` of the layers that no gradient reaches by their
+        outputs.
+    """
+
+    cdef LayerArrays* arrays
+    cdef Py_ssize_t n
+    cdef list layers  # the arrays' owners
+    cdef object zeros
+
+    def __cinit__(self, list layers, zeros):
+        self.arrays = <LayerArrays*> PyMem_Malloc(len(layers) * sizeof(LayerArrays))
+        if self.arrays == NULL:
+            raise MemoryError()
+        self.n, self.layers, self.zeros = len(layers), layers, zeros
+
+    def __dealloc__(self):
+        PyMem_Free(self.arrays)
+
+    def lay_out(self, Py_ssize_t n_dirs, bint sequence):
+        """Read the layers' arrays' addresses: once their parameters and
+        gradients are bound, and whenever those views change. ``n_dirs``:
+        directions per layer; ``sequence``: the head reads every step."""
+        cdef Py_ssize_t i, k, top = self.n - n_dirs
+        cdef LayerPass lp
+        cdef LayerArrays* a
+        for i in range(self.n):
+            lp, a, k = self.layers[i], &self.arrays[i], i - i % n_dirs
+            memset(a, 0, sizeof(LayerArrays))
+            a.cell, a.act, a.reverse = lp.cell, lp.act, lp.reverse
+            a.T, a.N, a.D = lp.x.shape
+            a.GH, a.H = lp.w_hh.shape
+            a.W, a.all_out = lp.gates.shape[0], lp.out.shape[0] == a.T
+            a.n_live = <const Py_ssize_t*> _data(lp.n_live)
+            a.x, a.w_ih, a.w_hh = _data(lp.x), _data(lp.w_ih), _data(lp.w_hh)
+            a.b_ih, a.b_hh = _data(lp.b_ih), _data(lp.b_hh)
+            a.h, a.c = _data(lp.h), _data(lp.c)
+            a.out, a.gates, a.h_prev = _data(lp.out), _data(lp.gates), _data(lp.h_prev)
+            a.hn, a.c_new, a.work = _data(lp.hn), _data(lp.c_new), _data(lp.work)
+            a.packed = <float*> _data(lp.packed)
+            a.c_prev, a.dh, a.dc = _data(lp.c_prev), _data(lp.dh), _data(lp.dc)
+            a.dg, a.dan, a.back_work = _data(lp.dg), _data(lp.dan), _data(lp.back_work)
+            a.dw_ih, a.dw_hh = _data(lp.dw_ih), _data(lp.dw_hh)
+            a.db_ih, a.db_hh = _data(lp.db_ih), _data(lp.db_hh)
+            # the gradient reaches the outputs of all but a top layer read
+            # at its final states, and the inputs of all but the first
+            a.all_d_out = sequence or k < top
+            a.d_out = _data(lp.d_out if a.all_d_out else self.zeros)
+            a.dx = _data(lp.dx) if k > 0 else NULL
+
+
+cdef void* _data(a) except? NULL:
+    """The address of the array ``a``'s data; NULL when it is empty."""
+    cdef cnp.ndarray arr = a
+    return cnp.PyArray_DATA(arr) if cnp.PyArray_SIZE(arr) > 0 else NULL
+
+
+def loss_grad(Layers layers, Py_ssize_t n_dirs, bint sequence, Loss loss,
               const floating[:, :, ::1] values, const Py_ssize_t[::1] rows,
-              const Py_ssize_t[::1] lengths, n_live,
+              const Py_ssize_t[::1] lengths,
               const double[:, :, ::1] y, const Py_ssize_t[:, ::1] codes,
               const floating[::1] weights, const double[::1] levels,
               const floating[:, ::1] head_w, const floating[::1] head_b,
               floating[:, ::1] head_gw, floating[::1] head_gb,
               floating[:, ::1] feats, floating[:, ::1] z,
-              floating[:, ::1] d_feats, zeros):
+              floating[:, ::1] d_feats):
     """The weighted loss sum of the sequences ``rows`` of a batch; the
     gradient is written into the gradient views of ``layers`` and into
     ``head_gw`` and ``head_gb``, all of which must hold zeros.
 
     Parameters
     ----------
-    layers : list of LayerPass
-        Layer k, direction d at ``k * n_dirs + d``; ``layers[0].x`` is the
-        (T, N, D) room for the inputs. With one direction, a layer's ``x``
-        is the ``out`` of the layer below, whose ``d_out`` is its ``dx``.
+    layers : Layers
+        Of the LayerPass of layer k, direction d at ``k * n_dirs + d``;
+        ``layers[0].x`` is the (T, N, D) room for the inputs. With one
+        direction, a layer's ``x`` is the ``out`` of the layer below, whose
+        ``d_out`` is its ``dx``; with two, the next layer's ``x`` and ``dx``
+        are (T, N, 2H).
     n_dirs : int
         Directions per layer, 1 or 2.
     sequence : bool
@@ -119,9 +182,8 @@ def loss_grad(list layers, Py_ssize_t n_dirs, bint sequence, Loss loss,
         The batch's inputs, batch-major.
     rows, lengths : (N,) arrays
         The share's sequences (rows of ``values``), longest first, and their
-        lengths; T = ``lengths[0]``.
-    n_live : (T,) array
-        The number of sequences longer than t, for each step t.
+        lengths; T = ``lengths[0]``. The layers' ``n_live`` holds the number
+        of sequences longer than t, for each step t.
     y : (n_batch, T_y, O) array, or empty
         Regression targets; T_y is 1 when the head reads final states.
     codes : (n_batch, T_y) array, or empty
@@ -141,92 +203,89 @@ def loss_grad(list layers, Py_ssize_t n_dirs, bint sequence, Loss loss,
         states) or ``out_rows`` and ``d_out_rows`` (steps): nothing is copied.
     z : (R, O) array
         Room for the head's outputs, then their gradient.
-    zeros : (1, N, H) array of zeros
-        The kernels' "no gradient reaches the outputs".
 
     Returns
     -------
     float
         The weighted loss sum.
     """
-    return _loss_grad(layers, n_dirs, sequence, loss, values, rows, lengths, n_live,
-                      y, codes, weights, levels, head_w, head_b, head_gw, head_gb,
-                      feats, z, d_feats, zeros)
+    cdef double total
+    with nogil:
+        total = _loss_grad(layers.arrays, layers.n, n_dirs, sequence, loss, values,
+                           rows, lengths, y, codes, weights, levels, head_w, head_b,
+                           head_gw, head_gb, feats, z, d_feats)
+    return total
 
 
-cdef double _loss_grad(list layers, Py_ssize_t n_dirs, bint sequence, Loss loss,
+cdef double _loss_grad(const LayerArrays* layers, Py_ssize_t n, Py_ssize_t n_dirs,
+                       bint sequence, Loss loss,
                        const floating[:, :, ::1] values, const Py_ssize_t[::1] rows,
-                       const Py_ssize_t[::1] lengths, n_live,
+                       const Py_ssize_t[::1] lengths,
                        const double[:, :, ::1] y, const Py_ssize_t[:, ::1] codes,
                        const floating[::1] weights, const double[::1] levels,
                        const floating[:, ::1] head_w, const floating[::1] head_b,
                        floating[:, ::1] head_gw, floating[::1] head_gb,
                        floating[:, ::1] feats, floating[:, ::1] z,
-                       floating[:, ::1] d_feats, zeros) except? -1:
+                       floating[:, ::1] d_feats) noexcept nogil:
     """:func:`loss_grad`."""
     cdef:
-        Py_ssize_t n = len(layers), top = n - n_dirs
+        Py_ssize_t top = n - n_dirs, j, k, d, i
         Py_ssize_t n_out = head_w.shape[0], F = head_w.shape[1], R = z.shape[0]
-        Py_ssize_t k, d, i
+        Py_ssize_t TN = layers[0].T * layers[0].N, N = layers[0].N, H = layers[0].H
         double total
-        const Py_ssize_t[::1] live = n_live
-        # typed views of the layers' arrays, for the fused functions below
-        floating[:, :, ::1] x
-        floating[:, ::1] a, b, ab
-    kernels = _KERNELS["float" if floating is float else "double"]
-    x = layers[0].x
-    with nogil:
-        _gather(values, rows, x)
-    for k in range(0, n, n_dirs):
+        const LayerArrays* a
+        const LayerArrays* b
+    _gather(values, rows, <floating*> layers[0].x, layers[0].T, N, layers[0].D)
+    for j in range(n // n_dirs):
+        k = j * n_dirs
         for d in range(n_dirs):
-            _run_forward(layers[k + d], kernels[0], lengths, n_live)
+            _run_forward(&layers[k + d], lengths, <const floating*> layers[k + d].x)
         if n_dirs == 2 and (k < top or sequence):
             # the layer above (or the head) reads both directions side by side
-            a, b = layers[k].out_rows, layers[k + 1].out_rows
-            ab = layers[k + 2].x_rows if k < top else feats
-            with nogil:
-                _join(a, b, ab)
+            a = &layers[k]
+            b = &layers[k + 1]
+            _join(<floating*> a.out, <floating*> b.out, TN, H,
+                  <floating*> layers[k + 2].x if k < top else &feats[0, 0])
     if n_dirs == 2 and not sequence:
-        a, b = layers[top].h, layers[top + 1].h
-        with nogil:
-            _join(a, b, feats)
+        a = &layers[top]
+        b = &layers[top + 1]
+        _join(<floating*> a.h, <floating*> b.h, N, H, &feats[0, 0])
 
-    with nogil:
-        # z = feats @ W.T + b
-        for i in range(R):
-            memcpy(&z[i, 0], &head_b[0], n_out * sizeof(floating))
-        gemm(c'N', c'T', <int> R, <int> n_out, <int> F, 1, &feats[0, 0], <int> F,
-             &head_w[0, 0], <int> F, 1, &z[0, 0], <int> n_out)
-        total = _loss(loss, sequence, z, y, codes, weights, levels, rows, live)
-        # gW += dz.T @ feats; gb += dz.sum(axis=0); d_feats = dz @ W
-        gemm(c'T', c'N', <int> n_out, <int> F, <int> R, 1, &z[0, 0], <int> n_out,
-             &feats[0, 0], <int> F, 1, &head_gw[0, 0], <int> F)
-        for i in range(R):
-            for d in range(n_out):
-                head_gb[d] += z[i, d]
-        gemm(c'N', c'N', <int> R, <int> F, <int> n_out, 1, &z[0, 0], <int> n_out,
-             &head_w[0, 0], <int> F, 0, &d_feats[0, 0], <int> F)
+    # z = feats @ W.T + b
+    for i in range(R):
+        memcpy(&z[i, 0], &head_b[0], n_out * sizeof(floating))
+    gemm(c'N', c'T', <int> R, <int> n_out, <int> F, 1, &feats[0, 0], <int> F,
+         &head_w[0, 0], <int> F, 1, &z[0, 0], <int> n_out)
+    total = _loss(loss, sequence, z, y, codes, weights, levels, rows,
+                  layers[0].n_live)
+    # gW += dz.T @ feats; gb += dz.sum(axis=0); d_feats = dz @ W
+    gemm(c'T', c'N', <int> n_out, <int> F, <int> R, 1, &z[0, 0], <int> n_out,
+         &feats[0, 0], <int> F, 1, &head_gw[0, 0], <int> F)
+    for i in range(R):
+        for d in range(n_out):
+            head_gb[d] += z[i, d]
+    gemm(c'N', c'N', <int> R, <int> F, <int> n_out, 1, &z[0, 0], <int> n_out,
+         &head_w[0, 0], <int> F, 0, &d_feats[0, 0], <int> F)
 
     if n_dirs == 2:
+        a = &layers[top]
+        b = &layers[top + 1]
         if sequence:
-            a, b = layers[top].d_out_rows, layers[top + 1].d_out_rows
+            _split(&d_feats[0, 0], TN, H, <floating*> a.d_out, <floating*> b.d_out)
         else:
-            a, b = layers[top].dh, layers[top + 1].dh
-        with nogil:
-            _split(d_feats, a, b)
-    for k in range(top, -1, -n_dirs):
+            _split(&d_feats[0, 0], N, H, <floating*> a.dh, <floating*> b.dh)
+    for j in range(n // n_dirs - 1, -1, -1):
+        k = j * n_dirs
         for d in range(n_dirs):
-            _run_backward(layers[k + d], kernels[1], n_live, zeros,
-                          sequence or k < top, k > 0)
+            _run_backward(&layers[k + d], <const floating*> layers[k + d].x)
         if k > 0 and n_dirs == 2:
             # the inputs' gradient is the sum over both directions; split, it
             # is the gradient of the outputs of the layer below
-            ab, b = layers[k].dx_rows, layers[k + 1].dx_rows
-            with nogil:
-                _add(ab, b)
-            a, b = layers[k - 2].d_out_rows, layers[k - 1].d_out_rows
-            with nogil:
-                _split(ab, a, b)
+            a = &layers[k]
+            b = &layers[k + 1]
+            _add(<floating*> a.dx, <const floating*> b.dx, TN * 2 * H)
+            _split(<floating*> a.dx, TN, H, <floating*> layers[k - 2].d_out,
+                   <floating*> layers[k - 1].d_out)
     return total
 
 
@@ -403,13 +462,14 @@ cdef double _share(room, Py_ssize_t n_dirs, bint sequence, Loss loss,
                    floating[::1] grad) except? -1:
     """:func:`loss_grad` of the sequences ``order[s:e]`` (longest first) in
     ``room``, whose gradient views, ``head_gw`` and ``head_gb`` are views of
-    ``grad``: zeroed, then the gradient."""
+    ``grad``: zeroed, then the gradient. The GIL is held only to read the
+    room."""
     cdef:
         Py_ssize_t i = e, t, T = lengths[s]
-        Py_ssize_t[::1] n_live
-        floating[:, ::1] feats, z, d_feats  # the room's head arrays
-    live = room.n_live
-    n_live, feats, z, d_feats = live, room.feats, room.z, room.d_feats
+        double total
+        Layers layers = room.plan
+        Py_ssize_t[::1] n_live = room.n_live
+        floating[:, ::1] feats = room.feats, z = room.z, d_feats = room.d_feats
     with nogil:
         # n_live[t] = #(lengths > t) over the share, sorted longest first
         for t in range(T):
@@ -417,64 +477,52 @@ cdef double _share(room, Py_ssize_t n_dirs, bint sequence, Loss loss,
                 i -= 1
             n_live[t] = i - s
         memset(&grad[0], 0, grad.shape[0] * sizeof(floating))
-    return _loss_grad(room.layers, n_dirs, sequence, loss, values, order[s:e],
-                      lengths[s:e], live, y, codes, weights, levels, head_w, head_b,
-                      head_gw, head_gb, feats, z, d_feats, room.zeros)
+        total = _loss_grad(layers.arrays, layers.n, n_dirs, sequence, loss, values,
+                           order[s:e], lengths[s:e], y, codes, weights, levels,
+                           head_w, head_b, head_gw, head_gb, feats, z, d_feats)
+    return total
 
 
-cdef _run_forward(LayerPass lp, kernel, const Py_ssize_t[::1] lengths,
-                  n_live):
+cdef void _run_forward(const LayerArrays* a, const Py_ssize_t[::1] lengths,
+                       const floating* x) noexcept nogil:
     """One direction of one layer forward from zero states, keeping what its
     backward pass reads."""
-    lp.h.fill(0)
-    if lp.cell_state:
-        lp.c.fill(0)
+    cdef Py_ssize_t r, N = a.N, H = a.H
+    cdef floating* c_prev = <floating*> a.c_prev
+    memset(a.h, 0, N * H * sizeof(floating))
+    if a.c != NULL:  # the LSTM's cell state
+        memset(a.c, 0, N * H * sizeof(floating))
         # c_prev holds the initial (zero) state where each sequence starts:
-        # forward in time at row 0; backward in time, for a sequence of
-        # length L, at row L, which no step writes for it
-        if lp.reverse:
-            _zero_starts(lp.cells, lengths)
+        # forward in time at step 0; backward in time, for a sequence of
+        # length L, at step L - 1
+        if a.reverse:
+            for r in range(N):
+                memset(c_prev + ((lengths[r] - 1) * N + r) * H, 0,
+                       H * sizeof(floating))
         else:
-            lp.cells[0].fill(0)
-    kernel(cell=lp.cell, act=lp.act, reverse=lp.reverse, x=lp.x, n_live=n_live,
-           w_ih=lp.w_ih, w_hh=lp.w_hh, b_ih=lp.b_ih, b_hh=lp.b_hh, h=lp.h, c=lp.c,
-           out=lp.out, gates=lp.gates, h_prev=lp.h_prev, hn=lp.hn, c_new=lp.c_new,
-           work=lp.work, packed=lp.packed)
+            memset(c_prev, 0, N * H * sizeof(floating))
+    forward_layer(a, x)
 
 
-cdef _run_backward(LayerPass lp, kernel, n_live, zeros, bint from_outputs,
-                   bint want_dx):
+cdef void _run_backward(const LayerArrays* a, const floating* x) noexcept nogil:
     """One direction of one layer backward: the gradient reaches its
-    outputs (``d_out``) when ``from_outputs``, else its final state
-    (``dh``); the inputs' gradient (``dx``) is computed when ``want_dx``."""
-    if from_outputs:
-        lp.dh.fill(0)
-    if lp.cell_state:
-        lp.dc.fill(0)
-    kernel(cell=lp.cell, act=lp.act, reverse=lp.reverse, x=lp.x, n_live=n_live,
-           w_ih=lp.w_ih, w_hh=lp.w_hh, out=lp.out, h_prev=lp.h_prev, hn=lp.hn,
-           c_prev=lp.c_prev, c_new=lp.c_new,
-           d_out=lp.d_out if from_outputs else zeros, dh=lp.dh, dc=lp.dc,
-           dg=lp.dg, dan=lp.dan, dx=lp.dx if want_dx else zeros[:0],
-           dw_ih=lp.dw_ih, dw_hh=lp.dw_hh, db_ih=lp.db_ih, db_hh=lp.db_hh,
-           work=lp.back_work, packed=lp.packed)
-
-
-def _zero_starts(floating[:, :, ::1] cells, const Py_ssize_t[::1] lengths):
-    """cells[lengths[r], r] = 0 for every sequence r."""
-    cdef Py_ssize_t r, H = cells.shape[2]
-    with nogil:
-        for r in range(lengths.shape[0]):
-            memset(&cells[lengths[r], r, 0], 0, H * sizeof(floating))
+    outputs (``d_out``) where the layer has them, else its final state
+    (``dh``) only."""
+    if a.all_d_out:
+        memset(a.dh, 0, a.N * a.H * sizeof(floating))
+    if a.dc != NULL:
+        memset(a.dc, 0, a.N * a.H * sizeof(floating))
+    backward_layer(a, x)
 
 
 cdef double _loss(Loss loss, bint sequence, floating[:, ::1] z,
                   const double[:, :, ::1] y, const Py_ssize_t[:, ::1] codes,
                   const floating[::1] weights, const double[::1] levels,
                   const Py_ssize_t[::1] rows,
-                  const Py_ssize_t[::1] n_live) noexcept nogil:
+                  const Py_ssize_t* n_live) noexcept nogil:
     """The weighted loss sum over the valid rows of ``z``, which become
-    the loss's gradient (zero at padded steps)."""
+    the loss's gradient (zero at padded steps); ``n_live[t]`` rows are
+    valid at step t."""
     cdef Py_ssize_t R = z.shape[0], n_out = z.shape[1], N = rows.shape[0]
     cdef Py_ssize_t r, t = 0, i, row
     cdef double total = 0
@@ -644,35 +692,36 @@ cdef double _multi_log_loss(floating* z, Py_ssize_t code, floating w,
 
 
 cdef void _gather(const floating[:, :, ::1] values, const Py_ssize_t[::1] rows,
-                  floating[:, :, ::1] x) noexcept nogil:
-    """x[t, i] = values[rows[i], t]: the sequences, time-major."""
-    cdef Py_ssize_t t, i, D = x.shape[2]
-    for t in range(x.shape[0]):
-        for i in range(x.shape[1]):
-            memcpy(&x[t, i, 0], &values[rows[i], t, 0], D * sizeof(floating))
+                  floating* x, Py_ssize_t T, Py_ssize_t N,
+                  Py_ssize_t D) noexcept nogil:
+    """x[t, i] = values[rows[i], t] for x of (T, N, D): the sequences,
+    time-major."""
+    cdef Py_ssize_t t, i
+    for t in range(T):
+        for i in range(N):
+            memcpy(x + (t * N + i) * D, &values[rows[i], t, 0], D * sizeof(floating))
 
 
-cdef void _join(const floating[:, ::1] a, const floating[:, ::1] b,
-                floating[:, ::1] ab) noexcept nogil:
-    """ab = [a, b], side by side."""
-    cdef Py_ssize_t i, H = a.shape[1]
-    for i in range(a.shape[0]):
-        memcpy(&ab[i, 0], &a[i, 0], H * sizeof(floating))
-        memcpy(&ab[i, H], &b[i, 0], H * sizeof(floating))
+cdef void _join(const floating* a, const floating* b, Py_ssize_t rows,
+                Py_ssize_t H, floating* ab) noexcept nogil:
+    """ab = [a, b], side by side, for a and b of (rows, H)."""
+    cdef Py_ssize_t i
+    for i in range(rows):
+        memcpy(ab + 2 * i * H, a + i * H, H * sizeof(floating))
+        memcpy(ab + (2 * i + 1) * H, b + i * H, H * sizeof(floating))
 
 
-cdef void _split(const floating[:, ::1] ab, floating[:, ::1] a,
-                 floating[:, ::1] b) noexcept nogil:
+cdef void _split(const floating* ab, Py_ssize_t rows, Py_ssize_t H, floating* a,
+                 floating* b) noexcept nogil:
     """[a, b] = ab: the inverse of :func:`_join`."""
-    cdef Py_ssize_t i, H = a.shape[1]
-    for i in range(a.shape[0]):
-        memcpy(&a[i, 0], &ab[i, 0], H * sizeof(floating))
-        memcpy(&b[i, 0], &ab[i, H], H * sizeof(floating))
+    cdef Py_ssize_t i
+    for i in range(rows):
+        memcpy(a + i * H, ab + 2 * i * H, H * sizeof(floating))
+        memcpy(b + i * H, ab + (2 * i + 1) * H, H * sizeof(floating))
 
 
-cdef void _add(floating[:, ::1] a, const floating[:, ::1] b) noexcept nogil:
-    """a += b."""
-    cdef Py_ssize_t i, j
-    for i in range(a.shape[0]):
-        for j in range(a.shape[1]):
-            a[i, j] += b[i, j]
+cdef void _add(floating* a, const floating* b, Py_ssize_t n) noexcept nogil:
+    """a += b, over n elements."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        a[i] += b[i]

@@ -34,25 +34,21 @@ def loss_grad(arch, views, grad_views, batch, rows, loss, share):
     dtype = np.dtype(arch.dtype)
     sequence = arch.output == "sequence"
     lengths = np.ascontiguousarray(lengths[rows], dtype=np.intp)
-    T, N = int(lengths[0]), len(rows)
-    n_live = np.empty(T, dtype=np.intp)
-    _recurrent.live_rows(lengths, n_live)
-    room = _room(arch, share, T, N, dtype)
+    room = _room(arch, share, int(lengths[0]), len(rows), dtype)
     room.bind(arch, views, grad_views)
+    _recurrent.live_rows(lengths, room.n_live)
     return _batch.loss_grad(
-        room.layers,
+        room.plan,
         arch.n_dirs,
         sequence,
         loss.compiled,
         np.ascontiguousarray(values, dtype=dtype),
         np.ascontiguousarray(rows, dtype=np.intp),
         lengths,
-        n_live,
         *_head_args(loss, targets, weights, sequence, dtype, views, grad_views),
         room.feats,
         room.z,
         room.d_feats,
-        room.zeros,
     )
 
 
@@ -237,12 +233,13 @@ class _Room:
 
     def __init__(self, arch, T, N, dtype, carver):
         sizes = []
-        _Room._build(arch, T, N, dtype, _Measure(sizes, dtype))
+        self.n_live = np.empty(T, dtype=np.intp)  # each pass counts its rows
+        _Room._build(arch, T, N, dtype, self.n_live, _Measure(sizes, dtype))
         carver.start(sum(-(-s // _ALIGN) * _ALIGN for s in sizes))
-        self.layers, self.feats, self.d_feats, self.z, self.zeros = _Room._build(
-            arch, T, N, dtype, carver
+        self.layers, self.feats, self.d_feats, self.z, zeros = _Room._build(
+            arch, T, N, dtype, self.n_live, carver
         )
-        self.n_live = np.empty(T, dtype=np.intp)  # for the compiled epoch
+        self.plan = _batch.Layers(self.layers, zeros)  # laid out by bind
         self._bound = (None, None)
 
     def bind(self, arch, views, grad_views):
@@ -262,11 +259,13 @@ class _Room:
                 layer.b_hh = views["bias_hh" + suffix]
                 layer.db_ih = grad_views["bias_ih" + suffix]
                 layer.db_hh = grad_views["bias_hh" + suffix]
+        self.plan.lay_out(arch.n_dirs, arch.output == "sequence")
         self._bound = (views, grad_views)
 
     @staticmethod
-    def _build(arch, T, N, dtype, carver):
-        """``(layers, feats, d_feats, z, zeros)``, the arrays from ``carver``."""
+    def _build(arch, T, N, dtype, n_live, carver):
+        """``(layers, feats, d_feats, z, zeros)``, the arrays from ``carver``;
+        the layers count their live rows in ``n_live``."""
         H, dirs, cell = arch.hidden_size, arch.n_dirs, arch.spec.cell
         D, n_outputs = arch.input_size, arch.n_outputs
         GH = N_GATES[cell] * H
@@ -290,23 +289,19 @@ class _Room:
             for d in range(dirs):
                 p = _batch.LayerPass()
                 p.cell, p.act, p.reverse = kernel.code, act, bool(d)
-                p.cell_state = two_parts
-                p.x, p.x_rows = x, x.reshape(T * N, -1)
+                p.n_live, p.x = n_live, x
                 states = carver.take((T + 1, N, H))
                 p.out, p.h_prev = (
                     (states[:-1], states[1:]) if d else (states[1:], states[:-1])
                 )
-                p.out_rows = p.out.reshape(T * N, H)
                 p.h, p.dh = carver.take((N, H)), carver.take((N, H))
                 p.c = p.dc = empty2
-                p.cells = p.c_prev = p.c_new = empty3
+                p.c_prev = p.c_new = empty3
                 if two_parts:
                     p.c, p.dc = carver.take((N, H)), carver.take((N, H))
-                    p.cells = carver.take((T + 1, N, H))
+                    cells = carver.take((T + 1, N, H))
                     p.c_prev, p.c_new = (
-                        (p.cells[1:], p.cells[:-1])
-                        if d
-                        else (p.cells[:-1], p.cells[1:])
+                        (cells[1:], cells[:-1]) if d else (cells[:-1], cells[1:])
                     )
                 if kernel.gates_in_out:
                     p.gates, p.dg = p.out, carver.take((T, N, GH))
@@ -320,19 +315,16 @@ class _Room:
                 # with one direction, the inputs' gradient is that of the
                 # outputs of the layer below; with two, their sum is split
                 p.dx = layer_dx if (dirs == 1 or d == 0) else carver.take(x.shape)
-                p.dx_rows = p.dx.reshape(T * N, -1) if k > 0 else empty2
                 if dirs == 1 and below is not None:
                     below[0].d_out = p.dx
-                    below[0].d_out_rows = p.dx.reshape(T * N, H)
                 # the gradient of the outputs: of the layer above (with one
                 # direction, its dx, set when it is built) or of the head
                 # (with one direction, d_feats); none for a top layer read at
                 # its final states
                 top_layer = k == arch.num_layers - 1
-                p.d_out, p.d_out_rows = empty3, empty2
+                p.d_out = empty3
                 if (dirs == 2 and not top_layer) or (top_layer and sequence):
                     p.d_out = carver.take((T, N, H))
-                    p.d_out_rows = p.d_out.reshape(T * N, H)
                 # layers without biases read zeros, and the kernel adds their
                 # bias gradients to room that nothing reads
                 p.b_ih = p.b_hh = zero_bias
@@ -343,8 +335,8 @@ class _Room:
         top = layers[-dirs:]
         R = T * N if sequence else N
         if dirs == 1:
-            feats = top[0].out_rows if sequence else top[0].h
-            d_feats = top[0].d_out_rows if sequence else top[0].dh
+            feats = top[0].out.reshape(R, H) if sequence else top[0].h
+            d_feats = top[0].d_out.reshape(R, H) if sequence else top[0].dh
         else:
             feats, d_feats = carver.take((R, 2 * H)), carver.take((R, 2 * H))
         z = carver.take((R, n_outputs))
