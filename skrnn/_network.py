@@ -705,13 +705,14 @@ class Network:
         p = self._device_params(engine, training=True)
         sizes = np.diff(bounds)
         split = self.training_shares(sizes, lengths[order[bounds[:-1]]], True) > 1
-        # a split batch's two shares one after the other, each as _shares
-        # deals it (TRAINING_SHARES is 2: the compiled epoch computes two)
-        where = np.arange(len(order)) - np.repeat(bounds[:-1], sizes)
-        share = (where % 2) * np.repeat(split, sizes)
-        batch = np.repeat(np.arange(len(sizes)), sizes)
-        order = order[np.lexsort((where, share, batch))]
         splits = bounds[1:] - np.where(split, sizes // 2, 0)
+        if split.any():
+            # a split batch's two shares one after the other, each as _shares
+            # deals it (TRAINING_SHARES is 2: the compiled epoch computes two)
+            where = np.arange(len(order)) - np.repeat(bounds[:-1], sizes)
+            share = (where % 2) * np.repeat(split, sizes)
+            batch = np.repeat(np.arange(len(sizes)), sizes)
+            order = order[np.lexsort((where, share, batch))]
         partner_grad = np.zeros_like(p.grad)
         return engine.epoch_pass(
             self.architecture,

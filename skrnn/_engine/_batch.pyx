@@ -497,8 +497,9 @@ cdef void _run_forward(const LayerArrays* a, const Py_ssize_t[::1] lengths,
         # length L, at step L - 1
         if a.reverse:
             for r in range(N):
-                memset(c_prev + ((lengths[r] - 1) * N + r) * H, 0,
-                       H * sizeof(floating))
+                if lengths[r] > 0:
+                    memset(c_prev + ((lengths[r] - 1) * N + r) * H, 0,
+                           H * sizeof(floating))
         else:
             memset(c_prev, 0, N * H * sizeof(floating))
     forward_layer(a, x)

@@ -522,7 +522,7 @@ def forward(*, int cell, int act, bint reverse,
     a.h, a.out, a.gates = _at2(h), _at3(out), _at3(gates)
     a.c, a.h_prev, a.hn, a.c_new = _at2(c), _at3(h_prev), _at3(hn), _at3(c_new)
     with nogil:
-        forward_layer(&a, &x[0, 0, 0])
+        forward_layer(&a, <const floating*> a.x)
 
 
 cdef LayerArrays _arrays(int cell, int act, bint reverse,
@@ -543,13 +543,15 @@ cdef LayerArrays _arrays(int cell, int act, bint reverse,
 
 
 cdef inline void* _at2(const floating[:, ::1] v) noexcept nogil:
-    """The address of ``v``'s data; NULL when it has no rows."""
-    return <void*> &v[0, 0] if v.shape[0] > 0 else NULL
+    """The address of ``v``'s data; NULL when it is empty."""
+    return <void*> &v[0, 0] if v.shape[0] > 0 and v.shape[1] > 0 else NULL
 
 
 cdef inline void* _at3(const floating[:, :, ::1] v) noexcept nogil:
-    """The address of ``v``'s data; NULL when it has no rows."""
-    return <void*> &v[0, 0, 0] if v.shape[0] > 0 else NULL
+    """The address of ``v``'s data; NULL when it is empty."""
+    if v.shape[0] > 0 and v.shape[1] > 0 and v.shape[2] > 0:
+        return <void*> &v[0, 0, 0]
+    return NULL
 
 
 cdef void forward_layer(const LayerArrays* a, const floating* x) noexcept nogil:
@@ -1141,7 +1143,7 @@ def backward(*, int cell, int act, bint reverse,
     a.dx, a.dw_ih, a.dw_hh = _at3(dx), _at2(dw_ih), _at2(dw_hh)
     a.db_ih, a.db_hh, a.back_work = &db_ih[0], &db_hh[0], _at2(work)
     with nogil:
-        backward_layer(&a, &x[0, 0, 0])
+        backward_layer(&a, <const floating*> a.x)
 
 
 cdef void backward_layer(const LayerArrays* a, const floating* x) noexcept nogil:
