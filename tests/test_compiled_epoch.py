@@ -345,8 +345,8 @@ def _two_shares(monkeypatch, workers=2, sleeps=(0.002, 0.0)):
 
 
 class _Proxy:
-    """A batch's room that calls ``act(arg)`` whenever its ``n_live`` (the
-    first thing a share reads) is read."""
+    """A batch's room that calls ``act(arg)`` whenever its ``n_live`` is
+    read: once by every share computed in it, before the share starts."""
 
     def __init__(self, room, act, arg):
         self._room, self._act, self._arg = room, act, arg
