@@ -776,10 +776,25 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
     def _probe_loss(self, run):
         """The data loss (no penalty) of the training set's first batch at
         the current weights, from a forward pass alone (a third of a step's
-        work); NaN where a raw output is not finite."""
+        work): the compiled network pass's where the engine has one, else
+        the network's forward pass and the head's loss; NaN where a raw
+        output is not finite."""
         idx = run.train[: self._batch_size(len(run.train))]
         lengths, w = run.seqs.lengths[idx], run.sample_weight[idx]
         values = take(run.engine.xp, run.data[0], idx)  # where training reads them
+        if w.sum() > 0:
+            rows = w.sum() if self._output == "last" else (w * lengths).sum()
+            loss = self._network.data_loss(
+                run.engine,
+                values,
+                lengths,
+                take(run.engine.xp, run.data[1], idx),
+                (w / rows).astype(self._network.dtype),
+                self._head_loss(),
+                self.bptt_steps,
+            )
+            if loss is not None:
+                return float(loss)
         raw = self._network.forward(run.engine, values, lengths)
         targets = run.targets[idx]
         if self._output == "sequence":

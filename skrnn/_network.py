@@ -675,6 +675,26 @@ class Network:
             self.grad[...] = p.to_host(p.grad)
         return total
 
+    def data_loss(self, engine, values, lengths, targets, weights, loss, bptt_steps):
+        """The loss of a batch at the current weights (:meth:`loss_grad`'s,
+        without the gradient) from the forward half of the engine's compiled
+        network pass, in one share; NaN where an output of the head is not
+        finite. None where :meth:`compiled_pass` says the engine has no such
+        pass for the batch."""
+        if not self.compiled_pass(engine, loss, lengths.max(), bptt_steps):
+            return None
+        p = self._device_params(engine, training=True)
+        return engine.network_pass(
+            self.architecture,
+            p.views,
+            p.grad_views,
+            (values, lengths, targets, weights),
+            np.argsort(-lengths, kind="stable"),
+            loss,
+            0,
+            backward=False,
+        )
+
     def compiles_epochs(self, engine, loss, bptt_steps, n_steps):
         """Whether :meth:`epoch` can run a fit's epochs over sequences of up
         to ``n_steps`` steps: on an engine with an ``epoch_pass``, for a

@@ -469,3 +469,56 @@ def test_the_compiled_passes_split_smaller_batches():
     assert net.training_shares(2 * MIN_SHARE - 1, 50, True) == 1
     assert net.training_split(64, 50, True) == (TRAINING_SHARES, False)
     assert net.training_split(64, 50, False) == (1, True)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: SequenceRegressor(cell="gru", hidden_size=4),
+        lambda: SequenceRegressor(cell="lstm", output="sequence", num_layers=2),
+        lambda: SequenceRegressor(loss="quantile", quantile=[0.2, 0.8]),
+        lambda: SequenceClassifier(cell="rnn", bidirectional=True),
+        lambda: SequenceClassifier(cell="lstm", output="sequence"),
+    ],
+    ids=["gru", "lstm-sequence", "quantile", "binary-bidirectional", "steps"],
+)
+def test_the_last_update_check_reads_the_compiled_pass(make, monkeypatch):
+    """The check of a call's last update (the loss of the first training
+    batch, from a forward pass) gets from the compiled network pass's
+    forward half the loss that the network's forward pass and the head's
+    loss give, and NaN for an output that is not finite even where the loss
+    of it is finite (the log-loss of an infinite logit)."""
+    from skrnn import _network
+
+    output = make().output
+    classes = 2 if isinstance(make(), SequenceClassifier) else None
+    X, y = _data(n=30, output=output, classes=classes)
+    if classes and output == "sequence":
+        y = [(x[:, 0] > 0).astype(int) for x in X]
+    estimator = type(make())
+    real_probe, probes = estimator._probe_loss, {}
+
+    def probing(compiled):
+        def probe(self, run):
+            loss = real_probe(self, run)
+            bias = run.params.views["head.bias"]
+            kept = bias.copy()
+            bias[...] = np.inf
+            probes[compiled] = (loss, real_probe(self, run))
+            bias[...] = kept
+            return loss
+
+        return probe
+
+    for compiled in (True, False):
+        if not compiled:
+            monkeypatch.setattr(_network.Network, "data_loss", lambda *a: None)
+        monkeypatch.setattr(estimator, "_probe_loss", probing(compiled))
+        model = make().set_params(
+            max_iter=2, batch_size=10, random_state=0, dtype="float64"
+        )
+        with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
+            model.fit(X, y)
+    assert np.isfinite(probes[True][0])
+    np.testing.assert_allclose(probes[True][0], probes[False][0], rtol=1e-12)
+    assert np.isnan(probes[True][1]) and np.isnan(probes[False][1])

@@ -710,9 +710,9 @@ def test_a_fit_from_the_workspace_equals_one_without(monkeypatch, params):
             super().__init__(*args)
             rooms["built"] += 1
 
-    def counting_loss_grad(*args):
+    def counting_loss_grad(*args, **kwargs):
         rooms["used"] += 1
-        return real_loss_grad(*args)
+        return real_loss_grad(*args, **kwargs)
 
     def counting_epoch(*args):
         bounds, splits = args[6:8]  # a share per batch, and the second ones

@@ -20,7 +20,7 @@ longest first. The loops run without bounds checks.
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cython cimport floating
-from libc.math cimport exp, isfinite, log, log1p
+from libc.math cimport NAN, exp, isfinite, log, log1p
 from libc.string cimport memcpy, memset
 
 cimport numpy as cnp
@@ -154,10 +154,12 @@ def loss_grad(Layers layers, Py_ssize_t n_dirs, bint sequence, Loss loss,
               const floating[:, ::1] head_w, const floating[::1] head_b,
               floating[:, ::1] head_gw, floating[::1] head_gb,
               floating[:, ::1] feats, floating[:, ::1] z,
-              floating[:, ::1] d_feats):
+              floating[:, ::1] d_feats, bint backward=True):
     """The weighted loss sum of the sequences ``rows`` of a batch; the
     gradient is written into the gradient views of ``layers`` and into
-    ``head_gw`` and ``head_gb``, all of which must hold zeros.
+    ``head_gw`` and ``head_gb``, all of which must hold zeros. Without
+    ``backward``, the loss alone (the forward pass and the head), NaN
+    where a head output is not finite.
 
     Parameters
     ----------
@@ -213,7 +215,7 @@ def loss_grad(Layers layers, Py_ssize_t n_dirs, bint sequence, Loss loss,
     with nogil:
         total = _loss_grad(layers.arrays, layers.n, n_dirs, sequence, loss, values,
                            rows, lengths, y, codes, weights, levels, head_w, head_b,
-                           head_gw, head_gb, feats, z, d_feats)
+                           head_gw, head_gb, feats, z, d_feats, backward)
     return total
 
 
@@ -226,7 +228,7 @@ cdef double _loss_grad(const LayerArrays* layers, Py_ssize_t n, Py_ssize_t n_dir
                        const floating[:, ::1] head_w, const floating[::1] head_b,
                        floating[:, ::1] head_gw, floating[::1] head_gb,
                        floating[:, ::1] feats, floating[:, ::1] z,
-                       floating[:, ::1] d_feats) noexcept nogil:
+                       floating[:, ::1] d_feats, bint backward) noexcept nogil:
     """:func:`loss_grad`."""
     cdef:
         Py_ssize_t top = n - n_dirs, j, k, d, i
@@ -256,8 +258,17 @@ cdef double _loss_grad(const LayerArrays* layers, Py_ssize_t n, Py_ssize_t n_dir
         memcpy(&z[i, 0], &head_b[0], n_out * sizeof(floating))
     gemm(c'N', c'T', <int> R, <int> n_out, <int> F, 1, &feats[0, 0], <int> F,
          &head_w[0, 0], <int> F, 1, &z[0, 0], <int> n_out)
+    if not backward:
+        # an output that is not finite can have a finite loss (the log-loss
+        # of an infinite logit): the loss of such outputs is NaN
+        for i in range(R):
+            for d in range(n_out):
+                if not isfinite(z[i, d]):
+                    return NAN
     total = _loss(loss, sequence, z, y, codes, weights, levels, rows,
                   layers[0].n_live)
+    if not backward:
+        return total
     # gW += dz.T @ feats; gb += dz.sum(axis=0); d_feats = dz @ W
     gemm(c'T', c'N', <int> n_out, <int> F, <int> R, 1, &z[0, 0], <int> n_out,
          &feats[0, 0], <int> F, 1, &head_gw[0, 0], <int> F)
@@ -479,7 +490,8 @@ cdef double _share(room, Py_ssize_t n_dirs, bint sequence, Loss loss,
         memset(&grad[0], 0, grad.shape[0] * sizeof(floating))
         total = _loss_grad(layers.arrays, layers.n, n_dirs, sequence, loss, values,
                            order[s:e], lengths[s:e], y, codes, weights, levels,
-                           head_w, head_b, head_gw, head_gb, feats, z, d_feats)
+                           head_w, head_b, head_gw, head_gb, feats, z, d_feats,
+                           True)
     return total
 
 

@@ -22,14 +22,15 @@ from . import _batch, _recurrent, cpu
 _ALIGN = 64  # bytes: each array starts on a cache line
 
 
-def loss_grad(arch, views, grad_views, batch, rows, loss, share):
+def loss_grad(arch, views, grad_views, batch, rows, loss, share, backward=True):
     """:meth:`skrnn._network.Network._loss_grad_sorted` of a network of
     architecture ``arch`` over one window, compiled: the weighted loss sum
     of the sequences ``rows`` (sorted longest first) of ``batch``, the
     batch's share number ``share``, at the parameters ``views`` (views by
     name), whose gradient is written into ``grad_views`` (views of a vector
-    of zeros). ``loss`` is a :class:`skrnn._losses.HeadLoss` with a compiled
-    twin."""
+    of zeros); without ``backward``, the loss alone (NaN where an output of
+    the head is not finite). ``loss`` is a :class:`skrnn._losses.HeadLoss`
+    with a compiled twin."""
     values, lengths, targets, weights = batch
     dtype = np.dtype(arch.dtype)
     sequence = arch.output == "sequence"
@@ -49,6 +50,7 @@ def loss_grad(arch, views, grad_views, batch, rows, loss, share):
         room.feats,
         room.z,
         room.d_feats,
+        backward,
     )
 
 
