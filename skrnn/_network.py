@@ -680,8 +680,13 @@ class Network:
         without the gradient) from the forward half of the engine's compiled
         network pass, in one share; NaN where an output of the head is not
         finite. None where :meth:`compiled_pass` says the engine has no such
-        pass for the batch."""
-        if not self.compiled_pass(engine, loss, lengths.max(), bptt_steps):
+        pass for the batch, or where :meth:`forward` would split the batch
+        between threads."""
+        n_steps = lengths.max()
+        if (
+            not self.compiled_pass(engine, loss, n_steps, bptt_steps)
+            or min(engine.workers, self.max_shares(len(lengths), n_steps)) > 1
+        ):
             return None
         p = self._device_params(engine, training=True)
         return engine.network_pass(
