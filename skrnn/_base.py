@@ -783,13 +783,12 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         lengths, w = run.seqs.lengths[idx], run.sample_weight[idx]
         values = take(run.engine.xp, run.data[0], idx)  # where training reads them
         if w.sum() > 0:
-            rows = w.sum() if self._output == "last" else (w * lengths).sum()
             loss = self._network.data_loss(
                 run.engine,
                 values,
                 lengths,
                 take(run.engine.xp, run.data[1], idx),
-                (w / rows).astype(self._network.dtype),
+                self._batch_weights(w, lengths),
                 self._head_loss(),
                 self.bptt_steps,
             )
@@ -818,6 +817,13 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
             run.engine,
         )
 
+    def _batch_weights(self, w, lengths):
+        """A batch's sample weights ``w`` (of positive sum) divided by its
+        total weight in the head's rows (a row per sequence, or per valid
+        step), in the network's dtype: the loss is their weighted mean."""
+        rows = w.sum() if self._output == "last" else (w * lengths).sum()
+        return (w / rows).astype(self._network.dtype)
+
     def _loss_grad(self, run, idx):
         """The loss of the samples ``idx`` (of positive total weight) at the
         current weights, L2 penalty included, and what :func:`update` needs to
@@ -826,13 +832,12 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         values, targets = run.data
         lengths = run.seqs.lengths[idx]
         w = run.sample_weight[idx]
-        rows = w.sum() if self._output == "last" else (w * lengths).sum()
         loss = self._network.loss_grad(
             run.engine,
             take(xp, values, idx),
             lengths,
             take(xp, targets, idx),
-            (w / rows).astype(self._network.dtype),
+            self._batch_weights(w, lengths),
             self._head_loss(),
             self.bptt_steps,
         )

@@ -411,9 +411,7 @@ class Network:
         """
         p = self._device_params(engine)
         order = np.argsort(-lengths, kind="stable")
-        shares = _shares(
-            order, min(engine.workers, self.max_shares(len(lengths), lengths.max()))
-        )
+        shares = _shares(order, self._inference_shares(engine, lengths))
         parts = map_threads(
             engine.workers,
             lambda rows: self._forward_blocks(engine, p, values, lengths, rows),
@@ -514,13 +512,17 @@ class Network:
         work = self.work_shares(n_sequences, n_steps, min_work)
         return np.maximum(1, np.minimum(n_sequences // MIN_SHARE, work))
 
+    def _inference_shares(self, engine, lengths):
+        """How many shares :meth:`forward` splits sequences of ``lengths``
+        into on ``engine``'s threads."""
+        return min(engine.workers, self.max_shares(len(lengths), lengths.max()))
+
     def training_shares(self, n_sequences, n_steps, compiled):
         """How many shares a training batch of ``n_sequences`` sequences of
         up to ``n_steps`` steps is computed in: TRAINING_SHARES where each
         has the work of a share (TRAINING_SHARE_WORK in the ``compiled``
         passes, else MIN_SHARE_WORK), else 1; element-wise for arrays."""
-        min_work = TRAINING_SHARE_WORK if compiled else MIN_SHARE_WORK
-        split = self.max_shares(n_sequences, n_steps, min_work)
+        split = self.max_shares(n_sequences, n_steps, _share_work(compiled))
         return np.where(split >= TRAINING_SHARES, TRAINING_SHARES, 1)
 
     def training_split(self, batch_size, n_steps, compiled):
@@ -531,8 +533,8 @@ class Network:
         TRAINING_SHARES shares, and batches without the work for two shares
         run on one thread."""
         shares = int(self.training_shares(batch_size, n_steps, compiled))
-        min_work = TRAINING_SHARE_WORK if compiled else MIN_SHARE_WORK
-        return shares, self.work_shares(batch_size, n_steps, min_work) < TRAINING_SHARES
+        work = self.work_shares(batch_size, n_steps, _share_work(compiled))
+        return shares, work < TRAINING_SHARES
 
     def work_shares(self, n_sequences, n_steps, min_work=None):
         """How many times ``min_work`` (MIN_SHARE_WORK when None) the forward
@@ -682,10 +684,9 @@ class Network:
         finite. None where :meth:`compiled_pass` says the engine has no such
         pass for the batch, or where :meth:`forward` would split the batch
         between threads."""
-        n_steps = lengths.max()
         if (
-            not self.compiled_pass(engine, loss, n_steps, bptt_steps)
-            or min(engine.workers, self.max_shares(len(lengths), n_steps)) > 1
+            not self.compiled_pass(engine, loss, lengths.max(), bptt_steps)
+            or self._inference_shares(engine, lengths) > 1
         ):
             return None
         p = self._device_params(engine, training=True)
@@ -813,6 +814,11 @@ class Network:
                 d_last[ends] = d_feats
                 self._backward_layers(engine, p, grad_views, caches, d_last=d_last)
         return total
+
+
+def _share_work(compiled):
+    """The least work of a training share, in the ``compiled`` passes or not."""
+    return TRAINING_SHARE_WORK if compiled else MIN_SHARE_WORK
 
 
 def _shares(rows, n):
