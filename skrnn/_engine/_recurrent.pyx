@@ -38,6 +38,7 @@ import numpy as np
 from cython cimport floating
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.math cimport isfinite
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
 cimport numpy as cnp
@@ -279,7 +280,34 @@ cdef void _gemm_reduce(Py_ssize_t T, const Py_ssize_t* n_live, Py_ssize_t N,
     """``c = sum over live rows r of a[r].T @ b[r]``, c of shape (m, n).
 
     ``a`` and ``b`` are time-major (T, N, .) with row strides lda and ldb.
+    Where n is no multiple of 16 but m is (W_ih's gradient of a few input
+    features), the reduction kernel sums c.T = b.T @ a instead, into room
+    of its own: BLAS would copy all of ``a`` to sum over its rows, which
+    from 6 columns on takes up to 4.6 times as long; up to 4, BLAS's own
+    path for thin products is as fast or faster (benchmarks/bench_reduce.py).
     """
+    cdef Py_ssize_t i, j
+    cdef floating* flipped = NULL
+    if floating is float:
+        if (n % 16 != 0 and n > 4 and m % 16 == 0 and m * n <= REDUCE_MAX_SIZE
+                and skrnn_packed_level() > 0):
+            flipped = <floating*> malloc(m * n * sizeof(floating))
+    if flipped == NULL:  # as asked (or no room): the sum as it stands
+        _sum_rows(T, n_live, N, n_full, m, n, a, lda, b, ldb, c, ldc)
+        return
+    _sum_rows(T, n_live, N, n_full, n, m, b, ldb, a, lda, flipped, m)
+    for i in range(m):
+        for j in range(n):
+            c[i * ldc + j] = flipped[j * m + i]
+    free(flipped)
+
+
+cdef void _sum_rows(Py_ssize_t T, const Py_ssize_t* n_live, Py_ssize_t N,
+                    Py_ssize_t n_full, int m, int n,
+                    const floating* a, int lda, const floating* b, int ldb,
+                    floating* c, int ldc) noexcept nogil:
+    """:func:`_gemm_reduce`'s sum, as asked: the steps where every row is
+    live at once, then each step's live rows."""
     cdef Py_ssize_t s, i, off
     cdef floating beta = 0
     if n_full > 0:
