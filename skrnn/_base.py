@@ -498,7 +498,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         with (
             self._network.on_device(engine) as params,
             optimizer_state_in(self._optimizer, engine.memory),
-            engine.workspace(),
+            engine.workspace(self._network.rooms),
         ):
             run = _Run(
                 engine=engine,

@@ -213,6 +213,9 @@ class Network:
         )
         self.coefs.update(self._views)
         self._active = None
+        # the compiled training passes' rooms, bound to these views, kept
+        # between fits (see skrnn._engine.cpu.workspace)
+        self.rooms = {}
 
     def sync(self):
         """Take in arrays a user assigned into ``coefs`` (writes into them are live)."""
@@ -240,6 +243,7 @@ class Network:
             "_layout",
             "_step_work",
             "_active",
+            "rooms",
         ):
             state.pop(name, None)
         return state

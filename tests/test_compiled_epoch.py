@@ -209,6 +209,49 @@ def test_compiled_epoch_continues_partial_fit():
     _assert_same(*models)
 
 
+@pytest.mark.parametrize("kept_bytes", [1 << 20, 0])
+def test_partial_fit_keeps_small_rooms(kept_bytes, monkeypatch):
+    """A network keeps its training passes' rooms between calls where they
+    take at most KEPT_ROOM_BYTES: a call on the shapes of the call before
+    lays out no room; the steps are the same as with none kept."""
+    from skrnn._engine import cpu
+
+    monkeypatch.setattr(cpu, "KEPT_ROOM_BYTES", kept_bytes)
+    built = []
+    real_init = batch._Room.__init__
+
+    def counting_init(self, *args):
+        built.append(self)
+        real_init(self, *args)
+
+    monkeypatch.setattr(batch._Room, "__init__", counting_init)
+    rng = np.random.RandomState(0)
+    # batches of (steps, sequences) (7, 10) and (7, 5), then (12, 10)
+    short, longer = rng.normal(size=(45, 7, 2)), rng.normal(size=(60, 12, 2))
+    models = [
+        SequenceRegressor(hidden_size=4, batch_size=10, random_state=0)
+        for _ in range(2)
+    ]
+    _per_batch(models[1])
+    laid_out = []
+    for X in (short, short, longer, short):
+        y = X[:, :, 0].sum(axis=1)
+        built.clear()
+        models[0].partial_fit(X, y)
+        laid_out.append(len(built))
+        kept = [
+            room
+            for carver in models[0]._network.rooms.values()
+            for room in carver.shapes.values()
+        ]
+        assert all(room in kept for room in built) if kept_bytes else not kept
+        models[1].partial_fit(X, y)
+        _assert_same(*models)
+    # the longer sequences take a larger block, where the short ones' rooms
+    # are laid out again
+    assert laid_out == ([2, 0, 1, 2] if kept_bytes else [2, 2, 1, 2])
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("learning_rate", [1e4, 1e8])
 def test_compiled_epoch_diverges_where_the_steps_do(learning_rate):

@@ -702,7 +702,7 @@ def test_a_fit_from_the_workspace_equals_one_without(monkeypatch, params):
     monkeypatch.setattr(_network, "MIN_SHARE_WORK", 1)
     monkeypatch.setattr(_network, "TRAINING_SHARE_WORK", 1)
     counting = _CountingWorkspace()
-    monkeypatch.setattr(cpu, "_Workspace", lambda: counting)
+    monkeypatch.setattr(cpu, "_Workspace", lambda rooms=None: counting)
     rooms = {"built": 0, "used": 0}
 
     class CountingRoom(batch._Room):
@@ -779,7 +779,7 @@ def test_a_prediction_reuses_its_windows_memory(monkeypatch, output):
 
     def blocks_used(X):
         counting = _CountingWorkspace()
-        monkeypatch.setattr(cpu, "_Workspace", lambda: counting)
+        monkeypatch.setattr(cpu, "_Workspace", lambda rooms=None: counting)
         return model.predict(X), len(counting.blocks)
 
     _, one_window = blocks_used(X[:, :3])

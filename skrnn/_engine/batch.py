@@ -214,6 +214,10 @@ class _Carver:
         self.offset = 0
         self.shapes = {}
 
+    @property
+    def nbytes(self):
+        return self.block.nbytes
+
     def start(self, nbytes):
         """Begin a room of ``nbytes`` bytes at most."""
         if nbytes > self.block.nbytes:

@@ -115,6 +115,12 @@ INFERENCE_GATES_BYTES = 1 << 18
 
 _WORKSPACE = contextvars.ContextVar("skrnn_cpu_workspace", default=None)
 
+# A network keeps the rooms of its training passes between calls where they
+# take at most this many bytes: laying out a room anew costs 10 to 50 µs,
+# most of a small batch's step and nothing next to a pass over a larger
+# room; what a network holds between calls stays small.
+KEPT_ROOM_BYTES = 1 << 20
+
 
 class _Workspace:
     """Memory kept for the kernels' large arrays while a fit or a
@@ -130,14 +136,16 @@ class _Workspace:
     were in use at once; one that does not fit is freed.
     """
 
-    def __init__(self):
+    def __init__(self, rooms=None):
         self._lock = threading.Lock()
         self._returned = deque()
         self._free = {}  # size in bytes -> unused (uint8 array, address) blocks
         self._in_use = self._kept = self._peak = 0
         self.open = True
-        # the training passes' room (see batch.py), per network and share
-        self.rooms = {}
+        # the training passes' rooms (see batch.py), per network and share:
+        # the caller's, kept beyond the block, or the block's own
+        self._own_rooms = rooms is None
+        self.rooms = {} if rooms is None else rooms
 
     def empty(self, shape, dtype, nbytes):
         """An uninitialised array of ``shape`` and ``dtype`` (``nbytes`` bytes)."""
@@ -165,9 +173,12 @@ class _Workspace:
             self._returned.append(block)  # thread-safe without the lock
 
     def close(self):
-        """Free the blocks kept; those in use are freed with their arrays."""
+        """Free the blocks kept; those in use are freed with their arrays.
+        Of the caller's rooms, those above KEPT_ROOM_BYTES go."""
         self.open = False
-        self.rooms.clear()
+        for key, room in list(self.rooms.items()):
+            if self._own_rooms or room.nbytes > KEPT_ROOM_BYTES:
+                del self.rooms[key]
         with self._lock:
             self._free.clear()
             self._returned.clear()
@@ -193,14 +204,19 @@ class _Block:
 
 
 @contextmanager
-def workspace():
+def workspace(rooms=None):
     """Inside the block, the kernels' large arrays are reused from batch to
     batch (see :class:`_Workspace`); the memory kept is freed at its end.
 
     The workspace is a context variable: threads that run the block's work
     in a copy of its context (as the network's do) share it.
+
+    ``rooms``: a dict that keeps the training passes' rooms (see
+    :mod:`skrnn._engine.batch`) beyond the block, those of KEPT_ROOM_BYTES
+    or less: a network's, between calls of ``partial_fit``. None: the
+    block's own.
     """
-    ws = _Workspace()
+    ws = _Workspace(rooms)
     token = _WORKSPACE.set(ws)
     try:
         yield ws
