@@ -519,6 +519,8 @@ class Network:
     def _inference_shares(self, engine, lengths):
         """How many shares :meth:`forward` splits sequences of ``lengths``
         into on ``engine``'s threads."""
+        if engine.workers < 2 or len(lengths) < 2 * MIN_SHARE:
+            return 1  # what max_shares says, without its arrays' overhead
         return min(engine.workers, self.max_shares(len(lengths), lengths.max()))
 
     def training_shares(self, n_sequences, n_steps, compiled):
