@@ -961,6 +961,21 @@ def test_network_forward_split_between_threads(bidirectional, output, monkeypatc
         np.testing.assert_array_equal(split, serial)
 
 
+@pytest.mark.parametrize("min_work", [1, network.MIN_SHARE_WORK])
+def test_inference_shares_follow_the_share_rule(min_work, monkeypatch):
+    """forward's shares are max_shares' count, at most one per worker, for
+    batches of every size around the least two shares need."""
+    monkeypatch.setattr(network, "MIN_SHARE_WORK", min_work)
+    net = _two_layer_gru(False, "last", np.random.RandomState(0))
+    for workers in (1, 2, 3):
+        engine = get_engine("cpu")._replace(workers=workers)
+        for N in (1, MIN_SHARE, 2 * MIN_SHARE - 1, 2 * MIN_SHARE, 3 * MIN_SHARE):
+            for T in (1, 7, 5000):
+                lengths = np.full(N, T)
+                expected = min(workers, net.max_shares(N, T))
+                assert net._inference_shares(engine, lengths) == expected
+
+
 @pytest.mark.parametrize("output", ["last", "sequence"])
 @pytest.mark.parametrize(
     "bidirectional, bptt_steps", STRUCTURES, ids=["uni", "uni-bptt2", "bidir"]
