@@ -22,8 +22,9 @@ Beside each time, the arithmetic rate it achieves (GFLOP/s: the recurrent
 layer's multiply-adds, twice, forward and backward for an epoch, forward for
 a prediction; the head and the gates' element-wise work left out) and that
 rate as a share of what a float32 matrix product of 2048 x 2048 reaches
-through NumPy's BLAS on the same threads, in the same run (the GEMM probe):
-how far each time is from the machine's limit.
+through NumPy's BLAS on the same threads, at its best in the same run (the
+GEMM probe, run before each cell and shape): how far each time is from the
+machine's limit.
 
 Usage::
 
@@ -69,6 +70,17 @@ def gemm_probe(size=2048):
     a @ a  # BLAS's threads started
     best = min(timeit.repeat(lambda: a @ a, number=1, repeat=5))
     return 2 * size**3 / best / 1e9
+
+
+def _probe(threads):
+    """:func:`gemm_probe` in a fresh process on ``threads`` threads."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", "probe", "--threads", str(threads)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip())
 
 
 def _limit_threads(n):
@@ -354,21 +366,24 @@ def main():
 
     impls = args.impls or available_impls()
     shapes = SHAPES[:2] if args.quick else SHAPES
-    probe = json.loads(
-        subprocess.run(
-            [sys.executable, __file__, "--child", "probe"]
-            + ["--threads", str(args.threads)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    )
+    # The probe runs in a fresh process before each cell and shape, and the
+    # best of its runs stands for the machine's limit: a shared machine's
+    # neighbours slow some runs down, never one up.
+    probes, measured = [], []
+    for cell in args.cells:
+        for shape in shapes:
+            probes.append(_probe(args.threads))
+            measured.append(
+                (cell, shape, measure(impls, cell, shape, args.repeats, args.threads))
+            )
+    probe = max(probes)
     print(
         f"# {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, {args.threads} threads, "
         f"Python {platform.python_version()}, "
         f"numpy {np.__version__}, skrnn {skrnn.__version__}, torch {torch_version}; "
-        f"GEMM probe (float32, 2048^3, NumPy's BLAS): {probe:.1f} GFLOP/s"
+        f"GEMM probe (float32, 2048^3, NumPy's BLAS): {probe:.1f} GFLOP/s, the best "
+        f"of {len(probes)} runs ({min(probes):.1f} the least)"
     )
     print(
         "| cell | N, T, D, H (batch) | impl | s / epoch | predict s | peak MiB "
@@ -376,26 +391,24 @@ def main():
         "| epoch ÷ torch | predict ÷ torch | memory ÷ torch | predict 1 ÷ torch |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for cell in args.cells:
-        for shape in shapes:
-            results = measure(impls, cell, shape, args.repeats, args.threads)
-            ref = results.get("torch")
-            for impl in impls:
-                fit_s, pred_s, mem, one_s = results[impl]
-                ratios = ["", "", "", ""]
-                if ref is not None and impl != "torch":
-                    ratios = [f"{a / b:.3f}" for a, b in zip(results[impl], ref)]
-                N, T, D, H, batch = shape
-                rates = [
-                    f"{work / s / 1e9:.1f} ({work / s / 1e9 / probe:.0%})"
-                    for work, s in zip(flops(cell, shape), (fit_s, pred_s))
-                ]
-                print(
-                    f"| {cell} | {N}, {T}, {D}, {H} ({batch}) | {impl} | {fit_s:.4f} "
-                    f"| {pred_s:.4f} | {mem:.1f} | {one_s * 1e6:.0f} "
-                    f"| {' | '.join(rates)} | {' | '.join(ratios)} |",
-                    flush=True,
-                )
+    for cell, shape, results in measured:
+        ref = results.get("torch")
+        for impl in impls:
+            fit_s, pred_s, mem, one_s = results[impl]
+            ratios = ["", "", "", ""]
+            if ref is not None and impl != "torch":
+                ratios = [f"{a / b:.3f}" for a, b in zip(results[impl], ref)]
+            N, T, D, H, batch = shape
+            rates = [
+                f"{work / s / 1e9:.1f} ({work / s / 1e9 / probe:.0%})"
+                for work, s in zip(flops(cell, shape), (fit_s, pred_s))
+            ]
+            print(
+                f"| {cell} | {N}, {T}, {D}, {H} ({batch}) | {impl} | {fit_s:.4f} "
+                f"| {pred_s:.4f} | {mem:.1f} | {one_s * 1e6:.0f} "
+                f"| {' | '.join(rates)} | {' | '.join(ratios)} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
