@@ -283,7 +283,7 @@ cdef void _gemm_reduce(Py_ssize_t T, const Py_ssize_t* n_live, Py_ssize_t N,
     Where n is no multiple of 16 but m is (W_ih's gradient of a few input
     features), the reduction kernel sums c.T = b.T @ a instead, into room
     of its own: BLAS would copy all of ``a`` to sum over its rows, which
-    from 6 columns on takes up to 4.6 times as long; up to 4, BLAS's own
+    from 6 columns on takes up to 4.8 times as long; up to 4, BLAS's own
     path for thin products is as fast or faster (benchmarks/bench_reduce.py).
     """
     cdef Py_ssize_t i, j
