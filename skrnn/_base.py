@@ -336,7 +336,7 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         split = self._network.training_split(
             self._batch_size(len(train)),
             n_steps,
-            self._network.compiled_pass(
+            self._network.training_passes(
                 engine, self._head_loss(), n_steps, self.bptt_steps
             ),
         )

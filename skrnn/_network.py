@@ -35,9 +35,16 @@ INFERENCE_BYTES = 8 << 20
 # forward pass: below, handing a share to a thread costs more than it saves.
 MIN_SHARE = 32
 MIN_SHARE_WORK = 4_000_000
-# The compiled training passes, which hand a share to the other thread
-# without the GIL, split batches in shares of TRAINING_SHARE_WORK or more.
+# The compiled training passes hand a share to another thread without the
+# GIL: they split batches in shares of TRAINING_SHARE_WORK or more where
+# each batch is a call (its second share on a thread of the pool), and of
+# EPOCH_SHARE_WORK or more inside the compiled epoch, whose second thread
+# waits for the next batch spinning. There, every share of 0.5 million
+# multiply-adds or more took 0.61-0.93 of one thread's time, smaller ones up
+# to 1.43 (benchmarks/bench_training_split.py); per batch, shares of 0.5
+# million took 1.3-1.5 times as long as one thread.
 TRAINING_SHARE_WORK = 2_000_000
+EPOCH_SHARE_WORK = 500_000
 # A training batch's gradient is the sum of this many shares' (on the host,
 # for batches as large as that rule allows), whatever the number of threads,
 # so that a fit does not depend on the machine.
@@ -523,24 +530,34 @@ class Network:
             return 1  # what max_shares says, without its arrays' overhead
         return min(engine.workers, self.max_shares(len(lengths), lengths.max()))
 
-    def training_shares(self, n_sequences, n_steps, compiled):
+    def training_shares(self, n_sequences, n_steps, passes):
         """How many shares a training batch of ``n_sequences`` sequences of
         up to ``n_steps`` steps is computed in: TRAINING_SHARES where each
-        has the work of a share (TRAINING_SHARE_WORK in the ``compiled``
-        passes, else MIN_SHARE_WORK), else 1; element-wise for arrays."""
-        split = self.max_shares(n_sequences, n_steps, _share_work(compiled))
+        has the work of a share in the ``passes`` that compute it (see
+        :func:`_share_work`), else 1; element-wise for arrays."""
+        split = self.max_shares(n_sequences, n_steps, _share_work(passes))
         return np.where(split >= TRAINING_SHARES, TRAINING_SHARES, 1)
 
-    def training_split(self, batch_size, n_steps, compiled):
+    def training_split(self, batch_size, n_steps, passes):
         """``(shares, serial)`` for :meth:`skrnn._threads.BlasThreads.split`
         during a fit in batches of ``batch_size`` sequences of up to
-        ``n_steps`` steps (in the ``compiled`` passes or not): the threads
-        are shared out only when full batches are computed in
-        TRAINING_SHARES shares, and batches without the work for two shares
-        run on one thread."""
-        shares = int(self.training_shares(batch_size, n_steps, compiled))
-        work = self.work_shares(batch_size, n_steps, _share_work(compiled))
+        ``n_steps`` steps in the ``passes`` given: the threads are shared
+        out only when full batches are computed in TRAINING_SHARES shares,
+        and batches without the work for two shares run on one thread."""
+        shares = int(self.training_shares(batch_size, n_steps, passes))
+        work = self.work_shares(batch_size, n_steps, _share_work(passes))
         return shares, work < TRAINING_SHARES
+
+    def training_passes(self, engine, loss, n_steps, bptt_steps):
+        """Which passes train on sequences of up to ``n_steps`` steps:
+        ``"epoch"`` where :meth:`compiles_epochs`, else ``"compiled"`` where
+        :meth:`compiled_pass`, else ``"layers"`` (the engine's passes layer
+        by layer)."""
+        if self.compiles_epochs(engine, loss, bptt_steps, n_steps):
+            return "epoch"
+        if self.compiled_pass(engine, loss, n_steps, bptt_steps):
+            return "compiled"
+        return "layers"
 
     def work_shares(self, n_sequences, n_steps, min_work=None):
         """How many times ``min_work`` (MIN_SHARE_WORK when None) the forward
@@ -655,11 +672,12 @@ class Network:
         p = self._device_params(engine, training=True)
         order = np.argsort(-lengths, kind="stable")
         compiled = self.compiled_pass(engine, loss, lengths.max(), bptt_steps)
+        passes = "compiled" if compiled else "layers"  # one call per batch
         shares = _shares(
             order,
             1
             if p.memory is not None
-            else int(self.training_shares(len(order), lengths.max(), compiled)),
+            else int(self.training_shares(len(order), lengths.max(), passes)),
         )
         # the first share's gradient goes into p.grad, the others' into
         # their own vectors, added in a fixed order
@@ -736,7 +754,7 @@ class Network:
         ``grad``."""
         p = self._device_params(engine, training=True)
         sizes = np.diff(bounds)
-        split = self.training_shares(sizes, lengths[order[bounds[:-1]]], True) > 1
+        split = self.training_shares(sizes, lengths[order[bounds[:-1]]], "epoch") > 1
         splits = bounds[1:] - np.where(split, sizes // 2, 0)
         if split.any():
             # a split batch's two shares one after the other, each as _shares
@@ -822,9 +840,15 @@ class Network:
         return total
 
 
-def _share_work(compiled):
-    """The least work of a training share, in the ``compiled`` passes or not."""
-    return TRAINING_SHARE_WORK if compiled else MIN_SHARE_WORK
+def _share_work(passes):
+    """The least work of a training share in the ``passes`` that compute it:
+    ``"epoch"`` (the compiled epoch), ``"compiled"`` (a compiled call per
+    batch) or ``"layers"`` (the engine's passes, with Python between)."""
+    return {
+        "epoch": EPOCH_SHARE_WORK,
+        "compiled": TRAINING_SHARE_WORK,
+        "layers": MIN_SHARE_WORK,
+    }[passes]
 
 
 def _shares(rows, n):

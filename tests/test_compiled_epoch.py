@@ -17,7 +17,7 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 from skrnn import SequenceClassifier, SequenceRegressor
-from skrnn._engine import _batch, batch
+from skrnn._engine import _batch, batch, get_engine
 
 
 def _flat(model):
@@ -354,6 +354,7 @@ def test_where_the_compiled_epoch_runs(params, compiled, monkeypatch, capsys):
 
     monkeypatch.setattr(_network, "MIN_SHARE_WORK", 1)
     monkeypatch.setattr(_network, "TRAINING_SHARE_WORK", 1)
+    monkeypatch.setattr(_network, "EPOCH_SHARE_WORK", 1)
     params = dict(params)
     X, y = _data(n=params.pop("n", 40))
     model = _counting(
@@ -376,6 +377,7 @@ def _two_shares(monkeypatch, workers=2, sleeps=(0.002, 0.0)):
     monkeypatch.setattr(_network, "MIN_SHARE", 4)
     monkeypatch.setattr(_network, "MIN_SHARE_WORK", 1)
     monkeypatch.setattr(_network, "TRAINING_SHARE_WORK", 1)
+    monkeypatch.setattr(_network, "EPOCH_SHARE_WORK", 1)
     monkeypatch.setattr(batch, "workers_at_hand", lambda: workers)
     real_room = batch._room
     monkeypatch.setattr(
@@ -496,22 +498,29 @@ def test_the_compiled_passes_split_smaller_batches():
     features (4.1 million multiply-adds forward) runs in two shares in the
     compiled passes, which hand a share to the other thread without the
     GIL, and in one where Python runs between the layers (truncated BPTT's
-    windows); 63 sequences are too few for two shares of MIN_SHARE."""
+    windows); one of 20 steps (1.6 million) in two inside the compiled
+    epoch only; 63 sequences are too few for two shares of MIN_SHARE. A fit
+    shares the threads out as its passes split its batches."""
     from skrnn._network import MIN_SHARE, TRAINING_SHARES
 
     X = np.random.RandomState(0).normal(size=(64, 50, 8))
+    model = SequenceRegressor(cell="rnn", hidden_size=32, max_iter=1)
     with pytest.warns(ConvergenceWarning):
-        net = (
-            SequenceRegressor(cell="rnn", hidden_size=32, max_iter=1)
-            .fit(X, X.sum(axis=(1, 2)))
-            ._network
-        )
+        net = model.fit(X, X.sum(axis=(1, 2)))._network
     assert net.forward_work(64, 50) == 64 * 50 * 32 * (8 + 32)
-    assert net.training_shares(64, 50, True) == TRAINING_SHARES
-    assert net.training_shares(64, 50, False) == 1
-    assert net.training_shares(2 * MIN_SHARE - 1, 50, True) == 1
-    assert net.training_split(64, 50, True) == (TRAINING_SHARES, False)
-    assert net.training_split(64, 50, False) == (1, True)
+    for passes, shares in [("epoch", 2), ("compiled", 2), ("layers", 1)]:
+        expected = TRAINING_SHARES if shares == 2 else 1
+        assert net.training_shares(64, 50, passes) == expected
+        assert net.training_split(64, 50, passes) == (expected, shares == 1)
+        assert net.training_shares(2 * MIN_SHARE - 1, 50, passes) == 1
+    assert net.training_shares(64, 20, "epoch") == TRAINING_SHARES
+    assert net.training_shares(64, 20, "compiled") == 1
+    engine, loss = get_engine("cpu"), model._head_loss()
+    assert net.training_passes(engine, loss, 50, None) == "epoch"
+    assert net.training_passes(engine._replace(epoch_pass=None), loss, 50, None) == (
+        "compiled"
+    )
+    assert net.training_passes(engine, loss, 50, 10) == "layers"
 
 
 @pytest.mark.parametrize(

@@ -701,6 +701,7 @@ def test_a_fit_from_the_workspace_equals_one_without(monkeypatch, params):
     monkeypatch.setattr(cpu, "WORKSPACE_MIN_BYTES", 0)
     monkeypatch.setattr(_network, "MIN_SHARE_WORK", 1)
     monkeypatch.setattr(_network, "TRAINING_SHARE_WORK", 1)
+    monkeypatch.setattr(_network, "EPOCH_SHARE_WORK", 1)
     counting = _CountingWorkspace()
     monkeypatch.setattr(cpu, "_Workspace", lambda rooms=None: counting)
     rooms = {"built": 0, "used": 0}

@@ -505,6 +505,7 @@ def test_compiled_training_pass_equals_the_engines_passes(
 
     monkeypatch.setattr(network, "MIN_SHARE_WORK", 1)  # shares of 32 and more
     monkeypatch.setattr(network, "TRAINING_SHARE_WORK", 1)
+    monkeypatch.setattr(network, "EPOCH_SHARE_WORK", 1)
     real, shares = batch.loss_grad, []
 
     def counting(*args):
@@ -985,6 +986,7 @@ def test_loss_grad_in_shares(bidirectional, bptt_steps, output, monkeypatch):
     whole batch's, and is the same whatever the number of threads."""
     monkeypatch.setattr(network, "MIN_SHARE_WORK", 1)  # split this small net
     monkeypatch.setattr(network, "TRAINING_SHARE_WORK", 1)
+    monkeypatch.setattr(network, "EPOCH_SHARE_WORK", 1)
     rng = np.random.RandomState(8)
     net = _two_layer_gru(bidirectional, output, rng)
     N = TRAINING_SHARES * MIN_SHARE + 3

@@ -83,6 +83,7 @@ def test_main_thread_fit_shares_the_blas_threads(monkeypatch):
 
     monkeypatch.setattr(_network, "MIN_SHARE_WORK", 1)  # split this small net
     monkeypatch.setattr(_network, "TRAINING_SHARE_WORK", 1)
+    monkeypatch.setattr(_network, "EPOCH_SHARE_WORK", 1)
     real_partner = _batch.epoch_partner
     n = TRAINING_SHARES * MIN_SHARE
     X = np.random.RandomState(0).normal(size=(n, 5, 2))
@@ -136,6 +137,7 @@ def test_main_thread_fit_in_one_share_keeps_blas_threads_for_work_enough(
     if work_for_two:
         monkeypatch.setattr(_network, "MIN_SHARE_WORK", 1)
         monkeypatch.setattr(_network, "TRAINING_SHARE_WORK", 1)
+        monkeypatch.setattr(_network, "EPOCH_SHARE_WORK", 1)
     X = np.random.RandomState(0).normal(size=(MIN_SHARE, 5, 2))  # one share
     threads = 2 * TRAINING_SHARES
     with threadpool_limits(limits=threads, user_api="blas"):
