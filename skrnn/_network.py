@@ -41,8 +41,9 @@ MIN_SHARE_WORK = 4_000_000
 # EPOCH_SHARE_WORK or more inside the compiled epoch, whose second thread
 # waits for the next batch spinning. There, every share of 0.5 million
 # multiply-adds or more took 0.61-0.93 of one thread's time, smaller ones up
-# to 1.43 (benchmarks/bench_training_split.py); per batch, shares of 0.5
-# million took 1.3-1.5 times as long as one thread.
+# to 1.49 (benchmarks/bench_training_split.py); one call per share and
+# batch, shares of 0.5-1.35 million took 1.09-1.63 times as long as one
+# thread, of 2-2.7 million 1.00-1.07 (its --per-batch).
 TRAINING_SHARE_WORK = 2_000_000
 EPOCH_SHARE_WORK = 500_000
 # A training batch's gradient is the sum of this many shares' (on the host,
