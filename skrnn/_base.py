@@ -658,7 +658,8 @@ class BaseSequenceEstimator(SequenceInputMixin, BaseEstimator, metaclass=ABCMeta
         one call of the network's compiled epoch, where it has one for this
         fit: ``(True, loss)``, else ``(False, None)``. Each step is
         :meth:`_step`'s, to rounding (the batches' weights are summed in
-        another order)."""
+        another order, and a batch may be summed in two shares where a step
+        takes it whole: see :func:`skrnn._network._share_work`)."""
         net, params = self._network, run.params
         size = self._batch_size(len(train))
         lengths = run.seqs.lengths

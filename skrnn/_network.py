@@ -222,7 +222,8 @@ class Network:
         self.coefs.update(self._views)
         self._active = None
         # the compiled training passes' rooms, bound to these views, kept
-        # between fits (see skrnn._engine.cpu.workspace)
+        # from one fit or partial_fit call to the next (see
+        # skrnn._engine.cpu.workspace)
         self.rooms = {}
 
     def sync(self):
@@ -672,8 +673,9 @@ class Network:
         """
         p = self._device_params(engine, training=True)
         order = np.argsort(-lengths, kind="stable")
+        # one call per batch, or the passes layer by layer
         compiled = self.compiled_pass(engine, loss, lengths.max(), bptt_steps)
-        passes = "compiled" if compiled else "layers"  # one call per batch
+        passes = "compiled" if compiled else "layers"
         shares = _shares(
             order,
             1
@@ -751,8 +753,8 @@ class Network:
         ``epoch_pass`` (see :func:`skrnn._engine.batch.epoch` for the
         arguments), where :meth:`compiles_epochs` says so: batch k is the
         sequences ``order[bounds[k]:bounds[k + 1]]``, longest first, and
-        its gradient :meth:`loss_grad`'s, in the same shares, into
-        ``grad``."""
+        its gradient :meth:`loss_grad`'s (in shares of the epoch's own rule,
+        see :func:`_share_work`), into ``grad``."""
         p = self._device_params(engine, training=True)
         sizes = np.diff(bounds)
         split = self.training_shares(sizes, lengths[order[bounds[:-1]]], "epoch") > 1

@@ -5,8 +5,9 @@ This module lays out what that call reads and writes: the layers' room,
 carved from one block of memory per share that is kept for the whole fit
 (in the workspace of :func:`skrnn._engine.cpu.workspace`; a small one by
 the network, from call to call) and viewed anew for each shape of batch,
-and views of the network's parameters and gradient. It knows the network by its
-:class:`~skrnn._engine.engine.Architecture` and its parameters by name.
+and views of the network's parameters and gradient. It knows the network
+by its :class:`~skrnn._engine.engine.Architecture` and its parameters by
+name.
 Every shape is fixed here, so that the compiled loops can run without
 bounds checks.
 """
