@@ -508,10 +508,10 @@ def test_the_compiled_passes_split_smaller_batches():
     with pytest.warns(ConvergenceWarning):
         net = model.fit(X, X.sum(axis=(1, 2)))._network
     assert net.forward_work(64, 50) == 64 * 50 * 32 * (8 + 32)
-    for passes, shares in [("epoch", 2), ("compiled", 2), ("layers", 1)]:
-        expected = TRAINING_SHARES if shares == 2 else 1
-        assert net.training_shares(64, 50, passes) == expected
-        assert net.training_split(64, 50, passes) == (expected, shares == 1)
+    two = TRAINING_SHARES
+    for passes, shares in [("epoch", two), ("compiled", two), ("layers", 1)]:
+        assert net.training_shares(64, 50, passes) == shares
+        assert net.training_split(64, 50, passes) == (shares, shares == 1)
         assert net.training_shares(2 * MIN_SHARE - 1, 50, passes) == 1
     assert net.training_shares(64, 20, "epoch") == TRAINING_SHARES
     assert net.training_shares(64, 20, "compiled") == 1
