@@ -116,9 +116,10 @@ INFERENCE_GATES_BYTES = 1 << 18
 _WORKSPACE = contextvars.ContextVar("skrnn_cpu_workspace", default=None)
 
 # A network keeps the rooms of its training passes between calls where they
-# take at most this many bytes: laying out a room anew costs 10 to 50 µs,
-# most of a small batch's step and nothing next to a pass over a larger
-# room; what a network holds between calls stays small.
+# take at most this many bytes: laying rooms out anew in each call weighs on
+# the small batches' steps (benchmarks/bench_partial_fit_parts.py) and
+# little next to the passes over larger rooms; what a network holds between
+# calls stays small.
 KEPT_ROOM_BYTES = 1 << 20
 
 
